@@ -1,0 +1,3 @@
+"""stackcrate: build and run your own OpenStack distribution."""
+
+__version__ = "0.1.0"

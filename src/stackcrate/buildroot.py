@@ -1,0 +1,102 @@
+"""Target root filesystems (made by mmdebstrap, cached by package set) and running commands inside them.
+
+A build never writes to the host's /opt: commands run in a private mount namespace, chrooted into a cached
+rootfs whose /opt, /tmp and /mnt are fresh tmpfs mounts, with the caller's folders bind-mounted where the
+command expects them (e.g. a staging folder at the component's final install path).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .cache import Cache, digest_of, remove_tree
+from .errors import StackcrateError
+from .targets import Target
+from .tools import ToolFailed, run, which
+
+ROOTFS_FORMAT = 1  # bump when the way we make a rootfs changes
+
+
+def rootfs_packages(target: Target, extra: Iterable[str] = ()) -> list[str]:
+    return sorted({target.python_package, *extra})
+
+
+def base_rootfs(target: Target, cache: Cache, extra_packages: Iterable[str] = (),
+                mirror: str | None = None) -> Path:
+    """An unpacked minbase rootfs of the target with its interpreter (and extra packages), made once.
+
+    Returns the folder; ``<folder>.tar`` beside it is the tarball mmdebstrap wrote (for image layers).
+    """
+    packages = rootfs_packages(target, extra_packages)
+    mirror = mirror or os.environ.get("STACKCRATE_DEBIAN_MIRROR") or target.mirror
+    key = digest_of({"v": ROOTFS_FORMAT, "suite": target.suite, "packages": packages, "mirror": mirror})[:24]
+    final = cache.dir("rootfs") / f"{target.name}-{key}"
+    if (final / "usr").is_dir():
+        return final
+    with cache.locked(f"rootfs:{key}"):
+        if (final / "usr").is_dir():
+            return final
+        work = cache.tempdir("rootfs-")
+        tarball = work / "rootfs.tar"
+        argv = [which("mmdebstrap"), "--variant=minbase", f"--include={','.join(packages)}",
+                "--mode=root", "--format=tar", target.suite, str(tarball), mirror]
+        try:
+            run(argv, env={"SOURCE_DATE_EPOCH": "0"})
+            tree = work / "tree"
+            tree.mkdir()
+            run(["tar", "-C", tree, "--numeric-owner", "-xpf", tarball])
+        except ToolFailed as exc:
+            remove_tree(work)
+            raise StackcrateError(
+                f"the base root filesystem for {target.name} (packages: {', '.join(packages)}) could not be "
+                f"built by mmdebstrap:\n{exc.stderr.strip()[-1500:] or exc.stdout.strip()[-1500:]}",
+                hint="check that the package names exist in Debian " + target.suite
+                + " and that the mirror " + mirror + " is reachable",
+            ) from None
+        os.rename(tarball, work / "tree.tar")
+        Cache.publish(work / "tree.tar", final.with_suffix(".tar"))
+        Cache.publish(tree, final)
+        remove_tree(work)
+    return final
+
+
+@dataclass(frozen=True)
+class Bind:
+    host: Path
+    inside: str            # absolute path inside the root; must live under /opt, /mnt or /tmp
+    readonly: bool = False
+
+
+_SCRATCH = ("/opt", "/mnt", "/tmp")
+
+
+def chroot_run(root: Path, argv: Sequence[str], *, binds: Sequence[Bind] = (),
+               env: Mapping[str, str] | None = None, check: bool = True):
+    """Run argv chrooted into root without modifying root: /opt, /mnt and /tmp are private tmpfs mounts."""
+    unshare = which("unshare", "util-linux")
+    lines = ["set -e", f"R={shlex.quote(str(root))}"]
+    for d in _SCRATCH:
+        lines.append(f'mount -t tmpfs -o mode=0755 stackcrate "$R{d}"')
+    for b in binds:
+        if not any(b.inside == d or b.inside.startswith(d + "/") for d in _SCRATCH):
+            raise ValueError(f"bind target {b.inside} must be under {_SCRATCH}")
+        target = f'"$R"{shlex.quote(b.inside)}'
+        if b.host.is_dir():
+            lines.append(f"mkdir -p {target}")
+        else:
+            lines.append(f"mkdir -p \"$(dirname {target})\" && : > {target}")
+        lines.append(f"mount --bind {shlex.quote(str(b.host))} {target}")
+        if b.readonly:
+            lines.append(f"mount -o remount,bind,ro {target}")
+    lines.append('mount -t proc proc "$R/proc"')
+    lines.append('mount --rbind /dev "$R/dev"')
+    envs = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp",
+            "LANG": "C.UTF-8", **(env or {})}
+    env_args = " ".join(shlex.quote(f"{k}={v}") for k, v in envs.items())
+    lines.append(f'exec chroot "$R" /usr/bin/env -i {env_args} {shlex.join([str(a) for a in argv])}')
+    return run([unshare, "--mount", "--pid", "--fork", "--kill-child", "/bin/sh", "-c", "\n".join(lines)],
+               check=check)

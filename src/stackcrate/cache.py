@@ -1,0 +1,93 @@
+"""The on-disk cache: content-addressed entries, published atomically, safe to share between processes.
+
+Layout under the cache root (``--cache-dir``, ``$STACKCRATE_CACHE_DIR`` or ``~/.cache/stackcrate``):
+  constraints/  fetched upper-constraints files, by URL
+  git/          bare mirrors, by URL
+  sdists/       downloaded sdists and source trees
+  wheels/<sha256>/<file>  every wheel, by the sha256 of its bytes
+  built-wheels/ wheels built from sources, by source digest
+  rootfs/       target base root filesystems, by package set
+  components/   built component trees and tarballs, by build key
+  locks/, tmp/  inter-process locks and work areas
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def default_cache_root() -> Path:
+    env = os.environ.get("STACKCRATE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return (Path(base) / "stackcrate").resolve()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest_of(obj: Any) -> str:
+    """A stable digest of a JSON-able value (sorted keys, no whitespace)."""
+    return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
+class Cache:
+    def __init__(self, root: Path | None = None):
+        self.root = (root or default_cache_root()).resolve()
+
+    def dir(self, *parts: str) -> Path:
+        p = self.root.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        """An exclusive inter-process lock, so two builds never fill the same entry at once."""
+        path = self.dir("locks") / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def tempdir(self, prefix: str = "work-") -> Path:
+        """A fresh work area on the cache's filesystem (so results can be renamed into place)."""
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.dir("tmp")))
+
+    @staticmethod
+    def publish(tmp: Path, final: Path) -> Path:
+        """Move a finished temp entry into place atomically; if another process won, keep theirs."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.exists():
+                raise
+            remove_tree(tmp)
+        return final
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

@@ -1,0 +1,1 @@
+"""Artifact writers: every format is made from the same built component tree."""

@@ -1,0 +1,257 @@
+"""Resolution: every component's requirements together, against the series' upper-constraints (the
+components' own lines dropped) and the overrides, into one hash-pinned lock for the whole cloud."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from .cache import Cache, digest_of, remove_tree
+from .constraints import Constraints, load_constraints
+from .errors import ResolutionError, StackcrateError, StaleLockError
+from .lockfile import Lock, LockedComponent, LockedPackage
+from .manifest import LoadedManifest, parse_pin
+from .series import get_series, require_buildable
+from .sources import PreparedComponent, patch_records, prepare, tree_digest
+from .targets import get_target
+from .tools import ToolFailed, uv
+from .ui import UI
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def manifest_digest(manifest: LoadedManifest, extra_overrides: list[str]) -> str:
+    """Digest of what decides the resolution (not formats or install paths): a change makes the lock stale."""
+    m = manifest.model
+    comps = []
+    for i, c in enumerate(m.components):
+        d = c.model_dump(mode="json")
+        d["patches"] = patch_records(manifest, c, i)
+        if c.path:
+            d["tree"] = tree_digest(manifest.resolve_path(c.path))
+        comps.append(d)
+    return digest_of({"series": m.series, "target": m.target, "constraints": m.constraints,
+                      "overrides": sorted(set(m.overrides) | set(extra_overrides)), "components": comps})
+
+
+def effective_constraints(constraints: Constraints, component_names: set[str],
+                          overrides: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Constraint lines to give the resolver, and where each pin came from (for messages)."""
+    pinned = {}
+    for o in overrides:
+        name, version = parse_pin(o)
+        pinned[name] = version
+    lines, origin = [], {}
+    for cl in constraints.lines():
+        if cl.name in component_names or cl.name in pinned:
+            continue
+        lines.append(cl.text)
+        origin[cl.name] = f"{cl.text} (upper-constraints {constraints.source}, line {cl.lineno})"
+    for name, version in sorted(pinned.items()):
+        lines.append(f"{name}=={version}")
+        origin[name] = f"{name}=={version} (override)"
+    return lines, origin
+
+
+def load_inputs(manifest: LoadedManifest, cache: Cache, constraints_dir: str | None, refresh: bool = True):
+    m = manifest.model
+    series = get_series(m.series)
+    target = get_target(m.target)
+    constraints = load_constraints(series.name, cache, source=m.constraints, base_dir=manifest.base_dir,
+                                   constraints_dir=constraints_dir, refresh=refresh)
+    return series, target, constraints
+
+
+def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str | None = None,
+         extra_overrides: list[str] | None = None) -> Lock:
+    m = manifest.model
+    extra_overrides = list(extra_overrides or [])
+    for o in extra_overrides:
+        try:
+            parse_pin(o)
+        except ValueError as exc:
+            raise StackcrateError(f"--override: {exc}") from None
+    overrides = sorted(set(m.overrides) | set(extra_overrides))
+    series, target, constraints = load_inputs(manifest, cache, constraints_dir)
+    require_buildable(series, target.python_minor, target.name)
+
+    prepared: list[PreparedComponent] = []
+    with ui.step(f"Fetching sources of {len(m.components)} component(s)") as s:
+        for i, comp in enumerate(m.components):
+            prepared.append(prepare(manifest, comp, i, cache))
+        s["note"] = ", ".join(f"{p.component.name} {p.version}" for p in prepared)
+
+    names = {p.component.key for p in prepared}
+    lines, origin = effective_constraints(constraints, names, overrides)
+    work = cache.tempdir("lock-")
+    try:
+        reqs = [p.requirement for p in prepared]
+        for p in prepared:
+            reqs.extend(p.component.extra_requirements)
+        (work / "requirements.in").write_text("\n".join(reqs) + "\n")
+        (work / "constraints.txt").write_text("\n".join(lines) + "\n")
+        common = ["pip", "compile", "requirements.in", "-c", "constraints.txt", "--python-version",
+                  target.python_version, "--python-platform", target.uv_platform, "--no-header", "--quiet"]
+        with ui.step(f"Resolving against {series.name} upper-constraints") as s:
+            try:
+                uv([*common, "--format", "pylock.toml", "-o", "pylock.toml"], cwd=work, cache_dir=cache.dir("uv"))
+                uv([*common, "--format", "requirements.txt", "--annotation-style", "split", "-o", "graph.txt"],
+                   cwd=work, cache_dir=cache.dir("uv"))
+            except ToolFailed as exc:
+                raise explain_failure(exc.stderr or exc.stdout, prepared, origin, series.name) from None
+            pylock = tomllib.loads((work / "pylock.toml").read_text())
+            graph = parse_via((work / "graph.txt").read_text())
+            s["note"] = f"{len(pylock.get('packages', []))} packages"
+    finally:
+        remove_tree(work)
+
+    packages: dict[str, LockedPackage] = {}
+    for d in pylock.get("packages", []):
+        pkg = LockedPackage.from_toml(d)
+        pkg.dependencies = sorted(graph.get(pkg.key, set()))
+        packages[pkg.key] = pkg
+    components = []
+    for p in prepared:
+        pkg = packages[p.component.key]
+        src = dict(p.source)
+        if src["type"] != "pypi" or src.get("patches"):
+            # Replace the resolver's pointer at our local wheel with where the source really comes from.
+            pkg.wheels, pkg.sdist, pkg.vcs, pkg.directory = [], None, None, None
+            if src["type"] == "git":
+                pkg.vcs = {"type": "git", "url": src["url"], "requested-revision": src["ref"],
+                           "commit-id": src["commit"]}
+            elif src["type"] == "path":
+                pkg.directory = {"path": src["path"], "editable": False}
+            else:
+                pkg.sdist = {"name": src["sdist"], "hashes": {"sha256": src["sdist_sha256"]}}
+            pkg.tool = {"patches": src["patches"], "source-digest": src["digest"]}
+        closure = sorted(_closure(p.component.key, packages))
+        for extra_req in p.component.extra_requirements:
+            from packaging.requirements import Requirement
+
+            closure = sorted(set(closure) | _closure(canonicalize_name(Requirement(extra_req).name), packages))
+        epoch = max([p.commit_time or 0] + [_upload_epoch(packages[n]) for n in closure])
+        components.append(LockedComponent(name=p.component.name, version=pkg.version, source=src,
+                                          closure=closure, source_date_epoch=epoch or 315532800,
+                                          extras=sorted(p.component.extras)))
+    return Lock(series=series.name, target=target.name, python_version=target.python_version,
+                python_platform=target.uv_platform,
+                inputs={"manifest": manifest_digest(manifest, extra_overrides), "constraints": constraints.digest},
+                constraints_source=constraints.source, overrides=overrides, packages=packages,
+                components=components, requires_python=f">={target.python_minor}")
+
+
+def _closure(root: str, packages: dict[str, LockedPackage]) -> set[str]:
+    seen, todo = set(), [root]
+    while todo:
+        n = todo.pop()
+        if n in seen or n not in packages:
+            continue
+        seen.add(n)
+        todo.extend(packages[n].dependencies)
+    return seen
+
+
+def _upload_epoch(pkg: LockedPackage) -> int:
+    times = [w.get("upload-time") for w in pkg.wheels] + [(pkg.sdist or {}).get("upload-time")]
+    best = 0
+    for t in times:
+        if isinstance(t, datetime):
+            best = max(best, int(t.timestamp()))
+        elif isinstance(t, str):
+            best = max(best, int(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()))
+    return best
+
+
+def parse_via(text: str) -> dict[str, set[str]]:
+    """uv's `# via` annotations, inverted into package -> its dependencies."""
+    deps: dict[str, set[str]] = {}
+    current = None
+    in_via = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if not raw.startswith(" ") and not line.startswith("#"):
+            name = re.split(r"[\s=@\[;]", line, maxsplit=1)[0]
+            current = canonicalize_name(name)
+            deps.setdefault(current, set())
+            in_via = False
+            continue
+        if line.startswith("# via"):
+            in_via = True
+            rest = line[len("# via"):].strip()
+            parents = [rest] if rest else []
+        elif in_via and line.startswith("#"):
+            parents = [line.lstrip("#").strip()]
+        else:
+            continue
+        for parent in parents:
+            if not parent or parent.startswith("-") or parent.startswith("(") or current is None:
+                continue
+            parent = re.split(r"[\s\[]", parent, maxsplit=1)[0]
+            deps.setdefault(canonicalize_name(parent), set()).add(current)
+    return deps
+
+
+_NAME_IN_MSG = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?:[=<>!~]=?|==)")
+
+
+def explain_failure(uv_text: str, prepared: list[PreparedComponent], origin: dict[str, str],
+                    series: str) -> ResolutionError:
+    """Turn uv's explanation into one message naming the components and the pins that block them."""
+    lines = [ln.rstrip() for ln in uv_text.strip().splitlines() if ln.strip()]
+    body = [re.sub(r"^\s*(?:×|╰─▶|\s)+", "", ln) for ln in lines]
+    body = [b for b in body if b and not b.lower().startswith("hint")]
+    text = "\n".join("  " + b for b in body)
+    mentioned = {canonicalize_name(m.group(1)) for m in _NAME_IN_MSG.finditer(uv_text)}
+    blocking = [origin[n] for n in sorted(mentioned) if n in origin]
+    comps = [f"{p.component.name} ({p.requirement.split(' @ ')[0]})" for p in prepared
+             if p.component.key in mentioned]
+    msg = f"the components' requirements cannot be satisfied together with the {series} constraints:\n{text}"
+    if comps:
+        msg += "\n  components involved: " + ", ".join(comps)
+    if blocking:
+        msg += "\n  pins involved:\n" + "\n".join(f"    - {b}" for b in blocking)
+    hint = ("change or drop the blocking override, pick a component version made for this series, or add an "
+            "override that every component accepts")
+    return ResolutionError(msg, hint=hint)
+
+
+def check_fresh(lock_: Lock, manifest: LoadedManifest, cache: Cache, constraints_dir: str | None,
+                lock_path: Path) -> list[str]:
+    """Reasons the lock no longer matches its inputs (empty when it is fresh)."""
+    reasons = []
+    _, _, constraints = load_inputs(manifest, cache, constraints_dir, refresh=False)
+    if manifest_digest(manifest, [o for o in lock_.overrides if o not in manifest.model.overrides]) \
+            != lock_.inputs.get("manifest"):
+        reasons.append(f"the manifest {manifest.path.name} changed since {lock_path.name} was written")
+    if constraints.digest != lock_.inputs.get("constraints"):
+        reasons.append(f"the constraints ({constraints.source}) changed since {lock_path.name} was written")
+    return reasons
+
+
+def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI, *, locked: bool,
+                constraints_dir: str | None) -> Lock:
+    """The lock to build from: refuse a missing/stale one with --locked, otherwise (re)lock as needed."""
+    if lock_path.exists():
+        current = Lock.load(lock_path)
+        reasons = check_fresh(current, manifest, cache, constraints_dir, lock_path)
+        if not reasons:
+            return current
+        if locked:
+            raise StaleLockError("the lock is stale: " + "; ".join(reasons),
+                                 where=str(lock_path), hint="run `stackcrate lock` and review the change")
+        ui.info(f"[yellow]re-locking:[/] {'; '.join(reasons)}")
+    elif locked:
+        raise StaleLockError(f"no lock file at {lock_path}", hint="run `stackcrate lock` first")
+    new = lock(manifest, cache, ui, constraints_dir=constraints_dir)
+    new.write(lock_path)
+    return new
