@@ -31,7 +31,7 @@ from .targets import Target, get_target
 from .tools import ToolFailed, uv_bin
 from .ui import UI
 
-BUILD_FORMAT = 1  # bump when the way we build a component changes
+BUILD_FORMAT = 3  # bump when the way we build a component changes
 
 
 @dataclass
@@ -184,27 +184,65 @@ def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], insta
         f"/mnt/uv pip install --quiet --python {venv_py} --offline --no-index --find-links /mnt/wheels "
         "--no-deps --require-hashes --link-mode copy -r /mnt/requirements.txt",
         f"/mnt/uv pip check --quiet --python {venv_py}",
-        # unchecked-hash: packaging tools reset mtimes, which would make timestamp-based .pyc look stale.
-        f"({venv_py} -m compileall -q -j 0 --invalidation-mode unchecked-hash {shlex.quote(install_path)}/lib "
-        ">/tmp/compileall.log 2>&1 || true)",
     ])
-    binds = [Bind(stage, install_path), Bind(house, "/mnt/wheels", readonly=True),
+    binds: list[Bind] = [Bind(stage, install_path), Bind(house, "/mnt/wheels", readonly=True),
              Bind(work / "requirements.txt", "/mnt/requirements.txt", readonly=True),
              Bind(Path(uv_bin()), "/mnt/uv", readonly=True)]
     env = {"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_CACHE_DIR": "/tmp/uv-cache",
-           "SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0"}
+           "SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0",
+           # Only compileall writes bytecode (a .pth-imported module would otherwise get a timestamp .pyc).
+           "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         chroot_run(root, ["/bin/sh", "-c", script], binds=binds, env=env)
     except ToolFailed as exc:
         raise StackcrateError(f"installing {comp.name} {comp.version} into {install_path} failed:\n"
                               f"{(exc.stderr or exc.stdout).strip()[-2000:]}",
                               hint="the lock may be incomplete for this target; run `stackcrate lock` again") from None
+    drop_uv_cache_markers(stage)
+    compile_bytecode(root, stage, install_path, venv_py, binds, env, work)
     leaks = find_leaks(stage, [str(work), str(cache.root), str(root)])
     if leaks:
         shown = "\n".join(f"  {install_path}/{f}: {n}" for f, n in leaks[:10])
         raise StackcrateError(f"built files of {comp.name} still contain build-time paths:\n{shown}",
                               hint="this is a packaging bug in that file's distribution; report it")
     return tree
+
+
+def drop_uv_cache_markers(stage: Path) -> None:
+    """uv leaves dist-info/uv_cache.json (with install timestamps) for some wheels: private and not reproducible."""
+    for marker in stage.glob("lib/python*/site-packages/*.dist-info/uv_cache.json"):
+        record = marker.parent / "RECORD"
+        if record.exists():
+            rel = f"{marker.parent.name}/uv_cache.json,"
+            lines = [ln for ln in record.read_text().splitlines(keepends=True) if not ln.startswith(rel)]
+            record.write_text("".join(lines))
+        marker.unlink()
+
+
+COMPILE_CHUNKS = 4  # fixed, not the core count: the output must not depend on the machine
+
+
+def compile_bytecode(root: Path, stage: Path, install_path: str, venv_py: str, binds: list, env: dict,
+                     work: Path) -> None:
+    """Byte-compile the venv in place, reproducibly and in parallel.
+
+    unchecked-hash: packaging tools reset mtimes, which would make timestamp-based .pyc look stale (Python
+    would rewrite them after install and `dpkg --verify` would fail). marshal output depends on what the
+    compiling process did before (FLAG_REF follows refcounts), so each of a fixed number of processes compiles
+    a fixed, sorted slice of the files.
+    """
+    files = sorted(p.relative_to(stage).as_posix() for p in stage.glob("lib/python*/site-packages/**/*.py")
+                   if not p.is_symlink())
+    lists = work / "compile"
+    lists.mkdir()
+    for i in range(COMPILE_CHUNKS):
+        chunk = files[i::COMPILE_CHUNKS]
+        (lists / f"{i}.txt").write_text("".join(f"{install_path}/{f}\n" for f in chunk))
+    jobs = " ".join(
+        f"({venv_py} -S -m compileall -q -f --invalidation-mode unchecked-hash -i /mnt/compile/{i}.txt "
+        f">/tmp/compile-{i}.log 2>&1 || true) &" for i in range(COMPILE_CHUNKS))
+    chroot_run(root, ["/bin/sh", "-c", f"{jobs} wait"], binds=[*binds, Bind(lists, "/mnt/compile", True)],
+               env=env)
 
 
 def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest, cache: Cache, ui: UI,
