@@ -209,7 +209,8 @@ def explain_failure(uv_text: str, prepared: list[PreparedComponent], origin: dic
     """Turn uv's explanation into one message naming the components and the pins that block them."""
     lines = [ln.rstrip() for ln in uv_text.strip().splitlines() if ln.strip()]
     body = [re.sub(r"^\s*(?:×|╰─▶|\s)+", "", ln) for ln in lines]
-    body = [b for b in body if b and not b.lower().startswith("hint")]
+    body = [re.sub(r"^(?:error|cause|help):\s*", "", b) for b in body if b and not b.lower().startswith("hint")]
+    body = [b for b in body if not b.startswith("No solution found")]
     text = "\n".join("  " + b for b in body)
     mentioned = {canonicalize_name(m.group(1)) for m in _NAME_IN_MSG.finditer(uv_text)}
     blocking = [origin[n] for n in sorted(mentioned) if n in origin]

@@ -134,3 +134,20 @@ def test_unknown_format(stackcrate, tmp_path, out_dir, repo):
     m = manifest(tmp_path, git_manifest(repo))
     res = stackcrate("build", "-m", m, "--out", out_dir, "--format", "zip")
     assert_clean_failure(res, out_dir, "unknown format zip")
+
+
+def test_build_path_left_in_a_built_file_fails_the_build(stackcrate, tmp_path, out_dir):
+    """A distribution that records its build folder would break on the target: the build must refuse it."""
+    repo = pbr_project(tmp_path / "repos", "leaky-svc")
+    (repo / "setup.py").write_text(
+        "import os, setuptools\n"
+        "open('leaky_svc/_build.py', 'w').write('BUILD_DIR = %r\\n' % os.getcwd())\n"
+        "setuptools.setup(setup_requires=['pbr'], pbr=True)\n")
+    from tests.fixtures import git
+
+    git(repo, "commit", "-q", "-am", "record the build folder")
+    git(repo, "tag", "-a", "1.2.1", "-m", "1.2.1")
+    m = manifest(tmp_path, f'series: "2026.1"\ncomponents:\n  - name: leaky-svc\n'
+                           f'    git: {{url: "{repo}", ref: "1.2.1"}}\n')
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "built files of leaky-svc still contain build-time paths", "_build.py")
