@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from .cache import Cache, digest_of, remove_tree
 from .errors import StackcrateError

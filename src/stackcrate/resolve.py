@@ -194,10 +194,10 @@ def parse_via(text: str) -> dict[str, set[str]]:
         else:
             continue
         for parent in parents:
-            if not parent or parent.startswith("-") or parent.startswith("(") or current is None:
+            if not parent or parent.startswith(("-", "(")) or current is None:
                 continue
-            parent = re.split(r"[\s\[]", parent, maxsplit=1)[0]
-            deps.setdefault(canonicalize_name(parent), set()).add(current)
+            parent_name = re.split(r"[\s\[]", parent, maxsplit=1)[0]
+            deps.setdefault(canonicalize_name(parent_name), set()).add(current)
     return deps
 
 

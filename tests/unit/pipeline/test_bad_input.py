@@ -77,7 +77,8 @@ def test_unreachable_constraints(stackcrate, tmp_path, out_dir):
 
 
 def test_missing_constraints_file(stackcrate, tmp_path, out_dir):
-    m = manifest(tmp_path, 'series: "2026.1"\nconstraints: uc.txt\ncomponents:\n  - name: k\n    pypi: {version: "1"}\n')
+    m = manifest(tmp_path, 'series: "2026.1"\nconstraints: uc.txt\n'
+                           'components:\n  - name: k\n    pypi: {version: "1"}\n')
     res = stackcrate("lock", "-m", m)
     assert_clean_failure(res, out_dir, f"constraints file {tmp_path / 'uc.txt'} does not exist")
 
