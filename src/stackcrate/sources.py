@@ -341,6 +341,8 @@ def prepare(manifest: LoadedManifest, comp: Component, idx: int, cache: Cache,
                 epoch = commit_time or 315532800  # 1980-01-01: the earliest a zip can hold
                 out = work / "wheel"
                 wheel = build_wheel(tree, out, cache, epoch)
+                if (tree / "bindep.txt").is_file():  # the component's system dependencies (package/sysdeps.py)
+                    shutil.copyfile(tree / "bindep.txt", out / "bindep.txt")
                 meta = {"commit_time": commit_time}
                 (out / "source.json").write_text(json.dumps(meta))
                 Cache.publish(out, built)

@@ -1,0 +1,128 @@
+"""`stackcrate publish`: turn a build's output folder into repositories many machines install from.
+
+  apt/  a flat apt repository (Packages, Packages.gz, Release): `deb [trusted=yes] file:/path/apt ./`
+  yum/  a yum repository made by createrepo_c
+  oci/  one OCI image layout holding every image (tags name:version), for skopeo/podman/registries
+Everything is written beside the target and renamed into place, so a failed publish leaves no half repo.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+import click
+
+from .cache import remove_tree, sha256_file
+from .errors import StackcrateError
+from .tools import ToolFailed, run, which
+
+
+def _load(src: Path) -> list[dict]:
+    index = src / "artifacts.json"
+    if not index.is_file():
+        raise StackcrateError(f"{index} does not exist", hint="run `stackcrate build --out DIR` first")
+    return json.loads(index.read_text())["artifacts"]
+
+
+def apt_repo(debs: list[Path], dest: Path, epoch: int) -> None:
+    dest.mkdir(parents=True)
+    stanzas = []
+    for deb in sorted(debs):
+        shutil.copyfile(deb, dest / deb.name)
+        control = run([which("dpkg-deb", "dpkg"), "--field", deb]).stdout.strip()
+        data = deb.read_bytes()
+        stanzas.append(f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
+                       f"MD5sum: {hashlib.md5(data).hexdigest()}\nSHA256: {hashlib.sha256(data).hexdigest()}\n")
+    packages = "\n".join(stanzas).encode()
+    (dest / "Packages").write_bytes(packages)
+    (dest / "Packages.gz").write_bytes(gzip.compress(packages, 9, mtime=0))
+    files = {n: (dest / n).read_bytes() for n in ("Packages", "Packages.gz")}
+    release = ["Origin: stackcrate", "Label: stackcrate", "Architectures: amd64",
+               "Date: " + time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime(epoch)), "MD5Sum:"]
+    release += [f" {hashlib.md5(b).hexdigest()} {len(b)} {n}" for n, b in files.items()]
+    release += ["SHA256:"] + [f" {hashlib.sha256(b).hexdigest()} {len(b)} {n}" for n, b in files.items()]
+    (dest / "Release").write_text("\n".join(release) + "\n")
+
+
+def yum_repo(rpms: list[Path], dest: Path, epoch: int) -> None:
+    dest.mkdir(parents=True)
+    for rpm in sorted(rpms):
+        shutil.copyfile(rpm, dest / rpm.name)
+    try:
+        run([which("createrepo_c", "createrepo-c"), "--quiet", "--no-database", "--simple-md-filenames",
+             "--revision", str(epoch), "--set-timestamp-to-revision", dest])
+    except ToolFailed as exc:
+        raise StackcrateError(f"createrepo_c failed:\n{exc.stderr.strip()[-1500:]}") from None
+
+
+def oci_layout(archives: list[Path], dest: Path) -> None:
+    """Merge the images' oci-archives into one layout; identical layers are stored once."""
+    (dest / "blobs" / "sha256").mkdir(parents=True)
+    manifests = []
+    for archive in sorted(archives):
+        with tarfile.open(archive) as tf:
+            for m in tf.getmembers():
+                if m.isfile() and m.name.startswith("blobs/sha256/"):
+                    target = dest / m.name
+                    if not target.exists():
+                        with tf.extractfile(m) as fh, open(target, "wb") as out:  # type: ignore[union-attr]
+                            shutil.copyfileobj(fh, out)
+            index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+        manifests += index["manifests"]
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}, indent=2) + "\n")
+
+
+def publish_all(src: Path, dest: Path) -> dict:
+    artifacts = _load(src)
+    by_fmt: dict[str, list[Path]] = {}
+    for a in artifacts:
+        by_fmt.setdefault(a["format"], []).append(src / a["file"])
+    missing = [p for ps in by_fmt.values() for p in ps if not p.is_file()]
+    if missing:
+        raise StackcrateError(f"{missing[0]} is listed in artifacts.json but missing",
+                              hint="run `stackcrate build` again")
+    epoch = max((a.get("source_date_epoch", 0) for a in artifacts), default=0)
+    done = {}
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, fmt, fn in (("apt", "deb", apt_repo), ("yum", "rpm", yum_repo), ("oci", "oci", oci_layout)):
+        if fmt not in by_fmt:
+            continue
+        tmp = dest / f".{name}.tmp"
+        remove_tree(tmp)
+        try:
+            fn(by_fmt[fmt], tmp, *([epoch] if fmt != "oci" else []))
+        except BaseException:
+            remove_tree(tmp)
+            raise
+        remove_tree(dest / name)
+        tmp.rename(dest / name)
+        done[name] = {"path": str(dest / name), "artifacts": len(by_fmt[fmt])}
+    if not done:
+        raise StackcrateError(f"{src} holds no .deb, .rpm or OCI image",
+                              hint="build with --format deb/rpm/oci (or list them in the manifest's formats)")
+    return done
+
+
+@click.command()
+@click.option("--from", "src", default="dist", show_default=True, type=click.Path(file_okay=False),
+              help="A build's output folder (with artifacts.json).")
+@click.option("--out", "dest", default="repo", show_default=True, type=click.Path(file_okay=False),
+              help="Where to write apt/, yum/ and oci/.")
+@click.pass_obj
+def publish(obj, src: str, dest: str) -> None:
+    """Publish built artifacts as an apt repo, a yum repo and an OCI layout."""
+    done = publish_all(Path(src), Path(dest))
+    lines = [f"{k}: {v['artifacts']} artifact(s) → {v['path']}" for k, v in done.items()]
+    if "apt" in done:
+        lines.append(f"  apt source: deb [trusted=yes] file:{Path(done['apt']['path']).resolve()} ./")
+    obj.ui.result(done, "\n".join(lines))
+
+
+__all__ = ["publish", "publish_all", "sha256_file"]
