@@ -137,8 +137,8 @@ def write_deb(built, deps, root: Path, out: Path) -> None:
 def copyright_text(built, root: Path) -> str:
     """Which distributions the venv bundles, with the license each declares."""
     lines = [f"{built.name} {built.version} and the Python distributions bundled in {built.install_path}.",
-             f"Copyright (c) {time.gmtime(built.epoch).tm_year} and earlier years, the authors of each distribution"
-             " listed below; each distribution's own copyright",
+             f"Copyright (c) {time.gmtime(built.epoch).tm_year} and earlier years, the authors of each",
+             "distribution listed below; each distribution's own copyright",
              "notice and license text are in its *.dist-info folder there. Apache-2.0 licensed ones: see",
              "/usr/share/common-licenses/Apache-2.0.", ""]
     for meta in sorted(root.glob(built.install_path.lstrip("/") + "/lib/python*/site-packages/*.dist-info/METADATA")):

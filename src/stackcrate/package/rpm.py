@@ -1,0 +1,93 @@
+""".rpm of a built component, written by rpmbuild (the reference rpm writer: the result is what rpm itself
+verifies, with no reimplementation of the header format to trust).
+
+Same naming as the .deb: `openstack-<name>-<version>`, so versions install side by side. Requires are the
+interpreter, the bindep.txt entries for the rpm platform and, for each library the ELF scan found, rpm's own
+soname capability (`libfoo.so.1()(64bit)`); rpmbuild's automatic dependency generator is off because it
+would read the venv's own paths as dependencies.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from ..cache import Cache
+from ..errors import StackcrateError
+from ..tools import ToolFailed, run, which
+from . import cached, describe, sbom, sysdeps, unpack_component
+from .deb import package_name
+
+RPM_FORMAT = 1
+
+# rpmbuild settings that make the output depend only on its inputs (see DESIGN.md) and leave the venv as built
+REPRODUCIBLE = {
+    "_buildhost": "stackcrate",
+    "use_source_date_epoch_as_buildtime": "1",
+    "clamp_mtime_to_source_date_epoch": "1",
+    "__os_install_post": "%{nil}",     # no stripping, no byte-compiling, no shebang mangling of the venv
+    "debug_package": "%{nil}",
+    "_build_id_links": "none",
+    "_binary_payload": "w3.zstdio",
+    "_binary_filedigest_algorithm": "8",  # sha256
+}
+
+
+def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
+    deps = sysdeps.resolve(built, cache, "rpm")
+    name = package_name(built)
+    fname = f"{name}-{built.version}-1.x86_64.rpm"
+
+    def build(out: Path) -> None:
+        with ui.step(f"Writing {fname}"):
+            tree = unpack_component(built, out.parent / "tree")
+            write_rpm(built, deps, name, tree, out.parent / "rpmbuild", out / fname)
+            sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
+
+    entry = cached(cache, "rpm", {"v": RPM_FORMAT, "build": built.key, "deps": deps.to_json()}, build)
+    return [("rpm", entry / fname), ("sbom", entry / f"{fname}.cdx.json")]
+
+
+def spec(built, deps, name: str, tree: Path) -> str:
+    requires = "\n".join(f"Requires: {_rpm_dep(d)}" for d in deps.names)
+    return textwrap.dedent("""\
+        Name: {name}
+        Version: {version}
+        Release: 1
+        Summary: OpenStack {comp} {version} ({series}), self-contained venv
+        License: Apache-2.0 and others (see the dist-info folders in {path})
+        URL: https://pypi.org/project/{comp}/
+        AutoReqProv: no
+        Provides: openstack-{comp} = {version}
+        {requires}
+
+        %description
+        {desc}
+
+        %install
+        cp -a {tree}/. %{{buildroot}}/
+
+        %files
+        {path}
+        """).format(name=name, version=built.version, comp=built.name, series=built.series,
+                    path=built.install_path, requires=requires, desc=describe(built), tree=tree)
+
+
+def _rpm_dep(spec: str) -> str:
+    # bindep writes "pkg (>= 1.0)"; rpm wants "pkg >= 1.0"
+    name, _, cons = spec.partition(" (")
+    return f"{name} {cons.rstrip(')')}" if cons else name
+
+
+def write_rpm(built, deps, name: str, tree: Path, top: Path, out: Path) -> None:
+    specfile = top / "SPECS" / f"{name}.spec"
+    specfile.parent.mkdir(parents=True)
+    specfile.write_text(spec(built, deps, name, tree))
+    defines = [a for k, v in {**REPRODUCIBLE, "_topdir": str(top)}.items() for a in ("--define", f"{k} {v}")]
+    try:
+        run([which("rpmbuild", "rpm"), "-bb", "--quiet", *defines, specfile],
+            env={"SOURCE_DATE_EPOCH": str(built.epoch), "TZ": "UTC", "LC_ALL": "C"})
+    except ToolFailed as exc:
+        raise StackcrateError(f"rpmbuild could not build {out.name}:\n{exc.stderr.strip()[-1500:]}") from None
+    (rpm,) = (top / "RPMS").rglob("*.rpm")
+    rpm.rename(out)
