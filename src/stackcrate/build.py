@@ -254,7 +254,8 @@ def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest,
     entry = cache.dir("components") / key
     name = f"{comp.name}-{comp.version}.tar.zst"
     common = dict(name=comp.name, version=comp.version, install_path=install_path, key=key, epoch=epoch,
-                  target=target, series=lock.series, locked=comp, packages=lock.closure_packages(comp))
+                  target=target, series=lock.series, locked=comp, packages=lock.closure_packages(comp),
+                  extra={"sysdeps_exclude": _manifest_component(manifest, comp.name)[1].sysdeps_exclude})
     if (entry / name).exists():
         return BuiltComponent(tarball=entry / name, **common)
     with cache.locked(f"component:{key}"):

@@ -53,6 +53,10 @@ class Component(_Strict):
     extras: list[str] = Field(default_factory=list, description="Extras of the component to install")
     extra_requirements: list[str] = Field(default_factory=list,
                                           description="More requirements installed in this venv")
+    sysdeps_exclude: list[str] = Field(
+        default_factory=list, description="bindep.txt entries not needed at run time (e.g. the database servers "
+        "a component's unit tests use); they are left out of Depends/Requires and images, and `stackcrate sysdeps` "
+        "says so")
 
     @model_validator(mode="after")
     def _one_source(self) -> "Component":

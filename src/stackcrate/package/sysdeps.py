@@ -187,7 +187,8 @@ def _canon(name: str) -> str:
 
 def resolve(built, cache: Cache, kind: str) -> SysDeps:
     """The merged system dependencies of a built component for a package kind (deb or rpm), cached."""
-    key = digest_of({"v": SYSDEPS_FORMAT, "build": built.key, "kind": kind, "src": built.locked.source})
+    key = digest_of({"v": SYSDEPS_FORMAT, "build": built.key, "kind": kind, "src": built.locked.source,
+                     "exclude": sorted(built.extra.get("sysdeps_exclude", []))})
     path = cache.dir("sysdeps", "resolved") / f"{key}.json"
     if path.exists():
         d = json.loads(path.read_text())
@@ -199,7 +200,11 @@ def resolve(built, cache: Cache, kind: str) -> SysDeps:
     if text is not None:
         platform = target.name if kind == "deb" else "rpm"
         kept, deps.dropped = evaluate_bindep(text, platform, f"{built.name}: {origin}")
+        excluded = set(built.extra.get("sysdeps_exclude", []))
         for spec, name in kept:
+            if name in excluded:
+                deps.dropped[name] = "excluded in the manifest (sysdeps_exclude)"
+                continue
             deps.add(spec, f"bindep.txt: {name}")
     needed, shipped = scan_tarball(built.tarball)
     missing = {lib: files for lib, files in sorted(needed.items()) if lib not in shipped}
