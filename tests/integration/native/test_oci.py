@@ -1,0 +1,75 @@
+"""The OCI image: umoci (checks diff_ids) and skopeo accept it, labels are set, and it runs keystone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.conftest import chroot
+from tests.fixtures import pbr_project
+
+
+def run(*argv):
+    res = subprocess.run([*map(str, argv)], capture_output=True, text=True)
+    assert res.returncode == 0, (argv, res.stdout, res.stderr)
+    return res
+
+
+@pytest.mark.slow
+def test_image_unpacks_copies_inspects_and_runs(native, tmp_path):
+    archive = native["files"]["oci"]
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    with tarfile.open(archive) as tf:
+        tf.extractall(layout, filter="tar")
+    ref = "keystone-29.1.0"
+    bundle = tmp_path / "bundle"
+    run("umoci", "unpack", "--image", f"{layout}:{ref}", bundle)
+    run("skopeo", "copy", f"oci-archive:{archive}:{ref}", f"docker-archive:{tmp_path / 'k.tar'}:keystone:29.1.0")
+    assert (tmp_path / "k.tar").stat().st_size > 100_000_000
+    info = json.loads(run("skopeo", "inspect", f"oci-archive:{archive}:{ref}").stdout)
+    labels = info["Labels"]
+    assert labels["org.opencontainers.image.version"] == "29.1.0"
+    assert labels["org.opencontainers.image.source"].startswith("https://pypi.org/project/keystone/")
+    assert labels["org.opencontainers.image.revision"]
+    assert labels["org.opencontainers.image.created"].startswith("20")
+    config = json.loads(run("skopeo", "inspect", "--config", f"oci-archive:{archive}:{ref}").stdout)["config"]
+    assert config["Entrypoint"] == ["/opt/openstack/keystone-29.1.0/bin/keystone-manage"]
+    assert config["WorkingDir"] == "/opt/openstack/keystone-29.1.0"
+    rootfs = bundle / "rootfs"
+    res = chroot(rootfs, *config["Entrypoint"], "--version")
+    assert res.stdout.strip() == "29.1.0"
+    # the system packages layer holds what the component declared (mariadb/postgresql clients)
+    assert chroot(rootfs, "dpkg-query", "-W", "-f=${Status}", "mariadb-client").stdout == "install ok installed"
+
+
+@pytest.mark.slow
+def test_images_from_one_lock_share_lower_layers(stackcrate, native, tmp_path):
+    """keystone and a second component locked together: published once, their common layers stored once."""
+    svc = pbr_project(tmp_path, "fixture-svc")
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(native["manifest"].read_text()
+                        + f'  - name: fixture-svc\n    git: {{url: "{svc}", ref: "1.2.0"}}\n')
+    res = stackcrate("build", "-m", manifest, "--format", "oci", "--out", tmp_path / "dist")
+    assert res.returncode == 0, res.stderr
+    res = stackcrate("publish", "--from", tmp_path / "dist", "--out", tmp_path / "repo")
+    assert res.returncode == 0, res.stderr
+    layout = tmp_path / "repo" / "oci"
+    index = json.loads((layout / "index.json").read_text())
+    assert sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]) == [
+        "fixture-svc-1.2.0", "keystone-29.1.0"]
+    images = []
+    for m in index["manifests"]:
+        man = json.loads((layout / "blobs/sha256" / m["digest"].split(":")[1]).read_text())
+        images.append([(d["digest"], d["size"]) for d in man["layers"]])
+    base = images[0][0]
+    assert all(image[0] == base for image in images)           # the target's base layer, byte for byte
+    run("umoci", "unpack", "--image", f"{layout}:fixture-svc-1.2.0", tmp_path / "bundle")
+    total = sum(s for image in images for _, s in image)
+    stored = sum(p.stat().st_size for p in (layout / "blobs/sha256").iterdir()
+                 if f"sha256:{p.name}" in {d for image in images for d, _ in image})
+    assert stored == total - base[1]
+    print(f"\nOCI layers: sum over 2 images {total:,} bytes, unique {stored:,} bytes")

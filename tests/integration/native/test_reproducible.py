@@ -1,0 +1,31 @@
+"""Building twice from the same lock gives byte-identical artifacts in every format (and SBOMs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_every_format_twice_is_byte_identical(stackcrate, native, cache_dir, tmp_path):
+    # A second cache that shares only inputs: downloaded files, the mmdebstrap rootfs (our input, made by
+    # mmdebstrap) and Debian's Contents index. Venvs, layers and packages are all made again.
+    second = tmp_path / "cache2"
+    second.mkdir()
+    for shared in ("wheels", "rootfs", "sdists", "constraints"):
+        if (cache_dir / shared).exists():
+            (second / shared).symlink_to(cache_dir / shared)
+    contents = [p for p in (cache_dir / "sysdeps").glob("contents-*.json")]
+    (second / "sysdeps").mkdir()
+    for p in contents:
+        (second / "sysdeps" / p.name).symlink_to(p)
+    args = [a for f in ("tar", "deb", "rpm", "oci") for a in ("--format", f)]
+    res = stackcrate("--json", "build", "-m", native["manifest"], "--locked", *args, "--out", tmp_path / "again",
+                     env={"STACKCRATE_CACHE_DIR": str(second)})
+    assert res.returncode == 0, res.stderr
+    again = json.loads((tmp_path / "again" / "artifacts.json").read_text())["artifacts"]
+    assert all(a["rebuilt"] for a in json.loads(res.stdout)["artifacts"])
+    first = {a["file"]: a["sha256"] for a in native["artifacts"]}
+    assert {a["file"]: a["sha256"] for a in again} == first
+    assert len(first) == 7  # tar, deb, rpm, oci + the three SBOMs
