@@ -121,7 +121,9 @@ def publish(obj, src: str, dest: str) -> None:
     done = publish_all(Path(src), Path(dest))
     lines = [f"{k}: {v['artifacts']} artifact(s) → {v['path']}" for k, v in done.items()]
     if "apt" in done:
-        lines.append(f"  apt source: deb [trusted=yes] file:{Path(done['apt']['path']).resolve()} ./")
+        from rich.markup import escape
+
+        lines.append(escape(f"  apt source: deb [trusted=yes] file:{Path(done['apt']['path']).resolve()} ./"))
     obj.ui.result(done, "\n".join(lines))
 
 

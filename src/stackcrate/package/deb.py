@@ -67,7 +67,8 @@ def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
             write_deb(built, deps, root, out / fname)
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
-    entry = cached(cache, "deb", {"v": DEB_FORMAT, "build": built.key, "deps": deps.to_json()}, build)
+    inputs = {"v": DEB_FORMAT, "build": built.key, "deps": deps.to_json(), "order": deps.names}
+    entry = cached(cache, "deb", inputs, build)
     return [("deb", entry / fname), ("sbom", entry / f"{fname}.cdx.json")]
 
 

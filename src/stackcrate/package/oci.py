@@ -167,8 +167,8 @@ def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
             write_archive(layout, out / fname, built.epoch)
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
-    entry = cached(cache, "oci", {"v": OCI_FORMAT, "build": built.key, "layers": layers, "deps": deps.to_json()},
-                   build)
+    inputs = {"v": OCI_FORMAT, "build": built.key, "layers": layers, "deps": deps.to_json(), "order": deps.names}
+    entry = cached(cache, "oci", inputs, build)
     return [("oci", entry / fname), ("sbom", entry / f"{fname}.cdx.json")]
 
 

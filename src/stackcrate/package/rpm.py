@@ -44,7 +44,8 @@ def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
             write_rpm(built, deps, name, tree, out.parent / "rpmbuild", out / fname)
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
-    entry = cached(cache, "rpm", {"v": RPM_FORMAT, "build": built.key, "deps": deps.to_json()}, build)
+    inputs = {"v": RPM_FORMAT, "build": built.key, "deps": deps.to_json(), "order": deps.names}
+    entry = cached(cache, "rpm", inputs, build)
     return [("rpm", entry / fname), ("sbom", entry / f"{fname}.cdx.json")]
 
 

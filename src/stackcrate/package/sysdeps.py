@@ -26,7 +26,7 @@ import zstandard
 from ..cache import Cache, digest_of
 from ..errors import StackcrateError
 
-SYSDEPS_FORMAT = 1
+SYSDEPS_FORMAT = 2
 
 # bindep platform profiles of the platforms we package for (what `bindep` would detect on those systems).
 PLATFORMS = {
@@ -218,7 +218,7 @@ def resolve(built, cache: Cache, kind: str) -> SysDeps:
     for lib, files in missing.items() if kind == "rpm" else ():
         deps.add(f"{lib}()(64bit)", f"ELF: {_short(files)} needs {lib}")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(deps.to_json(), sort_keys=True))
+    tmp.write_text(json.dumps(deps.to_json()))  # insertion order matters: the interpreter comes first
     tmp.replace(path)
     return deps
 

@@ -16,7 +16,7 @@ def test_every_format_twice_is_byte_identical(stackcrate, native, cache_dir, tmp
     for shared in ("wheels", "rootfs", "sdists", "constraints"):
         if (cache_dir / shared).exists():
             (second / shared).symlink_to(cache_dir / shared)
-    contents = [p for p in (cache_dir / "sysdeps").glob("contents-*.json")]
+    contents = list((cache_dir / "sysdeps").glob("contents-*.json"))
     (second / "sysdeps").mkdir()
     for p in contents:
         (second / "sysdeps" / p.name).symlink_to(p)

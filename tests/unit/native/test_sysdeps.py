@@ -87,9 +87,8 @@ def test_elf_scan_maps_a_planted_libxml2_extension_to_its_debian_package(cache_d
     deb = sysdeps.resolve(built, Cache(cache_dir), "deb")
     assert deb.names[0] == "python3.11"
     assert "libxml2" in deb.packages and "libc6" in deb.packages
-    assert deb.packages["libxml2"] == [
-        "ELF: /opt/openstack/planted-1.0/lib/python3.11/site-packages/planted/_ext.cpython-311-x86_64-linux-gnu.so"
-        " needs libxml2.so.2"]
+    ext = "/opt/openstack/planted-1.0/lib/python3.11/site-packages/planted/_ext.cpython-311-x86_64-linux-gnu.so"
+    assert deb.packages["libxml2"] == [f"ELF: {ext} needs libxml2.so.2"]
     assert not any("bundled" in w for why in deb.packages.values() for w in why)  # shipped inside the venv
     rpm = sysdeps.resolve(built, Cache(cache_dir), "rpm")
     assert "libxml2.so.2()(64bit)" in rpm.packages and "python3.11" in rpm.packages
