@@ -28,7 +28,7 @@ from ..errors import StackcrateError
 from . import cached, sbom, sysdeps
 from .tarball import walk_sorted
 
-OCI_FORMAT = 1
+OCI_FORMAT = 2
 GZ_LEVEL = 6
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
@@ -138,6 +138,17 @@ def _blob(desc: dict, cache: Cache) -> Path:
     return cache.root / "packages" / "oci-blobs" / desc["digest"].split(":", 1)[1]
 
 
+def installed(root: Path) -> set[str]:
+    """Packages dpkg has installed in a rootfs."""
+    names, pkg = set(), None
+    for line in (root / "var/lib/dpkg/status").read_text().splitlines():
+        if line.startswith("Package: "):
+            pkg = line.split(": ", 1)[1].strip()
+        elif line.startswith("Status: ") and line.endswith(" installed") and pkg:
+            names.add(pkg)
+    return names
+
+
 def entrypoint(built, root_names: set[str]) -> list[str]:
     for cand in (f"{built.name}-api", f"{built.name}-manage", built.name):
         if cand in root_names:
@@ -151,6 +162,7 @@ def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
     extra = sorted({d.split(" ", 1)[0] for d in deps.names} - {target.python_package})
     with ui.step(f"Preparing OCI base layers for {built.name} ({len(extra)} system packages)"):
         base = base_rootfs(target, cache)
+        extra = [p for p in extra if p not in installed(base)]  # e.g. libc6: already in the base layer
         layers = [gzip_layer(_copy_file(base.with_suffix(".tar")), cache, f"base-{base.name}")]
         if extra:
             full = base_rootfs(target, cache, extra_packages=extra)

@@ -92,3 +92,8 @@ def test_elf_scan_maps_a_planted_libxml2_extension_to_its_debian_package(cache_d
     assert not any("bundled" in w for why in deb.packages.values() for w in why)  # shipped inside the venv
     rpm = sysdeps.resolve(built, Cache(cache_dir), "rpm")
     assert "libxml2.so.2()(64bit)" in rpm.packages and "python3.11" in rpm.packages
+
+
+def test_elf_reader_ignores_non_elf_and_truncated_objects():
+    assert sysdeps.elf_needed(b"#!/bin/sh\n") == []
+    assert sysdeps.elf_needed(b"\x7fELF\x02\x01\x01" + b"\0" * 20) == []
