@@ -160,9 +160,9 @@ def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
     deps = sysdeps.resolve(built, cache, "deb")
     target = built.target
     extra = sorted({d.split(" ", 1)[0] for d in deps.names} - {target.python_package})
-    with ui.step(f"Preparing OCI base layers for {built.name} ({len(extra)} system packages)"):
-        base = base_rootfs(target, cache)
-        extra = [p for p in extra if p not in installed(base)]  # e.g. libc6: already in the base layer
+    base = base_rootfs(target, cache)
+    extra = [p for p in extra if p not in installed(base)]  # e.g. libc6: already in the base layer
+    with ui.step(f"Preparing OCI base layers for {built.name} ({len(extra)} system packages to add)"):
         layers = [gzip_layer(_copy_file(base.with_suffix(".tar")), cache, f"base-{base.name}")]
         if extra:
             full = base_rootfs(target, cache, extra_packages=extra)
