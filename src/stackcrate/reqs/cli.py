@@ -97,8 +97,10 @@ def sync(obj, project, series, constraints_dir, dry) -> None:
 @click.argument("new")
 @cdir_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--python", default="3.11", show_default=True,
+              help="Python version for pins that depend on it (;python_version==...).")
 @click.pass_obj
-def diff(obj, old, new, constraints_dir, fmt) -> None:
+def diff(obj, old, new, constraints_dir, fmt, python) -> None:
     """Compare two series' upper-constraints (or two constraints files, or two locks).
 
     Example: stackcrate reqs diff 2025.1 2026.1
@@ -106,5 +108,6 @@ def diff(obj, old, new, constraints_dir, fmt) -> None:
     from .diff import diff as do_diff
     from .diff import load_side, render_table
 
-    d = do_diff(load_side(old, obj.cache, constraints_dir), load_side(new, obj.cache, constraints_dir))
+    d = do_diff(load_side(old, obj.cache, constraints_dir, python), load_side(new, obj.cache, constraints_dir, python),
+                python)
     _emit(obj, fmt, d.to_dict(), render_table(d))

@@ -13,19 +13,21 @@ from ..errors import StackcrateError
 from ..lockfile import Lock
 from .data import pinned_version, series_file
 
+DEFAULT_PYTHON = "3.11"  # debian-bookworm's, the default target
 KINDS = ("added", "removed", "major", "minor", "patch", "downgraded", "changed")
 
 
 @dataclass
 class Side:
     label: str
-    versions: dict[str, str]   # key (name, plus "; marker" when a name has several pins) -> version
+    versions: dict[str, str]   # canonical name -> version
 
 
 @dataclass
 class Diff:
     old: Side
     new: Side
+    python: str = DEFAULT_PYTHON
     rows: list[dict] = field(default_factory=list)  # {name, kind, old, new}
 
     def counts(self) -> dict[str, int]:
@@ -38,11 +40,16 @@ class Diff:
         return c
 
     def to_dict(self) -> dict:
-        return {"old": self.old.label, "new": self.new.label, "counts": self.counts(), "changes": self.rows}
+        return {"old": self.old.label, "new": self.new.label, "python": self.python, "counts": self.counts(),
+                "changes": self.rows}
 
 
-def load_side(spec: str, cache: Cache, constraints_dir: str | None) -> Side:
-    """A series name, an upper-constraints file, or a stackcrate lock."""
+def load_side(spec: str, cache: Cache, constraints_dir: str | None, python: str = DEFAULT_PYTHON) -> Side:
+    """A series name, an upper-constraints file, or a stackcrate lock.
+
+    A constraints file pins some packages once per Python version (``;python_version=='3.9'``); we compare
+    what one interpreter would get, so lines whose marker does not hold for ``python`` are left out.
+    """
     p = Path(spec)
     if p.is_file():
         if p.suffix == ".lock" or p.name.endswith("pylock.toml"):
@@ -55,16 +62,17 @@ def load_side(spec: str, cache: Cache, constraints_dir: str | None) -> Side:
                               hint="pass a series name (e.g. 2025.1), a constraints file or a lock file")
     else:
         source, text = series_file(spec, "upper-constraints.txt", cache, constraints_dir)
-    lines = parse_requirement_lines(text, source)
-    names = [cl.name for cl in lines]
+    env = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
+           "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix"}
     versions = {}
-    for cl in lines:
+    for cl in parse_requirement_lines(text, source):
+        if cl.requirement.marker and not cl.requirement.marker.evaluate(env):
+            continue
         v = pinned_version(cl.requirement)
         if v is None:
             raise StackcrateError(f"{cl.text!r} is not a pin (name===version)", where=f"{source}:{cl.lineno}",
                                   hint="a constraints file pins every package to one version")
-        key = cl.name if names.count(cl.name) == 1 else f"{cl.name}; {cl.requirement.marker}"
-        versions[key] = v
+        versions[cl.name] = v
     return Side(spec, versions)
 
 
@@ -85,8 +93,8 @@ def classify(old: str, new: str) -> str | None:
     return "patch"  # third release part, or a post/pre/dev release
 
 
-def diff(old: Side, new: Side) -> Diff:
-    d = Diff(old, new)
+def diff(old: Side, new: Side, python: str = DEFAULT_PYTHON) -> Diff:
+    d = Diff(old, new, python)
     for key in sorted(set(old.versions) | set(new.versions)):
         a, b = old.versions.get(key), new.versions.get(key)
         kind = "added" if a is None else "removed" if b is None else classify(a, b)
@@ -97,7 +105,7 @@ def diff(old: Side, new: Side) -> Diff:
 
 def render_table(d: Diff) -> str:
     c = d.counts()
-    head = (f"{d.old.label} → {d.new.label}: {c['added']} added, {c['removed']} removed, {c['upgraded']} "
+    head = (f"{d.old.label} → {d.new.label} (Python {d.python}): {c['added']} added, {c['removed']} removed, {c['upgraded']} "
             f"upgraded ({c['major']} major, {c['minor']} minor, {c['patch']} patch), {c['downgraded']} "
             f"downgraded, {c['changed']} changed, {c['unchanged']} unchanged")
     lines = [head, ""]
