@@ -111,3 +111,55 @@ def diff(obj, old, new, constraints_dir, fmt, python) -> None:
     d = do_diff(load_side(old, obj.cache, constraints_dir, python), load_side(new, obj.cache, constraints_dir, python),
                 python)
     _emit(obj, fmt, d.to_dict(), render_table(d))
+
+
+@reqs.command()
+@click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False),
+              help="Report on this manifest's lock (stackcrate.lock beside it, or --lock).")
+@click.option("--lock", "lock_path", type=click.Path(dir_okay=False), help="The lock file to report on.")
+@click.option("-s", "--series", help="Without a lock: the series whose upper-constraints give the versions.")
+@click.option("-c", "--component", "components", multiple=True, metavar="NAME==VERSION|[NAME=]FOLDER",
+              help="Without a lock: a component, as its sdist on PyPI or a source folder (repeatable).")
+@cdir_option
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json", "html"]), default="markdown",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (default: stdout).")
+@click.pass_obj
+def inventory(obj, manifest_path, lock_path, series, components, constraints_dir, fmt, output) -> None:
+    """Inventory: per component, OpenStack libraries, third-party and system packages, and who pulls in what.
+
+    \b
+    From a lock:  stackcrate reqs inventory -m examples/five-services.yaml --format html -o inventory.html
+    Without one:  stackcrate reqs inventory -s kilo -c keystone=./keystone-kilo -c nova=./nova-kilo
+    """
+    from ..errors import StackcrateError
+    from ..lockfile import Lock
+    from .inventory import from_lock, from_requirements
+    from .report import html_page, markdown
+
+    if manifest_path or lock_path:
+        if series or components:
+            raise StackcrateError("give either a manifest/lock, or --series with --component, not both")
+        if lock_path:
+            path = Path(lock_path)
+        else:
+            from ..cli import default_lock_path, load_manifest
+
+            path = default_lock_path(load_manifest(manifest_path, (), ()), None)
+        with obj.ui.step(f"Reading {path.name} and package metadata"):
+            inv = from_lock(Lock.load(path), obj.cache, path.parent)
+    elif series:
+        with obj.ui.step(f"Reading requirement files against {series} upper-constraints"):
+            inv = from_requirements(series, list(components), obj.cache, constraints_dir)
+    else:
+        raise StackcrateError("nothing to report on",
+                              hint="give -m MANIFEST (or --lock FILE), or --series with -c COMPONENT")
+    if fmt == "json" or obj.ui.as_json:
+        text = json.dumps(inv, indent=2, sort_keys=True, default=str) + "\n"
+    else:
+        text = html_page(inv) if fmt == "html" else markdown(inv)
+    if output:
+        Path(output).write_text(text)
+        obj.ui.info(f"wrote {output} ({len(inv['components'])} components, {len(inv['packages'])} packages)")
+    else:
+        sys.stdout.write(text)
