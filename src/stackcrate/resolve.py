@@ -169,10 +169,13 @@ def explain_overrides(work: Path, common: list[str], constraints: Constraints, n
 
     lines, _ = effective_constraints(constraints, names, [])
     (work / "constraints.txt").write_text("\n".join(lines) + "\n")
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = [[*common, "--format", "pylock.toml", "-o", "pylock.plain.toml"],
+            [*common, "--format", "requirements.txt", "--annotation-style", "split", "-o", "plain.txt"]]
     try:
-        uv([*common, "--format", "pylock.toml", "-o", "pylock.plain.toml"], cwd=work, cache_dir=cache.dir("uv"))
-        uv([*common, "--format", "requirements.txt", "--annotation-style", "split", "-o", "plain.txt"],
-           cwd=work, cache_dir=cache.dir("uv"))
+        with ThreadPoolExecutor(2) as pool:  # both at once: this is on the error path the user waits on
+            list(pool.map(lambda args: uv(args, cwd=work, cache_dir=cache.dir("uv")), runs))
     except ToolFailed:
         return None  # it fails without the overrides too: the overrides are not (only) to blame
     packages = {p.key: p for p in (LockedPackage.from_toml(d) for d in

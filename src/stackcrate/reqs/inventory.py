@@ -8,6 +8,7 @@ requirements only). The second is for series that cannot be built on today's Pyt
 
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -28,7 +29,17 @@ BINDEP_FILES = ("bindep.txt", "other-requirements.txt")  # the latter: bindep's 
 
 
 def _sdist_member(name: str, version: str, cache: Cache, members: tuple[str, ...]) -> str | None:
-    """Text of the first of ``members`` found at the top of the component's sdist on PyPI."""
+    """Text of the first of ``members`` found at the top of the component's sdist on PyPI (cached: a
+    released sdist never changes, so a second report needs no index query)."""
+    memo = cache.dir("sdist-files") / f"{canonicalize_name(name)}-{version}-{'+'.join(members)}.json"
+    if memo.exists():
+        return json.loads(memo.read_text())["text"]
+    text = _sdist_member_uncached(name, version, cache, members)
+    memo.write_text(json.dumps({"text": text}))
+    return text
+
+
+def _sdist_member_uncached(name: str, version: str, cache: Cache, members: tuple[str, ...]) -> str | None:
     for f in index_files(name):
         fn = f["filename"]
         try:

@@ -40,14 +40,6 @@ def test_rejected_override_names_component_and_requirement(stackcrate, manifest)
     assert not manifest.with_suffix(".lock").exists()
 
 
-def test_rejected_override_from_the_manifest_too(stackcrate, manifest):
-    manifest.write_text(manifest.read_text().replace("components:", 'overrides: ["pbr==1.0.0"]\ncomponents:'))
-    res = stackcrate("lock", "-m", manifest)
-    assert res.returncode == 2
-    assert re.search(r"component keystone: keystone 29\.1\.0 requires pbr\S+, which rejects the override "
-                     r"pbr==1\.0\.0", res.stderr), res.stderr
-
-
 def test_accepted_override_is_locked_and_built(stackcrate, manifest, constraints_dir, tmp_path):
     uc = (constraints_dir / "2026.1" / "upper-constraints.txt").read_text()
     assert "WebOb===1.8.9" in uc  # the override below really differs from the series' pin
