@@ -52,19 +52,19 @@ def synced_requirement(r: ProjectReq, sd: SeriesData) -> str | None:
     req = r.requirement
     pins = [v for v in (_v(x) for x in sd.constraint_versions(r.name)) if v]
     ceiling = max(pins) if pins else None
-    # The project's lower bound: >= or > as written; ~= and == count as >= of their version.
-    lowers = [Version(s.version) for s in req.specifier if s.operator in (">=", ">", "~=", "==", "===")
-              and _v(s.version)]
-    lowers += [Version(s.version) for s in g.specifier if s.operator in (">=", ">") and _v(s.version)]
-    lower = max(lowers) if lowers else None
-    if ceiling is not None and (lower is None or lower > ceiling):
-        lower = ceiling  # the gate installs the pin, so the pin is a lower bound known to work
+    # The lower bound: the project's (or global's) highest; > stays >, while ~= and == become >=.
+    bounds = [s for s in req.specifier if s.operator in (">=", ">", "~=", "==", "===")]
+    bounds += [s for s in g.specifier if s.operator in (">=", ">")]
+    lowers = [(Version(s.version), s.operator == ">") for s in bounds if _v(s.version)]
+    lower, strict = max(lowers) if lowers else (None, False)
+    if ceiling is not None and (lower is None or lower > ceiling or (strict and lower == ceiling)):
+        lower, strict = ceiling, False  # the gate installs the pin, so the pin is a lower bound known to work
     # Exclusions: the project's that global-requirements also has (OpenStack asks a subset, not a copy).
     g_excl = {s.version for s in g.specifier if s.operator == "!="}
     excl = [s for s in req.specifier if s.operator == "!=" and s.version in g_excl]
     specs = [str(s) for s in sorted(excl, key=lambda s: _v(s.version) or Version("0"))]
     if lower is not None:
-        specs.append(str(Specifier(f">={lower}")))
+        specs.append(str(Specifier(f"{'>' if strict else '>='}{lower}")))
     specs += sorted(str(s) for s in g.specifier if s.operator in CAP_OPS)
     extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
     marker = marker_text(g)

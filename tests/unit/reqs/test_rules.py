@@ -18,8 +18,9 @@ oslo.config!=4.3.0  # Apache-2.0
 requests!=2.20.0  # Apache-2.0
 xattr;sys_platform!='win32'  # MIT
 boto3<1.36  # Apache-2.0
+ovs  # Apache-2.0
 """
-UC = "oslo.config===10.0.0\nrequests===2.32.3\nxattr===1.1.4\nboto3===1.35.0\nhacking===6.1.0\n"
+UC = "oslo.config===10.0.0\nrequests===2.32.3\nxattr===1.1.4\nboto3===1.35.0\nhacking===6.1.0\novs===3.5.0\n"
 
 
 @pytest.fixture
@@ -63,12 +64,13 @@ def test_sync_rewrites_only_the_requirement_span(tmp_path, series):
     p.mkdir()
     (p / "requirements.txt").write_text(
         "# keep me\noslo.config>=9.0.0,!=9.1.0  # Apache\nrequests<3,>=2.14 # Apache\nxattr>=1.0  # MIT\n"
-        "boto3  # Apache\nrequests>=2.0\n")
+        "boto3  # Apache\nrequests>=2.0\novs>3.3.0 # a strict bound stays strict\n")
     (p / "setup.cfg").write_text("[extras]\nfast =\n  oslo.config>=11.0.0 # too new\n")
     sd, _ = run_check(p, series)
     write(sync(read_project(p), sd))
     assert (p / "requirements.txt").read_text() == (
         "# keep me\noslo.config>=9.0.0  # Apache\nrequests>=2.14 # Apache\n"
-        "xattr>=1.0;sys_platform != \"win32\"  # MIT\nboto3>=1.35.0,<1.36  # Apache\n")
+        "xattr>=1.0;sys_platform != \"win32\"  # MIT\nboto3>=1.35.0,<1.36  # Apache\n"
+        "ovs>3.3.0 # a strict bound stays strict\n")
     assert (p / "setup.cfg").read_text() == "[extras]\nfast =\n  oslo.config>=10.0.0 # too new\n"
     assert run_check(p, series)[1] == []
