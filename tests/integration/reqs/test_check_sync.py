@@ -137,3 +137,31 @@ def test_constraint_that_global_requirements_rejects(stackcrate, keystone_tree, 
     hits = [f for f in out["findings"] if f["rule"] == "constraint-vs-global"]
     assert [(f["file"], f["line"], f["name"].lower()) for f in hits] == \
         [(str(data / "upper-constraints.txt"), lineno, name.lower())]
+
+
+def test_keystone_2026_1_against_the_older_2024_1_pins(stackcrate, keystone_tree, constraints_dir):
+    """Lower bounds raised since 2024.1 must show up as constraint-mismatch, exactly those (counted here
+    by a plain reading of the files)."""
+    from packaging.version import Version
+
+    pins = {}
+    for ln in (constraints_dir / "2024.1" / "upper-constraints.txt").read_text().splitlines():
+        if "===" in ln and ";" not in ln:
+            name, version = ln.split("#")[0].strip().split("===")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = Version(version)
+    want = set()
+    for f in ("requirements.txt", "test-requirements.txt"):
+        for i, ln in enumerate((keystone_tree / f).read_text().splitlines(), 1):
+            m = re.match(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?([^#;]*)", ln.split("#")[0].strip())
+            if not m or not m.group(1):
+                continue
+            name = re.sub(r"[-_.]+", "-", m.group(1)).lower()
+            low = re.search(r">=([0-9][^,]*)", m.group(2))
+            excluded = {Version(v) for v in re.findall(r"!=([0-9][^,]*)", m.group(2))}
+            if name in pins and ((low and pins[name] < Version(low.group(1))) or pins[name] in excluded):
+                want.add((f, i))
+    assert want, "keystone 29.1.0 raised no lower bound since 2024.1?"
+    res = stackcrate("reqs", "check", keystone_tree, "--series", "2024.1", "--format", "json")
+    assert res.returncode == 1
+    got = {(f["file"], f["line"]) for f in json.loads(res.stdout)["findings"] if f["rule"] == "constraint-mismatch"}
+    assert got == want
