@@ -227,12 +227,16 @@ def explain_failure(uv_text: str, prepared: list[PreparedComponent], origin: dic
 
 
 def check_fresh(lock_: Lock, manifest: LoadedManifest, cache: Cache, constraints_dir: str | None,
-                lock_path: Path) -> list[str]:
-    """Reasons the lock no longer matches its inputs (empty when it is fresh)."""
+                lock_path: Path, extra_overrides: list[str] | None = None) -> list[str]:
+    """Reasons the lock no longer matches its inputs (empty when it is fresh).
+
+    extra_overrides: the --override pins of this call; None means "those the lock was made with".
+    """
     reasons = []
     _, _, constraints = load_inputs(manifest, cache, constraints_dir, refresh=False)
-    if manifest_digest(manifest, [o for o in lock_.overrides if o not in manifest.model.overrides]) \
-            != lock_.inputs.get("manifest"):
+    if extra_overrides is None:
+        extra_overrides = [o for o in lock_.overrides if o not in manifest.model.overrides]
+    if manifest_digest(manifest, extra_overrides) != lock_.inputs.get("manifest"):
         reasons.append(f"the manifest {manifest.path.name} changed since {lock_path.name} was written")
     if constraints.digest != lock_.inputs.get("constraints"):
         reasons.append(f"the constraints ({constraints.source}) changed since {lock_path.name} was written")
