@@ -92,7 +92,7 @@ def fetch_wheels(lock: Lock, comp: LockedComponent, manifest: LoadedManifest, ca
             raise StackcrateError(f"the lock has no wheel or sdist of {pkg.name} {pkg.version} for {target.name}",
                                   hint="re-create the lock with `stackcrate lock`")
     with ThreadPoolExecutor(8) as pool:
-        for key, path in zip([j[0] for j in jobs], pool.map(lambda j: download(*j[1:], cache), jobs)):
+        for key, path in zip([j[0] for j in jobs], pool.map(lambda j: download(*j[1:], cache), jobs), strict=True):
             out[key] = path
     return out
 
@@ -181,13 +181,13 @@ def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], insta
     venv_py = f"{install_path}/bin/python"
     script = " && ".join([
         f"/mnt/uv venv --quiet --python {shlex.quote(target.python)} {shlex.quote(install_path)}",
-        f"/mnt/uv pip install --quiet --python {venv_py} --offline --no-index --find-links /mnt/wheels "
-        "--no-deps --require-hashes --link-mode copy -r /mnt/requirements.txt",
+        (f"/mnt/uv pip install --quiet --python {venv_py} --offline --no-index --find-links /mnt/wheels "
+         "--no-deps --require-hashes --link-mode copy -r /mnt/requirements.txt"),
         f"/mnt/uv pip check --quiet --python {venv_py}",
     ])
     binds: list[Bind] = [Bind(stage, install_path), Bind(house, "/mnt/wheels", readonly=True),
-             Bind(work / "requirements.txt", "/mnt/requirements.txt", readonly=True),
-             Bind(Path(uv_bin()), "/mnt/uv", readonly=True)]
+                         Bind(work / "requirements.txt", "/mnt/requirements.txt", readonly=True),
+                         Bind(Path(uv_bin()), "/mnt/uv", readonly=True)]
     env = {"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_CACHE_DIR": "/tmp/uv-cache",
            "SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0",
            # Only compileall writes bytecode (a .pth-imported module would otherwise get a timestamp .pyc).

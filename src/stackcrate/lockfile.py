@@ -66,7 +66,7 @@ class LockedPackage:
 class LockedComponent:
     name: str
     version: str
-    source: dict[str, Any]          # {type: pypi|git|path, url?, ref?, commit?, path?, patches:[{path, sha256}], digest}
+    source: dict[str, Any]          # {type: pypi|git|path, url?, ref?, commit?, path?, patches, digest}
     closure: list[str]              # canonical names of every package the component's venv holds (itself too)
     source_date_epoch: int
     extras: list[str] = field(default_factory=list)
@@ -104,8 +104,8 @@ class Lock:
             "created-by": "stackcrate",
             "requires-python": self.requires_python,
             "environments": [
-                f"python_full_version == '{self.python_version}' and sys_platform == 'linux' "
-                f"and platform_machine == 'x86_64'"
+                (f"python_full_version == '{self.python_version}' and sys_platform == 'linux' "
+                 "and platform_machine == 'x86_64'")
             ],
             "packages": [self.packages[k].to_toml() for k in sorted(self.packages)],
             "tool": {"stackcrate": {

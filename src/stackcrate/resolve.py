@@ -240,10 +240,10 @@ def parse_via(text: str) -> dict[str, set[str]]:
         else:
             continue
         for parent in parents:
-            if not parent or parent.startswith("-") or parent.startswith("(") or current is None:
+            if not parent or parent.startswith(("-", "(")) or current is None:
                 continue
-            parent = re.split(r"[\s\[]", parent, maxsplit=1)[0]
-            deps.setdefault(canonicalize_name(parent), set()).add(current)
+            parent_name = re.split(r"[\s\[]", parent, maxsplit=1)[0]
+            deps.setdefault(canonicalize_name(parent_name), set()).add(current)
     return deps
 
 
@@ -255,7 +255,8 @@ def explain_failure(uv_text: str, prepared: list[PreparedComponent], origin: dic
     """Turn uv's explanation into one message naming the components and the pins that block them."""
     lines = [ln.rstrip() for ln in uv_text.strip().splitlines() if ln.strip()]
     body = [re.sub(r"^\s*(?:×|╰─▶|\s)+", "", ln) for ln in lines]
-    body = [b for b in body if b and not b.lower().startswith("hint")]
+    body = [re.sub(r"^(?:error|cause|help):\s*", "", b) for b in body if b and not b.lower().startswith("hint")]
+    body = [b for b in body if not b.startswith("No solution found")]
     text = "\n".join("  " + b for b in body)
     mentioned = {canonicalize_name(m.group(1)) for m in _NAME_IN_MSG.finditer(uv_text)}
     blocking = [origin[n] for n in sorted(mentioned) if n in origin]
@@ -272,12 +273,16 @@ def explain_failure(uv_text: str, prepared: list[PreparedComponent], origin: dic
 
 
 def check_fresh(lock_: Lock, manifest: LoadedManifest, cache: Cache, constraints_dir: str | None,
-                lock_path: Path) -> list[str]:
-    """Reasons the lock no longer matches its inputs (empty when it is fresh)."""
+                lock_path: Path, extra_overrides: list[str] | None = None) -> list[str]:
+    """Reasons the lock no longer matches its inputs (empty when it is fresh).
+
+    extra_overrides: the --override pins of this call; None means "those the lock was made with".
+    """
     reasons = []
     _, _, constraints = load_inputs(manifest, cache, constraints_dir, refresh=False)
-    if manifest_digest(manifest, [o for o in lock_.overrides if o not in manifest.model.overrides]) \
-            != lock_.inputs.get("manifest"):
+    if extra_overrides is None:
+        extra_overrides = [o for o in lock_.overrides if o not in manifest.model.overrides]
+    if manifest_digest(manifest, extra_overrides) != lock_.inputs.get("manifest"):
         reasons.append(f"the manifest {manifest.path.name} changed since {lock_path.name} was written")
     if constraints.digest != lock_.inputs.get("constraints"):
         reasons.append(f"the constraints ({constraints.source}) changed since {lock_path.name} was written")

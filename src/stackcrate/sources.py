@@ -111,7 +111,7 @@ def index_versions(files: list[dict]) -> set[str]:
                 versions.add(str(parse_wheel_filename(fn)[1]))
             elif fn.endswith((".tar.gz", ".zip")):
                 versions.add(str(parse_sdist_filename(fn)[1]))
-        except Exception:
+        except ValueError:  # not a name we can parse (legacy uploads): not a release we can use
             continue
     return versions
 
@@ -150,7 +150,7 @@ def _fetch_sdist(comp: Component, files: list[dict], cache: Cache) -> Path:
             try:
                 if parse_sdist_filename(fn)[1] == wanted:
                     return download(f["url"], f["hashes"]["sha256"], fn, cache)
-            except Exception:
+            except ValueError:
                 continue
     raise StackcrateError(f"{comp.name} {wanted} has no source distribution on the index, so patches cannot be "
                           "applied to it", hint="use a git source for this component instead")

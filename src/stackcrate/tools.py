@@ -7,8 +7,8 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from .errors import StackcrateError
 
@@ -47,7 +47,7 @@ def run(argv: Sequence[str], *, cwd: Path | str | None = None, env: Mapping[str,
         full_env = dict(os.environ)
         full_env.update(env)
     proc = subprocess.run(argv, cwd=cwd, env=full_env, input=input, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise ToolFailed(argv, proc.returncode, proc.stdout, proc.stderr)
     return proc
@@ -59,7 +59,7 @@ def uv_bin() -> str:
         from uv import find_uv_bin
 
         return find_uv_bin()
-    except Exception:  # pragma: no cover - only when the uv package is broken
+    except (ImportError, FileNotFoundError):  # pragma: no cover - only when the uv package is broken
         return which("uv")
 
 

@@ -1,0 +1,78 @@
+"""Small real projects the tests build themselves: pbr projects in local git repositories."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z",
+           "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z", "PATH": "/usr/bin:/bin"}
+
+
+def git(repo: Path, *args: str, raw: bool = False) -> str:
+    out = subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True).stdout
+    return out if raw else out.strip()
+
+
+def pbr_project(root: Path, name: str, *, message: str = "hello from", requires: str = "oslo.i18n>=6.0.0",
+                tags: tuple[str, ...] = ("1.2.0",)) -> Path:
+    """A pbr project in a git repo: one console script printing `<message> <name> <version>`.
+
+    Each tag gets its own commit (the message gains the tag), so refs differ in content.
+    """
+    repo = root / name
+    pkg = name.replace("-", "_")
+    (repo / pkg).mkdir(parents=True)
+    (repo / "setup.py").write_text("import setuptools\nsetuptools.setup(setup_requires=['pbr'], pbr=True)\n")
+    (repo / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["pbr>=6.0.0", "setuptools>=64"]\nbuild-backend = "pbr.build"\n')
+    (repo / "setup.cfg").write_text(textwrap.dedent(f"""\
+        [metadata]
+        name = {name}
+        summary = test fixture
+        author = t
+        author_email = t@example.org
+        python_requires = >=3.10
+
+        [files]
+        packages = {pkg}
+
+        [entry_points]
+        console_scripts =
+            {name} = {pkg}.cli:main
+        """))
+    (repo / "requirements.txt").write_text(requires + "\n")
+    (repo / "README.rst").write_text(f"{name}\n")
+    (repo / pkg / "__init__.py").write_text("")
+    git(repo.parent, "init", "-q", "-b", "master", name)
+    for tag in tags:
+        (repo / pkg / "cli.py").write_text(textwrap.dedent(f"""\
+            from importlib.metadata import version
+
+            MESSAGE = "{message}"
+            RELEASE = "{tag}"
+
+
+            def main():
+                print(MESSAGE, "{name}", version("{name}"))
+            """))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"release {tag}")
+        git(repo, "tag", "-a", tag, "-m", tag)
+    return repo
+
+
+def make_patch(repo: Path, ref: str, old: str, new: str, out: Path) -> Path:
+    """A git-format patch against ref replacing old with new in the package's cli.py (repo left as it was)."""
+    pkg = repo.name.replace("-", "_")
+    cli = repo / pkg / "cli.py"
+    git(repo, "checkout", "-q", ref)
+    text = cli.read_text()
+    assert old in text
+    cli.write_text(text.replace(old, new))
+    out.write_text(git(repo, "diff", raw=True))
+    git(repo, "checkout", "-q", "--", ".")
+    git(repo, "checkout", "-q", "master")
+    return out

@@ -1,0 +1,154 @@
+"""Every bad input: one clear message naming the file/field, exit 2, no traceback, output folder untouched."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import make_patch, pbr_project
+
+
+@pytest.fixture
+def out_dir(tmp_path) -> Path:
+    out = tmp_path / "dist"
+    out.mkdir()
+    (out / "sentinel.txt").write_text("keep me")
+    return out
+
+
+def assert_clean_failure(res, out: Path, *needles: str):
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    for needle in needles:
+        assert needle in res.stderr, f"{needle!r} not in:\n{res.stderr}"
+    assert sorted(p.name for p in out.iterdir()) == ["sentinel.txt"]
+
+
+def manifest(tmp_path, body: str) -> Path:
+    p = tmp_path / "stackcrate.yaml"
+    p.write_text(body)
+    return p
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return pbr_project(tmp_path_factory.mktemp("repos"), "fixture-svc")
+
+
+def git_manifest(repo: Path, ref: str = "1.2.0", extra: str = "") -> str:
+    return f'series: "2026.1"\ncomponents:\n  - name: fixture-svc\n    git: {{url: "{repo}", ref: "{ref}"}}\n{extra}'
+
+
+def test_malformed_yaml(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, 'series: "2026.1"\ncomponents:\n  - name: keystone\n   pypi: [\n')
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, f"{m}:4", "not valid YAML")
+
+
+def test_unknown_field(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, 'series: "2026.1"\nserie: x\ncomponents:\n  - name: k\n    pypi: {version: "1"}\n')
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, f"{m}:2", "unknown field 'serie'")
+
+
+def test_missing_field(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, 'series: "2026.1"\ncomponents:\n  - name: k\n    git: {url: x}\n')
+    res = stackcrate("lock", "-m", m)
+    assert_clean_failure(res, out_dir, f"{m}:4", "missing required field 'components[0].git.ref'")
+
+
+def test_unknown_series(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, 'series: "2026.7"\ncomponents:\n  - name: k\n    pypi: {version: "1"}\n')
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "unknown OpenStack series '2026.7'", "2026.1")
+
+
+def test_python2_era_series_refused(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, 'series: kilo\ncomponents:\n  - name: keystone\n    pypi: {version: "2015.1.0"}\n')
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "series kilo cannot be built for debian-bookworm", "Python 2")
+
+
+def test_unreachable_constraints(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, 'series: "2026.1"\nconstraints: "http://127.0.0.1:9/upper-constraints.txt"\n'
+                           'components:\n  - name: k\n    pypi: {version: "1"}\n')
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "cannot fetch constraints from http://127.0.0.1:9/upper-constraints.txt",
+                         "STACKCRATE_CONSTRAINTS_DIR")
+
+
+def test_missing_constraints_file(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, 'series: "2026.1"\nconstraints: uc.txt\n'
+                           'components:\n  - name: k\n    pypi: {version: "1"}\n')
+    res = stackcrate("lock", "-m", m)
+    assert_clean_failure(res, out_dir, f"constraints file {tmp_path / 'uc.txt'} does not exist")
+
+
+def test_unknown_pypi_version(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, 'series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "99.0.0"}\n')
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "keystone 99.0.0 is not on the package index", "components[0].pypi.version",
+                         "newest releases")
+
+
+def test_unreachable_git_url(stackcrate, tmp_path, out_dir):
+    m = manifest(tmp_path, git_manifest(tmp_path / "no-such-repo"))
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "cannot reach git repository", "components[0].git.url")
+
+
+def test_missing_ref(stackcrate, tmp_path, out_dir, repo):
+    m = manifest(tmp_path, git_manifest(repo, ref="9.9.9"))
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "ref '9.9.9' not found", "components[0].git.ref")
+
+
+def test_missing_patch_file(stackcrate, tmp_path, out_dir, repo):
+    m = manifest(tmp_path, git_manifest(repo, extra="    patches: [fixes/missing.patch]\n"))
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "patch file fixes/missing.patch does not exist", "components[0].patches[0]")
+
+
+def test_patch_that_does_not_apply(stackcrate, tmp_path, out_dir, repo):
+    patch = make_patch(repo, "1.2.0", 'MESSAGE = "hello from"', 'MESSAGE = "x"', tmp_path / "p.patch")
+    patch.write_text(patch.read_text().replace('-MESSAGE = "hello from"', '-MESSAGE = "something else"'))
+    m = manifest(tmp_path, git_manifest(repo, extra="    patches: [p.patch]\n"))
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "patch p.patch does not apply to fixture-svc", "components[0].patches[0]")
+
+
+def test_resolution_conflict_names_the_blocking_pin(stackcrate, tmp_path, out_dir, repo):
+    m = manifest(tmp_path, git_manifest(repo).replace('series: "2026.1"\n',
+                                                      'series: "2026.1"\noverrides: ["oslo.i18n==5.0.0"]\n'))
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "cannot be satisfied", "fixture-svc", "oslo-i18n==5.0.0 (override)")
+
+
+def test_locked_with_stale_lock(stackcrate, tmp_path, out_dir, repo):
+    m = manifest(tmp_path, git_manifest(repo))
+    assert stackcrate("lock", "-m", m).returncode == 0
+    m.write_text(git_manifest(repo, extra='    extra_requirements: ["six"]\n'))
+    res = stackcrate("build", "--locked", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "the lock is stale", "stackcrate.yaml changed", "stackcrate lock")
+
+
+def test_unknown_format(stackcrate, tmp_path, out_dir, repo):
+    m = manifest(tmp_path, git_manifest(repo))
+    res = stackcrate("build", "-m", m, "--out", out_dir, "--format", "zip")
+    assert_clean_failure(res, out_dir, "unknown format zip")
+
+
+def test_build_path_left_in_a_built_file_fails_the_build(stackcrate, tmp_path, out_dir):
+    """A distribution that records its build folder would break on the target: the build must refuse it."""
+    repo = pbr_project(tmp_path / "repos", "leaky-svc")
+    (repo / "setup.py").write_text(
+        "import os, setuptools\n"
+        "open('leaky_svc/_build.py', 'w').write('BUILD_DIR = %r\\n' % os.getcwd())\n"
+        "setuptools.setup(setup_requires=['pbr'], pbr=True)\n")
+    from tests.fixtures import git
+
+    git(repo, "commit", "-q", "-am", "record the build folder")
+    git(repo, "tag", "-a", "1.2.1", "-m", "1.2.1")
+    m = manifest(tmp_path, f'series: "2026.1"\ncomponents:\n  - name: leaky-svc\n'
+                           f'    git: {{url: "{repo}", ref: "1.2.1"}}\n')
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, "built files of leaky-svc still contain build-time paths", "_build.py")
