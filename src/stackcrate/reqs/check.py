@@ -74,7 +74,10 @@ def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
     global_checked: set[str] = set()
     for r in reqs:
         req, name = r.requirement, r.requirement.name
-        add = (lambda rule, msg, _r=r: findings.append(Finding(rule, _r.rel, _r.lineno, _r.requirement.name, msg)))
+
+        def add(rule: str, msg: str, _r: ProjectReq = r) -> None:
+            findings.append(Finding(rule, _r.rel, _r.lineno, _r.requirement.name, msg))
+
         key = (r.rel, r.section, r.name, marker_text(req))
         if key in seen:
             add("duplicate", f"{name} is already listed at line {seen[key].lineno}"

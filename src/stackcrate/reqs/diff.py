@@ -31,7 +31,7 @@ class Diff:
     rows: list[dict] = field(default_factory=list)  # {name, kind, old, new}
 
     def counts(self) -> dict[str, int]:
-        c = {k: 0 for k in KINDS}
+        c = dict.fromkeys(KINDS, 0)
         for r in self.rows:
             c[r["kind"]] += 1
         c["upgraded"] = c["major"] + c["minor"] + c["patch"]
@@ -105,8 +105,8 @@ def diff(old: Side, new: Side, python: str = DEFAULT_PYTHON) -> Diff:
 
 def render_table(d: Diff) -> str:
     c = d.counts()
-    head = (f"{d.old.label} → {d.new.label} (Python {d.python}): {c['added']} added, {c['removed']} removed, {c['upgraded']} "
-            f"upgraded ({c['major']} major, {c['minor']} minor, {c['patch']} patch), {c['downgraded']} "
+    head = (f"{d.old.label} → {d.new.label} (Python {d.python}): {c['added']} added, {c['removed']} removed, "
+            f"{c['upgraded']} upgraded ({c['major']} major, {c['minor']} minor, {c['patch']} patch), {c['downgraded']} "
             f"downgraded, {c['changed']} changed, {c['unchanged']} unchanged")
     lines = [head, ""]
     width = max([len(r["name"]) for r in d.rows] + [7])

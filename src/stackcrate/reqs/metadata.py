@@ -67,7 +67,7 @@ def all_metadata(packages: list[LockedPackage], cache: Cache) -> dict[str, Messa
     with ThreadPoolExecutor(16) as pool:
         texts = list(pool.map(lambda p: metadata_text(p, cache), packages))
     parser = email.parser.Parser()
-    return {p.key: parser.parsestr(t) for p, t in zip(packages, texts) if t}
+    return {p.key: parser.parsestr(t) for p, t in zip(packages, texts, strict=True) if t}
 
 
 def is_openstack(name: str, meta: Message | None) -> bool:

@@ -95,8 +95,8 @@ def svg_graph(inv: dict) -> str:
         def bary(n: str) -> float:
             ys = [pos[p][1] for p in pk[n]["required_by"] if p in pos]
             return sum(ys) / len(ys) if ys else 0.0
-        layer = sorted(layer, key=lambda n: (bary(n), n))
-        for i, n in enumerate(layer):
+        ordered = sorted(layer, key=lambda n: (bary(n), n))
+        for i, n in enumerate(ordered):
             c, r = col + i // ROWS, i % ROWS
             pos[n] = (PAD + c * (NODE_W + COL_GAP), PAD + r * (NODE_H + ROW_GAP))
             height = max(height, pos[n][1] + NODE_H + PAD)

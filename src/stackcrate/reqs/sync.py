@@ -2,10 +2,10 @@
 
 Like OpenStack's requirements bot, but keeping the project's own lower bounds (global-requirements has none
 since projects own them): for each requirement listed globally, the line keeps the exclusions the global list
-also has, gets the global caps and marker, drops exclusions and caps the global list does not have, and keeps (or gains)
-a lower bound no higher than the series' upper-constraints pin. Only the requirement's span in the line changes, so comments, order and
-layout stay; repeated entries are removed. Requirements the global list does not know are left alone (a
-human must decide: propose them to openstack/requirements or drop them).
+also has, gets the global caps and marker, drops exclusions and caps the global list does not have, and keeps
+(or gains) a lower bound no higher than the series' upper-constraints pin. Only the requirement's span in
+the line changes, so comments, order and layout stay; repeated entries are removed. Requirements the global
+list does not know are left alone (a human must decide: propose them to openstack/requirements or drop them).
 """
 
 from __future__ import annotations
@@ -108,9 +108,10 @@ def sync(reqs: list[ProjectReq], sd: SeriesData) -> SyncResult:
                 continue
             if any(new is None for _, _, new in changes):
                 continue  # a repeated requirement (one per line in these files): remove its line
+            text = line
             for start, end, new in sorted(changes, reverse=True):
-                line = line[:start] + new + line[end:]
-            out.append(line)
+                text = text[:start] + new + text[end:]
+            out.append(text)
         new_text = "".join(out)
         if new_text != old:
             result.changed[path] = (old, new_text)

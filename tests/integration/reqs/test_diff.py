@@ -13,10 +13,10 @@ def pins(path, python="3.11") -> dict[str, str]:
     """name -> version, read the plain way: name===version[;marker], comments skipped."""
     out = {}
     for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if not line:
+        body = line.split("#")[0].strip()
+        if not body:
             continue
-        spec, _, marker = line.partition(";")
+        spec, _, marker = body.partition(";")
         if marker and not Marker(marker).evaluate({"python_version": python, "python_full_version": python + ".0"}):
             continue
         name, version = spec.split("===")

@@ -33,8 +33,8 @@ def test_rejected_override_names_component_and_requirement(stackcrate, manifest)
     assert res.returncode == 2, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     # keystone 29.1.0 itself asks WebOb>=1.7.1; oslo.middleware (in keystone's venv) asks >=1.8.0
-    assert "component keystone: keystone 29.1.0 requires WebOb>=1.7.1, which rejects the override " \
-           "WebOb==1.7.0" in res.stderr
+    assert ("component keystone: keystone 29.1.0 requires WebOb>=1.7.1, which rejects the override "
+            "WebOb==1.7.0") in res.stderr
     assert re.search(r"component keystone: oslo-middleware \S+ requires WebOb>=1\.8\.0, which rejects",
                      res.stderr)
     assert not manifest.with_suffix(".lock").exists()

@@ -26,9 +26,9 @@ BINDEP = "libxml2-dev [platform:dpkg]\nlibxml2-devel [platform:rpm]\ngraphviz [t
 def uc_pins(path) -> dict[str, str]:
     out = {}
     for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, version = line.split(";")[0].split("===")
+        body = line.split("#")[0].strip()
+        if body:
+            name, version = body.split(";")[0].split("===")
             out[re.sub(r"[-_.]+", "-", name).lower()] = version
     return out
 
