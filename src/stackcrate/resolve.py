@@ -108,7 +108,7 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
                 error = explain_failure(exc.stderr or exc.stdout, prepared, origin, series.name)
                 if overrides:
                     error = explain_overrides(work, common, constraints, names, overrides, prepared,
-                                              target.python_version, cache) or error
+                                              target.python_version, cache, error)
                 raise error from None
             pylock = tomllib.loads((work / "pylock.toml").read_text())
             graph = parse_via((work / "graph.txt").read_text())
@@ -162,9 +162,9 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
 
 def explain_overrides(work: Path, common: list[str], constraints: Constraints, names: set[str],
                       overrides: list[str], prepared: list[PreparedComponent], python_version: str,
-                      cache: Cache) -> ResolutionError | None:
-    """When overrides break the resolution: resolve without them, then name each component and requirement
-    that rejects an overridden version (None when that does not explain it)."""
+                      cache: Cache, error: ResolutionError) -> ResolutionError:
+    """When overrides break the resolution: resolve without them, then add to ``error`` each component and
+    requirement that rejects an overridden version (uv names only the first conflict it meets)."""
     from .reqs.overrides import verdicts
 
     lines, _ = effective_constraints(constraints, names, [])
@@ -177,7 +177,7 @@ def explain_overrides(work: Path, common: list[str], constraints: Constraints, n
         with ThreadPoolExecutor(2) as pool:  # both at once: this is on the error path the user waits on
             list(pool.map(lambda args: uv(args, cwd=work, cache_dir=cache.dir("uv")), runs))
     except ToolFailed:
-        return None  # it fails without the overrides too: the overrides are not (only) to blame
+        return error  # it fails without the overrides too: the overrides are not (only) to blame
     packages = {p.key: p for p in (LockedPackage.from_toml(d) for d in
                                    tomllib.loads((work / "pylock.plain.toml").read_text()).get("packages", []))}
     for k, deps in parse_via((work / "plain.txt").read_text()).items():
@@ -188,9 +188,9 @@ def explain_overrides(work: Path, common: list[str], constraints: Constraints, n
     rejected = [v for v in verdicts(list(packages.values()), overrides, closures, python_version, cache, wheels)
                 if not v.accepts]
     if not rejected:
-        return None
-    return ResolutionError("the overrides are rejected by these requirements:\n"
-                           + "\n".join(f"  - {v.render()}" for v in rejected),
+        return error
+    return ResolutionError(error.message + "\n  the overrides are rejected by these requirements:\n"
+                           + "\n".join(f"    - {v.render()}" for v in rejected),
                            hint="pick an override version every listed requirement accepts, or drop it")
 
 
