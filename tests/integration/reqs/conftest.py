@@ -27,7 +27,10 @@ def keystone_tree(cache_dir, tmp_path_factory) -> Path:
     sdist = fetch_sdist("keystone", "29.1.0", cache_dir)
     dest = tmp_path_factory.mktemp("keystone-sdist")
     with tarfile.open(sdist) as tf:
-        tf.extractall(dest, filter="data")
+        try:
+            tf.extractall(dest, filter="data")
+        except TypeError:  # Python < 3.10.12 / 3.11.4: no extraction filters
+            tf.extractall(dest)  # noqa: S202 - a PyPI sdist verified by its sha256
     (top,) = list(dest.iterdir())
     return top
 
