@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 from collections import deque
 
+NO_LOCK = ("Direct requirements only, read from the components' requirement files without a lock (e.g. for a "
+           "series that cannot be built on today's Python); versions are the series' upper-constraints pins.")
 KIND_COLOURS = {"component": "#1f5fbf", "openstack": "#c0392b", "third-party": "#6b7280"}
 ROWS, NODE_W, NODE_H, ROW_GAP, COL_GAP, PAD = 40, 190, 16, 4, 50, 20
 
@@ -39,8 +41,7 @@ def markdown(inv: dict) -> str:
     out += [f"{len(inv['components'])} components, {n_os} OpenStack libraries, {n_tp} third-party packages"
             + (f"; overrides: {', '.join(inv['overrides'])}" if inv["overrides"] else "") + ".", ""]
     if inv["mode"] == "requirements":
-        out += [("Direct requirements only: this series cannot be resolved on today's Python, so versions are "
-                "the series' upper-constraints pins."), ""]
+        out += [NO_LOCK, ""]
     for c in inv["components"]:
         out += [f"## {c['name']} {c['version'] or ''}".rstrip(), "",
                 (f"{len(c['direct'])} direct requirements; {len(c['openstack'])} OpenStack libraries and "
@@ -163,8 +164,7 @@ def html_page(inv: dict) -> str:
             f"third-party packages ({len(pk)} in all)"
             + (f"; overrides: {e(', '.join(inv['overrides']))}" if inv["overrides"] else "") + ".</p>"]
     if inv["mode"] == "requirements":
-        body.append("<p>Direct requirements only: this series cannot be resolved on today's Python, so versions "
-                    "are the series' upper-constraints pins.</p>")
+        body.append(f"<p>{html.escape(NO_LOCK)}</p>")
     body += ["<h2>Dependency graph</h2>", f'<div class="graph">{svg_graph(inv)}</div>']
     for c in inv["components"]:
         body.append(f"<h2>{e(c['name'])} {e(c['version'] or '')}</h2>")
