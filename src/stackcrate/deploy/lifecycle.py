@@ -1,0 +1,288 @@
+"""The lifecycle of a local deployment: install, init, start, stop, status, rm."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .. import tools
+from ..errors import StackcrateError
+from ..package.tarball import extract_tar_zst
+from ..ui import UI
+from . import backing, procs, services
+from .config import Deployment
+from .keystone_api import register
+from .procs import Proc
+from .secrets import load_or_create
+
+
+class Timer:
+    """ui.step that also records each step's duration for the verb's JSON result."""
+
+    def __init__(self, ui: UI):
+        self.ui = ui
+        self.steps: list[dict] = []
+
+    @contextlib.contextmanager
+    def step(self, text: str):
+        with self.ui.step(text) as info:
+            yield info
+        self.steps.append({"step": text, "seconds": info["seconds"], **({"note": info["note"]} if
+                                                                          info.get("note") else {})})
+
+
+# ---------------------------------------------------------------------------------------------- artifacts
+
+def artifacts(d: Deployment) -> dict[str, dict]:
+    index = d.artifacts_dir / "artifacts.json"
+    try:
+        entries = json.loads(index.read_text())["artifacts"]
+    except FileNotFoundError:
+        raise StackcrateError(f"no artifacts: {index} does not exist",
+                              hint="run `stackcrate deploy build` (or `stackcrate build --out DIR`)") from None
+    by = {a["component"]: a for a in entries if a.get("format", "tar") == "tar"}
+    needed = [s.component for s in d.services.enabled().values()] + [d.services.client]
+    missing = [c for c in needed if c not in by or not (d.artifacts_dir / by[c]["file"]).is_file()]
+    if missing:
+        raise StackcrateError(f"missing artifact(s) in {d.artifacts_dir}: {', '.join(missing)}",
+                              hint="run `stackcrate deploy build`, or add the component(s) to the manifest")
+    return by
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def install(d: Deployment, t: Timer) -> None:
+    """Extract each artifact at / (its venv must live at the path it was built for); skip unchanged ones."""
+    arts = artifacts(d)
+    record = d.state / "data" / "installed.json"
+    done = json.loads(record.read_text()) if record.exists() else {}
+    for comp in sorted({s.component for s in d.services.enabled().values()} | {d.services.client}):
+        a = arts[comp]
+        if done.get(comp) == a["sha256"] and Path(a["install_path"], "bin", "python").exists():
+            continue
+        with t.step(f"Installing {a['file']} at {a['install_path']}"):
+            f = d.artifacts_dir / a["file"]
+            if _sha256(f) != a["sha256"]:
+                raise StackcrateError(f"{f} does not match the sha256 in artifacts.json", hint="rebuild it")
+            extract_tar_zst(f, Path("/"))
+        done[comp] = a["sha256"]
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(done, indent=1))
+
+
+def venvs(d: Deployment) -> dict[str, str]:
+    out = {c: a["install_path"] for c, a in artifacts(d).items()}
+    for s in d.services.enabled().values():
+        if not Path(out[s.component], "bin", "python").exists():
+            raise StackcrateError(f"{s.component} is not installed at {out[s.component]}",
+                                  hint="run `stackcrate deploy init`")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+def layout(d: Deployment) -> services.Layout:
+    return services.Layout(d, venvs(d), load_or_create(d.state, d.config.secrets))
+
+
+def all_procs(d: Deployment, lay: services.Layout | None = None) -> list[Proc]:
+    lay = lay or layout(d)
+    return backing.procs(d) + services.procs(lay)
+
+
+def write_configs(lay: services.Layout) -> None:
+    backing.write_configs(lay.d, lay.secrets)
+    services.write_configs(lay)
+
+
+def binds(d: Deployment) -> dict[str, list[int]]:
+    """The ports each process listens on (checked free before it starts)."""
+    b = d.services.backing
+    out = {"mariadb": [b.mariadb.port], "epmd": [b.rabbitmq.epmd_port],
+           "rabbitmq": [b.rabbitmq.port, b.rabbitmq.dist_port], "memcached": [b.memcached.port],
+           "haproxy": [s.port for s in d.services.enabled().values()]}
+    for name, s in d.services.enabled().items():
+        out["nova-api" if name == "nova" else name] = [s.backend_port]
+    return out
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def preflight(d: Deployment) -> None:
+    """Refuse before changing anything: artifacts and programs present, every port of a stopped process free."""
+    artifacts(d)
+    backing.check_programs()
+    run_dir = d.state / "run"
+    busy = []
+    for name, ports in binds(d).items():
+        if procs.alive(run_dir / f"{name}.pid"):
+            continue
+        busy += [f"{port} ({name})" for port in ports if not _port_free(d.listen, port)]
+    if busy:
+        raise StackcrateError(f"port(s) already in use on {d.listen}: {', '.join(busy)}",
+                              hint="stop what uses them, or change the ports in the services file")
+
+
+def start_procs(d: Deployment, plist: list[Proc], t: Timer) -> list[str]:
+    run_dir, log_dir = d.state / "run", d.state / "log"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = []
+    for p in plist:
+        if procs.alive(run_dir / f"{p.name}.pid"):
+            continue
+        with t.step(f"Starting {p.name}"):
+            procs.start(p, run_dir, log_dir)
+            procs.wait_healthy(p, d.listen, run_dir, log_dir)
+        started.append(p.name)
+    return started
+
+
+def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
+    run_dir = d.state / "run"
+    out = {}
+    names = list(binds(d)) + ["nova-conductor", "nova-scheduler", "nova-compute"]
+    order = ["nova-compute", "nova-scheduler", "nova-conductor", "nova-api", "neutron", "placement", "glance",
+             "keystone", "haproxy", "memcached", "rabbitmq", "epmd", "mariadb"]
+    for name in [n for n in order if n in names]:
+        if not (run_dir / f"{name}.pid").exists():
+            continue
+        with t.step(f"Stopping {name}") as info:
+            out[name] = info["note"] = procs.stop(name, run_dir, d.config.stop_timeout)
+    return out
+
+
+def discover_hosts(lay: services.Layout, t: Timer) -> None:
+    """Map the fake compute host into cell1 once it has registered (nova-compute does that on start)."""
+    if "nova" not in lay.d.services.enabled() or "compute" not in lay.d.services.services.nova.processes:
+        return
+    conf = ["--config-file", services.conf_file(lay, "nova")]
+    with t.step("Mapping the compute host (nova-manage cell_v2 discover_hosts)"):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            hosts = tools.run([lay.bin("nova", "nova-manage"), *conf, "cell_v2", "list_hosts"]).stdout
+            if "stackcrate" in hosts:
+                return
+            tools.run([lay.bin("nova", "nova-manage"), *conf, "cell_v2", "discover_hosts"])
+            time.sleep(1)
+        raise StackcrateError("nova-compute did not register within 120s", hint="see `stackcrate deploy logs "
+                              "nova-compute`")
+
+
+# ---------------------------------------------------------------------------------------------- verbs
+
+def _marker(d: Deployment) -> Path:
+    return d.state / "data" / "deployment.json"
+
+
+def initialised(d: Deployment) -> bool:
+    return _marker(d).exists()
+
+
+def init(d: Deployment, t: Timer) -> dict:
+    """Install, configure, create databases/users/keys/catalog. Idempotent. Leaves backing+keystone running."""
+    preflight(d)
+    with t.step("Secrets (generated once, mode 0600)"):
+        load_or_create(d.state, d.config.secrets)
+    install(d, t)
+    lay = layout(d)
+    everything = all_procs(d, lay)
+    with t.step("Writing configuration files"):
+        write_configs(lay)
+    with t.step("MariaDB data directory") as info:
+        info["note"] = "created" if backing.mariadb_install(d) else "kept"
+    start_procs(d, [p for p in everything if p.kind == "backing"], t)
+    with t.step("Databases and database users"):
+        backing.sql(d, services.db_sql(d, lay.secrets))
+    with t.step("keystone: db_sync, fernet and credential keys, bootstrap"):
+        services.keystone_init(lay)
+    start_procs(d, [p for p in everything if p.name == "keystone"], t)
+    others = [s for s in d.services.enabled() if s != "keystone"]
+
+    def sync(service: str) -> tuple[str, float]:
+        t0 = time.monotonic()
+        services.db_sync(lay, service)
+        return service, time.monotonic() - t0
+
+    with t.step(f"Schema migrations ({', '.join(others)}, in parallel)") as info:
+        with ThreadPoolExecutor(max_workers=len(others) or 1) as pool:
+            took = list(pool.map(sync, others))
+        info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec in took)
+    with t.step("Service users, services and endpoints in keystone") as info:
+        made = register(lay)
+        info["note"] = f"{made} created" if made else "all present"
+    _marker(d).write_text(json.dumps({"services": list(d.services.enabled()), "time": time.time()}))
+    return {"state": str(d.state), "created_in_keystone": made}
+
+
+def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
+    if require_init and not initialised(d):
+        raise StackcrateError(f"the deployment in {d.state} is not initialised", hint="run `stackcrate deploy init`"
+                              " (or `stackcrate deploy run`, which does it)")
+    preflight(d)
+    lay = layout(d)
+    everything = all_procs(d, lay)
+    with t.step("Writing configuration files"):
+        write_configs(lay)  # `rm` removed them; regenerating is cheap and picks up config changes
+    started = start_procs(d, everything, t)
+    discover_hosts(lay, t)
+    return {"started": started}
+
+
+def run(d: Deployment, t: Timer) -> dict:
+    out = {}
+    if not initialised(d):
+        out["init"] = init(d, t)
+    out.update(start(d, t))
+    return out
+
+
+def status(d: Deployment) -> list[dict]:
+    run_dir = d.state / "run"
+    try:
+        plist = all_procs(d)
+    except StackcrateError:
+        plist = []
+    rows = []
+    for p in plist:
+        pidfile = run_dir / f"{p.name}.pid"
+        pid = procs.alive(pidfile)
+        if pid:
+            state = "running"
+            health = "ok" if procs.healthy(p, d.listen) else "failing"
+        else:
+            state, health = ("down" if pidfile.exists() else "stopped"), "-"
+        port = binds(d).get(p.name, [None])[0]
+        rows.append({"name": p.name, "kind": p.kind, "state": state, "health": health, "pid": pid, "port": port})
+    return rows
+
+
+def rm(d: Deployment, t: Timer, purge: bool) -> dict:
+    stopped = stop_all(d, t)
+    if purge:
+        with t.step(f"Removing {d.state}"):
+            shutil.rmtree(d.state, ignore_errors=True)
+    else:
+        with t.step("Removing runtime files (run/, etc/); keeping data/, secrets and logs"):
+            for sub in ("run", "etc"):
+                shutil.rmtree(d.state / sub, ignore_errors=True)
+    return {"stopped": stopped, "purged": purge}
