@@ -131,7 +131,7 @@ def stop(name: str, run_dir: Path, timeout: float) -> str:
     pidfile = run_dir / f"{name}.pid"
     pid = alive(pidfile)
     if pid is None:
-        pidfile.unlink(missing_ok=True)
+        reap(pidfile)
         return "not running"
     how = "stopped"
     _signal_group(pid, signal.SIGTERM)
@@ -146,6 +146,26 @@ def stop(name: str, run_dir: Path, timeout: float) -> str:
         time.sleep(0.05)
     pidfile.unlink(missing_ok=True)
     return how
+
+
+def reap(pidfile: Path) -> None:
+    """The recorded process died: kill what is left of its group (e.g. gunicorn workers) and forget it."""
+    pid = _read_pid(pidfile)
+    if pid is None or alive(pidfile):
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    else:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+    pidfile.unlink(missing_ok=True)
 
 
 def _signal_group(pid: int, sig: int) -> None:
