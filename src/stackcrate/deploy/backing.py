@@ -131,7 +131,10 @@ def memcached_procs(d: Deployment) -> list[Proc]:
 
 def haproxy_config(d: Deployment) -> str:
     lines = ["global", "    maxconn 4000", "", "defaults", "    mode http", "    timeout connect 5s",
-             "    timeout client 600s", "    timeout server 600s", "    option forwardfor", ""]
+             "    timeout client 600s", "    timeout server 600s", "    option forwardfor",
+             # gunicorn closes idle keep-alive connections after 2 s; reusing one then fails a POST (seen:
+             # "Remote end closed connection"), so HAProxy opens a new server connection per request.
+             "    option http-server-close", "    retries 3", ""]
     for name, s in d.services.enabled().items():
         lines += [f"frontend {name}", f"    bind {d.listen}:{s.port}", f"    default_backend {name}", "",
                   f"backend {name}", f"    server {name} {d.listen}:{s.backend_port}", ""]

@@ -63,23 +63,28 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _install_marker(install_path: str) -> Path:
+    # Beside the venvs, not inside one (a venv holds exactly its artifact's files).
+    p = Path(install_path)
+    return p.parent / ".stackcrate-installed" / f"{p.name}.sha256"
+
+
 def install(d: Deployment, t: Timer) -> None:
     """Extract each artifact at / (its venv must live at the path it was built for); skip unchanged ones."""
     arts = artifacts(d)
-    record = d.state / "data" / "installed.json"
-    done = json.loads(record.read_text()) if record.exists() else {}
     for comp in sorted({s.component for s in d.services.enabled().values()} | {d.services.client}):
         a = arts[comp]
-        if done.get(comp) == a["sha256"] and Path(a["install_path"], "bin", "python").exists():
+        marker = _install_marker(a["install_path"])
+        if (marker.exists() and marker.read_text().strip() == a["sha256"]
+                and Path(a["install_path"], "bin", "python").exists()):
             continue
         with t.step(f"Installing {a['file']} at {a['install_path']}"):
             f = d.artifacts_dir / a["file"]
             if _sha256(f) != a["sha256"]:
                 raise StackcrateError(f"{f} does not match the sha256 in artifacts.json", hint="rebuild it")
             extract_tar_zst(f, Path("/"))
-        done[comp] = a["sha256"]
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(done, indent=1))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(a["sha256"] + "\n")
 
 
 def venvs(d: Deployment) -> dict[str, str]:
