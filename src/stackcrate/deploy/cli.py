@@ -96,7 +96,7 @@ def run(obj, d: Deployment, dry_run: bool, backend: str | None) -> None:
         obj.ui.result({"backend": d.backend, "commands": lines}, "\n".join(lines))
         return
     if dry_run:
-        names = [p.name for p in lifecycle.all_procs(d)]
+        names = lifecycle.process_names(d)
         obj.ui.result({"backend": "local", "processes": names}, "would start: " + ", ".join(names))
         return
     t0, t = time.monotonic(), Timer(obj.ui)

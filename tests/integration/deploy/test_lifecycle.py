@@ -33,26 +33,14 @@ TIMINGS: dict[str, list] = {}
 
 
 @pytest.fixture(scope="module")
-def dist(stackcrate, tmp_path_factory) -> Path:
-    given = os.environ.get("STACKCRATE_TEST_DEPLOY_DIST")
-    if given:
-        return Path(given).resolve()
-    work = tmp_path_factory.mktemp("five")
-    manifest = work / "five-services.yaml"
-    shutil.copy(REPO / "examples" / "five-services.yaml", manifest)
-    res = stackcrate("build", "-m", manifest, "--out", work / "dist", timeout=3600)
-    assert res.returncode == 0, res.stderr
-    return work / "dist"
-
-
-@pytest.fixture(scope="module")
-def dep(stackcrate, dist, tmp_path_factory):
+def dep(stackcrate, tmp_path_factory):
     """The deployment's files; whatever happens, every process is stopped and the state removed at the end."""
     root = tmp_path_factory.mktemp("deploy")
     shutil.copy(REPO / "examples" / "deploy" / "services.yaml", root / "services.yaml")
+    shutil.copy(REPO / "examples" / "five-services.yaml", root / "five-services.yaml")  # its lock is written beside
     conf = yaml.safe_load((REPO / "examples" / "deploy" / "configuration.yaml").read_text())
-    conf.update(state_dir=str(root / "state"), artifacts=str(dist), manifest=str(REPO / "examples" /
-                                                                                 "five-services.yaml"))
+    dist = os.environ.get("STACKCRATE_TEST_DEPLOY_DIST") or str(root / "dist")
+    conf.update(state_dir=str(root / "state"), artifacts=dist, manifest=str(root / "five-services.yaml"))
     (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
 
     def sc(verb: str, *args: str, json_out: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -60,7 +48,7 @@ def dep(stackcrate, dist, tmp_path_factory):
         return stackcrate(*pre, "deploy", verb, "-s", root / "services.yaml", "-c", root / "configuration.yaml",
                           *args, timeout=timeout)
 
-    info = {"root": root, "state": root / "state", "sc": sc}
+    info = {"root": root, "state": root / "state", "sc": sc, "dist": Path(dist)}
     yield info
     sc("rm", "--purge", "--yes", timeout=300)
     run_dir = root / "state" / "run"
@@ -91,8 +79,12 @@ ALL = ["mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "keystone", "glanc
 
 
 def test_build(dep):
-    data = ok(dep["sc"]("build"), "build")
-    assert data["built"] is False  # the module's fixture built them already
+    prebuilt = (dep["dist"] / "artifacts.json").exists()
+    data = ok(dep["sc"]("build", timeout=3600), "build")
+    assert data["built"] is not prebuilt
+    arts = {a["component"] for a in json.loads((dep["dist"] / "artifacts.json").read_text())["artifacts"]}
+    assert {"keystone", "glance", "openstack-placement", "nova", "neutron", "python-openstackclient"} <= arts
+    assert ok(dep["sc"]("build"), "build (again)")["built"] is False
 
 
 def test_init(dep):
@@ -108,6 +100,8 @@ def test_run(dep):
     assert list(st) == ALL
     for name, row in st.items():
         assert (row["state"], row["health"]) == ("running", "ok"), name
+    logs = dep["sc"]("logs", "keystone", "-n", "5", json_out=False)
+    assert logs.returncode == 0 and logs.stdout.startswith("==> keystone.log <==\n"), logs.stderr
 
 
 def test_verify(dep):

@@ -99,3 +99,26 @@ def test_container_dry_run(stackcrate, dep):
     assert f"{state}/data/mariadb:/var/lib/mysql:rw" in by_name["stackcrate-mariadb"]
     assert all(c[c.index("--network") + 1] == "host" for c in cmds)
     assert not dep["state"].exists()  # a dry run changes nothing
+
+
+def test_rm_purge_asks_first(stackcrate, dep):
+    from stackcrate.deploy import secrets
+
+    secrets.load_or_create(dep["state"], {})
+    res = stackcrate("deploy", "rm", "--purge", "-s", dep["services"], "-c", dep["config"], input="n\n")
+    assert res.returncode != 0 and "Remove" in res.stderr
+    assert (dep["state"] / "secrets.yaml").exists()
+    res = stackcrate("deploy", "rm", "--purge", "--yes", "-s", dep["services"], "-c", dep["config"])
+    assert res.returncode == 0, res.stderr
+    assert not dep["state"].exists()
+
+
+def test_logs(stackcrate, dep):
+    (dep["state"] / "log").mkdir(parents=True)
+    (dep["state"] / "log" / "nova-api.log").write_text("".join(f"line {i}\n" for i in range(100)))
+    (dep["state"] / "log" / "keystone.log").write_text("ks\n")
+    res = stackcrate("deploy", "logs", "nova", "-n", "3", "-s", dep["services"], "-c", dep["config"])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "==> nova-api.log <==\nline 97\nline 98\nline 99\n"
+    res = stackcrate("deploy", "logs", "cinder", "-s", dep["services"], "-c", dep["config"])
+    assert res.returncode == 2 and "keystone, nova-api" in res.stderr
