@@ -21,6 +21,12 @@ from .tools import ToolFailed, run, which
 ROOTFS_FORMAT = 1  # bump when the way we make a rootfs changes
 
 
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise StackcrateError("building needs root: it runs mmdebstrap, unshare and chroot to build in the "
+                              "target's own root filesystem", hint="run stackcrate build as root (e.g. with sudo)")
+
+
 def rootfs_packages(target: Target, extra: Iterable[str] = ()) -> list[str]:
     return sorted({target.python_package, *extra})
 
@@ -31,6 +37,7 @@ def base_rootfs(target: Target, cache: Cache, extra_packages: Iterable[str] = ()
 
     Returns the folder; ``<folder>.tar`` beside it is the tarball mmdebstrap wrote (for image layers).
     """
+    require_root()
     packages = rootfs_packages(target, extra_packages)
     mirror = mirror or os.environ.get("STACKCRATE_DEBIAN_MIRROR") or target.mirror
     key = digest_of({"v": ROOTFS_FORMAT, "suite": target.suite, "packages": packages, "mirror": mirror})[:24]

@@ -76,16 +76,27 @@ def schema() -> None:
 @lock_option
 @click.option("--override", "overrides", multiple=True, metavar="NAME==VERSION",
               help="Pin replacing a constraint, e.g. a security fix (adds to the manifest's overrides).")
+@click.option("--refresh", is_flag=True,
+              help="Resolve again even when the lock is up to date (e.g. to pick up a moved git branch).")
 @click.pass_obj
-def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_path, overrides) -> None:
-    """Resolve all components together and write stackcrate.lock."""
+def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_path, overrides, refresh) -> None:
+    """Resolve all components together and write the lock (X.yaml -> X.lock)."""
+    from .lockfile import Lock
+    from .resolve import check_fresh
     from .resolve import lock as do_lock
 
     manifest = load_manifest(manifest_path, set_values, vars_files)
     path = default_lock_path(manifest, lock_path)
+    if path.exists() and not refresh:
+        current = Lock.load(path)
+        if not check_fresh(current, manifest, obj.cache, constraints_dir, path, list(overrides)):
+            obj.ui.result({"lock": str(path), "packages": len(current.packages), "up_to_date": True,
+                           "components": {c.name: c.version for c in current.components}},
+                          f"{path} is up to date ({len(current.packages)} packages); --refresh resolves again")
+            return
     result = do_lock(manifest, obj.cache, obj.ui, constraints_dir=constraints_dir, extra_overrides=list(overrides))
     result.write(path)
-    summary = {"lock": str(path), "packages": len(result.packages),
+    summary = {"lock": str(path), "packages": len(result.packages), "up_to_date": False,
                "components": {c.name: c.version for c in result.components}}
     comps = ", ".join(f"{c.name} {c.version}" for c in result.components)
     obj.ui.result(summary, f"locked {len(result.packages)} packages for {comps} → {path}")

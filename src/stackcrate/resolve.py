@@ -105,7 +105,11 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
                 uv([*common, "--format", "requirements.txt", "--annotation-style", "split", "-o", "graph.txt"],
                    cwd=work, cache_dir=cache.dir("uv"))
             except ToolFailed as exc:
-                raise explain_failure(exc.stderr or exc.stdout, prepared, origin, series.name) from None
+                error = explain_failure(exc.stderr or exc.stdout, prepared, origin, series.name)
+                if overrides:
+                    error = explain_overrides(work, common, constraints, names, overrides, prepared,
+                                              target.python_version, cache, error)
+                raise error from None
             pylock = tomllib.loads((work / "pylock.toml").read_text())
             graph = parse_via((work / "graph.txt").read_text())
             s["note"] = f"{len(pylock.get('packages', []))} packages"
@@ -141,11 +145,53 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
         components.append(LockedComponent(name=p.component.name, version=pkg.version, source=src,
                                           closure=closure, source_date_epoch=epoch or 315532800,
                                           extras=sorted(p.component.extras)))
+    if overrides:
+        from .reqs.overrides import prove
+
+        with ui.step("Checking every requirement on the overridden packages"):
+            proof = prove(list(packages.values()), overrides, {c.name: set(c.closure) for c in components},
+                          target.python_version, cache, {p.component.key: p.wheel for p in prepared if p.wheel})
+        for line in proof:
+            ui.info(line)
     return Lock(series=series.name, target=target.name, python_version=target.python_version,
                 python_platform=target.uv_platform,
                 inputs={"manifest": manifest_digest(manifest, extra_overrides), "constraints": constraints.digest},
                 constraints_source=constraints.source, overrides=overrides, packages=packages,
                 components=components, requires_python=f">={target.python_minor}")
+
+
+def explain_overrides(work: Path, common: list[str], constraints: Constraints, names: set[str],
+                      overrides: list[str], prepared: list[PreparedComponent], python_version: str,
+                      cache: Cache, error: ResolutionError) -> ResolutionError:
+    """When overrides break the resolution: resolve without them, then add to ``error`` each component and
+    requirement that rejects an overridden version (uv names only the first conflict it meets)."""
+    from .reqs.overrides import verdicts
+
+    lines, _ = effective_constraints(constraints, names, [])
+    (work / "constraints.txt").write_text("\n".join(lines) + "\n")
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = [[*common, "--format", "pylock.toml", "-o", "pylock.plain.toml"],
+            [*common, "--format", "requirements.txt", "--annotation-style", "split", "-o", "plain.txt"]]
+    try:
+        with ThreadPoolExecutor(2) as pool:  # both at once: this is on the error path the user waits on
+            list(pool.map(lambda args: uv(args, cwd=work, cache_dir=cache.dir("uv")), runs))
+    except ToolFailed:
+        return error  # it fails without the overrides too: the overrides are not (only) to blame
+    packages = {p.key: p for p in (LockedPackage.from_toml(d) for d in
+                                   tomllib.loads((work / "pylock.plain.toml").read_text()).get("packages", []))}
+    for k, deps in parse_via((work / "plain.txt").read_text()).items():
+        if k in packages:
+            packages[k].dependencies = sorted(deps)
+    closures = {p.component.name: _closure(p.component.key, packages) for p in prepared}
+    wheels = {p.component.key: p.wheel for p in prepared if p.wheel}
+    rejected = [v for v in verdicts(list(packages.values()), overrides, closures, python_version, cache, wheels)
+                if not v.accepts]
+    if not rejected:
+        return error
+    return ResolutionError(error.message + "\n  the overrides are rejected by these requirements:\n"
+                           + "\n".join(f"    - {v.render()}" for v in rejected),
+                           hint="pick an override version every listed requirement accepts, or drop it")
 
 
 def _closure(root: str, packages: dict[str, LockedPackage]) -> set[str]:
@@ -227,12 +273,16 @@ def explain_failure(uv_text: str, prepared: list[PreparedComponent], origin: dic
 
 
 def check_fresh(lock_: Lock, manifest: LoadedManifest, cache: Cache, constraints_dir: str | None,
-                lock_path: Path) -> list[str]:
-    """Reasons the lock no longer matches its inputs (empty when it is fresh)."""
+                lock_path: Path, extra_overrides: list[str] | None = None) -> list[str]:
+    """Reasons the lock no longer matches its inputs (empty when it is fresh).
+
+    extra_overrides: the --override pins of this call; None means "those the lock was made with".
+    """
     reasons = []
     _, _, constraints = load_inputs(manifest, cache, constraints_dir, refresh=False)
-    if manifest_digest(manifest, [o for o in lock_.overrides if o not in manifest.model.overrides]) \
-            != lock_.inputs.get("manifest"):
+    if extra_overrides is None:
+        extra_overrides = [o for o in lock_.overrides if o not in manifest.model.overrides]
+    if manifest_digest(manifest, extra_overrides) != lock_.inputs.get("manifest"):
         reasons.append(f"the manifest {manifest.path.name} changed since {lock_path.name} was written")
     if constraints.digest != lock_.inputs.get("constraints"):
         reasons.append(f"the constraints ({constraints.source}) changed since {lock_path.name} was written")

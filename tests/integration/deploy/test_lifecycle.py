@@ -1,12 +1,12 @@
 """The whole lifecycle on the local backend, with real MariaDB, RabbitMQ, Memcached and HAProxy (Debian's
-packages), the five services from the artifacts built from examples/five-services.yaml, and the real
+packages), the five services from the artifacts built from examples/deploy/stackcrate.yaml, and the real
 `openstack` client:
 
 build → init → run → verify → (kill one: status down, start: back) → stop → start → verify (data still there)
 → init again (nothing lost) → rm → run → verify (data kept) → rm --purge.
 
 One deployment is shared by the tests of this module, in order (each step needs the one before).
-Set STACKCRATE_TEST_DEPLOY_DIST=DIR to reuse artifacts already built from examples/five-services.yaml.
+Set STACKCRATE_TEST_DEPLOY_DIST=DIR to reuse artifacts already built from examples/deploy/stackcrate.yaml.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ def dep(stackcrate, tmp_path_factory):
     """The deployment's files; whatever happens, every process is stopped and the state removed at the end."""
     root = tmp_path_factory.mktemp("deploy")
     shutil.copy(REPO / "examples" / "deploy" / "services.yaml", root / "services.yaml")
-    shutil.copy(REPO / "examples" / "five-services.yaml", root / "five-services.yaml")  # its lock is written beside
+    shutil.copy(REPO / "examples" / "deploy" / "stackcrate.yaml", root / "stackcrate.yaml")  # its lock goes beside
     conf = yaml.safe_load((REPO / "examples" / "deploy" / "configuration.yaml").read_text())
     dist = os.environ.get("STACKCRATE_TEST_DEPLOY_DIST") or str(root / "dist")
-    conf.update(state_dir=str(root / "state"), artifacts=dist, manifest=str(root / "five-services.yaml"))
+    conf.update(state_dir=str(root / "state"), artifacts=dist, manifest=str(root / "stackcrate.yaml"))
     (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
 
     def sc(verb: str, *args: str, json_out: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:

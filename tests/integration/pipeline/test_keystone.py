@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -33,8 +32,6 @@ def test_keystone_runs_in_fresh_debian_rootfs(keystone_build, fresh_rootfs):
     subprocess.run(["tar", "-C", fresh_rootfs, "-I", "zstd", "-xf", tarball], check=True)
     res = chroot(fresh_rootfs, "/opt/openstack/keystone-29.1.0/bin/keystone-manage", "--version")
     assert res.stdout.strip() == Lock.load(keystone_build["lock"]).component("keystone").version
-    # The build never wrote to this host's /opt.
-    assert not Path("/opt/openstack/keystone-29.1.0").exists()
 
 
 def test_rebuild_from_same_lock_is_byte_identical(keystone_build, stackcrate, tmp_path, cache_dir):

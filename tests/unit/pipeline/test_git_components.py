@@ -139,3 +139,32 @@ def test_concurrent_builds_share_one_cache(stackcrate, repos, tmp_path, sc_env):
     assert sums[0] == sums[1]
     assert not list((cache / "tmp").iterdir())  # no half-finished work left behind
     shutil.rmtree(cache)
+
+
+def test_lock_is_a_no_op_when_up_to_date(stackcrate, repos, tmp_path):
+    manifest = write_manifest(tmp_path / "n", repos)
+    first = stackcrate("--json", "lock", "-m", manifest)
+    assert first.returncode == 0 and json.loads(first.stdout)["up_to_date"] is False
+    before = manifest.with_suffix(".lock").read_text()
+    again = stackcrate("--json", "lock", "-m", manifest)
+    assert json.loads(again.stdout)["up_to_date"] is True
+    refreshed = stackcrate("--json", "lock", "--refresh", "-m", manifest)
+    assert json.loads(refreshed.stdout)["up_to_date"] is False
+    assert manifest.with_suffix(".lock").read_text() == before   # same inputs, same lock
+    # An --override not in the lock makes it stale.
+    pinned = stackcrate("--json", "lock", "-m", manifest, "--override", "six==1.16.0")
+    assert json.loads(pinned.stdout)["up_to_date"] is False
+
+
+def test_build_never_writes_to_the_hosts_install_prefix(stackcrate, repos, tmp_path):
+    import uuid
+
+    prefix = Path(f"/opt/stackcrate-test-{uuid.uuid4().hex[:12]}")
+    manifest = write_manifest(tmp_path / "h", repos, patch=False)
+    manifest.write_text(manifest.read_text() + f"install_prefix: {prefix}/{{name}}-{{version}}\n")
+    arts = build_json(stackcrate, manifest, tmp_path / "dist")
+    assert arts["fixture-svc"]["install_path"] == f"{prefix}/fixture-svc-1.2.0"
+    assert not prefix.exists()
+    names = subprocess.run(["tar", "-I", "zstd", "-tf", tmp_path / "dist" / arts["fixture-svc"]["file"]],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert f"{prefix.relative_to('/')}/fixture-svc-1.2.0/bin/fixture-svc" in names

@@ -1,0 +1,1 @@
+"""Requirements tools: inventory report, global-requirements check and sync, series diff."""

@@ -1,0 +1,121 @@
+"""`stackcrate reqs check`: a project's requirements against a series' global-requirements and constraints.
+
+The rules are the ones OpenStack's requirements job enforces on every project (openstack/requirements'
+check-requirements): a project may only use what global-requirements lists (denylisted packages are left to
+the project), with the same markers, no exclusions or caps the global list does not have, a lower bound, no
+duplicates; and the series' upper-constraints must satisfy both the project and the global list, since the
+gate installs exactly those pins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from packaging.requirements import Requirement
+from packaging.version import InvalidVersion, Version
+
+from .data import SeriesData
+from .projectfiles import ProjectReq
+
+RULES = {
+    "not-in-global": "every requirement must be listed in global-requirements (unless denylisted)",
+    "marker-mismatch": "environment markers must match global-requirements",
+    "extra-exclusion": "no exclusions (!=) beyond those in global-requirements",
+    "extra-cap": "no caps or pins (<, <=, ~=, ==) beyond those in global-requirements",
+    "no-lower-bound": "every requirement needs a lower bound (>=)",
+    "duplicate": "a package is listed once per file (and extra)",
+    "constraint-mismatch": "the series' upper-constraints pin must satisfy the requirement",
+    "constraint-vs-global": "the series' upper-constraints pin must satisfy global-requirements",
+}
+CAP_OPS = ("<", "<=", "~=", "==", "===")
+LOWER_OPS = (">=", ">", "~=", "==", "===")
+
+
+@dataclass
+class Finding:
+    rule: str
+    file: str
+    line: int
+    name: str
+    message: str
+
+    def render(self) -> str:
+        return f"{self.file}:{self.line}: [{self.rule}] {self.message}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def marker_text(req: Requirement) -> str:
+    return str(req.marker) if req.marker else ""
+
+
+def global_line(sd: SeriesData, r: ProjectReq) -> Requirement | None:
+    """The global-requirements line for this requirement: the one with the same marker, else the first."""
+    lines = sd.global_reqs.get(r.name)
+    if not lines:
+        return None
+    for g in lines:
+        if marker_text(g.requirement) == marker_text(r.requirement):
+            return g.requirement
+    return lines[0].requirement
+
+
+def _accepts(spec, version: str) -> bool:
+    try:
+        return spec.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return True  # a legacy version string: nothing to say about it
+
+
+def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
+    findings: list[Finding] = []
+    seen: dict[tuple, ProjectReq] = {}
+    global_checked: set[str] = set()
+    for r in reqs:
+        req, name = r.requirement, r.requirement.name
+
+        def add(rule: str, msg: str, _r: ProjectReq = r) -> None:
+            findings.append(Finding(rule, _r.rel, _r.lineno, _r.requirement.name, msg))
+
+        key = (r.rel, r.section, r.name, marker_text(req))
+        if key in seen:
+            add("duplicate", f"{name} is already listed at line {seen[key].lineno}"
+                + (f" ({r.section})" if r.section else ""))
+            continue
+        seen[key] = r
+        if r.name in sd.denylist:
+            continue  # denylisted packages are managed by each project as it sees fit
+        g = global_line(sd, r)
+        if g is None:
+            add("not-in-global", f"{name} is not in {sd.series} global-requirements")
+            continue
+        markers = {marker_text(x.requirement) for x in sd.global_reqs[r.name]}
+        if marker_text(req) not in markers:
+            want = " or ".join(repr(m) if m else "no marker" for m in sorted(markers))
+            add("marker-mismatch", f"{name} has marker {marker_text(req) or 'none'!r}; global-requirements has "
+                f"{want}")
+        g_excl = {s.version for s in g.specifier if s.operator == "!="}
+        g_caps = {str(s) for s in g.specifier if s.operator in CAP_OPS}
+        extra_excl = sorted(s.version for s in req.specifier if s.operator == "!=" and s.version not in g_excl)
+        if extra_excl:
+            add("extra-exclusion", f"{name} excludes {', '.join(extra_excl)}, which global-requirements "
+                f"({g}) does not")
+        extra_caps = sorted(str(s) for s in req.specifier if s.operator in CAP_OPS and str(s) not in g_caps)
+        if extra_caps:
+            add("extra-cap", f"{name} is capped/pinned by {', '.join(extra_caps)}, which global-requirements "
+                f"({g}) does not")
+        if not any(s.operator in LOWER_OPS for s in req.specifier):
+            add("no-lower-bound", f"{name} has no lower bound; add >=VERSION")
+        pins = sd.constraints.get(r.name, [])
+        versions = sd.constraint_versions(r.name)
+        if versions and not any(_accepts(req.specifier, v) for v in versions):
+            add("constraint-mismatch", f"{name}{req.specifier} rejects the {sd.series} upper-constraints pin "
+                f"{', '.join(versions)}")
+        if versions and r.name not in global_checked:
+            global_checked.add(r.name)
+            if not any(_accepts(g.specifier, v) for v in versions):
+                findings.append(Finding("constraint-vs-global", sd.constraints_source, pins[0].lineno, name,
+                                        f"the upper-constraints pin {pins[0].text} does not satisfy the global "
+                                        f"requirement {g} (used at {r.where})"))
+    return findings

@@ -1,0 +1,164 @@
+"""A project's requirement files, read line by line so findings can name the line and sync can rewrite it.
+
+Read: requirements.txt, test-requirements.txt, the ``[extras]`` of setup.cfg (pbr) and, in pyproject.toml,
+``[project] dependencies`` and ``[project.optional-dependencies]``. Each requirement keeps the exact span of
+its text in the line, so a rewrite changes only that span (comments, order and layout stay).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from ..errors import StackcrateError
+
+TXT_FILES = ("requirements.txt", "test-requirements.txt")
+
+
+@dataclass
+class ProjectReq:
+    path: Path            # the file
+    rel: str              # path relative to the project, for messages
+    lineno: int           # 1-based
+    section: str          # "" for a plain file, else the extra ("extras: ldap") or "dependencies"
+    start: int            # span of the requirement text within the line
+    end: int
+    text: str             # the requirement as written
+    requirement: Requirement
+
+    @property
+    def name(self) -> str:
+        return canonicalize_name(self.requirement.name)
+
+    @property
+    def where(self) -> str:
+        return f"{self.rel}:{self.lineno}"
+
+
+def _parse(text: str, rel: str, lineno: int) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        raise StackcrateError(f"cannot parse requirement {text!r}: {exc}", where=f"{rel}:{lineno}",
+                              hint="fix that line (PEP 508: name[extras]specifiers;marker)") from None
+
+
+def read_txt(path: Path, rel: str) -> list[ProjectReq]:
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        body = line.split("#", 1)[0]
+        stripped = body.strip()
+        if not stripped or stripped.startswith("-"):  # -r/-c/-e and options are not requirements
+            continue
+        start = body.index(stripped)
+        out.append(ProjectReq(path, rel, i, "", start, start + len(stripped), stripped,
+                              _parse(stripped, rel, i)))
+    return out
+
+
+_SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
+_KEY = re.compile(r"^([A-Za-z0-9_.-]+)\s*=\s*(.*)$")
+_STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+
+
+def read_setup_cfg(path: Path, rel: str) -> list[ProjectReq]:
+    """pbr's ``[extras]``: ``name =`` then one requirement per indented line (or one on the key's line)."""
+    out, section, extra = [], None, None
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        m = _SECTION.match(line)
+        if m:
+            section, extra = m.group(1).strip(), None
+            continue
+        if section != "extras":
+            continue
+        body = line.split("#", 1)[0]
+        if not body.strip():
+            continue
+        value_start = 0
+        if not line[:1].isspace():
+            k = _KEY.match(body)
+            if not k:
+                continue
+            extra = k.group(1)
+            value_start = k.start(2)
+        if extra is None:
+            continue
+        value = body[value_start:].strip()
+        if value:
+            start = body.index(value, value_start)
+            out.append(ProjectReq(path, rel, i, f"extras: {extra}", start, start + len(value), value,
+                                  _parse(value, rel, i)))
+    return out
+
+
+def read_pyproject(path: Path, rel: str) -> list[ProjectReq]:
+    """String items of ``[project] dependencies`` and ``[project.optional-dependencies]`` arrays."""
+    out, section, key, in_array = [], None, None, False
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        m = _SECTION.match(line)
+        if m:
+            section, key, in_array = m.group(1).strip(), None, False
+            continue
+        wanted = section == "project.optional-dependencies" or section == "project"
+        if not wanted:
+            continue
+        code = _strip_toml_comment(line)
+        start_at = 0
+        if not in_array:
+            k = _KEY.match(code.strip())
+            if not k or "[" not in k.group(2):
+                continue
+            key = k.group(1)
+            if section == "project" and key != "dependencies":
+                continue
+            in_array = True
+            start_at = code.index("[") + 1
+        for s in _STRING.finditer(code, start_at):
+            value = s.group(1) if s.group(1) is not None else s.group(2)
+            label = "dependencies" if section == "project" else f"extras: {key}"
+            out.append(ProjectReq(path, rel, i, label, s.start() + 1, s.end() - 1, value,
+                                  _parse(value, rel, i)))
+        if _closes(code[start_at:]):
+            in_array = False
+    return out
+
+
+def _strip_toml_comment(line: str) -> str:
+    # A '#' outside quotes starts a comment.
+    quote = None
+    for j, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return line[:j]
+    return line
+
+
+def _closes(code: str) -> bool:
+    return "]" in _STRING.sub("", code)
+
+
+def read_project(root: Path) -> list[ProjectReq]:
+    """Every requirement of the project at ``root`` (a folder, e.g. an unpacked sdist or a git checkout)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise StackcrateError(f"project folder {root} does not exist",
+                              hint="pass the folder holding requirements.txt (e.g. an unpacked sdist)")
+    reqs: list[ProjectReq] = []
+    present = [n for n in (*TXT_FILES, "setup.cfg", "pyproject.toml") if (root / n).is_file()]
+    for name in present:
+        reader = read_setup_cfg if name == "setup.cfg" else read_pyproject if name == "pyproject.toml" \
+            else read_txt
+        reqs += reader(root / name, name)
+    if not any(n in present for n in TXT_FILES) and not reqs:
+        raise StackcrateError(f"{root} holds no requirement files",
+                              hint="expected requirements.txt, test-requirements.txt, setup.cfg [extras] "
+                              "or pyproject.toml dependencies")
+    return reqs
