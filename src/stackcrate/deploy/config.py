@@ -20,17 +20,17 @@ class _Strict(BaseModel):
 
 
 class MariaDB(_Strict):
-    port: Port = Field(33306, ge=1024, le=65535)
+    port: Port = Field(23306, ge=1024, le=65535)
 
 
 class RabbitMQ(_Strict):
-    port: Port = Field(35672, ge=1024, le=65535, description="AMQP port")
-    dist_port: Port = Field(35673, ge=1024, le=65535, description="Erlang distribution port")
-    epmd_port: Port = Field(34369, ge=1024, le=65535, description="Erlang port mapper (own one, not 4369)")
+    port: Port = Field(25672, ge=1024, le=65535, description="AMQP port")
+    dist_port: Port = Field(25673, ge=1024, le=65535, description="Erlang distribution port")
+    epmd_port: Port = Field(24369, ge=1024, le=65535, description="Erlang port mapper (own one, not 4369)")
 
 
 class Memcached(_Strict):
-    port: Port = Field(31211, ge=1024, le=65535)
+    port: Port = Field(21211, ge=1024, le=65535)
 
 
 class HAProxy(_Strict):

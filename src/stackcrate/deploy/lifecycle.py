@@ -133,6 +133,14 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def preflight(d: Deployment) -> None:
     """Refuse before changing anything: artifacts and programs present, every port of a stopped process free."""
     artifacts(d)
@@ -147,6 +155,13 @@ def preflight(d: Deployment) -> None:
     if busy:
         raise StackcrateError(f"port(s) already in use on {d.listen}: {', '.join(busy)}",
                               hint="stop what uses them, or change the ports in the services file")
+    lo, hi = _ephemeral_range()
+    risky = [f"{port} ({name})" for name, ports in binds(d).items() for port in ports if lo <= port <= hi]
+    if risky:
+        # Seen: an outgoing connection took 38774 as its source port and HAProxy could not bind it on restart.
+        raise StackcrateError(f"port(s) in this machine's ephemeral range {lo}-{hi}: {', '.join(risky)}",
+                              hint="outgoing connections may take them at any time; pick ports below "
+                              f"{lo} in the services file")
 
 
 def start_procs(d: Deployment, plist: list[Proc], t: Timer) -> list[str]:

@@ -150,7 +150,10 @@ def test_killed_service_shown_down_then_started(dep):
 def test_stop_start_verify(dep):
     ok(dep["sc"]("stop"), "stop")
     assert {r["state"] for r in status(dep).values()} == {"stopped"}
-    assert not any(procs.port_open("127.0.0.1", p) for p in (33306, 35672, 35000))
+    services = yaml.safe_load((dep["root"] / "services.yaml").read_text())
+    ports = [services["backing"]["mariadb"]["port"], services["backing"]["rabbitmq"]["port"],
+             *(s["port"] for s in services["services"].values())]
+    assert not any(procs.port_open("127.0.0.1", p) for p in ports)
     ok(dep["sc"]("start"), "start")
     data = ok(dep["sc"]("verify"), "verify (after stop/start)")
     assert (data["image"], data["server"], data["server_status"]) == ("existing", "existing", "ACTIVE")

@@ -30,6 +30,16 @@ def test_port_in_use_changes_nothing(stackcrate, dep):
     assert not dep["state"].exists()
 
 
+def test_port_in_ephemeral_range(stackcrate, dep):
+    conf = yaml.safe_load(dep["services"].read_text())
+    conf["services"]["glance"]["backend_port"] = 40000
+    dep["services"].write_text(yaml.safe_dump(conf))
+    res = deploy(stackcrate, dep, "init")
+    assert res.returncode == 2, res.stderr
+    assert "40000 (glance)" in res.stderr and "ephemeral range" in res.stderr
+    assert not dep["state"].exists()
+
+
 def test_missing_artifact(stackcrate, dep):
     fake_artifacts(dep["dist"], skip=("neutron",))
     res = deploy(stackcrate, dep, "init")

@@ -44,9 +44,9 @@ def test_bad_listen_address(dep):
 
 
 def test_port_used_twice(dep):
-    text = dep["services"].read_text().replace("backend_port: 49292", "backend_port: 45000")
+    text = dep["services"].read_text().replace("backend_port: 19292", "backend_port: 15000")
     dep["services"].write_text(text)
-    with pytest.raises(StackcrateError, match="port 45000 is used twice"):
+    with pytest.raises(StackcrateError, match="port 15000 is used twice"):
         load(dep)
 
 
