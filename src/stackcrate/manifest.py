@@ -272,7 +272,8 @@ def load(path: str | Path, values: dict[str, Any] | None = None) -> LoadedManife
     return LoadedManifest(model, path.resolve(), text)
 
 
-def _explain(exc: ValidationError, path: Path, root: yaml.Node | None) -> StackcrateError:
+def _explain(exc: ValidationError, path: Path, root: yaml.Node | None, model: type[BaseModel] | None = None,
+             hint: str = "fix the manifest; `stackcrate schema` prints every field") -> StackcrateError:
     lines = []
     first_where = None
     for err in exc.errors():
@@ -282,7 +283,7 @@ def _explain(exc: ValidationError, path: Path, root: yaml.Node | None) -> Stackc
         first_where = first_where or where
         field = _loc_text(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
+            parent = _model_at(loc[:-1], model or Manifest)
             allowed = ", ".join(parent.model_fields) if parent else ""
             msg = f"unknown field {field!r}" + (f" (allowed here: {allowed})" if allowed else "")
         elif err["type"] == "missing":
@@ -290,24 +291,29 @@ def _explain(exc: ValidationError, path: Path, root: yaml.Node | None) -> Stackc
         else:
             msg = f"field {field!r}: {err['msg'].removeprefix('Value error, ')}"
         lines.append(f"{where}: {msg}")
-    return StackcrateError("\n".join(lines), hint="fix the manifest; `stackcrate schema` prints every field")
+    return StackcrateError("\n".join(lines), hint=hint)
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    model: type[BaseModel] = Manifest
+def _model_at(loc: tuple, model: type[BaseModel]) -> type[BaseModel] | None:
     for part in loc:
         if isinstance(part, int):
             continue
         f = model.model_fields.get(part)
         if f is None:
             return None
-        ann = f.annotation
-        nxt = None
-        for cand in (Component, PypiSource, GitSource):
-            if ann is cand or cand in getattr(ann, "__args__", ()) or any(
-                    cand in getattr(a, "__args__", ()) for a in getattr(ann, "__args__", ())):
-                nxt = cand
+        nxt = _submodel(f.annotation)
         if nxt is None:
             return None
         model = nxt
     return model
+
+
+def _submodel(ann: Any) -> type[BaseModel] | None:
+    """The model class inside an annotation such as Optional[X], list[X] or dict[str, X]."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in getattr(ann, "__args__", ()):
+        found = _submodel(a)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,152 @@
+"""Backing services (MariaDB, RabbitMQ, Memcached, HAProxy) as local processes from the distribution's packages.
+
+Each keeps its data under the state folder and listens on the configured loopback address and its own
+(non-default) ports, so nothing collides with services the machine already runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .. import tools
+from ..errors import StackcrateError
+from .config import Deployment
+from .procs import Proc
+from .secrets import private_file
+
+# Debian package of each program: named in the error when it is missing.
+PACKAGES = {"mariadbd": "mariadb-server", "mariadb-install-db": "mariadb-server", "mariadb": "mariadb-client",
+            "epmd": "erlang-base", "rabbitmq-server": "rabbitmq-server", "memcached": "memcached",
+            "haproxy": "haproxy"}
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not /usr/sbin's wrapper, which su's to rabbitmq
+
+
+def program(name: str) -> str:
+    if name == "rabbitmq-server":
+        if not os.access(RABBITMQ_SERVER, os.X_OK):
+            raise StackcrateError("the program 'rabbitmq-server' is not installed",
+                                  hint="install it (apt-get install rabbitmq-server)")
+        return RABBITMQ_SERVER
+    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if not path:
+        raise StackcrateError(f"the program {name!r} is not installed",
+                              hint=f"install it (apt-get install {PACKAGES.get(name, name)})")
+    return path
+
+
+def check_programs() -> None:
+    for name in PACKAGES:
+        program(name)
+
+
+def _as_root() -> list[str]:
+    # mariadbd and memcached refuse to run as root unless told to; we run them as whoever runs us.
+    return ["--user=root"] if os.geteuid() == 0 else []
+
+
+def socket_path(d: Deployment) -> Path:
+    return d.state / "run" / "mariadb.sock"
+
+
+def mariadb_procs(d: Deployment) -> list[Proc]:
+    port = d.services.backing.mariadb.port
+    data = d.state / "data" / "mariadb"
+    argv = [program("mariadbd"), "--no-defaults", f"--datadir={data}", f"--socket={socket_path(d)}",
+            f"--port={port}", f"--bind-address={d.listen}", f"--pid-file={d.state / 'run' / 'mariadbd.pidfile'}",
+            "--skip-name-resolve", "--max-connections=1000", "--character-set-server=utf8mb4",
+            "--innodb-buffer-pool-size=128M", "--skip-log-bin", *_as_root()]
+    return [Proc("mariadb", argv, port=port, kind="backing", start_timeout=60)]
+
+
+def mariadb_install(d: Deployment) -> bool:
+    """Create the data directory once (mariadb-install-db); False when it already exists."""
+    data = d.state / "data" / "mariadb"
+    if (data / "mysql").is_dir():
+        return False
+    data.mkdir(parents=True, exist_ok=True)
+    tools.run([program("mariadb-install-db"), "--no-defaults", f"--datadir={data}", "--skip-test-db",
+               "--auth-root-authentication-method=socket", *_as_root()], timeout=300)
+    return True
+
+
+def sql(d: Deployment, statements: str) -> str:
+    """Run SQL as the database root over the unix socket; statements go on stdin (they hold passwords)."""
+    proc = tools.run([program("mariadb"), "--no-defaults", f"--socket={socket_path(d)}", "-uroot", "-N", "-B"],
+                     input=statements, timeout=120)
+    return proc.stdout
+
+
+def _rabbitmq_paths(d: Deployment) -> tuple[Path, Path]:
+    return d.state / "etc" / "rabbitmq", d.state / "data" / "rabbitmq"
+
+
+def write_configs(d: Deployment, secrets: dict[str, str]) -> None:
+    r = d.services.backing.rabbitmq
+    etc, data = _rabbitmq_paths(d)
+    data.mkdir(parents=True, exist_ok=True)
+    # default_user/default_pass create the user on the first boot only; the password never changes afterwards.
+    private_file(etc / "rabbitmq.conf", "\n".join([
+        f"listeners.tcp.default = {d.listen}:{r.port}",
+        "default_vhost = /",
+        "default_user = openstack",
+        f"default_pass = {secrets['rabbitmq_password']}",
+        "loopback_users = none",
+        f"distribution.listener.interface = {d.listen}",
+        f"distribution.listener.port_range.min = {r.dist_port}",
+        f"distribution.listener.port_range.max = {r.dist_port}",
+        "log.console = true", "log.file = false", ""]))
+    (etc / "enabled_plugins").write_text("[].\n")
+    (etc / "rabbitmq-env.conf").write_text("")
+    cfg = d.state / "etc" / "haproxy" / "haproxy.cfg"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(haproxy_config(d))
+
+
+def rabbitmq_procs(d: Deployment) -> list[Proc]:
+    r = d.services.backing.rabbitmq
+    etc, data = _rabbitmq_paths(d)
+    epmd = {"ERL_EPMD_PORT": str(r.epmd_port), "ERL_EPMD_ADDRESS": d.listen}
+    env = dict(epmd, HOME=str(data), RABBITMQ_CONF_ENV_FILE=str(etc / "rabbitmq-env.conf"),
+               RABBITMQ_CONFIG_FILE=str(etc / "rabbitmq.conf"),
+               RABBITMQ_ENABLED_PLUGINS_FILE=str(etc / "enabled_plugins"),
+               RABBITMQ_ADVANCED_CONFIG_FILE=str(etc / "advanced.config"),
+               RABBITMQ_MNESIA_BASE=str(data / "mnesia"), RABBITMQ_LOG_BASE=str(d.state / "log" / "rabbitmq"),
+               RABBITMQ_LOGS="-", RABBITMQ_NODENAME="stackcrate@localhost", RABBITMQ_NODE_IP_ADDRESS=d.listen,
+               RABBITMQ_NODE_PORT=str(r.port), RABBITMQ_DIST_PORT=str(r.dist_port),
+               RABBITMQ_PID_FILE=str(d.state / "run" / "rabbitmq.pidfile"))
+    return [Proc("epmd", [program("epmd"), "-address", d.listen, "-port", str(r.epmd_port)], port=r.epmd_port,
+                 kind="backing", env=epmd),
+            Proc("rabbitmq", [program("rabbitmq-server")], env=env, port=r.port, kind="backing", start_timeout=120)]
+
+
+def memcached_procs(d: Deployment) -> list[Proc]:
+    port = d.services.backing.memcached.port
+    argv = [program("memcached"), "-l", d.listen, "-p", str(port), "-U", "0", "-m", "64"]
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    return [Proc("memcached", argv, port=port, kind="backing")]
+
+
+def haproxy_config(d: Deployment) -> str:
+    lines = ["global", "    maxconn 4000", "", "defaults", "    mode http", "    timeout connect 5s",
+             "    timeout client 600s", "    timeout server 600s", "    option forwardfor",
+             # gunicorn closes idle keep-alive connections after 2 s; reusing one then fails a POST (seen:
+             # "Remote end closed connection"), so HAProxy opens a new server connection per request.
+             "    option http-server-close", "    retries 3", ""]
+    for name, s in d.services.enabled().items():
+        lines += [f"frontend {name}", f"    bind {d.listen}:{s.port}", f"    default_backend {name}", "",
+                  f"backend {name}", f"    server {name} {d.listen}:{s.backend_port}", ""]
+    return "\n".join(lines)
+
+
+def haproxy_procs(d: Deployment) -> list[Proc]:
+    cfg = d.state / "etc" / "haproxy" / "haproxy.cfg"
+    first = next(iter(d.services.enabled().values()))
+    return [Proc("haproxy", [program("haproxy"), "-db", "-f", str(cfg)], port=first.port, kind="backing")]
+
+
+def procs(d: Deployment) -> list[Proc]:
+    """Every backing process, in start order."""
+    return mariadb_procs(d) + rabbitmq_procs(d) + memcached_procs(d) + haproxy_procs(d)

@@ -1,0 +1,201 @@
+"""`stackcrate deploy <verb>`: thin wiring of the deployment lifecycle."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import StackcrateError
+from . import lifecycle
+from .config import Deployment
+from .lifecycle import Timer
+
+
+def deployment_options(f):
+    @click.option("-s", "--services", "services_path", default="services.yaml", show_default=True,
+                  type=click.Path(dir_okay=False), help="The services file.")
+    @click.option("-c", "--config", "config_path", default="configuration.yaml", show_default=True,
+                  type=click.Path(dir_okay=False), help="The configuration file.")
+    @click.option("--state-dir", type=click.Path(file_okay=False), help="State folder (overrides the config).")
+    @click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False),
+                  help="Folder with artifacts.json (overrides the config).")
+    @functools.wraps(f)
+    def wrapper(*args, services_path, config_path, state_dir, artifacts_dir, **kw):
+        d = Deployment(services_path, config_path, state_dir=state_dir, artifacts=artifacts_dir)
+        return f(*args, d=d, **kw)
+    return wrapper
+
+
+def _finish(obj, t: Timer, verb: str, data: dict, text: str, started: float) -> None:
+    total = time.monotonic() - started
+    data = dict(data, steps=t.steps, seconds=round(total, 2))
+    obj.ui.result(data, f"{text} ({verb} took {total:.1f}s)")
+
+
+def _local_only(d: Deployment) -> None:
+    if d.backend != "local":
+        raise StackcrateError(f"the {d.backend} backend supports only `run --dry-run` in this version",
+                              hint="use the local backend (configuration.yaml: backend: local)")
+
+
+@click.group()
+def deploy() -> None:
+    """Run a single-node OpenStack control plane from the built artifacts."""
+
+
+@deploy.command()
+@deployment_options
+@click.pass_obj
+def build(obj, d: Deployment) -> None:
+    """Make sure every service's artifact exists (build the missing ones)."""
+    t0 = time.monotonic()
+    try:
+        lifecycle.artifacts(d)
+        obj.ui.result({"built": False}, f"all artifacts present in {d.artifacts_dir}")
+        return
+    except StackcrateError:
+        if d.manifest is None:
+            raise StackcrateError("artifacts are missing and the configuration names no manifest to build them",
+                                  hint="set `manifest:` in configuration.yaml") from None
+    from ..build import build as do_build
+    from ..manifest import load
+
+    manifest = load(d.manifest)
+    report = do_build(manifest, manifest.path.with_suffix(".lock"), d.artifacts_dir, obj.cache, obj.ui)
+    lifecycle.artifacts(d)
+    _finish(obj, Timer(obj.ui), "build", {"built": True, "artifacts": len(report["artifacts"])},
+            f"built {len(report['artifacts'])} artifact(s) → {d.artifacts_dir}", t0)
+
+
+@deploy.command()
+@deployment_options
+@click.pass_obj
+def init(obj, d: Deployment) -> None:
+    """Install artifacts; create databases, users, keys, catalog (idempotent)."""
+    _local_only(d)
+    t0, t = time.monotonic(), Timer(obj.ui)
+    data = lifecycle.init(d, t)
+    _finish(obj, t, "init", data, f"initialised {d.state}", t0)
+
+
+@deploy.command()
+@deployment_options
+@click.option("--dry-run", is_flag=True, help="Print what would run (container backends: the commands).")
+@click.option("--backend", type=click.Choice(["local", "podman", "docker"]), help="Override the config's backend.")
+@click.pass_obj
+def run(obj, d: Deployment, dry_run: bool, backend: str | None) -> None:
+    """Init if needed, then start everything in dependency order, each checked healthy."""
+    d.backend = backend or d.backend
+    if d.backend != "local":
+        from .containers import up
+
+        lines = up(d, d.backend, dry_run)
+        obj.ui.result({"backend": d.backend, "commands": lines}, "\n".join(lines))
+        return
+    if dry_run:
+        names = lifecycle.process_names(d)
+        obj.ui.result({"backend": "local", "processes": names}, "would start: " + ", ".join(names))
+        return
+    t0, t = time.monotonic(), Timer(obj.ui)
+    data = lifecycle.run(d, t)
+    _finish(obj, t, "run", data, f"running ({len(data['started'])} process(es) started)", t0)
+
+
+@deploy.command()
+@deployment_options
+@click.pass_obj
+def start(obj, d: Deployment) -> None:
+    """Start an initialised deployment (only what is not running)."""
+    _local_only(d)
+    t0, t = time.monotonic(), Timer(obj.ui)
+    data = lifecycle.start(d, t)
+    _finish(obj, t, "start", data, f"started {', '.join(data['started']) or 'nothing (all running)'}", t0)
+
+
+@deploy.command()
+@deployment_options
+@click.pass_obj
+def stop(obj, d: Deployment) -> None:
+    """Stop every process (SIGTERM, then SIGKILL after the deadline)."""
+    _local_only(d)
+    t0, t = time.monotonic(), Timer(obj.ui)
+    data = lifecycle.stop_all(d, t)
+    _finish(obj, t, "stop", {"stopped": data}, f"stopped {len(data)} process(es)", t0)
+
+
+@deploy.command()
+@deployment_options
+@click.option("--purge", is_flag=True, help="Also remove the data (databases, images, keys, secrets).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation of --purge.")
+@click.pass_obj
+def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
+    """Stop and remove runtime files, keeping data (--purge: remove data too)."""
+    _local_only(d)
+    if purge and not yes:
+        click.confirm(f"Remove {d.state} with all its data?", abort=True, err=True)
+    t0, t = time.monotonic(), Timer(obj.ui)
+    data = lifecycle.rm(d, t, purge)
+    _finish(obj, t, "rm", data, f"removed {'everything in ' if purge else 'runtime files of '}{d.state}", t0)
+
+
+@deploy.command()
+@deployment_options
+@click.pass_obj
+def status(obj, d: Deployment) -> None:
+    """Each service and backing service with its state and health."""
+    rows = lifecycle.status(d)
+    lines = [f"{'NAME':<16}{'KIND':<9}{'STATE':<9}{'HEALTH':<8}{'PID':<9}PORT"]
+    for r in rows:
+        lines.append(f"{r['name']:<16}{r['kind']:<9}{r['state']:<9}{r['health']:<8}{str(r['pid'] or '-'):<9}"
+                     f"{r['port'] or '-'}")
+    obj.ui.result({"state_dir": str(d.state), "processes": rows}, "\n".join(lines))
+
+
+@deploy.command()
+@deployment_options
+@click.argument("service", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", default=50, show_default=True, help="Lines to show from the end of each log.")
+def logs(d: Deployment, service: str | None, follow: bool, lines: int) -> None:
+    """Show the logs of one process (or all)."""
+    log_dir = d.state / "log"
+    files = sorted(log_dir.glob("*.log")) if log_dir.is_dir() else []
+    if service:
+        files = [f for f in files if f.stem == service or f.stem.startswith(service + "-")]
+        if not files:
+            known = ", ".join(f.stem for f in sorted(log_dir.glob("*.log"))) or "none yet"
+            raise StackcrateError(f"no log for {service!r}", hint=f"logs: {known}")
+    for f in files:
+        click.echo(f"==> {f.name} <==")
+        click.echo("\n".join(f.read_text(errors="replace").splitlines()[-lines:]))
+    if follow:
+        _follow(files)
+
+
+def _follow(files: list[Path]) -> None:
+    pos = {f: f.stat().st_size for f in files}
+    while True:
+        for f in files:
+            size = f.stat().st_size
+            if size > pos[f]:
+                with open(f, errors="replace") as fh:
+                    fh.seek(pos[f])
+                    click.echo(fh.read(), nl=False)
+                pos[f] = size
+        time.sleep(0.5)
+
+
+@deploy.command()
+@deployment_options
+@click.pass_obj
+def verify(obj, d: Deployment) -> None:
+    """Token, image upload/download, server on the fake driver: with the real `openstack` client."""
+    from .verify import verify as do_verify
+
+    t0, t = time.monotonic(), Timer(obj.ui)
+    data = do_verify(d, t)
+    _finish(obj, t, "verify", data, f"verified: image {data['image']}, server {data['server']} "
+            f"{data['server_status']}", t0)

@@ -1,0 +1,174 @@
+"""The two files describing a deployment (services.yaml, configuration.yaml), validated like the manifest."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import StackcrateError
+from ..manifest import _explain
+
+Port = int
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MariaDB(_Strict):
+    port: Port = Field(23306, ge=1024, le=65535)
+
+
+class RabbitMQ(_Strict):
+    port: Port = Field(25672, ge=1024, le=65535, description="AMQP port")
+    dist_port: Port = Field(25673, ge=1024, le=65535, description="Erlang distribution port")
+    epmd_port: Port = Field(24369, ge=1024, le=65535, description="Erlang port mapper (own one, not 4369)")
+
+
+class Memcached(_Strict):
+    port: Port = Field(21211, ge=1024, le=65535)
+
+
+class HAProxy(_Strict):
+    pass
+
+
+class Backing(_Strict):
+    mariadb: MariaDB = Field(default_factory=MariaDB)
+    rabbitmq: RabbitMQ = Field(default_factory=RabbitMQ)
+    memcached: Memcached = Field(default_factory=Memcached)
+    haproxy: HAProxy = Field(default_factory=HAProxy)
+
+
+class Service(_Strict):
+    component: str = Field(description="Component of the manifest (artifact) that provides this service")
+    port: Port = Field(ge=1024, le=65535, description="Public API port, served by HAProxy")
+    backend_port: Port = Field(ge=1024, le=65535, description="Port the API process itself listens on")
+    workers: int = Field(1, ge=1, le=16, description="WSGI worker processes")
+
+
+class Nova(Service):
+    processes: list[Literal["api", "conductor", "scheduler", "compute"]] = Field(
+        default_factory=lambda: ["api", "conductor", "scheduler", "compute"])
+
+
+class Services(_Strict):
+    keystone: Service
+    glance: Optional[Service] = None
+    placement: Optional[Service] = None
+    neutron: Optional[Service] = None  # before nova: the order is the start order
+    nova: Optional[Nova] = None
+
+    @model_validator(mode="after")
+    def _deps(self) -> "Services":
+        if self.nova and not (self.placement and self.glance and self.neutron):
+            raise ValueError("nova needs placement, glance and neutron in the same deployment")
+        return self
+
+
+class ServicesFile(_Strict):
+    backing: Backing = Field(default_factory=Backing)
+    services: Services
+    client: str = Field("python-openstackclient", description="Component providing the `openstack` client")
+
+    @model_validator(mode="after")
+    def _ports_unique(self) -> "ServicesFile":
+        seen: dict[int, str] = {}
+        for name, port in self.ports().items():
+            if port in seen:
+                raise ValueError(f"port {port} is used twice ({seen[port]} and {name})")
+            seen[port] = name
+        return self
+
+    def enabled(self) -> dict[str, Service]:
+        return {n: getattr(self.services, n) for n in Services.model_fields if getattr(self.services, n)}
+
+    def ports(self) -> dict[str, int]:
+        b = self.backing
+        out = {"mariadb": b.mariadb.port, "rabbitmq": b.rabbitmq.port, "rabbitmq dist": b.rabbitmq.dist_port,
+               "epmd": b.rabbitmq.epmd_port, "memcached": b.memcached.port}
+        for name, s in self.enabled().items():
+            out[f"{name} (haproxy)"] = s.port
+            out[name] = s.backend_port
+        return out
+
+
+class Configuration(_Strict):
+    region: str = Field("RegionOne", pattern=r"^[A-Za-z0-9_-]+$")
+    listen: str = Field("127.0.0.1", description="Address every process listens on (loopback by default)")
+    database: Literal["mariadb"] = Field("mariadb", description="Database backend (nova needs MariaDB)")
+    state_dir: str = Field("state", description="Folder for data, config, logs (relative to this file)")
+    artifacts: str = Field("dist", description="Folder with artifacts.json (relative to this file)")
+    manifest: Optional[str] = Field(None, description="Manifest used by `deploy build` to build missing artifacts")
+    backend: Literal["local", "podman", "docker"] = "local"
+    stop_timeout: float = Field(10, gt=0, le=600, description="Seconds to wait after SIGTERM before SIGKILL")
+    secrets: dict[str, str] = Field(default_factory=dict, description="Secrets to use instead of generated ones")
+    overrides: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict, description="service -> section -> option -> value, added to its config file")
+
+    @field_validator("listen")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address") from None
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _known(cls, v: dict) -> dict:
+        for name in v:
+            if name not in Services.model_fields:
+                raise ValueError(f"unknown service {name!r} (known: {', '.join(Services.model_fields)})")
+        return v
+
+
+def _load(path: Path, model: type[BaseModel], what: str) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StackcrateError(f"{what} {path} does not exist",
+                              hint=f"pass one with the option, or start from examples/deploy/{path.name}") from None
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise StackcrateError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                              where=f"{path}:{mark.line + 1}" if mark else str(path)) from None
+    if not isinstance(data, dict):
+        raise StackcrateError(f"the {what} must be a YAML mapping", where=str(path))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, path, root, model,
+                       hint=f"fix the {what}; see examples/deploy/{path.name} for every field") from None
+
+
+class Deployment:
+    """Both files, loaded, plus the paths derived from them."""
+
+    def __init__(self, services_path: str | Path, config_path: str | Path, state_dir: str | None = None,
+                 artifacts: str | None = None, backend: str | None = None):
+        self.services_path = Path(services_path).resolve()
+        self.config_path = Path(config_path).resolve()
+        self.services: ServicesFile = _load(self.services_path, ServicesFile, "services file")
+        self.config: Configuration = _load(self.config_path, Configuration, "configuration file")
+        base = self.config_path.parent
+        self.state = (Path(state_dir) if state_dir else base / self.config.state_dir).resolve()
+        self.artifacts_dir = (Path(artifacts) if artifacts else base / self.config.artifacts).resolve()
+        self.manifest = (base / self.config.manifest).resolve() if self.config.manifest else None
+        self.backend = backend or self.config.backend
+
+    @property
+    def listen(self) -> str:
+        return self.config.listen
+
+    def dirs(self) -> dict[str, Path]:
+        s = self.state
+        return {"etc": s / "etc", "data": s / "data", "run": s / "run", "log": s / "log"}

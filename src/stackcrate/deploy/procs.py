@@ -1,0 +1,180 @@
+"""Local processes: start detached (own session, log file, pid file), check health, stop with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import StackcrateError
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None           # health: this TCP port accepts connections
+    http: str | None = None           # health: this URL answers (any HTTP status below 500)
+    ready: object = None              # health: a callable returning True once ready (for non-API processes)
+    start_timeout: float = 90
+    kind: str = "service"             # "backing" or "service"
+    cwd: str | None = None
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    # Field 22 of /proc/PID/stat: start time; guards against a reused pid.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def alive(pidfile: Path) -> int | None:
+    """The pid recorded in pidfile if that very process still runs (not a zombie, not a reused pid)."""
+    pid = _read_pid(pidfile)
+    if pid is None:
+        return None
+    parts = pidfile.read_text().split()
+    st = _start_time(pid)
+    if st is None or (len(parts) > 1 and parts[1] != st):
+        return None
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+    return None if state == "Z" else pid
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, timeout: float = 3) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status < 500
+    except urllib.error.HTTPError as e:
+        return e.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+def healthy(p: Proc, host: str) -> bool:
+    if p.http:
+        return http_ok(p.http)
+    if p.port:
+        return port_open(host, p.port)
+    if callable(p.ready):
+        return bool(p.ready())
+    return True
+
+
+def start(p: Proc, run_dir: Path, log_dir: Path) -> int:
+    """Start p detached from us (it outlives the CLI), stdout+stderr appended to log/<name>.log."""
+    pidfile = run_dir / f"{p.name}.pid"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logf = open(log_dir / f"{p.name}.log", "ab")
+    env = dict(os.environ)
+    env.update(p.env)
+    try:
+        proc = subprocess.Popen(p.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                cwd=p.cwd, start_new_session=True, close_fds=True)
+    except FileNotFoundError:
+        raise StackcrateError(f"{p.name}: the program {p.argv[0]} does not exist") from None
+    finally:
+        logf.close()
+    pidfile.write_text(f"{proc.pid} {_start_time(proc.pid) or ''}\n")
+    return proc.pid
+
+
+def wait_healthy(p: Proc, host: str, run_dir: Path, log_dir: Path) -> None:
+    deadline = time.monotonic() + p.start_timeout
+    while time.monotonic() < deadline:
+        if alive(run_dir / f"{p.name}.pid") is None:
+            raise StackcrateError(f"{p.name} exited while starting", hint=f"see its log:\n{tail(log_dir, p.name)}")
+        if healthy(p, host):
+            return
+        time.sleep(0.3)
+    raise StackcrateError(f"{p.name} did not become healthy within {p.start_timeout:.0f}s",
+                          hint=f"see its log:\n{tail(log_dir, p.name)}")
+
+
+def tail(log_dir: Path, name: str, lines: int = 12) -> str:
+    try:
+        text = (log_dir / f"{name}.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join("    " + ln for ln in text.splitlines()[-lines:])
+
+
+def stop(name: str, run_dir: Path, timeout: float) -> str:
+    """SIGTERM the process group, wait up to timeout, then SIGKILL (nova ignores SIGTERM for long)."""
+    pidfile = run_dir / f"{name}.pid"
+    pid = alive(pidfile)
+    if pid is None:
+        reap(pidfile)
+        return "not running"
+    how = "stopped"
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pidfile):
+        time.sleep(0.1)
+    if alive(pidfile):
+        how = "killed after deadline"
+    _signal_group(pid, signal.SIGKILL)  # also reaps workers a master left behind
+    end = time.monotonic() + 5
+    while time.monotonic() < end and alive(pidfile):
+        time.sleep(0.05)
+    pidfile.unlink(missing_ok=True)
+    return how
+
+
+def reap(pidfile: Path) -> None:
+    """The recorded process died: kill what is left of its group (e.g. gunicorn workers) and forget it."""
+    pid = _read_pid(pidfile)
+    if pid is None or alive(pidfile):
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    else:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+    pidfile.unlink(missing_ok=True)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # started with start_new_session: the group id is the pid
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,41 @@
+"""A deployment described by files in tmp_path, with a fake artifacts folder (no real artifact is extracted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLE = REPO / "examples" / "deploy"
+COMPONENTS = {"keystone": "29.1.0", "glance": "32.0.0", "openstack-placement": "15.0.0", "nova": "33.0.2",
+              "neutron": "28.0.2", "python-openstackclient": "9.0.0"}
+
+
+def fake_artifacts(out: Path, skip: tuple[str, ...] = ()) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name, version in COMPONENTS.items():
+        if name in skip:
+            continue
+        f = f"{name}-{version}.tar.zst"
+        (out / f).write_bytes(b"not a real artifact")
+        entries.append({"component": name, "version": version, "format": "tar", "file": f, "sha256": "0" * 64,
+                        "size": 19, "install_path": f"/opt/openstack/{name}-{version}"})
+    (out / "artifacts.json").write_text(json.dumps({"artifacts": entries}))
+    return out
+
+
+@pytest.fixture
+def dep(tmp_path) -> dict[str, Path]:
+    """services.yaml + configuration.yaml copied from examples/deploy, state and artifacts under tmp_path."""
+    shutil.copy(EXAMPLE / "services.yaml", tmp_path / "services.yaml")
+    conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
+    conf.update(state_dir="state", artifacts="dist")
+    (tmp_path / "configuration.yaml").write_text(yaml.safe_dump(conf))
+    fake_artifacts(tmp_path / "dist")
+    return {"dir": tmp_path, "services": tmp_path / "services.yaml", "config": tmp_path / "configuration.yaml",
+            "state": tmp_path / "state", "dist": tmp_path / "dist"}

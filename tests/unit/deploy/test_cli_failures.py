@@ -1,0 +1,134 @@
+"""Bad input through the real CLI: a clear message, exit 2, and the deployment left as it was."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+
+import yaml
+
+from .conftest import fake_artifacts
+
+
+def deploy(stackcrate, dep, *args):
+    return stackcrate("deploy", args[0], "-s", dep["services"], "-c", dep["config"], *args[1:])
+
+
+def test_port_in_use_changes_nothing(stackcrate, dep):
+    conf = yaml.safe_load(dep["services"].read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        conf["backing"]["memcached"]["port"] = port
+        dep["services"].write_text(yaml.safe_dump(conf))
+        res = deploy(stackcrate, dep, "init")
+    assert res.returncode == 2, res.stderr
+    assert f"port(s) already in use on 127.0.0.1: {port} (memcached)" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not dep["state"].exists()
+
+
+def test_port_in_ephemeral_range(stackcrate, dep):
+    conf = yaml.safe_load(dep["services"].read_text())
+    conf["services"]["glance"]["backend_port"] = 40000
+    dep["services"].write_text(yaml.safe_dump(conf))
+    res = deploy(stackcrate, dep, "init")
+    assert res.returncode == 2, res.stderr
+    assert "40000 (glance)" in res.stderr and "ephemeral range" in res.stderr
+    assert not dep["state"].exists()
+
+
+def test_missing_artifact(stackcrate, dep):
+    fake_artifacts(dep["dist"], skip=("neutron",))
+    res = deploy(stackcrate, dep, "init")
+    assert res.returncode == 2
+    assert "missing artifact(s)" in res.stderr and "neutron" in res.stderr
+    assert not dep["state"].exists()
+
+
+def test_missing_backing_program(stackcrate, dep, tmp_path):
+    # A PATH without memcached: only the programs other than memcached are linked in.
+    from stackcrate.deploy import backing
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    import shutil
+    for name in backing.PACKAGES:
+        if name != "memcached" and shutil.which(name, path="/usr/bin:/usr/sbin:/bin:/sbin"):
+            (bindir / name).symlink_to(shutil.which(name, path="/usr/bin:/usr/sbin:/bin:/sbin"))
+    res = stackcrate("deploy", "init", "-s", dep["services"], "-c", dep["config"],
+                     env={"PATH": f"{bindir}:/nonexistent"})
+    # the CLI itself runs with sys.executable, so PATH only decides where programs are found
+    assert res.returncode == 2, res.stderr
+    assert "'memcached' is not installed" in res.stderr and "apt-get install memcached" in res.stderr
+    assert not dep["state"].exists()
+
+
+def test_bad_config_value(stackcrate, dep):
+    conf = yaml.safe_load(dep["config"].read_text())
+    conf["stop_timeout"] = -1
+    dep["config"].write_text(yaml.safe_dump(conf))
+    res = deploy(stackcrate, dep, "run")
+    assert res.returncode == 2
+    assert "configuration.yaml:" in res.stderr and "stop_timeout" in res.stderr
+    assert not dep["state"].exists()
+
+
+def test_status_of_a_new_deployment(stackcrate, dep):
+    res = stackcrate("--json", "deploy", "status", "-s", dep["services"], "-c", dep["config"])
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["processes"]
+    assert [r["name"] for r in rows][:5] == ["mariadb", "epmd", "rabbitmq", "memcached", "haproxy"]
+    assert {r["state"] for r in rows} == {"stopped"}
+
+
+def test_container_dry_run(stackcrate, dep):
+    res = stackcrate("--json", "deploy", "run", "-s", dep["services"], "-c", dep["config"], "--backend", "podman",
+                     "--dry-run")
+    assert res.returncode == 0, res.stderr
+    cmds = [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
+    d = yaml.safe_load(dep["services"].read_text())
+    state = str(dep["state"].resolve())
+    by_name = {c[c.index("--name") + 1]: c for c in cmds}
+    expected = {"stackcrate-" + n for n in ["mariadb", "rabbitmq", "memcached", "haproxy", "keystone", "glance",
+                                             "placement", "neutron", "nova-api", "nova-conductor",
+                                             "nova-scheduler", "nova-compute"]}
+    assert set(by_name) == expected
+    arts = {a["component"]: a for a in json.loads((dep["dist"] / "artifacts.json").read_text())["artifacts"]}
+    for name, svc in d["services"].items():
+        cmd = by_name["stackcrate-" + ("nova-api" if name == "nova" else name)]
+        assert cmd[:2] == ["podman", "run"]
+        image = f"{svc['component']}:{arts[svc['component']]['version']}"
+        assert image in cmd, (image, cmd)
+        assert f"127.0.0.1:{svc['backend_port']}" in cmd  # the port as configured
+        assert f"{state}/etc/{name}:{state}/etc/{name}:ro" in cmd  # config mounted read-only
+        assert f"{state}/data/{name}:{state}/data/{name}:rw" in cmd
+    assert f"--port={d['backing']['mariadb']['port']}" in by_name["stackcrate-mariadb"]
+    assert f"{state}/data/mariadb:/var/lib/mysql:rw" in by_name["stackcrate-mariadb"]
+    assert all(c[c.index("--network") + 1] == "host" for c in cmds)
+    assert not dep["state"].exists()  # a dry run changes nothing
+
+
+def test_rm_purge_asks_first(stackcrate, dep):
+    from stackcrate.deploy import secrets
+
+    secrets.load_or_create(dep["state"], {})
+    res = stackcrate("deploy", "rm", "--purge", "-s", dep["services"], "-c", dep["config"], input="n\n")
+    assert res.returncode != 0 and "Remove" in res.stderr
+    assert (dep["state"] / "secrets.yaml").exists()
+    res = stackcrate("deploy", "rm", "--purge", "--yes", "-s", dep["services"], "-c", dep["config"])
+    assert res.returncode == 0, res.stderr
+    assert not dep["state"].exists()
+
+
+def test_logs(stackcrate, dep):
+    (dep["state"] / "log").mkdir(parents=True)
+    (dep["state"] / "log" / "nova-api.log").write_text("".join(f"line {i}\n" for i in range(100)))
+    (dep["state"] / "log" / "keystone.log").write_text("ks\n")
+    res = stackcrate("deploy", "logs", "nova", "-n", "3", "-s", dep["services"], "-c", dep["config"])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "==> nova-api.log <==\nline 97\nline 98\nline 99\n"
+    res = stackcrate("deploy", "logs", "cinder", "-s", dep["services"], "-c", dep["config"])
+    assert res.returncode == 2 and "keystone, nova-api" in res.stderr

@@ -1,0 +1,84 @@
+"""services.yaml / configuration.yaml validation, secrets, generated configs."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+import yaml
+
+from stackcrate.deploy import backing, secrets
+from stackcrate.deploy.config import Deployment
+from stackcrate.errors import StackcrateError
+
+
+def load(dep) -> Deployment:
+    return Deployment(dep["services"], dep["config"])
+
+
+def test_example_files_load(dep):
+    d = load(dep)
+    assert list(d.services.enabled()) == ["keystone", "glance", "placement", "neutron", "nova"]
+    assert d.listen == "127.0.0.1"
+    assert d.state == dep["state"].resolve()
+
+
+def test_unknown_field_names_file_and_line(dep):
+    text = dep["services"].read_text().replace("  glance: {component: glance,", "  glance: {component: glance, "
+                                                                              "bogus: 1,")
+    dep["services"].write_text(text)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "bogus" in ln)
+    with pytest.raises(StackcrateError) as e:
+        load(dep)
+    assert f"services.yaml:{line}" in str(e.value)
+    assert "unknown field 'services.glance.bogus'" in str(e.value)
+    assert "backend_port" in str(e.value)  # the allowed fields are listed
+
+
+def test_bad_listen_address(dep):
+    conf = yaml.safe_load(dep["config"].read_text())
+    conf["listen"] = "localhost"
+    dep["config"].write_text(yaml.safe_dump(conf))
+    with pytest.raises(StackcrateError, match=r"configuration.yaml:\d+: field 'listen': 'localhost' is not an IP"):
+        load(dep)
+
+
+def test_port_used_twice(dep):
+    text = dep["services"].read_text().replace("backend_port: 19292", "backend_port: 15000")
+    dep["services"].write_text(text)
+    with pytest.raises(StackcrateError, match="port 15000 is used twice"):
+        load(dep)
+
+
+def test_override_of_unknown_service(dep):
+    conf = yaml.safe_load(dep["config"].read_text())
+    conf["overrides"] = {"cinder": {"DEFAULT": {"debug": True}}}
+    dep["config"].write_text(yaml.safe_dump(conf))
+    with pytest.raises(StackcrateError, match="unknown service 'cinder'"):
+        load(dep)
+
+
+def test_secrets_generated_once_mode_0600(tmp_path):
+    first = secrets.load_or_create(tmp_path, {})
+    path = tmp_path / "secrets.yaml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert set(first) == set(secrets.NAMES) and len(set(first.values())) == len(first)
+    assert secrets.load_or_create(tmp_path, {}) == first
+    given = secrets.load_or_create(tmp_path, {"admin_password": "given-one"})
+    assert given["admin_password"] == "given-one" and given["db_nova"] == first["db_nova"]
+
+
+def test_world_readable_secrets_refused(tmp_path):
+    secrets.load_or_create(tmp_path, {})
+    (tmp_path / "secrets.yaml").chmod(0o644)
+    with pytest.raises(StackcrateError, match="readable by other users"):
+        secrets.load_or_create(tmp_path, {})
+
+
+def test_haproxy_fronts_every_api(dep):
+    d = load(dep)
+    cfg = backing.haproxy_config(d)
+    for name, s in d.services.enabled().items():
+        assert f"bind 127.0.0.1:{s.port}" in cfg
+        assert f"server {name} 127.0.0.1:{s.backend_port}" in cfg
+    assert "0.0.0.0" not in cfg
