@@ -60,6 +60,15 @@ def stackcrate(sc_env) -> CLI:
     return CLI(sc_env)
 
 
+@pytest.fixture
+def out_dir(tmp_path) -> Path:
+    """An output folder holding one file of the user's, which a failed run must leave alone."""
+    out = tmp_path / "dist"
+    out.mkdir()
+    (out / "sentinel.txt").write_text("keep me")
+    return out
+
+
 @pytest.fixture(scope="session")
 def base_rootfs_tar(cache_dir) -> Path:
     """The tarball of a minbase Debian 12 rootfs with python3.11 (the same one stackcrate builds in)."""

@@ -76,3 +76,12 @@ def make_patch(repo: Path, ref: str, old: str, new: str, out: Path) -> Path:
     git(repo, "checkout", "-q", "--", ".")
     git(repo, "checkout", "-q", "master")
     return out
+
+
+def assert_clean_failure(res, out: Path, *needles: str) -> None:
+    """A bad input's run: exit 2, no traceback, each needle in the message, `out` as `out_dir` left it."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    for needle in needles:
+        assert needle in res.stderr, f"{needle!r} not in:\n{res.stderr}"
+    assert sorted(p.name for p in out.iterdir()) == ["sentinel.txt"]

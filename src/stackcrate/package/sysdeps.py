@@ -79,18 +79,30 @@ def bindep_text(built, cache: Cache) -> tuple[str | None, str]:
     return None, f"no bindep.txt in {name}"
 
 
-def evaluate_bindep(text: str, platform: str, where: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """Runtime entries of a bindep.txt for a platform: ([(package spec, line)], {dropped: why})."""
+def parse_bindep(text: str, where: str):
+    """A bindep.txt parsed by the bindep library (bindep.depends.Depends); a clear error when it does not parse."""
     from bindep.depends import Depends, DependsException
 
     try:
-        dep = Depends(text)
-    except DependsException as exc:
-        raise StackcrateError(f"cannot parse bindep.txt: {str(exc).splitlines()[0][:300]}", where=where,
-                              hint="fix the file (syntax: https://docs.opendev.org/opendev/bindep)") from None
+        return Depends(text)
+    except DependsException:
+        pass
+    # bindep's own message counts lines oddly: find the first line that does not parse on its own
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            Depends(line + "\n")
+        except DependsException:
+            raise StackcrateError(f"cannot parse bindep.txt line {number}: {line.strip()!r}", where=where,
+                                  hint="fix the line (syntax: https://docs.opendev.org/opendev/bindep)") from None
+    raise StackcrateError("cannot parse bindep.txt", where=where,
+                          hint="fix the file (syntax: https://docs.opendev.org/opendev/bindep)")
+
+
+def evaluate_bindep(text: str, platform: str, where: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Runtime entries of a bindep.txt for a platform: ([(package spec, line)], {dropped: why})."""
     profiles = PLATFORMS[platform] + ["runtime"]
     kept, dropped = [], {}
-    for name, _selectors, versions in dep.active_rules(profiles):
+    for name, _selectors, versions in parse_bindep(text, where).active_rules(profiles):
         if _HEADERS.search(name):
             dropped[name] = "build headers (the venv is already built)"
             continue

@@ -65,10 +65,23 @@ def _tree_member(root: Path, members: tuple[str, ...]) -> str | None:
     return None
 
 
-def _sysdeps(text: str | None) -> dict:
+def _sysdeps(text: str | None, where: str, target: str | None = None) -> dict:
     if text is None:
         return {"source": None, "packages": {}}
-    return {"source": "bindep.txt", "packages": system_packages(text)}
+    return {"source": "bindep.txt", "packages": system_packages(text, where, target)}
+
+
+def _locked_bindep(c, cache: Cache, base_dir: Path | None) -> str | None:
+    src = c.source
+    # git, path and patched components: sources.prepare keeps the tree's bindep.txt beside the wheel it built
+    kept = cache.root / "built-wheels" / str(src.get("digest")) / "bindep.txt"
+    if src.get("digest") and kept.is_file():
+        return kept.read_text()
+    if src.get("type") == "pypi" or src.get("sdist"):
+        return _sdist_member(c.name, c.version, cache, BINDEP_FILES)
+    if src.get("type") == "path" and base_dir is not None:
+        return _tree_member((base_dir / src["path"]).resolve(), BINDEP_FILES)
+    return None  # a git component whose wheel was built on another machine
 
 
 def from_lock(lock: Lock, cache: Cache, base_dir: Path | None = None) -> dict:
@@ -93,19 +106,14 @@ def from_lock(lock: Lock, cache: Cache, base_dir: Path | None = None) -> dict:
     for c in lock.components:
         key = canonicalize_name(c.name)
         src = c.source
-        if src.get("type") == "pypi" or src.get("sdist"):
-            bindep = _sdist_member(c.name, c.version, cache, BINDEP_FILES)
-        elif src.get("type") == "path" and base_dir is not None:
-            bindep = _tree_member((base_dir / src["path"]).resolve(), BINDEP_FILES)
-        else:
-            bindep = None  # a git component: its bindep.txt is not kept after the wheel is built
+        bindep = _locked_bindep(c, cache, base_dir)
         closure = [n for n in c.closure if n != key]
         components.append({
             "name": c.name, "version": c.version, "source": src.get("type"),
             "direct": sorted(lock.packages[key].dependencies) if key in lock.packages else [],
             "openstack": [n for n in closure if packages[n]["kind"] == "openstack"],
             "third_party": [n for n in closure if packages[n]["kind"] == "third-party"],
-            "system": _sysdeps(bindep),
+            "system": _sysdeps(bindep, f"{c.name} {c.version}: bindep.txt", lock.target),
         })
     return {"mode": "lock", "series": lock.series, "target": lock.target, "python": lock.python_version,
             "overrides": lock.overrides, "components": components, "packages": packages}
@@ -177,7 +185,7 @@ def from_requirements(series: str, specs: list[str], cache: Cache, constraints_d
             "direct": sorted(set(direct)),
             "openstack": sorted({n for n in direct if packages[n]["kind"] == "openstack"}),
             "third_party": sorted({n for n in direct if packages[n]["kind"] == "third-party"}),
-            "system": _sysdeps(bindep),
+            "system": _sysdeps(bindep, f"{path}/bindep.txt" if path else f"{name}-{version} sdist: bindep.txt"),
         })
     return {"mode": "requirements", "series": sd.series, "target": None,
             "python": f"{hi[0]}.{hi[1]}", "overrides": [], "components": components,

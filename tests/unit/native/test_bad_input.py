@@ -10,23 +10,7 @@ from stackcrate.buildroot import base_rootfs
 from stackcrate.cache import Cache
 from stackcrate.errors import StackcrateError
 from stackcrate.targets import get_target
-from tests.fixtures import git, pbr_project
-
-
-@pytest.fixture
-def out_dir(tmp_path) -> Path:
-    out = tmp_path / "dist"
-    out.mkdir()
-    (out / "sentinel.txt").write_text("keep me")
-    return out
-
-
-def assert_clean_failure(res, out: Path, *needles: str):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr
-    for needle in needles:
-        assert needle in res.stderr, f"{needle!r} not in:\n{res.stderr}"
-    assert sorted(p.name for p in out.iterdir()) == ["sentinel.txt"]
+from tests.fixtures import assert_clean_failure, git, pbr_project
 
 
 def test_unknown_format(stackcrate, tmp_path, out_dir):

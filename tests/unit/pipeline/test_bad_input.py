@@ -4,23 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import make_patch, pbr_project
-
-
-@pytest.fixture
-def out_dir(tmp_path) -> Path:
-    out = tmp_path / "dist"
-    out.mkdir()
-    (out / "sentinel.txt").write_text("keep me")
-    return out
-
-
-def assert_clean_failure(res, out: Path, *needles: str):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr
-    for needle in needles:
-        assert needle in res.stderr, f"{needle!r} not in:\n{res.stderr}"
-    assert sorted(p.name for p in out.iterdir()) == ["sentinel.txt"]
+from tests.fixtures import assert_clean_failure, make_patch, pbr_project
 
 
 def manifest(tmp_path, body: str) -> Path:

@@ -51,3 +51,10 @@ def test_series_folder_without_global_requirements(stackcrate, tmp_path):
     (tmp_path / "p" / "requirements.txt").write_text("pbr>=2.0.0\n")
     _assert_clean_error(stackcrate("reqs", "check", tmp_path / "p", "-s", "2026.1", "--constraints-dir",
                                    tmp_path / "data"), "no global-requirements.txt for series 2026.1")
+
+
+def test_unparsable_bindep_names_the_file(stackcrate, tmp_path):
+    (tmp_path / "requirements.txt").write_text("pbr>=2.0.0\n")
+    (tmp_path / "bindep.txt").write_text("# system packages\nlibxml2-dev [platform:dpkg\n")
+    _assert_clean_error(stackcrate("reqs", "inventory", "-s", "2026.1", "-c", f"svc={tmp_path}"),
+                        f"{tmp_path / 'bindep.txt'}: cannot parse bindep.txt line 2")
