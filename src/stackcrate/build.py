@@ -23,6 +23,7 @@ from .cache import Cache, digest_of, remove_tree, sha256_file
 from .errors import StackcrateError
 from .lockfile import Lock, LockedComponent, LockedPackage
 from .manifest import FORMATS, LoadedManifest
+from .package import made_here
 from .package.tarball import write_tar_zst
 from .resolve import ensure_lock
 from .series import get_series, require_buildable
@@ -329,7 +330,7 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
                            **({"url": comp.source["url"], "ref": comp.source["ref"]}
                               if comp.source["type"] == "git" else {})},
                 "series": lock.series, "target": target.name, "source_date_epoch": built.epoch,
-                "build_key": built.key, "rebuilt": built.rebuilt,
+                "build_key": built.key, "rebuilt": built.rebuilt or path.parent in made_here,
             })
     publish_outputs(out_dir, files, artifacts)
     return {"out": str(out_dir), "artifacts": artifacts}

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from ..cache import Cache, digest_of, remove_tree
 
+# cache entries made by this process, so `build` can tell which artifacts it really wrote this time
+made_here: set[Path] = set()
+
 
 def cached(cache: Cache, fmt: str, inputs: dict, make: Callable[[Path], None]) -> Path:
     """The cache folder for one artifact made from `inputs`; `make(work)` fills a fresh folder when missing."""
@@ -23,6 +26,7 @@ def cached(cache: Cache, fmt: str, inputs: dict, make: Callable[[Path], None]) -
             out.mkdir()
             make(out)
             Cache.publish(out, final)
+            made_here.add(final)
         finally:
             remove_tree(work)
     return final
