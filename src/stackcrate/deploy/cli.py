@@ -48,12 +48,23 @@ def deploy() -> None:
 
 @deploy.command()
 @deployment_options
+@click.option("--backend", type=click.Choice(["local", "podman", "docker"]), help="Override the config's backend.")
 @click.pass_obj
-def build(obj, d: Deployment) -> None:
-    """Make sure every service's artifact exists (build the missing ones)."""
+def build(obj, d: Deployment, backend: str | None) -> None:
+    """Make sure every service's artifact exists (build the missing ones).
+
+    The local backend runs the tarballs; a container backend also needs the services' OCI images.
+    """
     t0 = time.monotonic()
+    d.backend = backend or d.backend
+    formats = ["tar"] if d.backend == "local" else ["tar", "oci"]
+
+    def present() -> None:
+        for fmt in formats:
+            lifecycle.artifacts(d, fmt)
+
     try:
-        lifecycle.artifacts(d)
+        present()
         obj.ui.result({"built": False}, f"all artifacts present in {d.artifacts_dir}")
         return
     except StackcrateError:
@@ -64,8 +75,9 @@ def build(obj, d: Deployment) -> None:
     from ..manifest import load
 
     manifest = load(d.manifest)
-    report = do_build(manifest, manifest.path.with_suffix(".lock"), d.artifacts_dir, obj.cache, obj.ui)
-    lifecycle.artifacts(d)
+    report = do_build(manifest, manifest.path.with_suffix(".lock"), d.artifacts_dir, obj.cache, obj.ui,
+                      formats=formats)
+    present()
     _finish(obj, Timer(obj.ui), "build", {"built": True, "artifacts": len(report["artifacts"])},
             f"built {len(report['artifacts'])} artifact(s) → {d.artifacts_dir}", t0)
 

@@ -39,19 +39,21 @@ class Timer:
 
 # ---------------------------------------------------------------------------------------------- artifacts
 
-def artifacts(d: Deployment) -> dict[str, dict]:
+def artifacts(d: Deployment, fmt: str = "tar") -> dict[str, dict]:
+    """component -> its artifacts.json entry of format `fmt`, for every service (and, for tar, the client)."""
     index = d.artifacts_dir / "artifacts.json"
     try:
         entries = json.loads(index.read_text())["artifacts"]
     except FileNotFoundError:
         raise StackcrateError(f"no artifacts: {index} does not exist",
                               hint="run `stackcrate deploy build` (or `stackcrate build --out DIR`)") from None
-    by = {a["component"]: a for a in entries if a.get("format", "tar") == "tar"}
-    needed = [s.component for s in d.services.enabled().values()] + [d.services.client]
+    by = {a["component"]: a for a in entries if a.get("format", "tar") == fmt}
+    needed = [s.component for s in d.services.enabled().values()] + ([d.services.client] if fmt == "tar" else [])
     missing = [c for c in needed if c not in by or not (d.artifacts_dir / by[c]["file"]).is_file()]
     if missing:
-        raise StackcrateError(f"missing artifact(s) in {d.artifacts_dir}: {', '.join(missing)}",
-                              hint="run `stackcrate deploy build`, or add the component(s) to the manifest")
+        raise StackcrateError(f"missing artifact(s) ({fmt}) in {d.artifacts_dir}: {', '.join(missing)}",
+                              hint="run `stackcrate deploy build` (with the configuration's backend), "
+                                   "or add the component(s) to the manifest")
     return by
 
 

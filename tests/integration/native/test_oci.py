@@ -8,6 +8,7 @@ import tarfile
 
 import pytest
 
+from stackcrate.deploy.containers import archive_ref_name
 from tests.conftest import chroot
 from tests.fixtures import pbr_project
 
@@ -26,6 +27,7 @@ def test_image_unpacks_copies_inspects_and_runs(native, tmp_path):
     with tarfile.open(archive) as tf:
         tf.extractall(layout, filter="tar")
     ref = "keystone-29.1.0"
+    assert archive_ref_name(archive) == ref  # the source `deploy run --backend podman` copies the image from
     bundle = tmp_path / "bundle"
     run("umoci", "unpack", "--image", f"{layout}:{ref}", bundle)
     run("skopeo", "copy", f"oci-archive:{archive}:{ref}", f"docker-archive:{tmp_path / 'k.tar'}:keystone:29.1.0")

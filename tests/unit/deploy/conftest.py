@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,17 @@ REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "deploy"
 COMPONENTS = {"keystone": "29.1.0", "glance": "32.0.0", "openstack-placement": "15.0.0", "nova": "33.0.2",
               "neutron": "28.0.2", "python-openstackclient": "9.0.0"}
+
+
+def fake_oci_archive(path: Path, ref_name: str) -> None:
+    """An oci-archive holding only its index (the part the container backend reads)."""
+    index = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "0" * 64, "size": 1,
+        "annotations": {"org.opencontainers.image.ref.name": ref_name}}]}).encode()
+    with tarfile.open(path, "w") as tf:
+        info = tarfile.TarInfo("index.json")
+        info.size = len(index)
+        tf.addfile(info, io.BytesIO(index))
 
 
 def fake_artifacts(out: Path, skip: tuple[str, ...] = ()) -> Path:
@@ -25,6 +38,11 @@ def fake_artifacts(out: Path, skip: tuple[str, ...] = ()) -> Path:
         (out / f).write_bytes(b"not a real artifact")
         entries.append({"component": name, "version": version, "format": "tar", "file": f, "sha256": "0" * 64,
                         "size": 19, "install_path": f"/opt/openstack/{name}-{version}"})
+        oci = out / f"{name}-{version}.oci.tar"
+        fake_oci_archive(oci, f"{name}-{version}")
+        entries.append({"component": name, "version": version, "format": "oci", "file": oci.name,
+                        "sha256": "0" * 64, "size": oci.stat().st_size,
+                        "install_path": f"/opt/openstack/{name}-{version}"})
     (out / "artifacts.json").write_text(json.dumps({"artifacts": entries}))
     return out
 

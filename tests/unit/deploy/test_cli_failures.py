@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import tarfile
+from pathlib import Path
 
 import yaml
 
@@ -91,24 +93,56 @@ def test_container_dry_run(stackcrate, dep):
     cmds = [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
     d = yaml.safe_load(dep["services"].read_text())
     state = str(dep["state"].resolve())
-    by_name = {c[c.index("--name") + 1]: c for c in cmds}
+    # first, each service's built OCI archive (as listed in artifacts.json) is copied into podman's store
+    ocis = {a["component"]: a for a in json.loads((dep["dist"] / "artifacts.json").read_text())["artifacts"]
+            if a["format"] == "oci"}
+    loads = [c for c in cmds if c[0] == "skopeo"]
+    assert cmds[:len(loads)] == loads
+    loaded = {}
+    for c in loads:
+        assert c[:2] == ["skopeo", "copy"] and c[2].startswith("oci-archive:") and c[3].startswith("containers-")
+        archive, ref_name = c[2].removeprefix("oci-archive:").rsplit(":", 1)
+        with tarfile.open(archive) as tf:  # the ref name really is the one of the image in that archive
+            index = json.load(tf.extractfile("index.json"))
+        assert ref_name == index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        loaded[Path(archive)] = c[3].removeprefix("containers-storage:")
+    wanted = {svc["component"] for svc in d["services"].values()}
+    assert set(loaded) == {(dep["dist"] / ocis[c]["file"]).resolve() for c in wanted}
+    by_name = {c[c.index("--name") + 1]: c for c in cmds[len(loads):]}
     expected = {"stackcrate-" + n for n in ["mariadb", "rabbitmq", "memcached", "haproxy", "keystone", "glance",
                                              "placement", "neutron", "nova-api", "nova-conductor",
                                              "nova-scheduler", "nova-compute"]}
     assert set(by_name) == expected
-    arts = {a["component"]: a for a in json.loads((dep["dist"] / "artifacts.json").read_text())["artifacts"]}
     for name, svc in d["services"].items():
-        cmd = by_name["stackcrate-" + ("nova-api" if name == "nova" else name)]
-        assert cmd[:2] == ["podman", "run"]
-        image = f"{svc['component']}:{arts[svc['component']]['version']}"
-        assert image in cmd, (image, cmd)
-        assert f"127.0.0.1:{svc['backend_port']}" in cmd  # the port as configured
-        assert f"{state}/etc/{name}:{state}/etc/{name}:ro" in cmd  # config mounted read-only
-        assert f"{state}/data/{name}:{state}/data/{name}:rw" in cmd
+        oci = ocis[svc["component"]]
+        image = loaded[(dep["dist"] / oci["file"]).resolve()]
+        assert image.endswith(f"/{svc['component']}:{oci['version']}")
+        procs = [f"nova-{p}" for p in svc["processes"]] if name == "nova" else [name]
+        for proc in procs:
+            cmd = by_name["stackcrate-" + proc]
+            assert cmd[:2] == ["podman", "run"]
+            assert cmd[cmd.index("--entrypoint") + 1].startswith(oci["install_path"] + "/bin/")
+            assert image in cmd, (image, cmd)
+            assert f"{state}/etc/{name}:{state}/etc/{name}:ro" in cmd  # config mounted read-only
+            assert f"{state}/data/{name}:{state}/data/{name}:rw" in cmd
+        api = by_name["stackcrate-" + ("nova-api" if name == "nova" else name)]
+        assert api[api.index("--entrypoint") + 1] == oci["install_path"] + "/bin/gunicorn"
+        assert f"127.0.0.1:{svc['backend_port']}" in api  # the port as configured
     assert f"--port={d['backing']['mariadb']['port']}" in by_name["stackcrate-mariadb"]
     assert f"{state}/data/mariadb:/var/lib/mysql:rw" in by_name["stackcrate-mariadb"]
-    assert all(c[c.index("--network") + 1] == "host" for c in cmds)
+    assert all(c[c.index("--network") + 1] == "host" for c in by_name.values())
     assert not dep["state"].exists()  # a dry run changes nothing
+
+
+def test_container_backend_needs_the_oci_images(stackcrate, dep):
+    arts = json.loads((dep["dist"] / "artifacts.json").read_text())
+    arts["artifacts"] = [a for a in arts["artifacts"] if not (a["format"] == "oci" and a["component"] == "glance")]
+    (dep["dist"] / "artifacts.json").write_text(json.dumps(arts))
+    res = stackcrate("deploy", "run", "-s", dep["services"], "-c", dep["config"], "--backend", "docker",
+                     "--dry-run")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "missing artifact(s) (oci)" in res.stderr and "glance" in res.stderr and "deploy build" in res.stderr
+    assert not dep["state"].exists()
 
 
 def test_rm_purge_asks_first(stackcrate, dep):
