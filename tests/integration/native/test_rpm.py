@@ -24,6 +24,19 @@ def test_rpm_signature_requires_install_verify(native, tmp_path):
     scratch.mkdir()
     rpm("--root", scratch, "-i", "--nodeps", pkg)
     assert (scratch / "opt/openstack/keystone-29.1.0/bin/keystone-manage").is_file()
-    # --nodeps: the scratch root has no other package, so only the files are verified (as installed above)
+    # Plain -V: not one file differs; what it prints is only that the scratch root (installed --nodeps, with no
+    # other package in it) lacks the platform the package declares, each declared requirement exactly once.
+    res = rpm("--root", scratch, "-V", "openstack-keystone-29.1.0", check=False)
+    lines = res.stdout.splitlines()
+    assert lines[0] == "Unsatisfied dependencies for openstack-keystone-29.1.0-29.1.0-1.x86_64:", res.stdout
+    needed = [line.strip().removesuffix(" is needed by (installed) openstack-keystone-29.1.0-29.1.0-1.x86_64")
+              for line in lines[1:]]
+    assert sorted(needed) == sorted(r for r in requires if r and not r.startswith("rpmlib(")), res.stdout
+    assert res.stderr == ""
+    # and with the dependency check left out, as at install time, -V reports nothing at all
     res = rpm("--root", scratch, "-V", "--nodeps", "openstack-keystone-29.1.0", check=False)
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    # a changed file is reported (the check can fail)
+    (scratch / "opt/openstack/keystone-29.1.0/bin/keystone-manage").write_text("#!/bin/sh\n")
+    res = rpm("--root", scratch, "-V", "--nodeps", "openstack-keystone-29.1.0", check=False)
+    assert res.returncode != 0 and "/opt/openstack/keystone-29.1.0/bin/keystone-manage" in res.stdout
