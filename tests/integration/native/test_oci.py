@@ -75,3 +75,32 @@ def test_images_from_one_lock_share_lower_layers(stackcrate, native, tmp_path):
                  if f"sha256:{p.name}" in {d for image in images for d, _ in image})
     assert stored == total - base[1]
     print(f"\nOCI layers: sum over 2 images {total:,} bytes, unique {stored:,} bytes")
+
+
+@pytest.mark.slow
+def test_container_backend_loads_and_runs_the_built_image(stackcrate, native, tmp_path):
+    """`deploy run --backend podman --dry-run`: its skopeo command really stores the built keystone image under
+    the name its `podman run` uses (run here into a throwaway vfs store: no engine runs on these machines)."""
+    services = {"backing": {"mariadb": {"port": 23306}, "rabbitmq": {"port": 25672, "dist_port": 25673,
+                                                                       "epmd_port": 24369},
+                            "memcached": {"port": 21211}, "haproxy": {}},
+                "services": {"keystone": {"component": "keystone", "port": 25000, "backend_port": 15000}},
+                "client": "keystone"}
+    (tmp_path / "services.yaml").write_text(json.dumps(services))
+    (tmp_path / "configuration.yaml").write_text(json.dumps({"state_dir": "state", "artifacts": str(native["dir"]),
+                                                             "backend": "podman"}))
+    res = stackcrate("--json", "deploy", "run", "--dry-run", "-s", tmp_path / "services.yaml",
+                     "-c", tmp_path / "configuration.yaml")
+    assert res.returncode == 0, res.stderr
+    cmds = [c.split() for c in json.loads(res.stdout)["commands"]]
+    (load,) = [c for c in cmds if c[0] == "skopeo"]
+    (keystone,) = [c for c in cmds if c[:2] == ["podman", "run"] and "stackcrate-keystone" in c]
+    store = f"containers-storage:[vfs@{tmp_path / 'store'}+{tmp_path / 'store-run'}]"
+    run(*load[:-1], load[-1].replace("containers-storage:", store, 1))
+    image = load[-1].removeprefix("containers-storage:")
+    assert image in keystone
+    assert keystone[keystone.index("--entrypoint") + 1] == "/opt/openstack/keystone-29.1.0/bin/gunicorn"
+    stored = json.loads(run("skopeo", "inspect", "--raw", store + image).stdout)
+    built = json.loads(run("skopeo", "inspect", "--raw", f"oci-archive:{native['files']['oci']}").stdout)
+    assert stored["config"]["digest"] == built["config"]["digest"]  # the very image the build made
+    assert [d["digest"] for d in stored["layers"]] == [d["digest"] for d in built["layers"]]
