@@ -63,6 +63,8 @@ def yum_repo(rpms: list[Path], dest: Path, epoch: int) -> None:
 
 def oci_layout(archives: list[Path], dest: Path) -> None:
     """Merge the images' oci-archives into one layout; identical layers are stored once."""
+    from .package.oci import archive_index  # not at start-up: it brings the build root and zstandard
+
     (dest / "blobs" / "sha256").mkdir(parents=True)
     manifests = []
     for archive in sorted(archives):
@@ -73,8 +75,7 @@ def oci_layout(archives: list[Path], dest: Path) -> None:
                     if not target.exists():
                         with tf.extractfile(m) as fh, open(target, "wb") as out:  # type: ignore[union-attr]
                             shutil.copyfileobj(fh, out)
-            index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
-        manifests += index["manifests"]
+            manifests += archive_index(tf)["manifests"]
     (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}, indent=2) + "\n")
 

@@ -10,14 +10,13 @@ is put on a command line.
 
 from __future__ import annotations
 
-import json
 import shlex
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
+from ..package.oci import archive_ref_name
 from .config import Deployment
 from .lifecycle import artifacts
 
@@ -35,24 +34,16 @@ class Image:
     install_path: str    # the venv inside the image
 
 
-def archive_ref_name(archive: Path) -> str:
-    """The ref name of the one image in an oci-archive (read from its index.json)."""
-    try:
-        with tarfile.open(archive) as tf:
-            index = json.load(tf.extractfile("index.json"))
-        return index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
-    except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
-        raise StackcrateError(f"{archive} is not an OCI image archive built by stackcrate",
-                              hint="run `stackcrate deploy build` again to rebuild the images") from None
-
-
 def images(d: Deployment) -> dict[str, Image]:
     """component -> the OCI image built for it, for every enabled service."""
     wanted = {s.component for s in d.services.enabled().values()}
-    return {c: Image(archive=(d.artifacts_dir / a["file"]).resolve(),
-                     ref_name=archive_ref_name(d.artifacts_dir / a["file"]),
-                     name=f"localhost/stackcrate/{c}:{a['version']}", install_path=a["install_path"])
-            for c, a in artifacts(d, "oci").items() if c in wanted}
+    out = {}
+    for c, a in artifacts(d, "oci").items():
+        if c in wanted:
+            archive = (d.artifacts_dir / a["file"]).resolve()
+            out[c] = Image(archive=archive, ref_name=archive_ref_name(archive),
+                           name=f"localhost/stackcrate/{c}:{a['version']}", install_path=a["install_path"])
+    return out
 
 
 def load_commands(imgs: dict[str, Image], engine: str) -> list[list[str]]:

@@ -30,6 +30,7 @@ from .tarball import walk_sorted
 
 OCI_FORMAT = 2
 GZ_LEVEL = 6
+REF_NAME = "org.opencontainers.image.ref.name"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
@@ -248,7 +249,7 @@ def write_layout(built, layers: list[dict], cache: Cache, layout: Path) -> dict:
     mdesc = _put(layout, _json(manifest))
     index = {"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", **mdesc,
-        "annotations": {"org.opencontainers.image.ref.name": f"{built.name}-{built.version}"}}]}
+        "annotations": {REF_NAME: f"{built.name}-{built.version}"}}]}
     (layout / "index.json").write_bytes(_json(index))
     (layout / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
     return mdesc
@@ -268,3 +269,18 @@ def write_archive(layout: Path, out: Path, epoch: int) -> None:
                     tf.addfile(info, fh)
             else:
                 tf.addfile(info)
+
+
+def archive_index(tf: tarfile.TarFile) -> dict:
+    """The index.json of an open oci-archive."""
+    return json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+
+
+def archive_ref_name(archive: Path) -> str:
+    """The ref name of the one image in an oci-archive written by write_archive."""
+    try:
+        with tarfile.open(archive) as tf:
+            return archive_index(tf)["manifests"][0]["annotations"][REF_NAME]
+    except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise StackcrateError(f"{archive} is not an OCI image archive built by stackcrate",
+                              hint="build it again (`stackcrate build --format oci`)") from None

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import tarfile
 
 import pytest
+import yaml
 
-from stackcrate.deploy.containers import archive_ref_name
-from tests.conftest import chroot
+from stackcrate.package.oci import archive_ref_name
+from tests.conftest import REPO, chroot
 from tests.fixtures import pbr_project
 
 
@@ -81,18 +83,16 @@ def test_images_from_one_lock_share_lower_layers(stackcrate, native, tmp_path):
 def test_container_backend_loads_and_runs_the_built_image(stackcrate, native, tmp_path):
     """`deploy run --backend podman --dry-run`: its skopeo command really stores the built keystone image under
     the name its `podman run` uses (run here into a throwaway vfs store: no engine runs on these machines)."""
-    services = {"backing": {"mariadb": {"port": 23306}, "rabbitmq": {"port": 25672, "dist_port": 25673,
-                                                                       "epmd_port": 24369},
-                            "memcached": {"port": 21211}, "haproxy": {}},
-                "services": {"keystone": {"component": "keystone", "port": 25000, "backend_port": 15000}},
-                "client": "keystone"}
+    services = yaml.safe_load((REPO / "examples" / "deploy" / "services.yaml").read_text())
+    services["services"] = {"keystone": services["services"]["keystone"]}   # the one service built here
+    services["client"] = "keystone"
     (tmp_path / "services.yaml").write_text(json.dumps(services))
     (tmp_path / "configuration.yaml").write_text(json.dumps({"state_dir": "state", "artifacts": str(native["dir"]),
                                                              "backend": "podman"}))
     res = stackcrate("--json", "deploy", "run", "--dry-run", "-s", tmp_path / "services.yaml",
                      "-c", tmp_path / "configuration.yaml")
     assert res.returncode == 0, res.stderr
-    cmds = [c.split() for c in json.loads(res.stdout)["commands"]]
+    cmds = [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
     (load,) = [c for c in cmds if c[0] == "skopeo"]
     (keystone,) = [c for c in cmds if c[:2] == ["podman", "run"] and "stackcrate-keystone" in c]
     store = f"containers-storage:[vfs@{tmp_path / 'store'}+{tmp_path / 'store-run'}]"
