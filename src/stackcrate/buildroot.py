@@ -52,7 +52,7 @@ def base_rootfs(target: Target, cache: Cache, extra_packages: Iterable[str] = ()
         argv = [which("mmdebstrap"), "--variant=minbase", f"--include={','.join(packages)}",
                 "--mode=root", "--format=tar", target.suite, str(tarball), mirror]
         try:
-            run(argv, env={"SOURCE_DATE_EPOCH": "0"})
+            run(argv, env={"SOURCE_DATE_EPOCH": "0"}, timeout=1800)
             tree = work / "tree"
             tree.mkdir()
             run(["tar", "-C", tree, "--numeric-owner", "-xpf", tarball])
@@ -65,8 +65,8 @@ def base_rootfs(target: Target, cache: Cache, extra_packages: Iterable[str] = ()
                 + " and that the mirror " + mirror + " is reachable",
             ) from None
         os.rename(tarball, work / "tree.tar")
-        Cache.publish(work / "tree.tar", final.with_suffix(".tar"))
-        Cache.publish(tree, final)
+        Cache.commit(work / "tree.tar", final.with_suffix(".tar"))
+        Cache.commit(tree, final)
         remove_tree(work)
     return final
 
@@ -82,7 +82,7 @@ _SCRATCH = ("/opt", "/mnt", "/tmp")
 
 
 def chroot_run(root: Path, argv: Sequence[str], *, binds: Sequence[Bind] = (),
-               env: Mapping[str, str] | None = None, check: bool = True):
+               env: Mapping[str, str] | None = None, check: bool = True, timeout: float = 1800):
     """Run argv chrooted into root without modifying root: /opt, /mnt and /tmp are private tmpfs mounts."""
     unshare = which("unshare", "util-linux")
     lines = ["set -e", f"R={shlex.quote(str(root))}"]
@@ -106,4 +106,4 @@ def chroot_run(root: Path, argv: Sequence[str], *, binds: Sequence[Bind] = (),
     env_args = " ".join(shlex.quote(f"{k}={v}") for k, v in envs.items())
     lines.append(f'exec chroot "$R" /usr/bin/env -i {env_args} {shlex.join([str(a) for a in argv])}')
     return run([unshare, "--mount", "--pid", "--fork", "--kill-child", "/bin/sh", "-c", "\n".join(lines)],
-               check=check)
+               check=check, timeout=timeout)

@@ -1,13 +1,14 @@
-"""The on-disk cache: content-addressed entries, published atomically, safe to share between processes.
+"""The on-disk cache: content-addressed entries, committed atomically, safe to share between processes.
 
 Layout under the cache root (``--cache-dir``, ``$STACKCRATE_CACHE_DIR`` or ``~/.cache/stackcrate``):
-  constraints/  fetched upper-constraints files, by URL
+  constraints/  fetched upper-constraints (and other requirements data) files, by URL
   git/          bare mirrors, by URL
-  sdists/       downloaded sdists and source trees
-  wheels/<sha256>/<file>  every wheel, by the sha256 of its bytes
+  wheels/<sha256>/<file>  every downloaded wheel and sdist, by the sha256 of its bytes
   built-wheels/ wheels built from sources, by source digest
   rootfs/       target base root filesystems, by package set
-  components/   built component trees and tarballs, by build key
+  components/   built component tarballs, by build key
+  packages/     .deb, .rpm and OCI images (and their layer blobs), by their inputs
+  sysdeps/, metadata/, sdist-files/  what was learnt from indexes, by the file it came from
   locks/, tmp/  inter-process locks and work areas
 """
 
@@ -20,9 +21,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import StackcrateError
+
+LOCK_TIMEOUT = 3600.0  # longer than any one build step; a lock held longer than this is a stuck process
 
 
 def default_cache_root() -> Path:
@@ -60,11 +66,22 @@ class Cache:
         return p
 
     @contextlib.contextmanager
-    def locked(self, name: str) -> Iterator[None]:
-        """An exclusive inter-process lock, so two builds never fill the same entry at once."""
+    def locked(self, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        """An exclusive inter-process lock, so two builds never fill the same entry at once. Waits at most
+        timeout seconds for another process holding it (a stuck build), then fails saying which entry."""
         path = self.dir("locks") / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
         with open(path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StackcrateError(
+                            f"the cache entry {name} has been locked by another stackcrate process for "
+                            f"{timeout:.0f}s", hint=f"wait for it to finish, or stop it (lock file {path})") from None
+                    time.sleep(0.2)
             try:
                 yield
             finally:
@@ -75,7 +92,7 @@ class Cache:
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self.dir("tmp")))
 
     @staticmethod
-    def publish(tmp: Path, final: Path) -> Path:
+    def commit(tmp: Path, final: Path) -> Path:
         """Move a finished temp entry into place atomically; if another process won, keep theirs."""
         final.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -1,9 +1,8 @@
-"""The `stackcrate` command line: thin wiring of the pipeline stages."""
+"""The `stackcrate` command line: thin wiring of the pipeline (pipeline.py) and of the tools on top of it
+(`reqs`, `deploy`). Heavy modules are imported inside the commands, so `stackcrate --help` stays quick."""
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -12,7 +11,10 @@ from rich.text import Text
 
 from . import __version__
 from .cache import Cache
+from .deploy.cli import deploy
 from .errors import StackcrateError
+from .manifest import DEFAULT_MANIFEST
+from .reqs.cli import reqs
 from .ui import UI, err
 
 
@@ -22,7 +24,7 @@ class Ctx:
         self.cache = Cache(Path(cache_dir) if cache_dir else None)
 
 
-manifest_option = click.option("-m", "--manifest", "manifest_path", default="stackcrate.yaml", show_default=True,
+manifest_option = click.option("-m", "--manifest", "manifest_path", default=DEFAULT_MANIFEST, show_default=True,
                                type=click.Path(dir_okay=False), help="The manifest file.")
 set_option = click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE",
                           help="Template value for the manifest (repeatable).")
@@ -32,20 +34,14 @@ cdir_option = click.option("--constraints-dir", type=click.Path(file_okay=False)
                            help="Air-gapped constraints folder (<series>/upper-constraints.txt); "
                            "default $STACKCRATE_CONSTRAINTS_DIR.")
 lock_option = click.option("--lock", "lock_path", type=click.Path(dir_okay=False),
-                           help="Lock file (default: stackcrate.lock beside the manifest).")
+                           help="Lock file (default: the manifest's name with .lock, beside it).")
+only_option = click.option("-c", "--component", "only", multiple=True, help="Only these components (repeatable).")
 
 
-def load_manifest(manifest_path: str, set_values, vars_files):
-    from . import manifest as m
+def _manifest(manifest_path: str, set_values, vars_files):
+    from .manifest import load_with_values
 
-    values = m.load_vars(list(vars_files))
-    values.update(m.parse_set(list(set_values)))
-    return m.load(manifest_path, values)
-
-
-def default_lock_path(manifest, lock_path: str | None) -> Path:
-    # stackcrate.yaml -> stackcrate.lock; examples/keystone.yaml -> examples/keystone.lock
-    return Path(lock_path) if lock_path else manifest.path.with_suffix(".lock")
+    return load_with_values(manifest_path, set_values, vars_files)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,25 +77,20 @@ def schema() -> None:
 @click.pass_obj
 def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_path, overrides, refresh) -> None:
     """Resolve all components together and write the lock (X.yaml -> X.lock)."""
-    from .lockfile import Lock
-    from .resolve import check_fresh
-    from .resolve import lock as do_lock
+    from .pipeline import ensure_lock
 
-    manifest = load_manifest(manifest_path, set_values, vars_files)
-    path = default_lock_path(manifest, lock_path)
-    if path.exists() and not refresh:
-        current = Lock.load(path)
-        if not check_fresh(current, manifest, obj.cache, constraints_dir, path, list(overrides)):
-            obj.ui.result({"lock": str(path), "packages": len(current.packages), "up_to_date": True,
-                           "components": {c.name: c.version for c in current.components}},
-                          f"{path} is up to date ({len(current.packages)} packages); --refresh resolves again")
-            return
-    result = do_lock(manifest, obj.cache, obj.ui, constraints_dir=constraints_dir, extra_overrides=list(overrides))
-    result.write(path)
-    summary = {"lock": str(path), "packages": len(result.packages), "up_to_date": False,
-               "components": {c.name: c.version for c in result.components}}
-    comps = ", ".join(f"{c.name} {c.version}" for c in result.components)
-    obj.ui.result(summary, f"locked {len(result.packages)} packages for {comps} → {path}")
+    manifest = _manifest(manifest_path, set_values, vars_files)
+    got = ensure_lock(manifest, manifest.lock_path(lock_path), obj.cache, obj.ui, refresh=refresh,
+                      constraints_dir=constraints_dir, overrides=list(overrides))
+    n = len(got.lock.packages)
+    summary = {"lock": str(got.path), "packages": n, "up_to_date": not got.written,
+               "components": {c.name: c.version for c in got.lock.components}}
+    if got.written:
+        comps = ", ".join(f"{c.name} {c.version}" for c in got.lock.components)
+        text = f"locked {n} packages for {comps} → {got.path}"
+    else:
+        text = f"{got.path} is up to date ({n} packages); --refresh resolves again"
+    obj.ui.result(summary, text)
 
 
 @main.command()
@@ -112,40 +103,75 @@ def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_
               help="Output folder for the artifacts and artifacts.json.")
 @click.option("--locked", is_flag=True, help="Refuse to build when the lock is missing or stale.")
 @click.option("--format", "formats", multiple=True, help="Artifact format (repeatable): tar, deb, rpm, oci.")
-@click.option("-c", "--component", "only", multiple=True, help="Build only these components.")
+@only_option
 @click.pass_obj
 def build(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_path, out_dir, locked, formats,
           only) -> None:
     """Build one venv per component from the lock and package it."""
-    from .build import build as do_build
+    from .package import check_formats
+    from .pipeline import build as run_build
 
-    manifest = load_manifest(manifest_path, set_values, vars_files)
-    path = default_lock_path(manifest, lock_path)
-    report = do_build(manifest, path, Path(out_dir), obj.cache, obj.ui, locked=locked,
-                      constraints_dir=constraints_dir, formats=list(formats) or None, only=list(only))
+    check_formats(list(formats))  # before anything else: a typo must not cost a build
+    manifest = _manifest(manifest_path, set_values, vars_files)
+    report = run_build(manifest, manifest.lock_path(lock_path), Path(out_dir), obj.cache, obj.ui, locked=locked,
+                       constraints_dir=constraints_dir, formats=list(formats) or None, only=list(only))
+    lines = [f"{a.file}  {a.size:>11,} bytes  sha256:{a.sha256[:16]}…  "
+             f"{'rebuilt' if r else 'up to date (cached)'}" for a, r in zip(report.artifacts, report.rebuilt,
+                                                                           strict=True)]
+    n = sum(report.rebuilt)
+    lines.append(f"{n} rebuilt, {len(report.artifacts) - n} up to date → {report.out}/artifacts.json")
+    obj.ui.result(report.to_json(), "\n".join(lines))
+
+
+@main.command()
+@manifest_option
+@set_option
+@vars_option
+@cdir_option
+@lock_option
+@click.option("--kind", type=click.Choice(["deb", "rpm"]), default="deb", show_default=True,
+              help="Package names for the Debian target or the rpm platform.")
+@only_option
+@click.pass_obj
+def sysdeps(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_path, kind, only) -> None:
+    """Each component's system dependencies, and where each came from (bindep.txt or the ELF scan)."""
+    from .pipeline import system_deps
+
+    manifest = _manifest(manifest_path, set_values, vars_files)
+    report = system_deps(manifest, manifest.lock_path(lock_path), obj.cache, obj.ui, kind=kind,
+                         constraints_dir=constraints_dir, only=list(only))
     lines = []
-    for a in report["artifacts"]:
-        state = "rebuilt" if a["rebuilt"] else "up to date (cached)"
-        lines.append(f"{a['file']}  {a['size']:>11,} bytes  sha256:{a['sha256'][:16]}…  {state}")
-    n = sum(1 for a in report["artifacts"] if a["rebuilt"])
-    lines.append(f"{n} rebuilt, {len(report['artifacts']) - n} up to date → {report['out']}/artifacts.json")
+    for name, deps in report.items():
+        lines.append(f"{name} {deps['version']} ({kind}):")
+        for pkg, why in deps["packages"].items():
+            lines.append(f"  {pkg}")
+            lines += [f"      ← {w}" for w in why]
+        for pkg, why in deps["dropped"].items():
+            lines.append(f"  (not {pkg}: {why})")
     obj.ui.result(report, "\n".join(lines))
 
 
-# Sub-command groups living beside the pipeline (requirements tools, packaging, deployment).
-_PLUGINS = [
-    "stackcrate.reqs.cli:reqs",
-    "stackcrate.package.cli:sysdeps",
-    "stackcrate.publish:publish",
-    "stackcrate.deploy.cli:deploy",
-]
-for _spec in _PLUGINS:
-    _mod, _attr = _spec.split(":")
-    try:
-        main.add_command(getattr(importlib.import_module(_mod), _attr))
-    except ModuleNotFoundError as _exc:  # that part is not built yet
-        if _exc.name and not _mod.startswith(_exc.name):
-            raise
+@main.command()
+@click.option("--from", "src", default="dist", show_default=True, type=click.Path(file_okay=False),
+              help="A build's output folder (with artifacts.json).")
+@click.option("--out", "dest", default="repo", show_default=True, type=click.Path(file_okay=False),
+              help="Where to write apt/, yum/ and oci/.")
+@click.pass_obj
+def publish(obj: Ctx, src: str, dest: str) -> None:
+    """Publish built artifacts as an apt repo, a yum repo and an OCI layout."""
+    from rich.markup import escape
+
+    from .publish import publish as run_publish
+
+    done = run_publish(Path(src), Path(dest))
+    lines = [f"{k}: {v['artifacts']} artifact(s) → {v['path']}" for k, v in done.items()]
+    if "apt" in done:
+        lines.append(escape(f"  apt source: deb [trusted=yes] file:{Path(done['apt']['path']).resolve()} ./"))
+    obj.ui.result(done, "\n".join(lines))
+
+
+main.add_command(reqs)
+main.add_command(deploy)
 
 
 def run() -> int:
@@ -167,7 +193,3 @@ def run() -> int:
 
 def main_entry() -> None:
     sys.exit(run())
-
-
-if os.environ.get("_STACKCRATE_NO_MAIN") is None and __name__ == "__main__":  # pragma: no cover
-    main_entry()

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from . import tools
 from .cache import Cache, sha256_bytes
 from .errors import StackcrateError
 
@@ -63,21 +62,21 @@ def parse_requirement_lines(text: str, source: str, *, strict: bool = True) -> l
     return out
 
 
-def _fetch(url: str, cache: Cache) -> str:
+def fetch_cached(url: str, cache: Cache, refresh: bool = True, what: str = "constraints") -> str:
+    """The text at url, kept in the cache. refresh=False takes the cached copy when there is one (a --locked
+    build needs no network); when a fetch fails, the cached copy is used with a warning."""
     cached = cache.dir("constraints") / (sha256_bytes(url.encode())[:32] + ".txt")
+    if not refresh and cached.exists():
+        return cached.read_text()
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            data = resp.read().decode()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        data = tools.http(url).text()
+    except tools.FetchFailed as exc:
         if cached.exists():
-            log.warning("cannot fetch %s (%s); using the copy cached on %s", url, exc, cached)
+            log.warning("cannot fetch %s (%s); using the copy cached on %s", url, exc.reason, cached)
             return cached.read_text()
-        reason = getattr(exc, "reason", exc)
-        raise StackcrateError(
-            f"cannot fetch constraints from {url}: {reason}",
-            hint=f"check the URL and the network, or work offline with {CONSTRAINTS_DIR_ENV}=DIR "
-            "(DIR/<series>/upper-constraints.txt)",
-        ) from None
+        raise StackcrateError(f"cannot fetch {what} from {url}: {exc.reason}",
+                              hint=f"check the URL and the network, or work offline with {CONSTRAINTS_DIR_ENV}=DIR "
+                              "(DIR/<series>/upper-constraints.txt)") from None
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(data)
     tmp.replace(cached)
@@ -97,7 +96,7 @@ def load_constraints(series: str, cache: Cache, *, source: str | None = None, ba
     """Load upper-constraints; ``refresh=False`` prefers an on-disk copy of a URL (for --locked builds)."""
     if source:
         if "://" in source and not source.startswith("file://"):
-            return Constraints(source, _cached_or_fetch(source, cache, refresh))
+            return Constraints(source, fetch_cached(source, cache, refresh))
         p = Path(source.removeprefix("file://")).expanduser()
         p = p if p.is_absolute() else (base_dir or Path.cwd()) / p
         return Constraints(str(p.resolve()), _read(p.resolve(), "constraints file"))
@@ -110,11 +109,4 @@ def load_constraints(series: str, cache: Cache, *, source: str | None = None, ba
                 hint=f"lay the folder out as <series>/upper-constraints.txt, or unset {CONSTRAINTS_DIR_ENV}")
         return Constraints(str(p), p.read_text())
     url = OFFICIAL.format(series=series)
-    return Constraints(url, _cached_or_fetch(url, cache, refresh))
-
-
-def _cached_or_fetch(url: str, cache: Cache, refresh: bool) -> str:
-    cached = cache.dir("constraints") / (sha256_bytes(url.encode())[:32] + ".txt")
-    if not refresh and cached.exists():
-        return cached.read_text()
-    return _fetch(url, cache)
+    return Constraints(url, fetch_cached(url, cache, refresh))

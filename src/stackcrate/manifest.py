@@ -12,8 +12,9 @@ import jinja2.sandbox
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from . import yamlfile
 from .errors import StackcrateError
 
 DEFAULT_MANIFEST = "stackcrate.yaml"
@@ -145,11 +146,26 @@ class LoadedManifest:
         self.base_dir = path.parent
         self.rendered = text
 
-    def resolve_path(self, p: str) -> Path:
+    def path_of(self, p: str) -> Path:
+        """A path written in the manifest, which is relative to the manifest's folder."""
         return (self.base_dir / Path(p).expanduser()).resolve()
 
     def install_path(self, name: str, version: str) -> str:
         return self.model.install_prefix.format(name=name, version=version)
+
+    def lock_path(self, given: str | Path | None = None) -> Path:
+        """The lock beside the manifest: stackcrate.yaml -> stackcrate.lock, examples/keystone.yaml ->
+        examples/keystone.lock (or the one given)."""
+        return Path(given) if given else self.path.with_suffix(".lock")
+
+    def component(self, name: str) -> tuple[int, Component]:
+        """A component by (canonical) name, with its position (error messages name components[i])."""
+        key = canonicalize_name(name)
+        for i, c in enumerate(self.model.components):
+            if c.key == key:
+                return i, c
+        raise StackcrateError(f"component {name} is in the lock but not in the manifest {self.path}",
+                              hint="run `stackcrate lock` again")
 
 
 def json_schema() -> str:
@@ -210,110 +226,25 @@ def render(text: str, path: Path, values: dict[str, Any]) -> str:
                               where=f"{path}:{line}" if line else str(path)) from None
 
 
-def _node_line(root: yaml.Node | None, loc: tuple) -> int | None:
-    """The 1-based line of the YAML node at a pydantic error location (or of its closest parent)."""
-    node, line = root, (root.start_mark.line + 1 if root is not None else None)
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for k, v in node.value:
-                if k.value == part:
-                    nxt, line = v, k.start_mark.line + 1
-                    break
-            if nxt is None:
-                return line
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-def _loc_text(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _clean_loc(loc: tuple) -> tuple:
-    # pydantic adds union/literal tags (e.g. 'literal[...]', 'function-after[...]') to locations; drop them.
-    return tuple(p for p in loc if isinstance(p, int) or ("[" not in p and p not in ("function-after",)))
-
-
 def load(path: str | Path, values: dict[str, Any] | None = None) -> LoadedManifest:
     path = Path(path)
     try:
         raw = path.read_text()
     except FileNotFoundError:
         raise StackcrateError(f"manifest {path} does not exist",
-                              hint="pass another one with -m FILE, or create stackcrate.yaml "
+                              hint=f"pass another one with -m FILE, or create {DEFAULT_MANIFEST} "
                               "(see examples/keystone.yaml)") from None
     except IsADirectoryError:
         raise StackcrateError(f"manifest {path} is a directory", hint="pass the YAML file with -m FILE") from None
     text = render(raw, path, values or {})
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise StackcrateError(f"not valid YAML: {problem}", where=where,
-                              hint="check indentation and quoting on that line") from None
-    if not isinstance(data, dict):
-        raise StackcrateError("the manifest must be a YAML mapping (series:, components:, ...)", where=str(path))
-    try:
-        model = Manifest.model_validate(data)
-    except ValidationError as exc:
-        raise _explain(exc, path, root) from None
+    model = yamlfile.validate(text, path, Manifest, "manifest",
+                              hint="fix the manifest; `stackcrate schema` prints every field")
     return LoadedManifest(model, path.resolve(), text)
 
 
-def _explain(exc: ValidationError, path: Path, root: yaml.Node | None, model: type[BaseModel] | None = None,
-             hint: str = "fix the manifest; `stackcrate schema` prints every field") -> StackcrateError:
-    lines = []
-    first_where = None
-    for err in exc.errors():
-        loc = _clean_loc(tuple(err["loc"]))
-        line = _node_line(root, loc)
-        where = f"{path}:{line}" if line else str(path)
-        first_where = first_where or where
-        field = _loc_text(loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1], model or Manifest)
-            allowed = ", ".join(parent.model_fields) if parent else ""
-            msg = f"unknown field {field!r}" + (f" (allowed here: {allowed})" if allowed else "")
-        elif err["type"] == "missing":
-            msg = f"missing required field {field!r}"
-        else:
-            msg = f"field {field!r}: {err['msg'].removeprefix('Value error, ')}"
-        lines.append(f"{where}: {msg}")
-    return StackcrateError("\n".join(lines), hint=hint)
-
-
-def _model_at(loc: tuple, model: type[BaseModel]) -> type[BaseModel] | None:
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        f = model.model_fields.get(part)
-        if f is None:
-            return None
-        nxt = _submodel(f.annotation)
-        if nxt is None:
-            return None
-        model = nxt
-    return model
-
-
-def _submodel(ann: Any) -> type[BaseModel] | None:
-    """The model class inside an annotation such as Optional[X], list[X] or dict[str, X]."""
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for a in getattr(ann, "__args__", ()):
-        found = _submodel(a)
-        if found is not None:
-            return found
-    return None
+def load_with_values(path: str | Path, set_values: list[str] | tuple[str, ...] = (),
+                     vars_files: list[str] | tuple[str, ...] = ()) -> LoadedManifest:
+    """The manifest rendered with --vars files, then --set values (later ones win)."""
+    values = load_vars(list(vars_files))
+    values.update(parse_set(list(set_values)))
+    return load(path, values)

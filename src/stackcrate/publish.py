@@ -1,4 +1,4 @@
-"""`stackcrate publish`: turn a build's output folder into repositories many machines install from.
+"""The publish stage: turn a build's output folder into repositories many machines install from.
 
   apt/  a flat apt repository (Packages, Packages.gz, Release): `deb [trusted=yes] file:/path/apt ./`
   yum/  a yum repository made by createrepo_c
@@ -16,18 +16,11 @@ import tarfile
 import time
 from pathlib import Path
 
-import click
-
-from .cache import remove_tree, sha256_file
+from .cache import remove_tree
 from .errors import StackcrateError
-from .tools import ToolFailed, run, which
-
-
-def _load(src: Path) -> list[dict]:
-    index = src / "artifacts.json"
-    if not index.is_file():
-        raise StackcrateError(f"{index} does not exist", hint="run `stackcrate build --out DIR` first")
-    return json.loads(index.read_text())["artifacts"]
+from .model.artifacts import ArtifactIndex
+from .package.oci import archive_index
+from .tools import ToolFailed, dpkg_deb, run, which
 
 
 def apt_repo(debs: list[Path], dest: Path, epoch: int) -> None:
@@ -35,7 +28,7 @@ def apt_repo(debs: list[Path], dest: Path, epoch: int) -> None:
     stanzas = []
     for deb in sorted(debs):
         shutil.copyfile(deb, dest / deb.name)
-        control = run([which("dpkg-deb", "dpkg"), "--field", deb]).stdout.strip()
+        control = dpkg_deb(["--field", deb]).stdout.strip()
         data = deb.read_bytes()
         stanzas.append(f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
                        f"MD5sum: {hashlib.md5(data).hexdigest()}\nSHA256: {hashlib.sha256(data).hexdigest()}\n")
@@ -63,8 +56,6 @@ def yum_repo(rpms: list[Path], dest: Path, epoch: int) -> None:
 
 def oci_layout(archives: list[Path], dest: Path) -> None:
     """Merge the images' oci-archives into one layout; identical layers are stored once."""
-    from .package.oci import archive_index  # not at start-up: it brings the build root and zstandard
-
     (dest / "blobs" / "sha256").mkdir(parents=True)
     manifests = []
     for archive in sorted(archives):
@@ -80,16 +71,17 @@ def oci_layout(archives: list[Path], dest: Path) -> None:
     (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}, indent=2) + "\n")
 
 
-def publish_all(src: Path, dest: Path) -> dict:
-    artifacts = _load(src)
+def publish(src: Path, dest: Path) -> dict:
+    """Write dest/apt, dest/yum and dest/oci from the .deb, .rpm and OCI artifacts listed in src/artifacts.json."""
+    index = ArtifactIndex.load(src)
     by_fmt: dict[str, list[Path]] = {}
-    for a in artifacts:
-        by_fmt.setdefault(a["format"], []).append(src / a["file"])
+    for a in index.artifacts:
+        by_fmt.setdefault(a.format, []).append(index.path(a))
     missing = [p for ps in by_fmt.values() for p in ps if not p.is_file()]
     if missing:
         raise StackcrateError(f"{missing[0]} is listed in artifacts.json but missing",
                               hint="run `stackcrate build` again")
-    epoch = max((a.get("source_date_epoch", 0) for a in artifacts), default=0)
+    epoch = max((a.source_date_epoch for a in index.artifacts), default=0)
     done = {}
     dest.mkdir(parents=True, exist_ok=True)
     for name, fmt, fn in (("apt", "deb", apt_repo), ("yum", "rpm", yum_repo), ("oci", "oci", oci_layout)):
@@ -109,23 +101,3 @@ def publish_all(src: Path, dest: Path) -> dict:
         raise StackcrateError(f"{src} holds no .deb, .rpm or OCI image",
                               hint="build with --format deb/rpm/oci (or list them in the manifest's formats)")
     return done
-
-
-@click.command()
-@click.option("--from", "src", default="dist", show_default=True, type=click.Path(file_okay=False),
-              help="A build's output folder (with artifacts.json).")
-@click.option("--out", "dest", default="repo", show_default=True, type=click.Path(file_okay=False),
-              help="Where to write apt/, yum/ and oci/.")
-@click.pass_obj
-def publish(obj, src: str, dest: str) -> None:
-    """Publish built artifacts as an apt repo, a yum repo and an OCI layout."""
-    done = publish_all(Path(src), Path(dest))
-    lines = [f"{k}: {v['artifacts']} artifact(s) → {v['path']}" for k, v in done.items()]
-    if "apt" in done:
-        from rich.markup import escape
-
-        lines.append(escape(f"  apt source: deb [trusted=yes] file:{Path(done['apt']['path']).resolve()} ./"))
-    obj.ui.result(done, "\n".join(lines))
-
-
-__all__ = ["publish", "publish_all", "sha256_file"]

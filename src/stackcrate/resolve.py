@@ -1,20 +1,25 @@
-"""Resolution: every component's requirements together, against the series' upper-constraints (the
-components' own lines dropped) and the overrides, into one hash-pinned lock for the whole cloud."""
+"""The lock stage: every component's requirements resolved together (by uv) against the series'
+upper-constraints (the components' own lines dropped) and the overrides, into one hash-pinned lock for the
+whole cloud; and whether an existing lock still matches its inputs."""
 
 from __future__ import annotations
 
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from . import overrides as override_proof
 from .cache import Cache, digest_of, remove_tree
 from .constraints import Constraints, load_constraints
-from .errors import ResolutionError, StackcrateError, StaleLockError
-from .lockfile import Lock, LockedComponent, LockedPackage
+from .errors import ResolutionError, StackcrateError
 from .manifest import LoadedManifest, parse_pin
+from .model.lock import Lock, LockedComponent, LockedPackage
+from .model.source import LockedGit, LockedPath
 from .series import get_series, require_buildable
 from .sources import PreparedComponent, patch_records, prepare, tree_digest
 from .targets import get_target
@@ -33,9 +38,9 @@ def manifest_digest(manifest: LoadedManifest, extra_overrides: list[str]) -> str
     comps = []
     for i, c in enumerate(m.components):
         d = c.model_dump(mode="json")
-        d["patches"] = patch_records(manifest, c, i)
+        d["patches"] = [p.model_dump() for p in patch_records(manifest, c, i)]
         if c.path:
-            d["tree"] = tree_digest(manifest.resolve_path(c.path))
+            d["tree"] = tree_digest(manifest.path_of(c.path))
         comps.append(d)
     return digest_of({"series": m.series, "target": m.target, "constraints": m.constraints,
                       "overrides": sorted(set(m.overrides) | set(extra_overrides)), "components": comps})
@@ -124,33 +129,29 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
     components = []
     for p in prepared:
         pkg = packages[p.component.key]
-        src = dict(p.source)
-        if src["type"] != "pypi" or src.get("patches"):
+        src = p.source
+        if src.built_here:
             # Replace the resolver's pointer at our local wheel with where the source really comes from.
             pkg.wheels, pkg.sdist, pkg.vcs, pkg.directory = [], None, None, None
-            if src["type"] == "git":
-                pkg.vcs = {"type": "git", "url": src["url"], "requested-revision": src["ref"],
-                           "commit-id": src["commit"]}
-            elif src["type"] == "path":
-                pkg.directory = {"path": src["path"], "editable": False}
+            if isinstance(src, LockedGit):
+                pkg.vcs = {"type": "git", "url": src.url, "requested-revision": src.ref, "commit-id": src.commit}
+            elif isinstance(src, LockedPath):
+                pkg.directory = {"path": src.path, "editable": False}
             else:
-                pkg.sdist = {"name": src["sdist"], "hashes": {"sha256": src["sdist_sha256"]}}
-            pkg.tool = {"patches": src["patches"], "source-digest": src["digest"]}
-        closure = sorted(_closure(p.component.key, packages))
+                pkg.sdist = {"name": src.sdist, "hashes": {"sha256": src.sdist_sha256}}
+            pkg.tool = {"patches": [x.model_dump() for x in src.patches], "source-digest": src.digest}
+        closure = _closure(p.component.key, packages)
         for extra_req in p.component.extra_requirements:
-            from packaging.requirements import Requirement
-
-            closure = sorted(set(closure) | _closure(canonicalize_name(Requirement(extra_req).name), packages))
+            closure |= _closure(canonicalize_name(Requirement(extra_req).name), packages)
         epoch = max([p.commit_time or 0] + [_upload_epoch(packages[n]) for n in closure])
         components.append(LockedComponent(name=p.component.name, version=pkg.version, source=src,
-                                          closure=closure, source_date_epoch=epoch or 315532800,
+                                          closure=sorted(closure), source_date_epoch=epoch or 315532800,
                                           extras=sorted(p.component.extras)))
     if overrides:
-        from .reqs.overrides import prove
-
         with ui.step("Checking every requirement on the overridden packages"):
-            proof = prove(list(packages.values()), overrides, {c.name: set(c.closure) for c in components},
-                          target.python_version, cache, {p.component.key: p.wheel for p in prepared if p.wheel})
+            proof = override_proof.prove(list(packages.values()), overrides,
+                                         {c.name: set(c.closure) for c in components}, target.python_version,
+                                         cache, {p.component.key: p.wheel for p in prepared if p.wheel})
         for line in proof:
             ui.info(line)
     return Lock(series=series.name, target=target.name, python_version=target.python_version,
@@ -165,12 +166,8 @@ def explain_overrides(work: Path, common: list[str], constraints: Constraints, n
                       cache: Cache, error: ResolutionError) -> ResolutionError:
     """When overrides break the resolution: resolve without them, then add to ``error`` each component and
     requirement that rejects an overridden version (uv names only the first conflict it meets)."""
-    from .reqs.overrides import verdicts
-
     lines, _ = effective_constraints(constraints, names, [])
     (work / "constraints.txt").write_text("\n".join(lines) + "\n")
-    from concurrent.futures import ThreadPoolExecutor
-
     runs = [[*common, "--format", "pylock.toml", "-o", "pylock.plain.toml"],
             [*common, "--format", "requirements.txt", "--annotation-style", "split", "-o", "plain.txt"]]
     try:
@@ -185,8 +182,8 @@ def explain_overrides(work: Path, common: list[str], constraints: Constraints, n
             packages[k].dependencies = sorted(deps)
     closures = {p.component.name: _closure(p.component.key, packages) for p in prepared}
     wheels = {p.component.key: p.wheel for p in prepared if p.wheel}
-    rejected = [v for v in verdicts(list(packages.values()), overrides, closures, python_version, cache, wheels)
-                if not v.accepts]
+    found = override_proof.verdicts(list(packages.values()), overrides, closures, python_version, cache, wheels)
+    rejected = [v for v in found if not v.accepts]
     if not rejected:
         return error
     return ResolutionError(error.message + "\n  the overrides are rejected by these requirements:\n"
@@ -272,9 +269,9 @@ def explain_failure(uv_text: str, prepared: list[PreparedComponent], origin: dic
     return ResolutionError(msg, hint=hint)
 
 
-def check_fresh(lock_: Lock, manifest: LoadedManifest, cache: Cache, constraints_dir: str | None,
-                lock_path: Path, extra_overrides: list[str] | None = None) -> list[str]:
-    """Reasons the lock no longer matches its inputs (empty when it is fresh).
+def stale_reasons(lock_: Lock, manifest: LoadedManifest, cache: Cache, constraints_dir: str | None,
+                  lock_path: Path, extra_overrides: list[str] | None = None) -> list[str]:
+    """Reasons the lock no longer matches its inputs (empty when it is up to date).
 
     extra_overrides: the --override pins of this call; None means "those the lock was made with".
     """
@@ -287,22 +284,3 @@ def check_fresh(lock_: Lock, manifest: LoadedManifest, cache: Cache, constraints
     if constraints.digest != lock_.inputs.get("constraints"):
         reasons.append(f"the constraints ({constraints.source}) changed since {lock_path.name} was written")
     return reasons
-
-
-def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI, *, locked: bool,
-                constraints_dir: str | None) -> Lock:
-    """The lock to build from: refuse a missing/stale one with --locked, otherwise (re)lock as needed."""
-    if lock_path.exists():
-        current = Lock.load(lock_path)
-        reasons = check_fresh(current, manifest, cache, constraints_dir, lock_path)
-        if not reasons:
-            return current
-        if locked:
-            raise StaleLockError("the lock is stale: " + "; ".join(reasons),
-                                 where=str(lock_path), hint="run `stackcrate lock` and review the change")
-        ui.info(f"[yellow]re-locking:[/] {'; '.join(reasons)}")
-    elif locked:
-        raise StaleLockError(f"no lock file at {lock_path}", hint="run `stackcrate lock` first")
-    new = lock(manifest, cache, ui, constraints_dir=constraints_dir)
-    new.write(lock_path)
-    return new

@@ -15,17 +15,18 @@ import os
 import re
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
+from . import tools
 from .cache import Cache, digest_of, remove_tree, sha256_file
 from .errors import StackcrateError
 from .manifest import Component, LoadedManifest
+from .model.source import LockedGit, LockedPath, LockedPypi, Patch
 from .tools import ToolFailed, git, uv
 
 log = logging.getLogger("stackcrate")
@@ -41,8 +42,8 @@ class PreparedComponent:
     component: Component
     index: int                                # position in the manifest (for error messages)
     requirement: str                          # line given to the resolver
-    source: dict = field(default_factory=dict)  # recorded in the lock
-    wheel: Path | None = None                 # built wheel, for non-index components
+    source: LockedPypi | LockedGit | LockedPath  # recorded in the lock
+    wheel: Path | None = None                 # built wheel, for components whose wheel we build
     version: str | None = None
     commit_time: int | None = None
 
@@ -51,15 +52,15 @@ def _field(idx: int, name: str) -> str:
     return f"components[{idx}].{name}"
 
 
-def patch_records(manifest: LoadedManifest, comp: Component, idx: int) -> list[dict]:
+def patch_records(manifest: LoadedManifest, comp: Component, idx: int) -> list[Patch]:
     out = []
     for j, p in enumerate(comp.patches):
-        path = manifest.resolve_path(p)
+        path = manifest.path_of(p)
         if not path.is_file():
             raise StackcrateError(f"patch file {p} does not exist (looked at {path})",
                                   where=f"{manifest.path}: {_field(idx, f'patches[{j}]')}",
                                   hint="fix the path; it is relative to the manifest's folder")
-        out.append({"path": p, "sha256": sha256_file(path)})
+        out.append(Patch(path=p, sha256=sha256_file(path)))
     return out
 
 
@@ -87,19 +88,20 @@ def tree_digest(root: Path) -> str:
 # ---------------------------------------------------------------- PyPI
 
 def index_files(name: str) -> list[dict]:
-    """The files the index has for a project (PEP 691 JSON simple API)."""
+    """The files the index has for a project (PEP 691 JSON simple API); none when it does not know it."""
     url = f"{INDEX_URL.rstrip('/')}/{canonicalize_name(name)}/"
-    req = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.load(resp).get("files", [])
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
+        resp = tools.http(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+                          hint="check the network, or set STACKCRATE_INDEX_URL to a mirror")
+    except tools.FetchFailed as exc:
+        if exc.status == 404:
             return []
-        raise StackcrateError(f"the package index {INDEX_URL} answered {exc.code} for {name}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise StackcrateError(f"cannot reach the package index {INDEX_URL}: {getattr(exc, 'reason', exc)}",
-                              hint="check the network, or set STACKCRATE_INDEX_URL to a mirror") from None
+        raise
+    try:
+        return resp.json().get("files", [])
+    except ValueError:
+        raise StackcrateError(f"the package index answered {url} with something that is not JSON",
+                              hint="point STACKCRATE_INDEX_URL at a PEP 691 (JSON simple API) index") from None
 
 
 def index_versions(files: list[dict]) -> set[str]:
@@ -120,8 +122,6 @@ def check_pypi_version(manifest: LoadedManifest, comp: Component, idx: int) -> l
     files = index_files(comp.name)
     versions = index_versions(files)
     wanted = comp.pypi.version  # type: ignore[union-attr]
-    from packaging.version import InvalidVersion, Version
-
     try:
         ok = any(Version(v) == Version(wanted) for v in versions)
     except InvalidVersion:
@@ -131,9 +131,7 @@ def check_pypi_version(manifest: LoadedManifest, comp: Component, idx: int) -> l
             raise StackcrateError(f"{comp.name} is not on the package index {INDEX_URL}",
                                   where=f"{manifest.path}: {_field(idx, 'name')}",
                                   hint="check the distribution name (e.g. openstack-placement for placement)")
-        from packaging.version import Version as V
-
-        newest = sorted((v for v in versions if not V(v).is_prerelease), key=V)[-5:]
+        newest = sorted((v for v in versions if not Version(v).is_prerelease), key=Version)[-5:]
         raise StackcrateError(f"{comp.name} {wanted} is not on the package index {INDEX_URL}",
                               where=f"{manifest.path}: {_field(idx, 'pypi.version')}",
                               hint=f"newest releases: {', '.join(newest)}")
@@ -141,8 +139,6 @@ def check_pypi_version(manifest: LoadedManifest, comp: Component, idx: int) -> l
 
 
 def _fetch_sdist(comp: Component, files: list[dict], cache: Cache) -> Path:
-    from packaging.version import Version
-
     wanted = Version(comp.pypi.version)  # type: ignore[union-attr]
     for f in files:
         fn = f["filename"]
@@ -161,20 +157,11 @@ def download(url: str, sha256: str, filename: str, cache: Cache) -> Path:
     final = cache.dir("wheels", sha256) / filename
     if final.exists():
         return final
-    tmp = final.with_name(f".{filename}.{os.getpid()}.part")
-    h = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=120) as resp, open(tmp, "wb") as fh:
-            while block := resp.read(1 << 20):
-                h.update(block)
-                fh.write(block)
-    except (urllib.error.URLError, OSError) as exc:
+    tmp = final.with_name(f".{filename}.{os.getpid()}.fetched")
+    got = tools.download(url, tmp, hint="check the network; files already downloaded stay cached")
+    if got != sha256:
         tmp.unlink(missing_ok=True)
-        raise StackcrateError(f"cannot download {url}: {getattr(exc, 'reason', exc)}",
-                              hint="check the network; files already downloaded stay cached") from None
-    if h.hexdigest() != sha256:
-        tmp.unlink(missing_ok=True)
-        raise StackcrateError(f"{filename}: sha256 {h.hexdigest()} does not match the locked {sha256}",
+        raise StackcrateError(f"{filename}: sha256 {got} does not match the locked {sha256}",
                               hint="the index served different bytes than when locked; investigate before "
                               "re-locking")
     tmp.replace(final)
@@ -188,14 +175,14 @@ def _mirror(url: str, cache: Cache) -> Path:
     if not (path / "HEAD").exists():
         tmp = cache.tempdir("git-")
         git(["init", "--quiet", "--bare", str(tmp)])
-        Cache.publish(tmp, path)
+        Cache.commit(tmp, path)
     return path
 
 
 def _git_url(manifest: LoadedManifest, url: str) -> str:
     if "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url):
         return url
-    return str(manifest.resolve_path(url))  # a local path, relative to the manifest
+    return str(manifest.path_of(url))  # a local path, relative to the manifest
 
 
 def resolve_git(manifest: LoadedManifest, comp: Component, idx: int, cache: Cache,
@@ -249,7 +236,7 @@ def _checkout(mirror: Path, commit: str, dest: Path) -> int:
 
 def apply_patches(manifest: LoadedManifest, comp: Component, idx: int, tree: Path) -> None:
     for j, p in enumerate(comp.patches):
-        path = manifest.resolve_path(p)
+        path = manifest.path_of(p)
         res = git(["apply", "--whitespace=nowarn", str(path)], cwd=tree, check=False)
         if res.returncode != 0:
             raise StackcrateError(
@@ -288,40 +275,46 @@ def _tail(text: str, n: int) -> str:
 
 
 def prepare(manifest: LoadedManifest, comp: Component, idx: int, cache: Cache,
-            locked_source: dict | None = None) -> PreparedComponent:
-    """Turn a manifest component into a requirement for the resolver (and a built wheel when needed)."""
+            locked: LockedPypi | LockedGit | LockedPath | None = None) -> PreparedComponent:
+    """Turn a manifest component into a requirement for the resolver (and a built wheel when needed).
+
+    locked: the source as the lock recorded it, to build exactly that commit again (a branch may have moved).
+    """
     extras = f"[{','.join(sorted(comp.extras))}]" if comp.extras else ""
     patches = patch_records(manifest, comp, idx)
+    records = [p.model_dump() for p in patches]
     if comp.kind == "pypi" and not patches:
         check_pypi_version(manifest, comp, idx)
         version = comp.pypi.version  # type: ignore[union-attr]
-        return PreparedComponent(comp, idx, f"{comp.name}{extras}=={version}",
-                                 {"type": "pypi", "version": version, "patches": []}, version=version)
+        return PreparedComponent(comp, idx, f"{comp.name}{extras}=={version}", LockedPypi(version=version),
+                                 version=version)
 
-    source: dict = {"type": comp.kind, "patches": patches}
-    commit_time = None
     if comp.kind == "git":
         assert comp.git
-        locked_commit = (locked_source or {}).get("commit")
+        locked_commit = locked.commit if isinstance(locked, LockedGit) else None
         mirror, commit = resolve_git(manifest, comp, idx, cache, commit=locked_commit)
-        source.update(url=comp.git.url, ref=comp.git.ref, commit=commit)
-        key = {"git": commit, "patches": patches}
+        key: dict = {"git": commit, "patches": records}
     elif comp.kind == "pypi":
         files = check_pypi_version(manifest, comp, idx)
         sdist = _fetch_sdist(comp, files, cache)
-        source.update(version=comp.pypi.version, sdist=sdist.name,  # type: ignore[union-attr]
-                      sdist_sha256=sdist.parent.name)
-        key = {"sdist": sdist.parent.name, "patches": patches}
+        key = {"sdist": sdist.parent.name, "patches": records}
     else:
-        path = manifest.resolve_path(comp.path or "")
+        path = manifest.path_of(comp.path or "")
         if not path.is_dir():
             raise StackcrateError(f"source folder {comp.path} does not exist (looked at {path})",
                                   where=f"{manifest.path}: {_field(idx, 'path')}",
                                   hint="fix the path; it is relative to the manifest's folder")
-        source.update(path=comp.path)
-        key = {"tree": tree_digest(path), "patches": patches}
+        key = {"tree": tree_digest(path), "patches": records}
     digest = digest_of({"v": SOURCE_FORMAT, "name": comp.key, **key})
-    source["digest"] = digest
+    source: LockedPypi | LockedGit | LockedPath
+    if comp.kind == "git":
+        source = LockedGit(url=comp.git.url, ref=comp.git.ref, commit=commit, digest=digest,  # type: ignore
+                           patches=patches)
+    elif comp.kind == "pypi":
+        source = LockedPypi(version=comp.pypi.version, sdist=sdist.name,  # type: ignore[union-attr]
+                            sdist_sha256=sdist.parent.name, digest=digest, patches=patches)
+    else:
+        source = LockedPath(path=comp.path or "", digest=digest, patches=patches)
 
     built = cache.dir("built-wheels") / digest
     with cache.locked(f"wheel:{digest}"):
@@ -329,6 +322,7 @@ def prepare(manifest: LoadedManifest, comp: Component, idx: int, cache: Cache,
         if not found:
             work = cache.tempdir("src-")
             try:
+                commit_time = None
                 if comp.kind == "git":
                     tree = work / comp.key
                     commit_time = _checkout(mirror, commit, tree)
@@ -340,12 +334,11 @@ def prepare(manifest: LoadedManifest, comp: Component, idx: int, cache: Cache,
                 apply_patches(manifest, comp, idx, tree)
                 epoch = commit_time or 315532800  # 1980-01-01: the earliest a zip can hold
                 out = work / "wheel"
-                wheel = build_wheel(tree, out, cache, epoch)
+                build_wheel(tree, out, cache, epoch)
                 if (tree / "bindep.txt").is_file():  # the component's system dependencies (package/sysdeps.py)
                     shutil.copyfile(tree / "bindep.txt", out / "bindep.txt")
-                meta = {"commit_time": commit_time}
-                (out / "source.json").write_text(json.dumps(meta))
-                Cache.publish(out, built)
+                (out / "source.json").write_text(json.dumps({"commit_time": commit_time}))
+                Cache.commit(out, built)
             finally:
                 remove_tree(work)
             found = sorted(built.glob("*.whl"))
@@ -358,6 +351,14 @@ def prepare(manifest: LoadedManifest, comp: Component, idx: int, cache: Cache,
                               hint=f"name the component {wname!r}")
     return PreparedComponent(comp, idx, f"{comp.name}{extras} @ {wheel.as_uri()}", source, wheel=wheel,
                              version=str(wversion), commit_time=meta.get("commit_time"))
+
+
+def built_source_file(cache: Cache, source: LockedPypi | LockedGit | LockedPath, name: str) -> Path | None:
+    """A file prepare() kept beside the wheel it built from the source tree (e.g. bindep.txt), if any."""
+    if not source.built_here:
+        return None
+    f = cache.root / "built-wheels" / str(getattr(source, "digest", "")) / name
+    return f if f.is_file() else None
 
 
 def wheel_metadata(wheel: Path) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+
+from packaging import tags
 
 from .errors import StackcrateError
 
@@ -21,6 +24,18 @@ class Target:
     @property
     def python_minor(self) -> str:
         return ".".join(self.python_version.split(".")[:2])
+
+    @cached_property
+    def wheel_ranks(self) -> dict[tags.Tag, int]:
+        """Every wheel tag the target's interpreter installs, ranked most specific first (rank 0)."""
+        arch, _, plat = self.uv_platform.partition("-")
+        major, minor = (int(x) for x in plat.removeprefix("manylinux_").split("_"))
+        platforms = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)]
+        platforms += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}", f"linux_{arch}"]
+        py = tuple(int(x) for x in self.python_minor.split("."))
+        interp = f"cp{py[0]}{py[1]}"
+        ordered = list(tags.cpython_tags(py, [interp], platforms)) + list(tags.compatible_tags(py, interp, platforms))
+        return {t: i for i, t in reversed(list(enumerate(ordered)))}
 
 
 TARGETS: dict[str, Target] = {

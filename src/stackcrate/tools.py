@@ -1,56 +1,108 @@
-"""How we call external programs (uv, git, mmdebstrap, ...): every invocation goes through here."""
+"""Every external program and every HTTP request goes through here, so "how we call X" is in one file.
+
+- `run`: a program that finishes (captured output, a time limit, ToolFailed on a non-zero exit);
+- `spawn`: a long-running daemon, detached into its own session with its output appended to a log file;
+- `which`: where a program is, with the Debian package to install when it is missing;
+- `uv`, `git`: those two with the environment that makes them depend only on our inputs;
+- `http`, `download`: one way to fetch over HTTP: time limits, retries on transient failures, and one error
+  style naming the URL and what to do.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shlex
 import shutil
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from .errors import StackcrateError
 
 log = logging.getLogger("stackcrate")
 
+# Where daemons and admin programs live on Debian; a non-root PATH often lacks them.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+DEFAULT_TIMEOUT = 3600.0  # no external program may run forever, even a build
+
 
 class ToolFailed(StackcrateError):
-    """An external program exited non-zero; callers usually turn this into a more specific error."""
+    """An external program exited non-zero (or ran out of time); callers usually turn this into a more
+    specific error."""
 
-    def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str):
+    def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str, timed_out: float = 0):
         self.argv = list(argv)
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
         tail = "\n".join((stderr or stdout).strip().splitlines()[-15:])
-        super().__init__(f"`{shlex.join(self.argv[:4])}...` failed (exit {returncode}):\n{tail}")
+        what = f"did not finish within {timed_out:.0f}s" if timed_out else f"failed (exit {returncode})"
+        super().__init__(f"`{shlex.join(self.argv[:4])}...` {what}:\n{tail}")
 
 
 def which(name: str, package_hint: str | None = None) -> str:
-    path = shutil.which(name)
+    """The path of a program (PATH first, then the sbin folders); a clear error naming its package if absent."""
+    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
     if not path:
-        raise StackcrateError(
-            f"the program {name!r} is not installed",
-            hint=f"install it (apt-get install {package_hint or name})",
-        )
+        raise StackcrateError(f"the program {name!r} is not installed",
+                              hint=f"install it (apt-get install {package_hint or name})")
     return path
 
 
-def run(argv: Sequence[str], *, cwd: Path | str | None = None, env: Mapping[str, str] | None = None,
-        input: str | None = None, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run a program, capturing its output; raise ToolFailed on a non-zero exit when check is set."""
-    argv = [str(a) for a in argv]
-    log.debug("run: %s%s", shlex.join(argv), f"  (in {cwd})" if cwd else "")
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
-    proc = subprocess.run(argv, cwd=cwd, env=full_env, input=input, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def _env(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    if env is None:
+        return None
+    full = dict(os.environ)
+    full.update(env)
+    return full
+
+
+def run(argv: Sequence[str | Path], *, cwd: Path | str | None = None, env: Mapping[str, str] | None = None,
+        input: str | None = None, check: bool = True,
+        timeout: float | None = DEFAULT_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run a program to completion, capturing its output; ToolFailed on a non-zero exit (when check) or when
+    it outlives timeout (always: a hung program is never a success)."""
+    args = [str(a) for a in argv]
+    log.debug("run: %s%s", shlex.join(args), f"  (in {cwd})" if cwd else "")
+    try:
+        proc = subprocess.run(args, cwd=cwd, env=_env(env), input=input, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        raise ToolFailed(args, -9, out, err, timed_out=timeout or 0) from None
+    except FileNotFoundError:
+        raise StackcrateError(f"the program {args[0]} does not exist",
+                              hint="install it, or check the path it is run from") from None
     if check and proc.returncode != 0:
-        raise ToolFailed(argv, proc.returncode, proc.stdout, proc.stderr)
+        raise ToolFailed(args, proc.returncode, proc.stdout, proc.stderr)
     return proc
+
+
+def spawn(argv: Sequence[str | Path], *, log_file: Path, env: Mapping[str, str] | None = None,
+          cwd: Path | str | None = None) -> int:
+    """Start a daemon detached from us (own session: it outlives the CLI and gets signals as a group), stdin
+    closed, stdout and stderr appended to log_file. Returns its pid; it is never waited for here."""
+    args = [str(a) for a in argv]
+    log.debug("spawn: %s  (log %s)", shlex.join(args), log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+                                env=_env(env), cwd=cwd, start_new_session=True, close_fds=True)
+    except FileNotFoundError:
+        raise StackcrateError(f"the program {args[0]} does not exist",
+                              hint="install it, or check the path it is run from") from None
+    finally:
+        os.close(fd)
+    return proc.pid
 
 
 def uv_bin() -> str:
@@ -96,3 +148,99 @@ def git(args: Sequence[str], *, cwd: Path | str | None = None, check: bool = Tru
         e.update(env)
     return run([which("git"), "-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false", *args],
                cwd=cwd, env=e, check=check)
+
+
+def dpkg_deb(args: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Debian's own .deb tool: builds packages (package/deb.py) and reads their fields (publish.py)."""
+    return run([which("dpkg-deb", "dpkg"), *args], env=env)
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+class FetchFailed(StackcrateError):
+    """An HTTP request failed: `status` is the HTTP status, or None when no answer came (network, timeout)."""
+
+    def __init__(self, url: str, reason: str, status: int | None, hint: str | None):
+        self.url = url
+        self.status = status
+        self.reason = reason
+        super().__init__(f"cannot fetch {url}: {reason}", hint=hint or "check the URL and the network")
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body) if self.body else {}
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: Mapping[str, str] | None = None,
+         timeout: float = 30, retries: int = 2, hint: str | None = None, quiet: bool = False) -> Response:
+    """One HTTP request. Network errors and 429/5xx answers are retried (idempotent methods only) with a
+    growing pause; any other answer of 400 or more raises FetchFailed with its status at once.
+
+    quiet: the caller probes (a health check): no debug log line per attempt.
+    """
+    attempts = 1 + (retries if method in IDEMPOTENT else 0)
+    last: FetchFailed | None = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 4))
+        req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+        if not quiet:
+            log.debug("http: %s %s", method, url)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return Response(resp.status, resp.headers, resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode("utf-8", "replace").strip() if exc.fp else ""
+            last = FetchFailed(url, f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else ""),
+                               exc.code, hint)
+            if exc.code not in RETRY_STATUSES:
+                raise last from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = FetchFailed(url, str(getattr(exc, "reason", exc)), None, hint)
+    assert last is not None
+    raise last
+
+
+def download(url: str, dest: Path, *, timeout: float = 120, retries: int = 2, hint: str | None = None) -> str:
+    """Stream url into dest (written beside it, renamed into place); returns the sha256 of what was written."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    for attempt in range(1 + retries):
+        if attempt:
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 4))
+        h = hashlib.sha256()
+        try:
+            log.debug("download: %s", url)
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as fh:
+                _copy(resp, fh, h)
+            tmp.replace(dest)
+            return h.hexdigest()
+        except urllib.error.HTTPError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.code not in RETRY_STATUSES or attempt == retries:
+                raise FetchFailed(url, f"HTTP {exc.code} {exc.reason}", exc.code, hint) from None
+        except (urllib.error.URLError, OSError) as exc:
+            tmp.unlink(missing_ok=True)
+            if attempt == retries:
+                raise FetchFailed(url, str(getattr(exc, "reason", exc)), None, hint) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, h: Any) -> None:
+    while block := src.read(1 << 20):
+        h.update(block)
+        dst.write(block)

@@ -7,13 +7,12 @@ Each keeps its data under the state folder and listens on the configured loopbac
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
 from .config import Deployment
-from .procs import Proc
+from .processes import Health, ProcessDef
 from .secrets import private_file
 
 # Debian package of each program: named in the error when it is missing.
@@ -21,6 +20,8 @@ PACKAGES = {"mariadbd": "mariadb-server", "mariadb-install-db": "mariadb-server"
             "epmd": "erlang-base", "rabbitmq-server": "rabbitmq-server", "memcached": "memcached",
             "haproxy": "haproxy"}
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not /usr/sbin's wrapper, which su's to rabbitmq
+# Every backing process, in start order (the stop order is the reverse).
+BACKING_NAMES = ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy")
 
 
 def program(name: str) -> str:
@@ -29,11 +30,7 @@ def program(name: str) -> str:
             raise StackcrateError("the program 'rabbitmq-server' is not installed",
                                   hint="install it (apt-get install rabbitmq-server)")
         return RABBITMQ_SERVER
-    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if not path:
-        raise StackcrateError(f"the program {name!r} is not installed",
-                              hint=f"install it (apt-get install {PACKAGES.get(name, name)})")
-    return path
+    return tools.which(name, PACKAGES.get(name, name))
 
 
 def check_programs() -> None:
@@ -50,14 +47,24 @@ def socket_path(d: Deployment) -> Path:
     return d.state / "run" / "mariadb.sock"
 
 
-def mariadb_procs(d: Deployment) -> list[Proc]:
+def _backing(name: str, argv: list[str], port: int, *, env: dict | None = None, writes: tuple = (),
+             reads: tuple = (), config_files: tuple = (), start_timeout: float = 90,
+             more_ports: tuple[int, ...] = ()) -> ProcessDef:
+    """A backing process; `port` is the one its health check connects to."""
+    return ProcessDef(name, "backing", argv[0], tuple(argv[1:]), dict(env or {}), ports=(port, *more_ports),
+                      health=Health(port=port), writes=tuple(str(w) for w in writes),
+                      reads=tuple(str(r) for r in reads), config_files=tuple(str(c) for c in config_files),
+                      start_timeout=start_timeout)
+
+
+def mariadb_procs(d: Deployment) -> list[ProcessDef]:
     port = d.services.backing.mariadb.port
     data = d.state / "data" / "mariadb"
     argv = [program("mariadbd"), "--no-defaults", f"--datadir={data}", f"--socket={socket_path(d)}",
             f"--port={port}", f"--bind-address={d.listen}", f"--pid-file={d.state / 'run' / 'mariadbd.pidfile'}",
             "--skip-name-resolve", "--max-connections=1000", "--character-set-server=utf8mb4",
             "--innodb-buffer-pool-size=128M", "--skip-log-bin", *_as_root()]
-    return [Proc("mariadb", argv, port=port, kind="backing", start_timeout=60)]
+    return [_backing("mariadb", argv, port, writes=(data, d.state / "run"), start_timeout=60)]
 
 
 def mariadb_install(d: Deployment) -> bool:
@@ -104,7 +111,7 @@ def write_configs(d: Deployment, secrets: dict[str, str]) -> None:
     cfg.write_text(haproxy_config(d))
 
 
-def rabbitmq_procs(d: Deployment) -> list[Proc]:
+def rabbitmq_procs(d: Deployment) -> list[ProcessDef]:
     r = d.services.backing.rabbitmq
     etc, data = _rabbitmq_paths(d)
     epmd = {"ERL_EPMD_PORT": str(r.epmd_port), "ERL_EPMD_ADDRESS": d.listen}
@@ -116,17 +123,20 @@ def rabbitmq_procs(d: Deployment) -> list[Proc]:
                RABBITMQ_LOGS="-", RABBITMQ_NODENAME="stackcrate@localhost", RABBITMQ_NODE_IP_ADDRESS=d.listen,
                RABBITMQ_NODE_PORT=str(r.port), RABBITMQ_DIST_PORT=str(r.dist_port),
                RABBITMQ_PID_FILE=str(d.state / "run" / "rabbitmq.pidfile"))
-    return [Proc("epmd", [program("epmd"), "-address", d.listen, "-port", str(r.epmd_port)], port=r.epmd_port,
-                 kind="backing", env=epmd),
-            Proc("rabbitmq", [program("rabbitmq-server")], env=env, port=r.port, kind="backing", start_timeout=120)]
+    return [_backing("epmd", [program("epmd"), "-address", d.listen, "-port", str(r.epmd_port)], r.epmd_port,
+                     env=epmd),
+            _backing("rabbitmq", [program("rabbitmq-server")], r.port, env=env, start_timeout=120,
+                     more_ports=(r.dist_port,),
+                     writes=(data, d.state / "log" / "rabbitmq", d.state / "run"), reads=(etc,),
+                     config_files=(etc / "rabbitmq.conf",))]
 
 
-def memcached_procs(d: Deployment) -> list[Proc]:
+def memcached_procs(d: Deployment) -> list[ProcessDef]:
     port = d.services.backing.memcached.port
     argv = [program("memcached"), "-l", d.listen, "-p", str(port), "-U", "0", "-m", "64"]
     if os.geteuid() == 0:
         argv += ["-u", "root"]
-    return [Proc("memcached", argv, port=port, kind="backing")]
+    return [_backing("memcached", argv, port)]
 
 
 def haproxy_config(d: Deployment) -> str:
@@ -141,12 +151,14 @@ def haproxy_config(d: Deployment) -> str:
     return "\n".join(lines)
 
 
-def haproxy_procs(d: Deployment) -> list[Proc]:
+def haproxy_procs(d: Deployment) -> list[ProcessDef]:
     cfg = d.state / "etc" / "haproxy" / "haproxy.cfg"
     first = next(iter(d.services.enabled().values()))
-    return [Proc("haproxy", [program("haproxy"), "-db", "-f", str(cfg)], port=first.port, kind="backing")]
+    others = tuple(s.port for s in d.services.enabled().values())[1:]
+    return [_backing("haproxy", [program("haproxy"), "-db", "-f", str(cfg)], first.port, reads=(cfg.parent,),
+                     config_files=(cfg,), more_ports=others)]
 
 
-def procs(d: Deployment) -> list[Proc]:
-    """Every backing process, in start order."""
+def backing_processes(d: Deployment) -> list[ProcessDef]:
+    """Every backing process, in start order (BACKING_NAMES)."""
     return mariadb_procs(d) + rabbitmq_procs(d) + memcached_procs(d) + haproxy_procs(d)

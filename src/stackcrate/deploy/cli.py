@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import StackcrateError
-from . import lifecycle
-from .config import Deployment
-from .lifecycle import Timer
+
+if TYPE_CHECKING:
+    from .config import Deployment
+    from .timer import Timer
 
 
 def deployment_options(f):
@@ -24,9 +26,17 @@ def deployment_options(f):
                   help="Folder with artifacts.json (overrides the config).")
     @functools.wraps(f)
     def wrapper(*args, services_path, config_path, state_dir, artifacts_dir, **kw):
+        from .config import Deployment
+
         d = Deployment(services_path, config_path, state_dir=state_dir, artifacts=artifacts_dir)
         return f(*args, d=d, **kw)
     return wrapper
+
+
+def _timer(obj) -> tuple[float, Timer]:
+    from .timer import Timer
+
+    return time.monotonic(), Timer(obj.ui)
 
 
 def _finish(obj, t: Timer, verb: str, data: dict, text: str, started: float) -> None:
@@ -49,8 +59,11 @@ def deploy() -> None:
 @deploy.command()
 @deployment_options
 @click.option("--backend", type=click.Choice(["local", "podman", "docker"]), help="Override the config's backend.")
+@click.option("--constraints-dir", type=click.Path(file_okay=False),
+              help="Air-gapped constraints folder (<series>/upper-constraints.txt); "
+              "default $STACKCRATE_CONSTRAINTS_DIR.")
 @click.pass_obj
-def build(obj, d: Deployment, backend: str | None) -> None:
+def build(obj, d: Deployment, backend: str | None, constraints_dir: str | None) -> None:
     """Make sure every service's artifact exists (build the missing ones).
 
     The local backend runs the tarballs; a container backend also needs the services' OCI images.
@@ -59,9 +72,11 @@ def build(obj, d: Deployment, backend: str | None) -> None:
     d.backend = backend or d.backend
     formats = ["tar"] if d.backend == "local" else ["tar", "oci"]
 
+    from .install import artifacts
+
     def present() -> None:
         for fmt in formats:
-            lifecycle.artifacts(d, fmt)
+            artifacts(d, fmt)
 
     try:
         present()
@@ -71,15 +86,15 @@ def build(obj, d: Deployment, backend: str | None) -> None:
         if d.manifest is None:
             raise StackcrateError("artifacts are missing and the configuration names no manifest to build them",
                                   hint="set `manifest:` in configuration.yaml") from None
-    from ..build import build as do_build
     from ..manifest import load
+    from ..pipeline import build as run_build
 
     manifest = load(d.manifest)
-    report = do_build(manifest, manifest.path.with_suffix(".lock"), d.artifacts_dir, obj.cache, obj.ui,
-                      formats=formats)
+    report = run_build(manifest, manifest.lock_path(), d.artifacts_dir, obj.cache, obj.ui, formats=formats,
+                       constraints_dir=constraints_dir)
     present()
-    _finish(obj, Timer(obj.ui), "build", {"built": True, "artifacts": len(report["artifacts"])},
-            f"built {len(report['artifacts'])} artifact(s) → {d.artifacts_dir}", t0)
+    _finish(obj, _timer(obj)[1], "build", {"built": True, "artifacts": len(report.artifacts)},
+            f"built {len(report.artifacts)} artifact(s) → {d.artifacts_dir}", t0)
 
 
 @deploy.command()
@@ -87,8 +102,10 @@ def build(obj, d: Deployment, backend: str | None) -> None:
 @click.pass_obj
 def init(obj, d: Deployment) -> None:
     """Install artifacts; create databases, users, keys, catalog (idempotent)."""
+    from . import lifecycle
+
     _local_only(d)
-    t0, t = time.monotonic(), Timer(obj.ui)
+    t0, t = _timer(obj)
     data = lifecycle.init(d, t)
     _finish(obj, t, "init", data, f"initialised {d.state}", t0)
 
@@ -100,6 +117,8 @@ def init(obj, d: Deployment) -> None:
 @click.pass_obj
 def run(obj, d: Deployment, dry_run: bool, backend: str | None) -> None:
     """Init if needed, then start everything in dependency order, each checked healthy."""
+    from . import lifecycle
+
     d.backend = backend or d.backend
     if d.backend != "local":
         from .containers import up
@@ -108,10 +127,12 @@ def run(obj, d: Deployment, dry_run: bool, backend: str | None) -> None:
         obj.ui.result({"backend": d.backend, "commands": lines}, "\n".join(lines))
         return
     if dry_run:
-        names = lifecycle.process_names(d)
+        from .processes import process_names
+
+        names = process_names(d)
         obj.ui.result({"backend": "local", "processes": names}, "would start: " + ", ".join(names))
         return
-    t0, t = time.monotonic(), Timer(obj.ui)
+    t0, t = _timer(obj)
     data = lifecycle.run(d, t)
     _finish(obj, t, "run", data, f"running ({len(data['started'])} process(es) started)", t0)
 
@@ -121,8 +142,10 @@ def run(obj, d: Deployment, dry_run: bool, backend: str | None) -> None:
 @click.pass_obj
 def start(obj, d: Deployment) -> None:
     """Start an initialised deployment (only what is not running)."""
+    from . import lifecycle
+
     _local_only(d)
-    t0, t = time.monotonic(), Timer(obj.ui)
+    t0, t = _timer(obj)
     data = lifecycle.start(d, t)
     _finish(obj, t, "start", data, f"started {', '.join(data['started']) or 'nothing (all running)'}", t0)
 
@@ -132,8 +155,10 @@ def start(obj, d: Deployment) -> None:
 @click.pass_obj
 def stop(obj, d: Deployment) -> None:
     """Stop every process (SIGTERM, then SIGKILL after the deadline)."""
+    from . import lifecycle
+
     _local_only(d)
-    t0, t = time.monotonic(), Timer(obj.ui)
+    t0, t = _timer(obj)
     data = lifecycle.stop_all(d, t)
     _finish(obj, t, "stop", {"stopped": data}, f"stopped {len(data)} process(es)", t0)
 
@@ -145,10 +170,12 @@ def stop(obj, d: Deployment) -> None:
 @click.pass_obj
 def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
     """Stop and remove runtime files, keeping data (--purge: remove data too)."""
+    from . import lifecycle
+
     _local_only(d)
     if purge and not yes:
         click.confirm(f"Remove {d.state} with all its data?", abort=True, err=True)
-    t0, t = time.monotonic(), Timer(obj.ui)
+    t0, t = _timer(obj)
     data = lifecycle.rm(d, t, purge)
     _finish(obj, t, "rm", data, f"removed {'everything in ' if purge else 'runtime files of '}{d.state}", t0)
 
@@ -158,6 +185,8 @@ def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
 @click.pass_obj
 def status(obj, d: Deployment) -> None:
     """Each service and backing service with its state and health."""
+    from . import lifecycle
+
     rows = lifecycle.status(d)
     lines = [f"{'NAME':<16}{'KIND':<9}{'STATE':<9}{'HEALTH':<8}{'PID':<9}PORT"]
     for r in rows:
@@ -207,7 +236,7 @@ def verify(obj, d: Deployment) -> None:
     """Token, image upload/download, server on the fake driver: with the real `openstack` client."""
     from .verify import verify as do_verify
 
-    t0, t = time.monotonic(), Timer(obj.ui)
+    t0, t = _timer(obj)
     data = do_verify(d, t)
     _finish(obj, t, "verify", data, f"verified: image {data['image']}, server {data['server']} "
             f"{data['server_status']}", t0)

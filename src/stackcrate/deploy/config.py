@@ -6,11 +6,9 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..errors import StackcrateError
-from ..manifest import _explain
+from .. import yamlfile
 
 Port = int
 
@@ -129,25 +127,8 @@ class Configuration(_Strict):
 
 
 def _load(path: Path, model: type[BaseModel], what: str) -> Any:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StackcrateError(f"{what} {path} does not exist",
-                              hint=f"pass one with the option, or start from examples/deploy/{path.name}") from None
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise StackcrateError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
-                              where=f"{path}:{mark.line + 1}" if mark else str(path)) from None
-    if not isinstance(data, dict):
-        raise StackcrateError(f"the {what} must be a YAML mapping", where=str(path))
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _explain(exc, path, root, model,
-                       hint=f"fix the {what}; see examples/deploy/{path.name} for every field") from None
+    return yamlfile.load(path, model, what, hint=f"fix the {what}; see examples/deploy/{path.name} for every field",
+                         missing_hint=f"pass one with the option, or start from examples/deploy/{path.name}")
 
 
 class Deployment:
@@ -168,7 +149,3 @@ class Deployment:
     @property
     def listen(self) -> str:
         return self.config.listen
-
-    def dirs(self) -> dict[str, Path]:
-        s = self.state
-        return {"etc": s / "etc", "data": s / "data", "run": s / "run", "log": s / "log"}

@@ -1,11 +1,13 @@
-"""Container backend (podman or docker): the same processes, from the OCI images the build made.
+"""Container backend (podman or docker): the same processes as the local backend, from the OCI images the
+build made.
 
 Each service's image is the `<name>-<version>.oci.tar` archive listed in artifacts.json; the first commands copy
 it into the engine's store (with skopeo, under a fixed name, `localhost/stackcrate/<name>:<version>`), so what
-runs is exactly what was built and nothing is pulled from a registry. Containers use the host network (every
-process listens on the configured loopback address and port, as on the local backend) and bind-mount the state
-folder at the same path, so the generated configs work unchanged. Secrets stay in the mounted 0600 files; none
-is put on a command line.
+runs is exactly what was built and nothing is pulled from a registry. Every OpenStack process comes from the
+same definition as on the local backend (processes.py): its program becomes the entrypoint, its arguments and
+environment are passed unchanged, and the folders it reads and writes are mounted at the same paths (read-only
+and read-write), so the generated configs work as they are. Containers use the host network. Secrets stay in
+the mounted 0600 files; none is put on a command line.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from .. import tools
 from ..errors import StackcrateError
 from ..package.oci import archive_ref_name
 from .config import Deployment
-from .lifecycle import artifacts
+from .install import artifacts
+from .layout import Layout
+from .processes import ProcessDef, openstack_processes
 
 BACKING_IMAGES = {"mariadb": "docker.io/library/mariadb:10.11", "rabbitmq": "docker.io/library/rabbitmq:3.10",
                   "memcached": "docker.io/library/memcached:1.6", "haproxy": "docker.io/library/haproxy:2.6"}
@@ -36,13 +40,11 @@ class Image:
 
 def images(d: Deployment) -> dict[str, Image]:
     """component -> the OCI image built for it, for every enabled service."""
-    wanted = {s.component for s in d.services.enabled().values()}
     out = {}
     for c, a in artifacts(d, "oci").items():
-        if c in wanted:
-            archive = (d.artifacts_dir / a["file"]).resolve()
-            out[c] = Image(archive=archive, ref_name=archive_ref_name(archive),
-                           name=f"localhost/stackcrate/{c}:{a['version']}", install_path=a["install_path"])
+        archive = (d.artifacts_dir / a.file).resolve()
+        out[c] = Image(archive=archive, ref_name=archive_ref_name(archive),
+                       name=f"localhost/stackcrate/{c}:{a.version}", install_path=a.install_path)
     return out
 
 
@@ -51,23 +53,33 @@ def load_commands(imgs: dict[str, Image], engine: str) -> list[list[str]]:
             for i in imgs.values()]
 
 
-def commands(d: Deployment, engine: str) -> list[list[str]]:
+def run_command(engine: str, p: ProcessDef, image: str, state: Path) -> list[str]:
+    """`<engine> run` of one process definition from its service's image."""
+    cmd = [engine, "run", "--detach", "--name", f"stackcrate-{p.name}", "--network", "host",
+           "--label", f"stackcrate.state={state}", "--entrypoint", p.program]
+    for path in p.reads:
+        cmd += ["--volume", f"{path}:{path}:ro"]
+    for path in p.writes:
+        cmd += ["--volume", f"{path}:{path}:rw"]
+    for k, v in sorted(p.env.items()):
+        cmd += ["--env", f"{k}={v}"]
+    return [*cmd, image, *p.args]
+
+
+def backing_commands(d: Deployment, engine: str) -> list[list[str]]:
     s, b, ip = d.state, d.services.backing, d.listen
-    imgs = images(d)
 
     def run(name: str, image: str, volumes: list[tuple[str, str, str]], argv: list[str],
-            env: dict[str, str] | None = None, program: str | None = None) -> list[str]:
+            env: dict[str, str] | None = None) -> list[str]:
         cmd = [engine, "run", "--detach", "--name", f"stackcrate-{name}", "--network", "host",
                "--label", f"stackcrate.state={s}"]
-        if program:  # our images' entrypoint is the component's main command; run another program of the venv
-            cmd += ["--entrypoint", program]
         for host, inside, mode in volumes:
             cmd += ["--volume", f"{host}:{inside}:{mode}"]
         for k, v in (env or {}).items():
             cmd += ["--env", f"{k}={v}"]
         return cmd + [image, *argv]
 
-    out = load_commands(imgs, engine) + [
+    return [
         run("mariadb", BACKING_IMAGES["mariadb"], [(f"{s}/data/mariadb", "/var/lib/mysql", "rw")],
             ["mariadbd", f"--port={b.mariadb.port}", f"--bind-address={ip}"]),
         run("rabbitmq", BACKING_IMAGES["rabbitmq"],
@@ -79,25 +91,19 @@ def commands(d: Deployment, engine: str) -> list[list[str]]:
         run("haproxy", BACKING_IMAGES["haproxy"],
             [(f"{s}/etc/haproxy/haproxy.cfg", "/usr/local/etc/haproxy/haproxy.cfg", "ro")], []),
     ]
-    for name, svc in d.services.enabled().items():
-        vols = [(f"{s}/etc/{name}", f"{s}/etc/{name}", "ro"), (f"{s}/data/{name}", f"{s}/data/{name}", "rw"),
-                (f"{s}/run/wsgi", f"{s}/run/wsgi", "ro")]
-        image = imgs[svc.component]
-        venv = image.install_path
-        gunicorn = ["--pythonpath", f"{s}/run/wsgi", "--bind", f"{ip}:{svc.backend_port}",
-                    "--workers", str(svc.workers), f"sc_wsgi_{name}:application"]
-        env = {"keystone": {"OS_KEYSTONE_CONFIG_DIR": f"{s}/etc/keystone"},
-               "glance": {"OS_GLANCE_CONFIG_DIR": f"{s}/etc/glance"},
-               "placement": {"OS_PLACEMENT_CONFIG_DIR": f"{s}/etc/placement"},
-               "nova": {"OS_NOVA_CONFIG_DIR": f"{s}/etc/nova", "OS_NOVA_CONFIG_FILES": "nova.conf"},
-               "neutron": {"OS_NEUTRON_CONFIG_DIR": f"{s}/etc/neutron", "OS_NEUTRON_CONFIG_FILES": "neutron.conf"}}
-        out.append(run(name if name != "nova" else "nova-api", image.name, vols, gunicorn, env[name],
-                       program=f"{venv}/bin/gunicorn"))
-        if name == "nova":
-            for p in svc.processes:
-                if p != "api":
-                    out.append(run(f"nova-{p}", image.name, vols, ["--config-file", f"{s}/etc/nova/nova.conf"],
-                                   program=f"{venv}/bin/nova-{p}"))
+
+
+def container_layout(d: Deployment, imgs: dict[str, Image]) -> Layout:
+    """The layout as seen inside the images: each venv at its install path there (nothing on the host)."""
+    return Layout(d, {c: i.install_path for c, i in imgs.items()}, secrets={})
+
+
+def commands(d: Deployment, engine: str) -> list[list[str]]:
+    imgs = images(d)
+    lay = container_layout(d, imgs)
+    out = load_commands(imgs, engine) + backing_commands(d, engine)
+    for p in openstack_processes(lay):
+        out.append(run_command(engine, p, imgs[p.component].name, d.state))  # type: ignore[index]
     return out
 
 

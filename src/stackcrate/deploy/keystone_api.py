@@ -7,12 +7,12 @@ no 2 s client start-up per call.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
-from typing import Any
+from collections.abc import Mapping
 
+from .. import tools
 from ..errors import StackcrateError
-from .services import SERVICE_TYPES, Layout
+from .layout import Layout
+from .openstack import SERVICES
 
 
 class Keystone:
@@ -25,18 +25,17 @@ class Keystone:
         _, headers = self._call("POST", "/auth/tokens", body)
         self.token = headers["X-Subject-Token"]
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> tuple[dict, Any]:
-        req = urllib.request.Request(self.url + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("X-Auth-Token", self.token)
+    def _call(self, method: str, path: str, body: dict | None = None) -> tuple[dict, Mapping[str, str]]:
+        headers = {"Content-Type": "application/json", **({"X-Auth-Token": self.token} if self.token else {})}
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                raw = r.read()
-                return (json.loads(raw) if raw else {}), r.headers
-        except urllib.error.HTTPError as e:
-            raise StackcrateError(f"keystone: {method} {path} failed: HTTP {e.code}") from None
+            r = tools.http(self.url + path, method=method, headers=headers, timeout=60,
+                           body=json.dumps(body).encode() if body is not None else None)
+        except tools.FetchFailed as e:
+            # never the body: it may hold a password
+            raise StackcrateError(f"keystone: {method} {path} failed: "
+                                  f"{f'HTTP {e.status}' if e.status else e.reason}",
+                                  hint="see `stackcrate deploy logs keystone`") from None
+        return r.json(), r.headers
 
     def find(self, kind: str, **filters: str) -> dict | None:
         q = "&".join(f"{k}={v}" for k, v in filters.items())
@@ -63,7 +62,8 @@ def register(lay: Layout) -> int:
         made += new
     region = lay.d.config.region
     for name in lay.d.services.enabled():
-        if name == "keystone":
+        catalog = SERVICES[name].catalog
+        if catalog is None:  # keystone registers itself at bootstrap
             continue
         user, new = ks.ensure("users", "user", {"name": name, "domain_id": "default",
                                                 "password": lay.secrets["service_password"]},
@@ -73,7 +73,7 @@ def register(lay: Layout) -> int:
             ks._call("PATCH", f"/users/{user['id']}", {"user": {"password": lay.secrets["service_password"]}})
         for role in roles.values():
             ks._call("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{role['id']}")
-        stype, sname = SERVICE_TYPES[name]
+        stype, sname = catalog
         svc, new = ks.ensure("services", "service", {"name": sname, "type": stype}, type=stype)
         made += new
         url = lay.public_url(name)

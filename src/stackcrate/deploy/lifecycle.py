@@ -1,9 +1,7 @@
-"""The lifecycle of a local deployment: install, init, start, stop, status, rm."""
+"""The lifecycle of a local deployment: init, start, stop, status, rm (the verbs of `stackcrate deploy`)."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import shutil
 import socket
@@ -13,116 +11,23 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from ..package.tarball import extract_tar_zst
-from ..ui import UI
-from . import backing, procs, services
+from . import backing, bootstrap, configs, procs
 from .config import Deployment
+from .install import artifacts, install, venvs
 from .keystone_api import register
-from .procs import Proc
+from .layout import Layout
+from .processes import ProcessDef, all_processes, proc_name, process_names
 from .secrets import load_or_create
+from .timer import Timer
 
 
-class Timer:
-    """ui.step that also records each step's duration for the verb's JSON result."""
-
-    def __init__(self, ui: UI):
-        self.ui = ui
-        self.steps: list[dict] = []
-
-    @contextlib.contextmanager
-    def step(self, text: str):
-        with self.ui.step(text) as info:
-            yield info
-        self.steps.append({"step": text, "seconds": info["seconds"], **({"note": info["note"]} if
-                                                                          info.get("note") else {})})
+def layout(d: Deployment) -> Layout:
+    return Layout(d, venvs(d), load_or_create(d.state, d.config.secrets))
 
 
-# ---------------------------------------------------------------------------------------------- artifacts
-
-def artifacts(d: Deployment, fmt: str = "tar") -> dict[str, dict]:
-    """component -> its artifacts.json entry of format `fmt`, for every service (and, for tar, the client)."""
-    index = d.artifacts_dir / "artifacts.json"
-    try:
-        entries = json.loads(index.read_text())["artifacts"]
-    except FileNotFoundError:
-        raise StackcrateError(f"no artifacts: {index} does not exist",
-                              hint="run `stackcrate deploy build` (or `stackcrate build --out DIR`)") from None
-    by = {a["component"]: a for a in entries if a.get("format", "tar") == fmt}
-    needed = [s.component for s in d.services.enabled().values()] + ([d.services.client] if fmt == "tar" else [])
-    missing = [c for c in needed if c not in by or not (d.artifacts_dir / by[c]["file"]).is_file()]
-    if missing:
-        raise StackcrateError(f"missing artifact(s) ({fmt}) in {d.artifacts_dir}: {', '.join(missing)}",
-                              hint="run `stackcrate deploy build` (with the configuration's backend), "
-                                   "or add the component(s) to the manifest")
-    return by
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _install_marker(install_path: str) -> Path:
-    # Beside the venvs, not inside one (a venv holds exactly its artifact's files).
-    p = Path(install_path)
-    return p.parent / ".stackcrate-installed" / f"{p.name}.sha256"
-
-
-def install(d: Deployment, t: Timer) -> None:
-    """Extract each artifact at / (its venv must live at the path it was built for); skip unchanged ones."""
-    arts = artifacts(d)
-    for comp in sorted({s.component for s in d.services.enabled().values()} | {d.services.client}):
-        a = arts[comp]
-        marker = _install_marker(a["install_path"])
-        if (marker.exists() and marker.read_text().strip() == a["sha256"]
-                and Path(a["install_path"], "bin", "python").exists()):
-            continue
-        with t.step(f"Installing {a['file']} at {a['install_path']}"):
-            f = d.artifacts_dir / a["file"]
-            if _sha256(f) != a["sha256"]:
-                raise StackcrateError(f"{f} does not match the sha256 in artifacts.json", hint="rebuild it")
-            extract_tar_zst(f, Path("/"))
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(a["sha256"] + "\n")
-
-
-def venvs(d: Deployment) -> dict[str, str]:
-    out = {c: a["install_path"] for c, a in artifacts(d).items()}
-    for s in d.services.enabled().values():
-        if not Path(out[s.component], "bin", "python").exists():
-            raise StackcrateError(f"{s.component} is not installed at {out[s.component]}",
-                                  hint="run `stackcrate deploy init`")
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- processes
-
-def layout(d: Deployment) -> services.Layout:
-    return services.Layout(d, venvs(d), load_or_create(d.state, d.config.secrets))
-
-
-def all_procs(d: Deployment, lay: services.Layout | None = None) -> list[Proc]:
-    lay = lay or layout(d)
-    return backing.procs(d) + services.procs(lay)
-
-
-def write_configs(lay: services.Layout) -> None:
+def write_configs(lay: Layout) -> None:
     backing.write_configs(lay.d, lay.secrets)
-    services.write_configs(lay)
-
-
-def binds(d: Deployment) -> dict[str, list[int]]:
-    """The ports each process listens on (checked free before it starts)."""
-    b = d.services.backing
-    out = {"mariadb": [b.mariadb.port], "epmd": [b.rabbitmq.epmd_port],
-           "rabbitmq": [b.rabbitmq.port, b.rabbitmq.dist_port], "memcached": [b.memcached.port],
-           "haproxy": [s.port for s in d.services.enabled().values()]}
-    for name, s in d.services.enabled().items():
-        out["nova-api" if name == "nova" else name] = [s.backend_port]
-    return out
+    configs.write_configs(lay)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -143,22 +48,33 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def ports(d: Deployment) -> dict[str, list[int]]:
+    """The ports each process listens on, from the services file alone (checked free before it starts)."""
+    b = d.services.backing
+    out = {"mariadb": [b.mariadb.port], "epmd": [b.rabbitmq.epmd_port],
+           "rabbitmq": [b.rabbitmq.port, b.rabbitmq.dist_port], "memcached": [b.memcached.port],
+           "haproxy": [s.port for s in d.services.enabled().values()]}
+    for name, s in d.services.enabled().items():
+        out[proc_name(name)] = [s.backend_port]
+    return {n: out.get(n, []) for n in process_names(d)}
+
+
 def preflight(d: Deployment) -> None:
     """Refuse before changing anything: artifacts and programs present, every port of a stopped process free."""
     artifacts(d)
     backing.check_programs()
     run_dir = d.state / "run"
     busy = []
-    for name, ports in binds(d).items():
+    for name, plist in ports(d).items():
         if procs.alive(run_dir / f"{name}.pid"):
             continue
         procs.reap(run_dir / f"{name}.pid")  # a killed master's workers may still hold its port
-        busy += [f"{port} ({name})" for port in ports if not _port_free(d.listen, port)]
+        busy += [f"{port} ({name})" for port in plist if not _port_free(d.listen, port)]
     if busy:
         raise StackcrateError(f"port(s) already in use on {d.listen}: {', '.join(busy)}",
                               hint="stop what uses them, or change the ports in the services file")
     lo, hi = _ephemeral_range()
-    risky = [f"{port} ({name})" for name, ports in binds(d).items() for port in ports if lo <= port <= hi]
+    risky = [f"{port} ({name})" for name, plist in ports(d).items() for port in plist if lo <= port <= hi]
     if risky:
         # Seen: an outgoing connection took 38774 as its source port and HAProxy could not bind it on restart.
         raise StackcrateError(f"port(s) in this machine's ephemeral range {lo}-{hi}: {', '.join(risky)}",
@@ -166,7 +82,7 @@ def preflight(d: Deployment) -> None:
                               f"{lo} in the services file")
 
 
-def start_procs(d: Deployment, plist: list[Proc], t: Timer) -> list[str]:
+def start_procs(d: Deployment, plist: list[ProcessDef], t: Timer) -> list[str]:
     run_dir, log_dir = d.state / "run", d.state / "log"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = []
@@ -182,10 +98,11 @@ def start_procs(d: Deployment, plist: list[Proc], t: Timer) -> list[str]:
 
 def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
     """OpenStack processes in parallel (nova's ignore SIGTERM: each waits out the deadline), then backing ones
-    one by one in reverse dependency order."""
+    one by one in reverse start order."""
     run_dir = d.state / "run"
-    present = [n for n in STOP_ORDER if (run_dir / f"{n}.pid").exists()]
-    tier1 = [n for n in present if n not in BACKING]
+    stop_order = list(reversed(process_names(d)))
+    present = [n for n in stop_order if (run_dir / f"{n}.pid").exists()]
+    tier1 = [n for n in present if n not in backing.BACKING_NAMES]
     out: dict[str, str] = {}
     if tier1:
         with t.step(f"Stopping {', '.join(tier1)}") as info:
@@ -194,38 +111,36 @@ def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
                 out.update(zip(tier1, results, strict=True))
             killed = [n for n in tier1 if out[n] != "stopped"]
             info["note"] = f"killed after {d.config.stop_timeout:g}s: {', '.join(killed)}" if killed else ""
-    for name in [n for n in present if n in BACKING]:
+    for name in [n for n in present if n in backing.BACKING_NAMES]:
         with t.step(f"Stopping {name}") as info:
             out[name] = info["note"] = procs.stop(name, run_dir, d.config.stop_timeout)
     return out
 
 
-BACKING = ["haproxy", "memcached", "rabbitmq", "epmd", "mariadb"]
-STOP_ORDER = ["nova-compute", "nova-scheduler", "nova-conductor", "nova-api", "neutron", "placement", "glance",
-              "keystone", *BACKING]
+COMPUTE_HOST = "stackcrate"  # nova's [DEFAULT] host of the single compute node
 
 
-def discover_hosts(lay: services.Layout, t: Timer) -> None:
-    """Map the fake compute host into cell1 once it has registered (nova-compute does that on start)."""
+def discover_hosts(lay: Layout, t: Timer) -> None:
+    """Map the compute host into cell1 once it has registered (nova-compute does that on start)."""
     if "nova" not in lay.d.services.enabled() or "compute" not in lay.d.services.services.nova.processes:
         return
-    conf = ["--config-file", services.conf_file(lay, "nova")]
 
     def count(q: str) -> int:
         return int(backing.sql(lay.d, q).strip() or 0)
 
     with t.step("Mapping the compute host (nova-manage cell_v2 discover_hosts)") as info:
-        if count("SELECT COUNT(*) FROM nova_api.host_mappings WHERE host='stackcrate';"):
+        if count(f"SELECT COUNT(*) FROM nova_api.host_mappings WHERE host='{COMPUTE_HOST}';"):
             info["note"] = "already mapped"
             return
         deadline = time.monotonic() + 120
         # Polling the database is instant; nova-manage takes ~3 s to start, so run it once the node exists.
-        while not count("SELECT COUNT(*) FROM nova.compute_nodes WHERE host='stackcrate' AND deleted=0;"):
+        while not count(f"SELECT COUNT(*) FROM nova.compute_nodes WHERE host='{COMPUTE_HOST}' AND deleted=0;"):
             if time.monotonic() > deadline:
                 raise StackcrateError("nova-compute did not register within 120s",
                                       hint="see `stackcrate deploy logs nova-compute`")
             time.sleep(0.5)
-        tools.run([lay.bin("nova", "nova-manage"), *conf, "cell_v2", "discover_hosts"])
+        tools.run([lay.bin("nova", "nova-manage"), "--config-file", str(lay.conf_file("nova")),
+                   "cell_v2", "discover_hosts"], timeout=300)
 
 
 # ---------------------------------------------------------------------------------------------- verbs
@@ -245,31 +160,28 @@ def init(d: Deployment, t: Timer) -> dict:
         load_or_create(d.state, d.config.secrets)
     install(d, t)
     lay = layout(d)
-    everything = all_procs(d, lay)
+    everything = all_processes(lay)
     with t.step("Writing configuration files"):
         write_configs(lay)
     with t.step("MariaDB data directory") as info:
         info["note"] = "created" if backing.mariadb_install(d) else "kept"
     start_procs(d, [p for p in everything if p.kind == "backing"], t)
     with t.step("Databases and database users"):
-        backing.sql(d, services.db_sql(d, lay.secrets))
-    others = [s for s in d.services.enabled() if s != "keystone"]
+        backing.sql(d, bootstrap.db_sql(d, lay.secrets))
 
     def sync(service: str) -> tuple[str, float]:
         t0 = time.monotonic()
-        if service == "keystone":
-            services.keystone_init(lay)
-        else:
-            services.db_sync(lay, service)
+        bootstrap.sync(lay, service)
         return service, time.monotonic() - t0
 
     # Each service's migrations touch only its own database: run them all at once (keystone's include its
     # key setup and bootstrap).
+    names = list(d.services.enabled())
     with t.step("Schema migrations and keystone bootstrap (in parallel)") as info:
-        with ThreadPoolExecutor(max_workers=len(others) + 1) as pool:
-            took = list(pool.map(sync, ["keystone", *others]))
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            took = list(pool.map(sync, names))
         info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec in took)
-    start_procs(d, [p for p in everything if p.name == "keystone"], t)
+    start_procs(d, [p for p in everything if p.service == "keystone"], t)
     with t.step("Service users, services and endpoints in keystone") as info:
         made = register(lay)
         info["note"] = f"{made} created" if made else "all present"
@@ -283,10 +195,9 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
                               " (or `stackcrate deploy run`, which does it)")
     preflight(d)
     lay = layout(d)
-    everything = all_procs(d, lay)
     with t.step("Writing configuration files"):
         write_configs(lay)  # `rm` removed them; regenerating is cheap and picks up config changes
-    started = start_procs(d, everything, t)
+    started = start_procs(d, all_processes(lay), t)
     discover_hosts(lay, t)
     return {"started": started}
 
@@ -299,27 +210,18 @@ def run(d: Deployment, t: Timer) -> dict:
     return out
 
 
-def process_names(d: Deployment) -> list[str]:
-    """Every process of this deployment, in start order (from the services file alone)."""
-    names = list(binds(d))
-    if "nova" in d.services.enabled():
-        nova = d.services.services.nova.processes
-        names = [n for n in names if n != "nova-api" or "api" in nova]
-        names += [f"nova-{p}" for p in ("conductor", "scheduler", "compute") if p in nova]
-    return names
-
-
 def status(d: Deployment) -> list[dict]:
     """State (running/down/stopped) and health of each process; needs neither the venvs nor the programs."""
-    run_dir, ports = d.state / "run", binds(d)
+    run_dir, listening = d.state / "run", ports(d)
     rows = []
     for name in process_names(d):
         pidfile = run_dir / f"{name}.pid"
         pid = procs.alive(pidfile)
-        port = ports.get(name, [None])[0]
+        port = (listening.get(name) or [None])[0]
+        is_backing = name in backing.BACKING_NAMES
         if pid:
             state = "running"
-            if name in BACKING or name == "epmd":
+            if is_backing:
                 good = procs.port_open(d.listen, port)
             elif port:
                 good = procs.http_ok(f"http://{d.listen}:{port}/")
@@ -328,8 +230,8 @@ def status(d: Deployment) -> list[dict]:
             health = "ok" if good else "failing"
         else:
             state, health = ("down" if pidfile.exists() else "stopped"), "-"
-        kind = "backing" if name in BACKING or name == "epmd" else "service"
-        rows.append({"name": name, "kind": kind, "state": state, "health": health, "pid": pid, "port": port})
+        rows.append({"name": name, "kind": "backing" if is_backing else "service", "state": state,
+                     "health": health, "pid": pid, "port": port})
     return rows
 
 

@@ -1,31 +1,17 @@
-"""Local processes: start detached (own session, log file, pid file), check health, stop with a deadline."""
+"""The local backend's processes: started detached (own session, log file, pid file), health-checked, stopped
+with a deadline. What to run comes from processes.py."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import tools
 from ..errors import StackcrateError
-
-
-@dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    port: int | None = None           # health: this TCP port accepts connections
-    http: str | None = None           # health: this URL answers (any HTTP status below 500)
-    ready: object = None              # health: a callable returning True once ready (for non-API processes)
-    start_timeout: float = 90
-    kind: str = "service"             # "backing" or "service"
-    cwd: str | None = None
+from .processes import ProcessDef
 
 
 def _read_pid(pidfile: Path) -> int | None:
@@ -69,44 +55,31 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def http_ok(url: str, timeout: float = 3) -> bool:
+    """The URL answers with a status below 500 (an API that asks for a token still serves)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status < 500
-    except urllib.error.HTTPError as e:
-        return e.code < 500
-    except (OSError, ValueError):
-        return False
+        tools.http(url, timeout=timeout, retries=0, quiet=True)
+        return True
+    except tools.FetchFailed as exc:
+        return exc.status is not None and exc.status < 500
 
 
-def healthy(p: Proc, host: str) -> bool:
-    if p.http:
-        return http_ok(p.http)
-    if p.port:
-        return port_open(host, p.port)
-    if callable(p.ready):
-        return bool(p.ready())
+def healthy(p: ProcessDef, host: str) -> bool:
+    if p.health.url:
+        return http_ok(p.health.url)
+    if p.health.port:
+        return port_open(host, p.health.port)
     return True
 
 
-def start(p: Proc, run_dir: Path, log_dir: Path) -> int:
+def start(p: ProcessDef, run_dir: Path, log_dir: Path) -> int:
     """Start p detached from us (it outlives the CLI), stdout+stderr appended to log/<name>.log."""
     pidfile = run_dir / f"{p.name}.pid"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    logf = open(log_dir / f"{p.name}.log", "ab")
-    env = dict(os.environ)
-    env.update(p.env)
-    try:
-        proc = subprocess.Popen(p.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                cwd=p.cwd, start_new_session=True, close_fds=True)
-    except FileNotFoundError:
-        raise StackcrateError(f"{p.name}: the program {p.argv[0]} does not exist") from None
-    finally:
-        logf.close()
-    pidfile.write_text(f"{proc.pid} {_start_time(proc.pid) or ''}\n")
-    return proc.pid
+    pid = tools.spawn(p.argv, log_file=log_dir / f"{p.name}.log", env=p.env)
+    pidfile.write_text(f"{pid} {_start_time(pid) or ''}\n")
+    return pid
 
 
-def wait_healthy(p: Proc, host: str, run_dir: Path, log_dir: Path) -> None:
+def wait_healthy(p: ProcessDef, host: str, run_dir: Path, log_dir: Path) -> None:
     deadline = time.monotonic() + p.start_timeout
     while time.monotonic() < deadline:
         if alive(run_dir / f"{p.name}.pid") is None:

@@ -15,7 +15,8 @@ from .. import tools
 from ..errors import StackcrateError
 from ..tools import ToolFailed
 from .config import Deployment
-from .lifecycle import Timer, layout
+from .lifecycle import layout
+from .timer import Timer
 
 IMAGE, FLAVOR, SERVER = "stackcrate-verify", "stackcrate.verify", "stackcrate-verify"
 COMPUTE_MICROVERSION = "2.37"  # the first that accepts `--nic none`

@@ -1,48 +1,87 @@
-"""Artifact writers: every format is made from the same built component tree."""
+"""The package stage: every artifact format made from the same built component tree.
+
+  tar  the build's own deterministic .tar.zst (extract at /)
+  deb  a .deb by dpkg-deb            rpm  an .rpm by rpmbuild
+  oci  an OCI image archive          (each of the last three with a CycloneDX SBOM beside it)
+Every writer caches what it makes by its inputs, so making it again is a lookup.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import Cache, digest_of, remove_tree
+from ..errors import StackcrateError
+from ..manifest import FORMATS
+from ..model.built import BuiltComponent
+from ..ui import UI
 
-# cache entries made by this process, so `build` can tell which artifacts it really wrote this time
-made_here: set[Path] = set()
+
+@dataclass(frozen=True)
+class Made:
+    """One file an artifact writer produced, in the cache."""
+
+    format: str      # tar, deb, rpm, oci, sbom
+    path: Path
+    made: bool       # written by this run (not found in the cache)
 
 
-def cached(cache: Cache, fmt: str, inputs: dict, make: Callable[[Path], None]) -> Path:
-    """The cache folder for one artifact made from `inputs`; `make(work)` fills a fresh folder when missing."""
+def check_formats(formats: list[str]) -> list[str]:
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise StackcrateError(f"unknown format {', '.join(bad)}", hint=f"use one of: {', '.join(FORMATS)}")
+    return list(dict.fromkeys(formats))
+
+
+def make(built: BuiltComponent, formats: list[str], cache: Cache, ui: UI) -> list[Made]:
+    """Every requested artifact of one component (the tarball is the build's own)."""
+    out = []
+    for fmt in check_formats(formats):
+        if fmt == "tar":
+            out.append(Made("tar", built.tarball, built.rebuilt))
+        else:
+            out.extend(_writer(fmt)(built, cache, ui))
+    return out
+
+
+def _writer(fmt: str) -> Callable[[BuiltComponent, Cache, UI], list[Made]]:
+    # imported when asked for: each writer brings its own tools (zstandard, the build root, ...)
+    if fmt == "deb":
+        from .deb import make as writer
+    elif fmt == "rpm":
+        from .rpm import make as writer
+    else:
+        from .oci import make as writer
+    return writer
+
+
+def cached(cache: Cache, fmt: str, inputs: dict, make_into: Callable[[Path], None]) -> tuple[Path, bool]:
+    """The cache folder of one artifact made from `inputs`, and whether this call made it: `make_into(work)`
+    fills a fresh folder when the cache has none."""
     key = digest_of({"fmt": fmt, **inputs})
     final = cache.dir("packages", fmt) / key
     if final.is_dir():
-        return final
+        return final, False
     with cache.locked(f"package:{fmt}:{key}"):
         if final.is_dir():
-            return final
+            return final, False
         work = cache.tempdir(f"{fmt}-")
         try:
             out = work / "out"
             out.mkdir()
-            make(out)
-            Cache.publish(out, final)
-            made_here.add(final)
+            make_into(out)
+            Cache.commit(out, final)
         finally:
             remove_tree(work)
-    return final
+    return final, True
 
 
-def unpack_component(built, dest: Path) -> Path:
+def unpack_component(built: BuiltComponent, dest: Path) -> Path:
     """The component's tree (paths relative to /) unpacked into dest."""
-    from .tarball import extract_tar_zst
+    from ..archive import extract_tar_zst
 
     dest.mkdir(parents=True, exist_ok=True)
     extract_tar_zst(built.tarball, dest)
     return dest
-
-
-def describe(built) -> str:
-    src = built.locked.source
-    origin = src.get("url") or src.get("path") or "PyPI"
-    return (f"OpenStack {built.name} {built.version} (series {built.series}) in a Python venv at "
-            f"{built.install_path}, built by stackcrate from {origin} (revision {built.locked.revision}).")

@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 
 from ..cache import Cache
-from ..tools import ToolFailed, run, which
-from . import cached, describe, sbom, sysdeps, unpack_component
+from ..errors import StackcrateError
+from ..model.built import BuiltComponent
+from ..tools import ToolFailed, dpkg_deb
+from ..ui import UI
+from . import Made, cached, sbom, sysdeps, unpack_component
 
 DEB_FORMAT = 4
 
@@ -52,12 +55,12 @@ def maintainer() -> str:
     return os.environ.get("STACKCRATE_MAINTAINER") or "stackcrate <stackcrate@example.com>"
 
 
-def package_name(built) -> str:
+def package_name(built: BuiltComponent) -> str:
     return f"openstack-{built.name}-{built.version}".lower().replace("_", "-")
 
 
-def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
-    deps = sysdeps.resolve(built, cache, "deb")
+def make(built: BuiltComponent, cache: Cache, ui: UI) -> list[Made]:
+    deps = sysdeps.system_deps(built, cache, "deb")
     name = package_name(built)
     fname = f"{name}_{built.version}_amd64.deb"
 
@@ -68,15 +71,15 @@ def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
     inputs = {"v": DEB_FORMAT, "build": built.key, "deps": deps.to_json(), "order": deps.names}
-    entry = cached(cache, "deb", inputs, build)
-    return [("deb", entry / fname), ("sbom", entry / f"{fname}.cdx.json")]
+    entry, made = cached(cache, "deb", inputs, build)
+    return [Made("deb", entry / fname, made), Made("sbom", entry / f"{fname}.cdx.json", made)]
 
 
 def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
-def write_deb(built, deps, root: Path, out: Path) -> None:
+def write_deb(built: BuiltComponent, deps: sysdeps.SysDeps, root: Path, out: Path) -> None:
     name = package_name(built)
     doc = root / "usr/share/doc" / name
     doc.mkdir(parents=True)
@@ -107,7 +110,7 @@ def write_deb(built, deps, root: Path, out: Path) -> None:
             size += (p.stat().st_size + 1023) // 1024
             sums.append(f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.relative_to(root).as_posix()}\n")
     (ctl / "md5sums").write_text("".join(sorted(sums, key=lambda s: s[34:])))
-    desc = describe(built)
+    desc = built.describe()
     control = {
         "Package": name,
         "Version": built.version,
@@ -127,15 +130,13 @@ def write_deb(built, deps, root: Path, out: Path) -> None:
         p.chmod(0o644)
     ctl.chmod(0o755)
     try:
-        run([which("dpkg-deb", "dpkg"), "--root-owner-group", "-Zgzip", "-z6", "--build", root, out],
-            env={"SOURCE_DATE_EPOCH": str(built.epoch)})
+        dpkg_deb(["--root-owner-group", "-Zgzip", "-z6", "--build", root, out],
+                 env={"SOURCE_DATE_EPOCH": str(built.epoch)})
     except ToolFailed as exc:
-        from ..errors import StackcrateError
-
         raise StackcrateError(f"dpkg-deb could not build {out.name}:\n{exc.stderr.strip()[-1500:]}") from None
 
 
-def copyright_text(built, root: Path) -> str:
+def copyright_text(built: BuiltComponent, root: Path) -> str:
     """Which distributions the venv bundles, with the license each declares."""
     lines = [f"{built.name} {built.version} and the Python distributions bundled in {built.install_path}.",
              f"Copyright (c) {time.gmtime(built.epoch).tm_year} and earlier years, the authors of each",

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import zstandard
 
+from ..archive import walk_sorted
 from ..buildroot import base_rootfs
 from ..cache import Cache, remove_tree
 from ..errors import StackcrateError
-from . import cached, sbom, sysdeps
-from .tarball import walk_sorted
+from ..model.built import BuiltComponent
+from ..model.source import LockedGit
+from ..ui import UI
+from . import Made, cached, sbom, sysdeps
 
 OCI_FORMAT = 2
 GZ_LEVEL = 6
@@ -157,8 +160,8 @@ def entrypoint(built, root_names: set[str]) -> list[str]:
     return [f"{built.install_path}/bin/python"]
 
 
-def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
-    deps = sysdeps.resolve(built, cache, "deb")
+def make(built: BuiltComponent, cache: Cache, ui: UI) -> list[Made]:
+    deps = sysdeps.system_deps(built, cache, "deb")
     target = built.target
     extra = sorted({d.split(" ", 1)[0] for d in deps.names} - {target.python_package})
     base = base_rootfs(target, cache)
@@ -181,14 +184,13 @@ def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
     inputs = {"v": OCI_FORMAT, "build": built.key, "layers": layers, "deps": deps.to_json(), "order": deps.names}
-    entry = cached(cache, "oci", inputs, build)
-    return [("oci", entry / fname), ("sbom", entry / f"{fname}.cdx.json")]
+    entry, made = cached(cache, "oci", inputs, build)
+    return [Made("oci", entry / fname, made), Made("sbom", entry / f"{fname}.cdx.json", made)]
 
 
 def image_config(built, layers: list[dict]) -> dict:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(built.epoch))
     src = built.locked.source
-    names = set()
     with open(built.tarball, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zf, \
             tarfile.open(fileobj=zf, mode="r|") as tf:
         prefix = built.install_path.lstrip("/") + "/bin/"
@@ -197,7 +199,8 @@ def image_config(built, layers: list[dict]) -> dict:
         "org.opencontainers.image.title": built.name,
         "org.opencontainers.image.version": built.version,
         "org.opencontainers.image.revision": str(built.locked.revision),
-        "org.opencontainers.image.source": src.get("url") or f"https://pypi.org/project/{built.name}/{built.version}/",
+        "org.opencontainers.image.source": (src.url if isinstance(src, LockedGit)
+                                            else f"https://pypi.org/project/{built.name}/{built.version}/"),
         "org.opencontainers.image.created": created,
         "org.opencontainers.image.description": f"OpenStack {built.name} {built.version} ({built.series})",
         "io.stackcrate.series": built.series,

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ..cache import Cache
 from ..errors import StackcrateError
+from ..model.built import BuiltComponent
 from ..tools import ToolFailed, run, which
-from . import cached, describe, sbom, sysdeps, unpack_component
+from ..ui import UI
+from . import Made, cached, sbom, sysdeps, unpack_component
 from .deb import package_name
 
 RPM_FORMAT = 1
@@ -33,8 +35,8 @@ REPRODUCIBLE = {
 }
 
 
-def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
-    deps = sysdeps.resolve(built, cache, "rpm")
+def make(built: BuiltComponent, cache: Cache, ui: UI) -> list[Made]:
+    deps = sysdeps.system_deps(built, cache, "rpm")
     name = package_name(built)
     fname = f"{name}-{built.version}-1.x86_64.rpm"
 
@@ -45,8 +47,8 @@ def make(built, cache: Cache, ui) -> list[tuple[str, Path]]:
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
     inputs = {"v": RPM_FORMAT, "build": built.key, "deps": deps.to_json(), "order": deps.names}
-    entry = cached(cache, "rpm", inputs, build)
-    return [("rpm", entry / fname), ("sbom", entry / f"{fname}.cdx.json")]
+    entry, made = cached(cache, "rpm", inputs, build)
+    return [Made("rpm", entry / fname, made), Made("sbom", entry / f"{fname}.cdx.json", made)]
 
 
 def spec(built, deps, name: str, tree: Path) -> str:
@@ -71,7 +73,7 @@ def spec(built, deps, name: str, tree: Path) -> str:
         %files
         {path}
         """).format(name=name, version=built.version, comp=built.name, series=built.series,
-                    path=built.install_path, requires=requires, desc=describe(built), tree=tree)
+                    path=built.install_path, requires=requires, desc=built.describe(), tree=tree)
 
 
 def _rpm_dep(spec: str) -> str:

@@ -11,17 +11,18 @@ from urllib.parse import quote
 
 from .. import __version__
 from ..cache import digest_of
+from ..model.built import BuiltComponent
+from ..model.lock import LockedPackage
+from ..model.source import LockedGit
+from .sysdeps import SysDeps
 
 
-def _locked_file(built, pkg) -> dict | None:
+def _locked_file(built: BuiltComponent, pkg: LockedPackage) -> dict | None:
     """The wheel (or sdist) of pkg the build installed, as the lock records it."""
-    from ..build import choose_wheel, target_tags
-
-    ranked = {t: i for i, t in enumerate(target_tags(built.target))}
-    return choose_wheel(pkg, ranked) or pkg.sdist
+    return pkg.best_wheel(built.target.wheel_ranks) or pkg.sdist
 
 
-def document(built, deps, artifact: str) -> dict:
+def document(built: BuiltComponent, deps: SysDeps, artifact: str) -> dict:
     distro = "debian-" + {"bookworm": "12", "trixie": "13"}.get(built.target.suite, built.target.suite)
     src = built.locked.source
     root_ref = f"pkg:pypi/{built.name.lower()}@{quote(built.version)}"
@@ -48,18 +49,18 @@ def document(built, deps, artifact: str) -> dict:
                            "properties": [{"name": "stackcrate:sysdep-reason", "value": w} for w in why]})
     main: dict = {"type": "application", "bom-ref": root_ref, "name": built.name, "version": built.version,
                   "purl": root_ref,
-                  "properties": [{"name": "stackcrate:source-type", "value": src.get("type", "")},
+                  "properties": [{"name": "stackcrate:source-type", "value": src.type},
                                  {"name": "stackcrate:source-revision", "value": built.locked.revision},
                                  {"name": "stackcrate:series", "value": built.series},
                                  {"name": "stackcrate:target", "value": built.target.name},
                                  {"name": "stackcrate:install-path", "value": built.install_path},
                                  {"name": "stackcrate:build-key", "value": built.key}]}
-    own = next((p for p in built.packages if p.key == built.name.lower()), None)
+    own = built.own_package
     f = _locked_file(built, own) if own else None
     if f and f.get("hashes", {}).get("sha256"):
         main["hashes"] = [{"alg": "SHA-256", "content": f["hashes"]["sha256"]}]
-    if src.get("type") == "git":
-        main["externalReferences"] = [{"type": "vcs", "url": src["url"], "comment": f"commit {src.get('commit')}"}]
+    if isinstance(src, LockedGit):
+        main["externalReferences"] = [{"type": "vcs", "url": src.url, "comment": f"commit {src.commit}"}]
     return {
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
@@ -78,5 +79,5 @@ def document(built, deps, artifact: str) -> dict:
     }
 
 
-def write(built, deps, out: Path, artifact: str) -> None:
+def write(built: BuiltComponent, deps: SysDeps, out: Path, artifact: str) -> None:
     out.write_text(json.dumps(document(built, deps, artifact), indent=2, sort_keys=True) + "\n")

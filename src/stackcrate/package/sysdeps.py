@@ -16,15 +16,16 @@ import json
 import re
 import struct
 import tarfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zstandard
 
+from .. import tools
 from ..cache import Cache, digest_of
 from ..errors import StackcrateError
+from ..model.built import BuiltComponent
+from ..sources import built_source_file, download
 
 SYSDEPS_FORMAT = 2
 
@@ -58,18 +59,16 @@ class SysDeps:
 
 # ---------------------------------------------------------------- declared (bindep)
 
-def bindep_text(built, cache: Cache) -> tuple[str | None, str]:
+def bindep_text(built: BuiltComponent, cache: Cache) -> tuple[str | None, str]:
     """The component's bindep.txt and where it came from (None when the source has none)."""
     src = built.locked.source
-    if src.get("type") != "pypi" or src.get("patches"):
+    if src.built_here:
         # git/path/patched sources: sources.prepare keeps bindep.txt beside the wheel it builds
-        f = cache.root / "built-wheels" / str(src.get("digest")) / "bindep.txt"
-        return (f.read_text(), f"{built.name} source tree") if f.exists() else (None, "no bindep.txt in the source")
-    own = next((p for p in built.packages if p.key == _canon(built.name)), None)
+        f = built_source_file(cache, src, "bindep.txt")
+        return (f.read_text(), f"{built.name} source tree") if f else (None, "no bindep.txt in the source")
+    own = built.own_package
     if not own or not own.sdist:
         return None, "no sdist in the lock"
-    from ..sources import download
-
     name = own.sdist.get("name") or own.sdist["url"].rsplit("/", 1)[-1]
     sdist = download(own.sdist["url"], own.sdist["hashes"]["sha256"], name, cache)
     with tarfile.open(sdist) as tf:
@@ -170,13 +169,8 @@ def contents_index(suite: str, mirror: str, cache: Cache) -> dict[str, list[str]
     if path.exists():
         return json.loads(path.read_text())
     url = f"{mirror.rstrip('/')}/dists/{suite}/main/Contents-amd64.gz"
-    try:
-        with urllib.request.urlopen(url, timeout=120) as resp:
-            raw = resp.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise StackcrateError(f"cannot fetch {url}: {getattr(exc, 'reason', exc)}",
-                              hint="the ELF scan maps libraries to packages with it; check the network or "
-                              "set STACKCRATE_DEBIAN_MIRROR") from None
+    raw = tools.http(url, timeout=120, hint="the ELF scan maps libraries to packages with it; check the network "
+                     "or set STACKCRATE_DEBIAN_MIRROR").body
     index: dict[str, list[str]] = {}
     libpath = re.compile(rb"^(?:usr/)?lib(?:64)?/(?:x86_64-linux-gnu/)?((?:lib|ld-)[^/\s]*\.so[.\d]*)\s+(\S+)$")
     with gzip.open(io.BytesIO(raw)) as fh:
@@ -198,16 +192,10 @@ def _pick(pkgs: list[str]) -> str:
 
 # ---------------------------------------------------------------- both
 
-def _canon(name: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(name)
-
-
-def resolve(built, cache: Cache, kind: str) -> SysDeps:
+def system_deps(built: BuiltComponent, cache: Cache, kind: str) -> SysDeps:
     """The merged system dependencies of a built component for a package kind (deb or rpm), cached."""
-    key = digest_of({"v": SYSDEPS_FORMAT, "build": built.key, "kind": kind, "src": built.locked.source,
-                     "exclude": sorted(built.extra.get("sysdeps_exclude", []))})
+    key = digest_of({"v": SYSDEPS_FORMAT, "build": built.key, "kind": kind, "src": built.locked.source.to_dict(),
+                     "exclude": sorted(built.sysdeps_exclude)})
     path = cache.dir("sysdeps", "resolved") / f"{key}.json"
     if path.exists():
         d = json.loads(path.read_text())
@@ -219,7 +207,7 @@ def resolve(built, cache: Cache, kind: str) -> SysDeps:
     if text is not None:
         platform = target.name if kind == "deb" else "rpm"
         kept, deps.dropped = evaluate_bindep(text, platform, f"{built.name}: {origin}")
-        excluded = set(built.extra.get("sysdeps_exclude", []))
+        excluded = set(built.sysdeps_exclude)
         for spec, name in kept:
             if name in excluded:
                 deps.dropped[name] = "excluded in the manifest (sysdeps_exclude)"

@@ -133,7 +133,7 @@ def inventory(obj, manifest_path, lock_path, series, components, constraints_dir
     Without one:  stackcrate reqs inventory -s kilo -c keystone=./keystone-kilo -c nova=./nova-kilo
     """
     from ..errors import StackcrateError
-    from ..lockfile import Lock
+    from ..model.lock import Lock
     from .inventory import from_lock, from_requirements
     from .report import html_page, markdown
 
@@ -143,9 +143,9 @@ def inventory(obj, manifest_path, lock_path, series, components, constraints_dir
         if lock_path:
             path = Path(lock_path)
         else:
-            from ..cli import default_lock_path, load_manifest
+            from ..manifest import load
 
-            path = default_lock_path(load_manifest(manifest_path, (), ()), None)
+            path = load(manifest_path).lock_path()
         with obj.ui.step(f"Reading {path.name} and package metadata"):
             inv = from_lock(Lock.load(path), obj.cache, path.parent)
     elif series:

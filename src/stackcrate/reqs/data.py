@@ -13,12 +13,11 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from ..cache import Cache
-from ..constraints import CONSTRAINTS_DIR_ENV, ConstraintLine, _cached_or_fetch, parse_requirement_lines
+from ..constraints import CONSTRAINTS_DIR_ENV, ConstraintLine, fetch_cached, parse_requirement_lines
 from ..errors import StackcrateError
 from ..series import get_series
 
 RAW_URL = "https://opendev.org/openstack/requirements/raw/branch/{branch}/{file}"
-FILES = ("upper-constraints.txt", "global-requirements.txt", "denylist.txt")
 
 
 def series_file(series: str, file: str, cache: Cache, constraints_dir: str | None = None) -> tuple[str, str]:
@@ -33,7 +32,7 @@ def series_file(series: str, file: str, cache: Cache, constraints_dir: str | Non
         return str(p), p.read_text()
     branch = "master" if name == "master" else f"stable/{name}"
     url = RAW_URL.format(branch=branch, file=file)
-    return url, _cached_or_fetch(url, cache, True)
+    return url, fetch_cached(url, cache, True, what=file)
 
 
 @dataclass

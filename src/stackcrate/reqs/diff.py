@@ -10,7 +10,7 @@ from packaging.version import InvalidVersion, Version
 from ..cache import Cache
 from ..constraints import parse_requirement_lines
 from ..errors import StackcrateError
-from ..lockfile import Lock
+from ..model.lock import Lock
 from .data import pinned_version, series_file
 
 DEFAULT_PYTHON = "3.11"  # debian-bookworm's, the default target

@@ -17,12 +17,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_sdist_filename
 
 from ..cache import Cache
+from ..distmeta import all_metadata
 from ..errors import StackcrateError
-from ..lockfile import Lock
-from ..sources import download, index_files
+from ..model.lock import Lock, LockedComponent
+from ..model.source import LockedPath, LockedPypi
+from ..sources import built_source_file, download, index_files
 from .bindep import system_packages
 from .data import load_series_data
-from .metadata import all_metadata, is_openstack
+from .metadata import is_openstack
 from .projectfiles import read_txt
 
 BINDEP_FILES = ("bindep.txt", "other-requirements.txt")  # the latter: bindep's name before mitaka
@@ -71,16 +73,16 @@ def _sysdeps(text: str | None, where: str, target: str | None = None) -> dict:
     return {"source": "bindep.txt", "packages": system_packages(text, where, target)}
 
 
-def _locked_bindep(c, cache: Cache, base_dir: Path | None) -> str | None:
+def _locked_bindep(c: LockedComponent, cache: Cache, base_dir: Path | None) -> str | None:
     src = c.source
     # git, path and patched components: sources.prepare keeps the tree's bindep.txt beside the wheel it built
-    kept = cache.root / "built-wheels" / str(src.get("digest")) / "bindep.txt"
-    if src.get("digest") and kept.is_file():
+    kept = built_source_file(cache, src, "bindep.txt")
+    if kept:
         return kept.read_text()
-    if src.get("type") == "pypi" or src.get("sdist"):
+    if isinstance(src, LockedPypi):
         return _sdist_member(c.name, c.version, cache, BINDEP_FILES)
-    if src.get("type") == "path" and base_dir is not None:
-        return _tree_member((base_dir / src["path"]).resolve(), BINDEP_FILES)
+    if isinstance(src, LockedPath) and base_dir is not None:
+        return _tree_member((base_dir / src.path).resolve(), BINDEP_FILES)
     return None  # a git component whose wheel was built on another machine
 
 
@@ -109,7 +111,7 @@ def from_lock(lock: Lock, cache: Cache, base_dir: Path | None = None) -> dict:
         bindep = _locked_bindep(c, cache, base_dir)
         closure = [n for n in c.closure if n != key]
         components.append({
-            "name": c.name, "version": c.version, "source": src.get("type"),
+            "name": c.name, "version": c.version, "source": src.type,
             "direct": sorted(lock.packages[key].dependencies) if key in lock.packages else [],
             "openstack": [n for n in closure if packages[n]["kind"] == "openstack"],
             "third_party": [n for n in closure if packages[n]["kind"] == "third-party"],

@@ -12,11 +12,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import tomli_w
-from packaging.utils import canonicalize_name
+from packaging import tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from pydantic import ValidationError
 
-from .errors import StackcrateError
+from ..errors import StackcrateError
+from .source import LockedGit, LockedPath, LockedPypi, source_from_dict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +44,17 @@ class LockedPackage:
     @property
     def key(self) -> str:
         return canonicalize_name(self.name)
+
+    def best_wheel(self, ranked: dict[tags.Tag, int]) -> dict[str, Any] | None:
+        """The locked wheel a target installs: the one whose best tag ranks first among ``ranked`` (a target's
+        tags, most specific first: Target.wheel_ranks()); with its file name under "filename"."""
+        best, best_rank = None, None
+        for w in self.wheels:
+            fn = w.get("name") or unquote(urlparse(w["url"]).path.rsplit("/", 1)[-1])
+            rank = min((ranked[t] for t in parse_wheel_filename(fn)[3] if t in ranked), default=None)
+            if rank is not None and (best_rank is None or rank < best_rank):
+                best, best_rank = {**w, "filename": fn}, rank
+        return best
 
     def to_toml(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "version": self.version}
@@ -66,14 +81,18 @@ class LockedPackage:
 class LockedComponent:
     name: str
     version: str
-    source: dict[str, Any]          # {type: pypi|git|path, url?, ref?, commit?, path?, patches, digest}
+    source: LockedPypi | LockedGit | LockedPath
     closure: list[str]              # canonical names of every package the component's venv holds (itself too)
     source_date_epoch: int
     extras: list[str] = field(default_factory=list)
 
     @property
+    def key(self) -> str:
+        return canonicalize_name(self.name)
+
+    @property
     def revision(self) -> str:
-        return self.source.get("commit") or self.source.get("digest") or self.version
+        return self.source.revision
 
 
 @dataclass
@@ -91,7 +110,7 @@ class Lock:
 
     def component(self, name: str) -> LockedComponent:
         for c in self.components:
-            if canonicalize_name(c.name) == canonicalize_name(name):
+            if c.key == canonicalize_name(name):
                 return c
         raise KeyError(name)
 
@@ -118,7 +137,7 @@ class Lock:
                 "overrides": self.overrides,
                 "inputs": self.inputs,
                 "components": [
-                    {"name": c.name, "version": c.version, "extras": c.extras, "source": c.source,
+                    {"name": c.name, "version": c.version, "extras": c.extras, "source": c.source.to_dict(),
                      "closure": c.closure, "source-date-epoch": c.source_date_epoch}
                     for c in self.components
                 ],
@@ -150,10 +169,14 @@ class Lock:
         for d in doc.get("packages", []):
             p = LockedPackage.from_toml(d)
             packages[p.key] = p
-        comps = [LockedComponent(name=c["name"], version=c["version"], source=c["source"],
-                                 closure=list(c["closure"]), source_date_epoch=int(c["source-date-epoch"]),
-                                 extras=list(c.get("extras", [])))
-                 for c in t.get("components", [])]
+        try:
+            comps = [LockedComponent(name=c["name"], version=c["version"], source=source_from_dict(c["source"]),
+                                     closure=list(c["closure"]), source_date_epoch=int(c["source-date-epoch"]),
+                                     extras=list(c.get("extras", [])))
+                     for c in t.get("components", [])]
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            raise StackcrateError(f"{path}: a component entry of [tool.stackcrate] is not valid: {exc}",
+                                  hint="re-create the lock with `stackcrate lock`") from None
         return cls(series=t["series"], target=t["target"], python_version=t["python-version"],
                    python_platform=t["python-platform"], inputs=dict(t["inputs"]),
                    constraints_source=t["constraints-source"], overrides=list(t.get("overrides", [])),

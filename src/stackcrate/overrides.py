@@ -1,4 +1,5 @@
-"""Security overrides: which requirements accept or reject an overridden version, and in which component.
+"""Security overrides (lock stage): which requirements accept or reject an overridden version, and in which
+component.
 
 uv only reports the first conflict it meets, and often without the component; this reads every locked
 package's Requires-Dist (core metadata) and tests each overridden version against it with `packaging`.
@@ -14,10 +15,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..cache import Cache
-from ..lockfile import LockedPackage
-from ..sources import wheel_metadata
-from .metadata import metadata_text
+from .cache import Cache
+from .distmeta import metadata_text
+from .errors import ResolutionError
+from .model.lock import LockedPackage
+from .sources import wheel_metadata
 
 
 @dataclass
@@ -96,8 +98,6 @@ def prove(packages: list[LockedPackage], overrides: list[str], closures: dict[st
           python_version: str, cache: Cache, local_wheels: dict[str, Path] | None = None) -> list[str]:
     """After a successful lock: one line per override saying which requirements accept it (the resolver
     already guarantees it; this shows the operator the evidence). Raises if one rejects it."""
-    from ..errors import ResolutionError
-
     found = verdicts(packages, overrides, closures, python_version, cache, local_wheels)
     bad = [v for v in found if not v.accepts]
     if bad:

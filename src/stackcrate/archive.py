@@ -1,4 +1,5 @@
-"""Deterministic .tar.zst of a built tree: sorted entries, uid/gid 0, mtimes clamped to SOURCE_DATE_EPOCH."""
+"""Deterministic tar archives: a built tree as .tar.zst (sorted entries, uid/gid 0, mtimes clamped to
+SOURCE_DATE_EPOCH), and reading them back. The build packs with it, the package writers and deploy unpack."""
 
 from __future__ import annotations
 

@@ -1,0 +1,76 @@
+"""Init steps of the OpenStack services, from the table in openstack.py: databases and their users, then each
+service's migrations and setup commands. Every step is idempotent, so `init` can run again at any time."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+
+from .. import tools
+from ..errors import StackcrateError
+from .config import Deployment
+from .layout import Layout
+from .openstack import SERVICES, Command
+
+
+def databases(d: Deployment) -> dict[str, tuple[str, ...]]:
+    """database user -> its databases, for every enabled service."""
+    return {SERVICES[name].db_user: SERVICES[name].databases for name in d.services.enabled()}
+
+
+def db_sql(d: Deployment, secrets: dict[str, str]) -> str:
+    """Idempotent SQL creating each database and its user (the password is re-set to the kept secret)."""
+    lines = []
+    for user, dbs in databases(d).items():
+        pw = secrets["db_" + user]
+        for host in ("localhost", d.listen):
+            lines.append(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{pw}';")
+            lines.append(f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{pw}';")
+        for db in dbs:
+            lines.append(f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4;")
+            for host in ("localhost", d.listen):
+                lines.append(f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'{host}';")
+    lines.append("FLUSH PRIVILEGES;")
+    return "\n".join(lines) + "\n"
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([a-z_]+))?\}")
+
+
+def fill(text: str, values: dict[str, str], secrets: dict[str, str] | None = None) -> str:
+    """A command string with its {placeholders} filled; {secret:NAME} only where secrets are given."""
+    def one(m: re.Match) -> str:
+        if m.group(1) == "secret":
+            if secrets is None:
+                raise ValueError(f"a secret may only be used in an environment, not in {text!r}")
+            return secrets[m.group(2)]
+        return values[m.group(1)]
+    return _PLACEHOLDER.sub(one, text)
+
+
+def command_values(lay: Layout, service: str) -> dict[str, str]:
+    return {"config_file": str(lay.conf_file(service)), "public_url": lay.public_url(service),
+            "region": lay.d.config.region, "user": pwd.getpwuid(os.getuid()).pw_name,
+            "group": grp.getgrgid(os.getgid()).gr_name}
+
+
+def command_argv(lay: Layout, service: str, cmd: Command) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of one management command."""
+    values = command_values(lay, service)
+    argv = [lay.bin(service, cmd.program), *(fill(a, values) for a in cmd.args)]
+    env = {k: fill(v, values, lay.secrets) for k, v in cmd.env}
+    return argv, env
+
+
+def sync(lay: Layout, service: str, timeout: float = 600) -> None:
+    """Migrations and setup of one service, in the table's order."""
+    for cmd in SERVICES[service].sync:
+        argv, env = command_argv(lay, service, cmd)
+        proc = tools.run(argv, env=env, timeout=timeout, check=False)
+        if proc.returncode not in cmd.ok_exit:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise StackcrateError(f"{service}: `{cmd.program} {' '.join(cmd.args[2:4])}` failed "
+                                  f"(exit {proc.returncode}):\n{tail}",
+                                  hint=f"see {lay.d.state / 'log'} and the service's configuration overrides")

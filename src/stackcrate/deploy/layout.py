@@ -1,0 +1,61 @@
+"""Where a deployment's pieces live and how they reach each other: venvs, config and data folders, URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Deployment
+from .openstack import SERVICES, ServiceSpec
+
+
+class Layout:
+    """A deployment with its installed venvs (component -> install path) and its secrets."""
+
+    def __init__(self, d: Deployment, venvs: dict[str, str], secrets: dict[str, str]):
+        self.d, self.venvs, self.secrets = d, venvs, secrets
+
+    def spec(self, service: str) -> ServiceSpec:
+        return SERVICES[service]
+
+    def venv(self, service: str) -> Path:
+        return Path(self.venvs[self.d.services.enabled()[service].component])
+
+    def bin(self, service: str, name: str) -> str:
+        return str(self.venv(service) / "bin" / name)
+
+    def etc(self, service: str) -> Path:
+        return self.d.state / "etc" / service
+
+    def data(self, service: str) -> Path:
+        return self.d.state / "data" / service
+
+    def conf_file(self, service: str) -> Path:
+        return self.etc(service) / SERVICES[service].config_file
+
+    def wsgi_dir(self) -> Path:
+        return self.d.state / "run" / "wsgi"
+
+    def public_url(self, service: str) -> str:
+        s = self.d.services.enabled()[service]
+        return f"http://{self.d.listen}:{s.port}{SERVICES[service].api_path}"
+
+    def db_url(self, user: str, db: str | None = None) -> str:
+        port = self.d.services.backing.mariadb.port
+        return f"mysql+pymysql://{user}:{self.secrets['db_' + user]}@{self.d.listen}:{port}/{db or user}"
+
+    def transport_url(self) -> str:
+        r = self.d.services.backing.rabbitmq
+        return f"rabbit://openstack:{self.secrets['rabbitmq_password']}@{self.d.listen}:{r.port}/"
+
+    def memcache(self) -> str:
+        return f"{self.d.listen}:{self.d.services.backing.memcached.port}"
+
+    def auth_section(self, user: str) -> dict[str, str]:
+        return {"auth_type": "password", "auth_url": self.public_url("keystone"), "username": user,
+                "password": self.secrets["service_password"], "project_name": "service",
+                "user_domain_name": "Default", "project_domain_name": "Default",
+                "region_name": self.d.config.region}
+
+    def authtoken(self, user: str) -> dict[str, str]:
+        return dict(self.auth_section(user), www_authenticate_uri=self.public_url("keystone"),
+                    memcached_servers=self.memcache(), service_token_roles_required="true")

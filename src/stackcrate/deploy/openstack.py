@@ -1,0 +1,129 @@
+"""What stackcrate knows about each OpenStack service, as data: one table that the config writer, the init
+steps, the local backend and the container backend all read (in the spirit of cibuildwheel's options as data).
+
+Adding a service means adding a row here (and its config file's content in configs.py), nothing else.
+Strings in commands may hold placeholders filled in at run time: {config_file}, {public_url}, {region},
+{user}, {group} and, in environments only, {secret:NAME} (read from secrets.yaml, never put on a command line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Command:
+    """A management command run at init: a program of the service's venv and its arguments."""
+
+    program: str
+    args: tuple[str, ...]
+    ok_exit: tuple[int, ...] = (0,)         # exit statuses that mean success (e.g. "already exists")
+    env: tuple[tuple[str, str], ...] = ()   # environment (secrets go here, never on the command line)
+
+
+@dataclass(frozen=True)
+class Process:
+    """One long-running process of a service."""
+
+    name: str               # process name: keystone, nova-api, nova-conductor, ...
+    program: str            # program of the service's venv; "gunicorn" serves the service's WSGI app
+    role: str = "api"       # what services.yaml selects (nova: api, conductor, scheduler, compute)
+
+    @property
+    def wsgi(self) -> bool:
+        return self.program == "gunicorn"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str                                # the key in services.yaml
+    catalog: tuple[str, str] | None          # (type, name) registered in keystone; None: keystone itself
+    api_path: str                            # path of the API root in the catalog URL
+    wsgi_app: str                            # module whose `application` gunicorn serves
+    config_file: str                         # the generated config file (under <state>/etc/<service>/)
+    config_dir_env: str                      # environment variable naming the config folder (WSGI loaders)
+    config_files_env: str | None             # ... naming the files in it, ";"-separated (None: the loader
+                                             # reads the config file by its name in that folder)
+    db_user: str
+    databases: tuple[str, ...]
+    sync: tuple[Command, ...]                # schema migrations and setup, in order, each idempotent
+    processes: tuple[Process, ...]           # in start order
+    venv_config_files: tuple[str, ...] = ()  # shipped in the venv, loaded before ours (paths in the venv)
+    wsgi_after_import: tuple[str, ...] = ()  # lines run once the WSGI app is imported
+    health_path: str = "/"                   # what the API answers without a token
+    data_dirs: tuple[str, ...] = field(default=())  # folders under <state>/data/<service> it writes
+
+
+def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = ()) -> Command:
+    return Command(program, ("--config-file", "{config_file}", *args), ok_exit, env)
+
+
+KEYSTONE = ServiceSpec(
+    name="keystone", catalog=None, api_path="/v3", wsgi_app="keystone.wsgi.api",
+    config_file="keystone.conf", config_dir_env="OS_KEYSTONE_CONFIG_DIR", config_files_env="OS_KEYSTONE_CONFIG_FILES",
+    db_user="keystone", databases=("keystone",),
+    sync=(
+        _cmd("keystone-manage", "db_sync"),
+        # both return at once when the key repository already holds keys
+        _cmd("keystone-manage", "fernet_setup", "--keystone-user", "{user}", "--keystone-group", "{group}"),
+        _cmd("keystone-manage", "credential_setup", "--keystone-user", "{user}", "--keystone-group", "{group}"),
+        _cmd("keystone-manage", "bootstrap", "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
+             "--bootstrap-role-name", "admin", "--bootstrap-region-id", "{region}",
+             "--bootstrap-admin-url", "{public_url}", "--bootstrap-internal-url", "{public_url}",
+             "--bootstrap-public-url", "{public_url}",
+             env=(("OS_BOOTSTRAP_PASSWORD", "{secret:admin_password}"),)),
+    ),
+    processes=(Process("keystone", "gunicorn"),), health_path="/v3",
+    data_dirs=("fernet-keys", "credential-keys"),
+)
+
+GLANCE = ServiceSpec(
+    name="glance", catalog=("image", "glance"), api_path="", wsgi_app="glance.wsgi.api",
+    config_file="glance-api.conf", config_dir_env="OS_GLANCE_CONFIG_DIR", config_files_env=None,
+    db_user="glance", databases=("glance",),
+    sync=(_cmd("glance-manage", "db_sync"),),
+    processes=(Process("glance", "gunicorn"),),
+    data_dirs=("images", "staging", "tasks", "locks"),
+)
+
+PLACEMENT = ServiceSpec(
+    name="placement", catalog=("placement", "placement"), api_path="", wsgi_app="placement.wsgi.api",
+    config_file="placement.conf", config_dir_env="OS_PLACEMENT_CONFIG_DIR", config_files_env=None,
+    db_user="placement", databases=("placement",),
+    sync=(_cmd("placement-manage", "db", "sync"),),
+    processes=(Process("placement", "gunicorn"),),
+)
+
+NEUTRON = ServiceSpec(
+    name="neutron", catalog=("network", "neutron"), api_path="", wsgi_app="neutron.wsgi.api",
+    config_file="neutron.conf", config_dir_env="OS_NEUTRON_CONFIG_DIR", config_files_env="OS_NEUTRON_CONFIG_FILES",
+    db_user="neutron", databases=("neutron",),
+    sync=(_cmd("neutron-db-manage", "upgrade", "heads"),),
+    processes=(Process("neutron", "gunicorn"),),
+    # neutron's get_ports reads Port.port_forwardings, a backref that only exists once SQLAlchemy has configured
+    # the mappers; neutron-server's own start-up triggers that, loading the WSGI app alone does not.
+    wsgi_after_import=("from sqlalchemy import orm", "orm.configure_mappers()"),
+    data_dirs=("locks",),
+)
+
+NOVA = ServiceSpec(
+    name="nova", catalog=("compute", "nova"), api_path="/v2.1", wsgi_app="nova.wsgi.osapi_compute",
+    config_file="nova.conf", config_dir_env="OS_NOVA_CONFIG_DIR", config_files_env="OS_NOVA_CONFIG_FILES",
+    db_user="nova", databases=("nova_api", "nova", "nova_cell0"),
+    sync=(
+        _cmd("nova-manage", "api_db", "sync"),
+        _cmd("nova-manage", "cell_v2", "map_cell0"),          # 0 also when cell0 is already mapped
+        _cmd("nova-manage", "db", "sync"),
+        # 2: a cell with this transport URL and database already exists (a second init)
+        _cmd("nova-manage", "cell_v2", "create_cell", "--name", "cell1", ok_exit=(0, 2)),
+    ),
+    processes=(Process("nova-api", "gunicorn", "api"), Process("nova-conductor", "nova-conductor", "conductor"),
+               Process("nova-scheduler", "nova-scheduler", "scheduler"),
+               Process("nova-compute", "nova-compute", "compute")),
+    # nova loads its paste pipeline from the first config file: the venv's api-paste.ini
+    venv_config_files=("etc/nova/api-paste.ini",),
+    data_dirs=("instances", "locks"),
+)
+
+# The start order: keystone first (every other service checks tokens against it), nova last (it calls them all).
+SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (KEYSTONE, GLANCE, PLACEMENT, NEUTRON, NOVA)}

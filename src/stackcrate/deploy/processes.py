@@ -1,0 +1,118 @@
+"""Every process of a deployment, defined once whatever runs it: program, arguments, environment, the files
+and folders it reads and writes, the ports it listens on and how to tell it is healthy.
+
+The local backend runs `program *args` with `env`; the container backend runs the same program as the image's
+entrypoint with the same arguments and environment, mounting `reads` read-only and `writes` read-write at the
+same paths. Both take these definitions from `all_processes`, which takes the OpenStack ones from the table
+in openstack.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import Deployment
+from .layout import Layout
+from .openstack import SERVICES, Process, ServiceSpec
+
+
+@dataclass(frozen=True)
+class Health:
+    """How to tell a process is serving: an HTTP URL that answers below 500, a TCP port that accepts, or
+    nothing more than being alive."""
+
+    url: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class ProcessDef:
+    name: str
+    kind: str                                 # "backing" or "service"
+    program: str                              # absolute path (in the venv, or a distribution's program)
+    args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    component: str | None = None              # the artifact (venv, image) providing it; None: a distro package
+    service: str | None = None                # the OpenStack service it belongs to
+    config_files: tuple[str, ...] = ()        # every config file it reads
+    reads: tuple[str, ...] = ()               # folders it reads (read-only in a container)
+    writes: tuple[str, ...] = ()              # folders it writes
+    ports: tuple[int, ...] = ()               # ports it listens on (checked free before it starts)
+    health: Health = field(default_factory=Health)
+    start_timeout: float = 90
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.program, *self.args]
+
+
+def gunicorn_args(lay: Layout, spec: ServiceSpec) -> tuple[str, ...]:
+    d, svc = lay.d, lay.d.services.enabled()[spec.name]
+    return ("--pythonpath", str(lay.wsgi_dir()), "--bind", f"{d.listen}:{svc.backend_port}",
+            "--workers", str(svc.workers), "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
+            "--graceful-timeout", "5", "--name", f"stackcrate-{proc_name(spec.name)}",
+            f"{wsgi_module(spec.name)}:application")
+
+
+def wsgi_module(service: str) -> str:
+    return f"sc_wsgi_{service}"
+
+
+def proc_name(service: str) -> str:
+    """The name of a service's API process."""
+    return SERVICES[service].processes[0].name
+
+
+def config_env(lay: Layout, spec: ServiceSpec) -> dict[str, str]:
+    """The environment telling a WSGI loader where the config is (the venv's own files first)."""
+    env = {spec.config_dir_env: str(lay.etc(spec.name))}
+    if spec.config_files_env:
+        files = [str(lay.venv(spec.name) / f) for f in spec.venv_config_files] + [spec.config_file]
+        env[spec.config_files_env] = ";".join(files)
+    return env
+
+
+def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
+    d, svc = lay.d, lay.d.services.enabled()[spec.name]
+    venv_files = tuple(str(lay.venv(spec.name) / f) for f in spec.venv_config_files)
+    config_files = (*venv_files, str(lay.conf_file(spec.name)))
+    if p.wsgi:
+        return ProcessDef(
+            p.name, "service", lay.bin(spec.name, "gunicorn"), gunicorn_args(lay, spec), config_env(lay, spec),
+            component=svc.component, service=spec.name, config_files=config_files,
+            reads=(str(lay.etc(spec.name)), str(lay.wsgi_dir())), writes=(str(lay.data(spec.name)),),
+            ports=(svc.backend_port,), health=Health(url=f"http://{d.listen}:{svc.backend_port}{spec.health_path}"),
+            start_timeout=180)
+    return ProcessDef(
+        p.name, "service", lay.bin(spec.name, p.program), ("--config-file", str(lay.conf_file(spec.name))),
+        component=svc.component, service=spec.name, config_files=config_files,
+        reads=(str(lay.etc(spec.name)),), writes=(str(lay.data(spec.name)),))
+
+
+def openstack_processes(lay: Layout) -> list[ProcessDef]:
+    """Every OpenStack process the services file enables, in start order."""
+    out = []
+    for name, svc in lay.d.services.enabled().items():
+        roles = getattr(svc, "processes", None)
+        for p in SERVICES[name].processes:
+            if roles is None or p.role in roles:
+                out.append(service_process(lay, SERVICES[name], p))
+    return out
+
+
+def process_names(d: Deployment) -> list[str]:
+    """Every process of the deployment, in start order, from the services file alone."""
+    from .backing import BACKING_NAMES
+
+    names = list(BACKING_NAMES)
+    for name, svc in d.services.enabled().items():
+        roles = getattr(svc, "processes", None)
+        names += [p.name for p in SERVICES[name].processes if roles is None or p.role in roles]
+    return names
+
+
+def all_processes(lay: Layout) -> list[ProcessDef]:
+    """Backing services first, then OpenStack's: the start order (the stop order is its reverse)."""
+    from .backing import backing_processes
+
+    return backing_processes(lay.d) + openstack_processes(lay)

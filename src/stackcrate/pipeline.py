@@ -1,0 +1,160 @@
+"""The orchestration above the stages: "lock if stale, then build, then package", in one place.
+
+The `lock`, `build` and `sysdeps` commands and `deploy build` all come through here; no stage calls an
+earlier one to get its input, each is handed it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from . import __version__
+from .buildroot import base_rootfs
+from .cache import Cache, sha256_file
+from .errors import StackcrateError, StaleLockError
+from .manifest import LoadedManifest
+from .model.artifacts import Artifact, ArtifactIndex, ArtifactSource
+from .model.built import BuiltComponent
+from .model.lock import Lock, LockedComponent
+from .model.source import LockedGit
+from .package import Made, check_formats
+from .package import make as make_artifacts
+from .resolve import lock as resolve_lock
+from .resolve import stale_reasons
+from .series import get_series, require_buildable
+from .targets import get_target
+from .ui import UI
+
+
+@dataclass(frozen=True)
+class LockOutcome:
+    lock: Lock
+    path: Path
+    written: bool       # resolved and written by this call (False: the existing lock was up to date)
+
+
+def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI, *, locked: bool = False,
+                refresh: bool = False, constraints_dir: str | None = None,
+                overrides: list[str] | None = None) -> LockOutcome:
+    """The lock to build from: the existing one when it matches its inputs; otherwise resolve again and write
+    it, unless `locked` (CI, build farms), which refuses instead. `refresh` resolves even when up to date
+    (a moved git branch); `overrides` are --override pins added to the manifest's."""
+    if lock_path.exists() and not refresh:
+        current = Lock.load(lock_path)
+        reasons = stale_reasons(current, manifest, cache, constraints_dir, lock_path,
+                                None if overrides is None else list(overrides))
+        if not reasons:
+            return LockOutcome(current, lock_path, written=False)
+        if locked:
+            raise StaleLockError("the lock is stale: " + "; ".join(reasons),
+                                 where=str(lock_path), hint="run `stackcrate lock` and review the change")
+        ui.info(f"[yellow]re-locking:[/] {'; '.join(reasons)}")
+    elif locked and not lock_path.exists():
+        raise StaleLockError(f"no lock file at {lock_path}", hint="run `stackcrate lock` first")
+    new = resolve_lock(manifest, cache, ui, constraints_dir=constraints_dir, extra_overrides=list(overrides or []))
+    new.write(lock_path)
+    return LockOutcome(new, lock_path, written=True)
+
+
+def select(lock: Lock, only: list[str] | None) -> list[LockedComponent]:
+    """The lock's components named by --component (all when none are named)."""
+    if not only:
+        return list(lock.components)
+    wanted = {canonicalize_name(o) for o in only}
+    unknown = wanted - {c.key for c in lock.components}
+    if unknown:
+        known = ", ".join(c.name for c in lock.components)
+        raise StackcrateError(f"unknown component in --component: {', '.join(sorted(unknown))}",
+                              hint=f"components: {known}")
+    return [c for c in lock.components if c.key in wanted]
+
+
+def built_components(manifest: LoadedManifest, lock: Lock, cache: Cache, ui: UI,
+                     only: list[str] | None = None):
+    """Each selected component's venv, built (or found in the cache), one after the other."""
+    from .build import build_component  # the build stage brings the build root's tools
+
+    series = get_series(manifest.model.series)
+    target = get_target(manifest.model.target)
+    require_buildable(series, target.python_minor, target.name)
+    comps = select(lock, only)
+    with ui.step(f"Preparing the {target.name} build root"):
+        base_rootfs(target, cache)
+    for comp in comps:
+        built = build_component(comp, lock, manifest, cache, ui, target)
+        if not built.rebuilt:
+            ui.info(f"[green]✓[/] {comp.name} {comp.version}: up to date (cached build {built.key[:12]})")
+        yield built
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    out: Path
+    artifacts: list[Artifact]
+    rebuilt: list[bool]       # per artifact: written by this run
+
+    def to_json(self) -> dict:
+        return {"out": str(self.out), "artifacts": [dict(a.model_dump(mode="json", exclude_none=True), rebuilt=r)
+                                                    for a, r in zip(self.artifacts, self.rebuilt, strict=True)]}
+
+
+def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache, ui: UI, *, locked: bool = False,
+          constraints_dir: str | None = None, formats: list[str] | None = None,
+          only: list[str] | None = None) -> BuildReport:
+    """Lock if stale, build every (selected) component, make its artifacts, then deliver them to out_dir."""
+    formats = check_formats(formats or list(manifest.model.formats))
+    require_buildable(get_series(manifest.model.series), get_target(manifest.model.target).python_minor,
+                      manifest.model.target)
+    lock = ensure_lock(manifest, lock_path, cache, ui, locked=locked, constraints_dir=constraints_dir).lock
+    made: list[tuple[BuiltComponent, Made]] = []
+    for built in built_components(manifest, lock, cache, ui, only):
+        made += [(built, m) for m in make_artifacts(built, formats, cache, ui)]
+    artifacts = [artifact_entry(b, m) for b, m in made]
+    deliver(out_dir, [m.path for _, m in made], artifacts)
+    return BuildReport(out_dir, artifacts, [b.rebuilt or m.made for b, m in made])
+
+
+def artifact_entry(built: BuiltComponent, made: Made) -> Artifact:
+    src = built.locked.source
+    return Artifact(
+        component=built.name, version=built.version, format=made.format, file=made.path.name,  # type: ignore
+        sha256=sha256_file(made.path), size=made.path.stat().st_size, install_path=built.install_path,
+        source=ArtifactSource(type=src.type, revision=built.locked.revision,
+                              url=src.url if isinstance(src, LockedGit) else None,
+                              ref=src.ref if isinstance(src, LockedGit) else None),
+        series=built.series, target=built.target.name, source_date_epoch=built.epoch, build_key=built.key)
+
+
+def deliver(out_dir: Path, files: list[Path], artifacts: list[Artifact]) -> None:
+    """Copy the finished artifacts into out_dir, all at the end, each by an atomic rename; then the index.
+    Files the previous index listed that this build no longer makes are removed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        previous = {a.file for a in ArtifactIndex.load(out_dir).artifacts}
+    except StackcrateError:
+        previous = set()  # none yet, or not one we can read: we only remove what we listed ourselves
+    for f in files:
+        dest = out_dir / f.name
+        if dest.exists() and dest.stat().st_size == f.stat().st_size and sha256_file(dest) == sha256_file(f):
+            continue
+        tmp = out_dir / f".{f.name}.tmp-{os.getpid()}"
+        shutil.copyfile(f, tmp)
+        tmp.replace(dest)
+    for stale in previous - {f.name for f in files}:
+        (out_dir / stale).unlink(missing_ok=True)
+    ArtifactIndex(stackcrate=__version__, artifacts=artifacts).write(out_dir)
+
+
+def system_deps(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI, *, kind: str,
+                constraints_dir: str | None = None, only: list[str] | None = None) -> dict[str, dict]:
+    """Each (selected) component's system dependencies for a package kind, with where each came from."""
+    from .package.sysdeps import system_deps as deps_of
+
+    lock = ensure_lock(manifest, lock_path, cache, ui, constraints_dir=constraints_dir).lock
+    return {b.name: {"version": b.version, **deps_of(b, cache, kind).to_json()}
+            for b in built_components(manifest, lock, cache, ui, only)}
