@@ -1,13 +1,13 @@
-"""Shared, expensive fixtures: built once per test run (one cache, one base rootfs, one keystone build).
+"""Fixtures for both tiers: the stackcrate command line, one cache per run, the series data.
 
+tests/unit runs offline and without root in under a minute; tests/integration holds everything that needs
+root, a Debian root filesystem, real OpenStack releases or the network (see each folder's conftest.py).
 Set STACKCRATE_TEST_CACHE to keep the cache between runs while developing.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +15,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The full openstack/requirements snapshot beside the project, when there is one ...
 SHARED_REQS = REPO.parent / "shared" / "data" / "openstack-requirements"
+# ... and the small one inside it (two series), which the unit tier always uses.
+SNAPSHOT_REQS = REPO / "tests" / "data" / "openstack-requirements"
+
+
+def requirements_dir(*series: str) -> Path:
+    """A folder holding openstack/requirements data of every given series: the shared snapshot when it has
+    them, else the project's small one; the test is skipped (with the reason) when neither has them all."""
+    for base in (SHARED_REQS, SNAPSHOT_REQS):
+        if all((base / s / "upper-constraints.txt").is_file() for s in series):
+            return base
+    pytest.skip(f"no openstack/requirements data for series {', '.join(series)} here "
+                f"(looked in {SHARED_REQS} and {SNAPSHOT_REQS})")
+
+
+@pytest.fixture(scope="session")
+def constraints_dir() -> Path:
+    """Series data for 2026.1 (every example manifest's series) and kilo."""
+    return requirements_dir("2026.1", "kilo")
 
 
 @pytest.fixture(scope="session")
@@ -26,23 +45,18 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def constraints_dir() -> Path | None:
-    """The snapshot of openstack/requirements beside the project (None: use the official URLs)."""
-    return SHARED_REQS if SHARED_REQS.is_dir() else None
-
-
-@pytest.fixture(scope="session")
 def sc_env(cache_dir, constraints_dir) -> dict[str, str]:
     env = dict(os.environ)
     env["STACKCRATE_CACHE_DIR"] = str(cache_dir)
-    if constraints_dir:
-        env["STACKCRATE_CONSTRAINTS_DIR"] = str(constraints_dir)
+    env["STACKCRATE_CONSTRAINTS_DIR"] = str(constraints_dir)
     env["PIP_CONFIG_FILE"] = "/dev/null"
     env.pop("SOURCE_DATE_EPOCH", None)
     return env
 
 
 class CLI:
+    """The real `stackcrate` command, in a new interpreter (`python -m stackcrate`)."""
+
     def __init__(self, env: dict[str, str]):
         self.env = env
 
@@ -67,48 +81,3 @@ def out_dir(tmp_path) -> Path:
     out.mkdir()
     (out / "sentinel.txt").write_text("keep me")
     return out
-
-
-@pytest.fixture(scope="session")
-def base_rootfs_tar(cache_dir) -> Path:
-    """The tarball of a minbase Debian 12 rootfs with python3.11 (the same one stackcrate builds in)."""
-    from stackcrate.buildroot import base_rootfs
-    from stackcrate.cache import Cache
-    from stackcrate.targets import get_target
-
-    root = base_rootfs(get_target("debian-bookworm"), Cache(cache_dir))
-    return root.with_suffix(".tar")
-
-
-@pytest.fixture
-def fresh_rootfs(base_rootfs_tar, tmp_path) -> Path:
-    """A fresh, writable Debian 12 rootfs for one test."""
-    root = tmp_path / "rootfs"
-    root.mkdir()
-    subprocess.run(["tar", "-C", root, "--numeric-owner", "-xpf", base_rootfs_tar], check=True)
-    return root
-
-
-def chroot(root: Path, *argv: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a command inside an unpacked rootfs (unshare + chroot), as the tests run the built artifacts."""
-    e = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"]
-    e += [f"{k}={v}" for k, v in (env or {}).items()]
-    proc = subprocess.run(["unshare", "--mount", "--pid", "--fork", f"--mount-proc={root}/proc", "chroot",
-                           str(root), *e, *argv], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{argv} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-@pytest.fixture(scope="session")
-def keystone_build(stackcrate, tmp_path_factory) -> dict:
-    """examples/keystone.yaml locked and built once per run: {'dir', 'manifest', 'lock', 'artifacts'}."""
-    work = tmp_path_factory.mktemp("keystone")
-    manifest = work / "keystone.yaml"
-    shutil.copy(REPO / "examples" / "keystone.yaml", manifest)
-    res = stackcrate("lock", "-m", manifest)
-    assert res.returncode == 0, res.stderr
-    res = stackcrate("--json", "build", "-m", manifest, "--out", work / "dist")
-    assert res.returncode == 0, res.stderr
-    return {"dir": work / "dist", "manifest": manifest, "lock": manifest.with_suffix(".lock"),
-            "artifacts": json.loads((work / "dist" / "artifacts.json").read_text())["artifacts"]}

@@ -174,9 +174,10 @@ main.add_command(reqs)
 main.add_command(deploy)
 
 
-def run() -> int:
+def run(argv: list[str] | None = None) -> int:
+    """The command line with argv (default: sys.argv), returning the exit status instead of exiting."""
     try:
-        main.main(standalone_mode=False)
+        main.main(args=argv, prog_name="stackcrate", standalone_mode=False)
     except StackcrateError as exc:
         err.print(Text("error: ", style="bold red") + Text(exc.render()), highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -188,6 +189,8 @@ def run() -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except SystemExit as exc:  # a command's own exit status (e.g. `reqs check` with findings)
+        return exc.code if isinstance(exc.code, int) else 1
     return 0
 
 

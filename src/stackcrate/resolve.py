@@ -140,10 +140,10 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
             else:
                 pkg.sdist = {"name": src.sdist, "hashes": {"sha256": src.sdist_sha256}}
             pkg.tool = {"patches": [x.model_dump() for x in src.patches], "source-digest": src.digest}
-        closure = _closure(p.component.key, packages)
+        closure = closure_of(p.component.key, packages)
         for extra_req in p.component.extra_requirements:
-            closure |= _closure(canonicalize_name(Requirement(extra_req).name), packages)
-        epoch = max([p.commit_time or 0] + [_upload_epoch(packages[n]) for n in closure])
+            closure |= closure_of(canonicalize_name(Requirement(extra_req).name), packages)
+        epoch = max([p.commit_time or 0] + [upload_epoch(packages[n]) for n in closure])
         components.append(LockedComponent(name=p.component.name, version=pkg.version, source=src,
                                           closure=sorted(closure), source_date_epoch=epoch or 315532800,
                                           extras=sorted(p.component.extras)))
@@ -180,7 +180,7 @@ def explain_overrides(work: Path, common: list[str], constraints: Constraints, n
     for k, deps in parse_via((work / "plain.txt").read_text()).items():
         if k in packages:
             packages[k].dependencies = sorted(deps)
-    closures = {p.component.name: _closure(p.component.key, packages) for p in prepared}
+    closures = {p.component.name: closure_of(p.component.key, packages) for p in prepared}
     wheels = {p.component.key: p.wheel for p in prepared if p.wheel}
     found = override_proof.verdicts(list(packages.values()), overrides, closures, python_version, cache, wheels)
     rejected = [v for v in found if not v.accepts]
@@ -191,7 +191,8 @@ def explain_overrides(work: Path, common: list[str], constraints: Constraints, n
                            hint="pick an override version every listed requirement accepts, or drop it")
 
 
-def _closure(root: str, packages: dict[str, LockedPackage]) -> set[str]:
+def closure_of(root: str, packages: dict[str, LockedPackage]) -> set[str]:
+    """Every package reachable from root through the dependency edges (root included)."""
     seen, todo = set(), [root]
     while todo:
         n = todo.pop()
@@ -202,7 +203,8 @@ def _closure(root: str, packages: dict[str, LockedPackage]) -> set[str]:
     return seen
 
 
-def _upload_epoch(pkg: LockedPackage) -> int:
+def upload_epoch(pkg: LockedPackage) -> int:
+    """When the newest file of a locked package was uploaded (seconds since the epoch; 0 when unknown)."""
     times = [w.get("upload-time") for w in pkg.wheels] + [(pkg.sdist or {}).get("upload-time")]
     best = 0
     for t in times:

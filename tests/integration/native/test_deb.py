@@ -7,10 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from stackcrate.package.deb import LINTIAN_OVERRIDES
-from tests.conftest import chroot
+from tests.integration.conftest import chroot
 
 PKG = "openstack-keystone-29.1.0"
 VENV = "/opt/openstack/keystone-29.1.0"
@@ -21,7 +19,6 @@ def deb_field(deb: Path, field: str) -> str:
                           check=True).stdout.strip()
 
 
-@pytest.mark.slow
 def test_control_names_version_and_declared_depends(native):
     deb = native["files"]["deb"]
     assert deb_field(deb, "Package") == PKG
@@ -35,7 +32,6 @@ def test_control_names_version_and_declared_depends(native):
     assert b"./md5sums" in listing
 
 
-@pytest.mark.slow
 def test_apt_install_run_verify_purge(published, fresh_rootfs):
     root = fresh_rootfs
     shutil.copytree(published["repo"] / "apt", root / "srv/repo")
@@ -59,7 +55,6 @@ def test_apt_install_run_verify_purge(published, fresh_rootfs):
     assert not (root / VENV.lstrip("/")).exists()
 
 
-@pytest.mark.slow
 def test_lintian_clean_beyond_documented_overrides(native):
     res = subprocess.run(["lintian", "--tag-display-limit", "0", native["files"]["deb"]], capture_output=True,
                          text=True)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
-import pytest
 
-
-@pytest.mark.slow
 def test_publish_writes_yum_and_oci_repositories(published, native):
     repo = published["repo"]
     assert set(published["report"]) == {"apt", "yum", "oci"}

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-
-@pytest.mark.slow
 def test_every_format_twice_is_byte_identical(stackcrate, native, cache_dir, tmp_path):
     # A second cache that shares only inputs: downloaded files, the mmdebstrap rootfs (our input, made by
     # mmdebstrap) and Debian's Contents index. Venvs, layers and packages are all made again.

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-
 
 def rpm(*args, check=True):
     return subprocess.run(["rpm", *map(str, args)], capture_output=True, text=True, check=check)
 
 
-@pytest.mark.slow
 def test_rpm_signature_requires_install_verify(native, tmp_path):
     pkg = native["files"]["rpm"]
     assert "digests OK" in rpm("-K", pkg).stdout

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 
-@pytest.mark.slow
 def test_sboms_validate_and_list_lock_and_system_packages(native):
     validator = JsonStrictValidator(SchemaVersion.V1_6)
     lock = native["manifest"].with_suffix(".lock").read_text()

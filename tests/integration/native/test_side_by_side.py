@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
-from tests.conftest import chroot
 from tests.fixtures import pbr_project
+from tests.integration.conftest import chroot
 
 
-@pytest.mark.slow
 def test_two_versions_install_side_by_side(stackcrate, tmp_path, fresh_rootfs):
     svc = pbr_project(tmp_path, "fixture-svc", tags=("1.2.0", "1.3.0"))
     debs = []

@@ -3,13 +3,9 @@
 import json
 import subprocess
 
-import pytest
+from stackcrate.model.lock import Lock
 
-from stackcrate.lockfile import Lock
-from tests.conftest import chroot
-from tests.unit.pipeline.test_git_components import private_cache
-
-pytestmark = pytest.mark.slow
+from tests.integration.conftest import chroot, private_cache
 
 
 def test_lock_pins_everything_with_hashes(keystone_build):

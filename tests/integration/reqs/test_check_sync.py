@@ -7,10 +7,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.slow  # downloads the keystone sdist from PyPI (cached afterwards)
-
 
 def check_json(stackcrate, tree: Path, *extra: str) -> tuple[int, dict]:
     res = stackcrate("reqs", "check", tree, "--series", "2026.1", "--format", "json", *extra)

@@ -19,7 +19,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-pytestmark = pytest.mark.slow  # locks five services against PyPI (~8 s, cached afterwards)
 REPO = Path(__file__).resolve().parents[3]
 SERVICES = {"keystone": "29.1.0", "glance": "32.0.0", "openstack-placement": "15.0.0", "nova": "33.0.2"}
 

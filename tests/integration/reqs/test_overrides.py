@@ -17,7 +17,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-pytestmark = pytest.mark.slow  # resolves keystone against PyPI and builds its venv in a Debian rootfs
 REPO = Path(__file__).resolve().parents[3]
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stackcrate.model.artifacts import Artifact, ArtifactIndex, ArtifactSource
+
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "deploy"
 COMPONENTS = {"keystone": "29.1.0", "glance": "32.0.0", "openstack-placement": "15.0.0", "nova": "33.0.2",
@@ -28,22 +30,26 @@ def fake_oci_archive(path: Path, ref_name: str) -> None:
         tf.addfile(info, io.BytesIO(index))
 
 
+def _entry(name: str, version: str, fmt: str, path: Path) -> Artifact:
+    return Artifact(component=name, version=version, format=fmt, file=path.name, sha256="0" * 64,
+                    size=path.stat().st_size, install_path=f"/opt/openstack/{name}-{version}",
+                    source=ArtifactSource(type="pypi", revision=version), series="2026.1", target="debian-bookworm",
+                    source_date_epoch=1700000000, build_key="k" * 64)
+
+
 def fake_artifacts(out: Path, skip: tuple[str, ...] = ()) -> Path:
+    """artifacts.json listing a tarball and an OCI archive per component (neither a real one)."""
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     for name, version in COMPONENTS.items():
         if name in skip:
             continue
-        f = f"{name}-{version}.tar.zst"
-        (out / f).write_bytes(b"not a real artifact")
-        entries.append({"component": name, "version": version, "format": "tar", "file": f, "sha256": "0" * 64,
-                        "size": 19, "install_path": f"/opt/openstack/{name}-{version}"})
+        tar = out / f"{name}-{version}.tar.zst"
+        tar.write_bytes(b"not a real artifact")
         oci = out / f"{name}-{version}.oci.tar"
         fake_oci_archive(oci, f"{name}-{version}")
-        entries.append({"component": name, "version": version, "format": "oci", "file": oci.name,
-                        "sha256": "0" * 64, "size": oci.stat().st_size,
-                        "install_path": f"/opt/openstack/{name}-{version}"})
-    (out / "artifacts.json").write_text(json.dumps({"artifacts": entries}))
+        entries += [_entry(name, version, "tar", tar), _entry(name, version, "oci", oci)]
+    ArtifactIndex(stackcrate="test", artifacts=entries).write(out)
     return out
 
 

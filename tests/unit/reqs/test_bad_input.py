@@ -37,7 +37,7 @@ def test_unparsable_line_in_pyproject_extras(stackcrate, tmp_path):
 def test_unknown_series(stackcrate, tmp_path):
     (tmp_path / "requirements.txt").write_text("pbr>=2.0.0\n")
     _assert_clean_error(stackcrate("reqs", "check", tmp_path, "-s", "2042.7"), "unknown OpenStack series '2042.7'")
-    _assert_clean_error(stackcrate("reqs", "diff", "2025.1", "zzz"), "unknown OpenStack series 'zzz'")
+    _assert_clean_error(stackcrate("reqs", "diff", "2026.1", "zzz"), "unknown OpenStack series 'zzz'")
 
 
 def test_diff_missing_file(stackcrate, tmp_path):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import chroot
 from tests.fixtures import git, make_patch, pbr_project
+from tests.integration.conftest import chroot, private_cache
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +78,6 @@ def test_gerrit_change_ref_and_sha(stackcrate, repos, tmp_path):
     manifest = write_manifest(tmp_path / "s", repos, svc_ref=sha, patch=False)
     arts = build_json(stackcrate, manifest, tmp_path / "dist2")
     assert (arts["fixture-svc"]["version"], arts["fixture-svc"]["source"]["revision"]) == ("1.3.0", sha)
-
-
-def private_cache(tmp_path: Path, cache_dir: Path) -> dict:
-    """A separate cache sharing only downloads, uv's cache and the base rootfs: every component builds anew."""
-    other = tmp_path / "other-cache"
-    other.mkdir()
-    for shared in ("wheels", "rootfs", "uv"):
-        (cache_dir / shared).mkdir(exist_ok=True)
-        (other / shared).symlink_to(cache_dir / shared)
-    return {"STACKCRATE_CACHE_DIR": str(other)}
 
 
 def test_nothing_changed_rebuilds_nothing_and_ref_change_rebuilds_one(stackcrate, repos, tmp_path, cache_dir):

@@ -1,0 +1,152 @@
+"""One deployment of examples/deploy (five services on the local backend, real MariaDB/RabbitMQ/Memcached/HAProxy
+from Debian's packages), built and started once per module and shared by its tests.
+
+Every test starts from a running, healthy deployment (`running`) and leaves it that way, so each runs alone
+or in any order. Ports are picked free at random below the ephemeral range (the deployment refuses ports inside
+it: an outgoing connection may take one at any time), so a deployment already running on the machine does not
+collide. Set STACKCRATE_TEST_DEPLOY_DIST=DIR to reuse artifacts already built from examples/deploy/stackcrate.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stackcrate.deploy import procs
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "examples" / "deploy"
+
+
+def free_ports(n: int, host: str = "127.0.0.1", low: int = 20000, high: int = 32000) -> list[int]:
+    """n distinct ports nothing listens on, below the ephemeral range."""
+    out: list[int] = []
+    for port in random.sample(range(low, high), 400):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        out.append(port)
+        if len(out) == n:
+            return out
+    raise AssertionError(f"no {n} free ports between {low} and {high}")
+
+
+def services_with_free_ports() -> dict:
+    services = yaml.safe_load((EXAMPLE / "services.yaml").read_text())
+    ports = iter(free_ports(5 + 2 * len(services["services"])))
+    b = services["backing"]
+    b["mariadb"]["port"], b["memcached"]["port"] = next(ports), next(ports)
+    b["rabbitmq"].update(port=next(ports), dist_port=next(ports), epmd_port=next(ports))
+    for s in services["services"].values():
+        s["port"], s["backend_port"] = next(ports), next(ports)
+    return services
+
+
+def wait_for(cond, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+@dataclass
+class Deploy:
+    root: Path
+    dist: Path
+    timings: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def services(self) -> dict:
+        return yaml.safe_load((self.root / "services.yaml").read_text())
+
+    def sc(self, verb: str, *args: str, json_out: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+        from tests.conftest import CLI
+
+        cli = CLI(self.env)
+        pre = ["--json"] if json_out else []
+        return cli(*pre, "deploy", verb, "-s", self.root / "services.yaml", "-c", self.root / "configuration.yaml",
+                   *args, timeout=timeout)
+
+    def ok(self, verb: str, *args: str, timeout: float = 900) -> dict:
+        res = self.sc(verb, *args, timeout=timeout)
+        assert res.returncode == 0, f"{verb} failed:\n{res.stderr[-4000:]}"
+        data = json.loads(res.stdout)
+        if "steps" in data:
+            self.timings[" ".join((verb, *args))] = data["steps"] + [{"step": "total", "seconds": data["seconds"]}]
+        return data
+
+    def status(self) -> dict[str, dict]:
+        return {r["name"]: r for r in self.ok("status")["processes"]}
+
+    def pid(self, name: str) -> int | None:
+        return procs.alive(self.state / "run" / f"{name}.pid")
+
+    env: dict = field(default_factory=dict)
+
+
+ALL = ["mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "keystone", "glance", "placement", "neutron",
+       "nova-api", "nova-conductor", "nova-scheduler", "nova-compute"]
+
+
+@pytest.fixture(scope="session")
+def deploy_dist(stackcrate, tmp_path_factory) -> Path:
+    """The artifacts of examples/deploy/stackcrate.yaml, built once per run by `stackcrate deploy build`."""
+    given = os.environ.get("STACKCRATE_TEST_DEPLOY_DIST")
+    return Path(given) if given else tmp_path_factory.mktemp("deploy-dist") / "dist"
+
+
+@pytest.fixture(scope="module")
+def deployment(sc_env, deploy_dist, tmp_path_factory):
+    """A deployment that `run` started; whatever happens, every process is stopped and the state removed at the
+    end, and the time of each step is printed."""
+    root = tmp_path_factory.mktemp("deploy")
+    (root / "services.yaml").write_text(yaml.safe_dump(services_with_free_ports(), sort_keys=False))
+    shutil.copy(EXAMPLE / "stackcrate.yaml", root / "stackcrate.yaml")  # its lock goes beside it
+    conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
+    conf.update(state_dir=str(root / "state"), artifacts=str(deploy_dist), manifest=str(root / "stackcrate.yaml"))
+    (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
+    d = Deploy(root, deploy_dist, env=dict(sc_env))
+    built = d.ok("build", timeout=3600)
+    d.timings["build"] = [{"step": "built" if built["built"] else "all present", "seconds": built.get("seconds", 0)}]
+    d.ok("run")
+    yield d
+    d.sc("rm", "--purge", "--yes", timeout=300)
+    run_dir = d.state / "run"
+    for pidfile in run_dir.glob("*.pid") if run_dir.is_dir() else []:  # only if rm itself failed
+        pid = procs.alive(pidfile)
+        if pid:
+            os.killpg(pid, signal.SIGKILL)
+    print("\ndeploy timings (s):")
+    for verb, steps in d.timings.items():
+        print(f"  {verb}: " + ", ".join(f"{s['step']} {s['seconds']}" for s in steps))
+
+
+@pytest.fixture
+def running(deployment) -> Deploy:
+    """The shared deployment, every process running and healthy (started again if a test left one down)."""
+    st = deployment.status()
+    if any((r["state"], r["health"]) != ("running", "ok") for r in st.values()):
+        deployment.ok("start")
+        st = deployment.status()
+    assert {n: (r["state"], r["health"]) for n, r in st.items()} == {n: ("running", "ok") for n in ALL}
+    return deployment

@@ -1,0 +1,89 @@
+"""Both backends take every OpenStack process from the one table (openstack.py via processes.py): the container
+commands run the same program with the same arguments, environment and config files as the local backend."""
+
+from __future__ import annotations
+
+import shlex
+
+from stackcrate.deploy import containers
+from stackcrate.deploy.config import Deployment
+from stackcrate.deploy.install import artifacts
+from stackcrate.deploy.layout import Layout
+from stackcrate.deploy.openstack import SERVICES
+from stackcrate.deploy.processes import openstack_processes, process_names
+
+
+def local_layout(d: Deployment) -> Layout:
+    # the venvs where the local backend installs them: the paths the artifacts were built for
+    return Layout(d, {c: a.install_path for c, a in artifacts(d).items()}, secrets={})
+
+
+FLAGS = {"--detach", "--rm", "--read-only"}  # options without a value
+
+
+def parse_run(cmd: list[str]) -> dict:
+    """An `<engine> run` command taken apart: its options and what follows the image."""
+    opts: dict[str, list[str]] = {}
+    i = 2
+    while cmd[i].startswith("--"):
+        if cmd[i] in FLAGS:
+            opts[cmd[i]] = []
+            i += 1
+            continue
+        opts.setdefault(cmd[i], []).append(cmd[i + 1])
+        i += 2
+    return {"opts": opts, "image": cmd[i], "args": cmd[i + 1:]}
+
+
+def test_container_processes_are_the_local_ones(dep):
+    d = Deployment(dep["services"], dep["config"])
+    local = {p.name: p for p in openstack_processes(local_layout(d))}
+    runs = {}
+    for line in containers.up(d, "podman", dry_run=True):
+        cmd = shlex.split(line)
+        if cmd[:2] == ["podman", "run"]:
+            run = parse_run(cmd)
+            runs[run["opts"]["--name"][0].removeprefix("stackcrate-")] = run
+    assert set(local) <= set(runs)
+    assert list(local) == [n for n in process_names(d) if n in local]  # the table's start order
+    images = containers.images(d)
+    for name, p in local.items():
+        run = runs[name]
+        assert run["opts"]["--entrypoint"] == [p.program], name
+        assert run["args"] == list(p.args), name
+        assert dict(e.split("=", 1) for e in run["opts"].get("--env", [])) == p.env, name
+        mounts = {v.split(":")[0]: v.split(":")[2] for v in run["opts"]["--volume"]}
+        assert all(v.split(":")[0] == v.split(":")[1] for v in run["opts"]["--volume"])  # same paths inside
+        image = images[p.component]
+        assert run["image"] == image.name
+        for f in p.config_files:  # each config file is in the image's venv or in a mounted folder
+            assert f.startswith(image.install_path + "/") or any(f.startswith(m + "/") for m in mounts), (name, f)
+        assert {mounts[r] for r in p.reads} == {"ro"} and {mounts[w] for w in p.writes} == {"rw"}
+
+
+def test_every_service_in_the_table_is_deployable_and_complete(dep):
+    d = Deployment(dep["services"], dep["config"])
+    assert list(d.services.enabled()) == list(SERVICES)
+    lay = local_layout(d)
+    procs = openstack_processes(lay)
+    for name, spec in SERVICES.items():
+        api = next(p for p in procs if p.name == spec.processes[0].name)
+        assert api.program.endswith("/bin/gunicorn") and api.health.url and api.ports
+        assert api.config_files[-1] == str(lay.conf_file(name))
+        assert api.env[spec.config_dir_env] == str(lay.etc(name))
+        assert all(c.args[:2] == ("--config-file", "{config_file}") for c in spec.sync), name
+    nova_api = next(p for p in procs if p.name == "nova-api")
+    # nova's paste pipeline comes first: it is read from the first config file
+    assert nova_api.env["OS_NOVA_CONFIG_FILES"].split(";")[0].endswith("/etc/nova/api-paste.ini")
+    compute = next(p for p in procs if p.name == "nova-compute")
+    assert compute.args == ("--config-file", str(lay.conf_file("nova"))) and not compute.ports
+
+
+def test_nova_runs_only_the_processes_the_services_file_names(dep):
+    text = dep["services"].read_text().replace("processes: [api, conductor, scheduler, compute]",
+                                               "processes: [api, conductor]")
+    dep["services"].write_text(text)
+    d = Deployment(dep["services"], dep["config"])
+    names = [p.name for p in openstack_processes(local_layout(d))]
+    assert names == ["keystone", "glance", "placement", "neutron", "nova-api", "nova-conductor"]
+    assert process_names(d)[-2:] == ["nova-api", "nova-conductor"]

@@ -1,0 +1,99 @@
+"""The lock stage's own logic, without uv or the network: reading uv's annotations, explaining its failures,
+the constraints handed to it, closures and SOURCE_DATE_EPOCH."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stackcrate.constraints import Constraints
+from stackcrate.manifest import Component
+from stackcrate.model.lock import LockedPackage
+from stackcrate.model.source import LockedPypi
+from stackcrate.resolve import closure_of, effective_constraints, explain_failure, parse_via, upload_epoch
+from stackcrate.sources import PreparedComponent
+
+# uv pip compile --format requirements.txt --annotation-style split, as uv 0.9 writes it
+UV_GRAPH = """\
+keystone==29.1.0
+    # via -r requirements.in
+oslo-config==10.3.0
+    # via
+    #   -c constraints.txt
+    #   keystone
+    #   oslo-log
+oslo-log==7.2.1
+    # via
+    #   -c constraints.txt
+    #   keystone
+pbr==7.0.1
+    # via
+    #   -c constraints.txt
+    #   oslo-config
+    #   oslo-log
+python-memcached==1.62
+    # via -r requirements.in
+"""
+
+
+def test_parse_via_inverts_annotations_into_dependencies():
+    deps = parse_via(UV_GRAPH)
+    assert deps["keystone"] == {"oslo-config", "oslo-log"}
+    assert deps["oslo-config"] == {"pbr"}
+    assert deps["oslo-log"] == {"oslo-config", "pbr"}
+    assert deps["pbr"] == set() and deps["python-memcached"] == set()
+    assert "-r" not in deps and "-c" not in deps  # the input files are not packages
+
+
+def test_closure_follows_edges_and_ignores_unknown_names():
+    pkgs = {n: LockedPackage(n, "1", dependencies=sorted(d)) for n, d in parse_via(UV_GRAPH).items()}
+    pkgs["oslo-log"].dependencies.append("not-in-the-lock")
+    assert closure_of("keystone", pkgs) == {"keystone", "oslo-config", "oslo-log", "pbr"}
+    assert closure_of("pbr", pkgs) == {"pbr"}
+
+
+def test_effective_constraints_drop_components_and_overridden_pins():
+    uc = Constraints("uc.txt", "keystone===28.0.0\noslo.config===10.3.0\nurllib3===2.3.0\nsix===1.17.0\n")
+    lines, origin = effective_constraints(uc, {"keystone"}, ["urllib3==2.5.0"])
+    assert lines == ["oslo.config===10.3.0", "six===1.17.0", "urllib3==2.5.0"]
+    assert origin["oslo-config"] == "oslo.config===10.3.0 (upper-constraints uc.txt, line 2)"
+    assert origin["urllib3"] == "urllib3==2.5.0 (override)"
+    assert "keystone" not in origin
+
+
+UV_CONFLICT = """\
+  × No solution found when resolving dependencies:
+  ╰─▶ Because fixture-svc==1.2.0 depends on oslo-i18n>=6.0.0 and you require oslo-i18n==5.0.0, we can
+      conclude that fixture-svc==1.2.0 cannot be used.
+      And because you require fixture-svc==1.2.0, we can conclude that your requirements are unsatisfiable.
+"""
+
+
+def test_explain_failure_names_the_component_and_the_blocking_pin():
+    comp = Component(name="fixture-svc", path="../svc")
+    prepared = [PreparedComponent(comp, 0, "fixture-svc @ file:///w/fixture_svc-1.2.0-py3-none-any.whl",
+                                  LockedPypi(version="1.2.0"))]
+    origin = {"oslo-i18n": "oslo-i18n==5.0.0 (override)", "six": "six===1.17.0 (upper-constraints uc, line 9)"}
+    err = explain_failure(UV_CONFLICT, prepared, origin, "2026.1").render()
+    assert "cannot be satisfied together with the 2026.1 constraints" in err
+    assert "Because fixture-svc==1.2.0 depends on oslo-i18n>=6.0.0" in err
+    assert "No solution found" not in err and "╰─▶" not in err
+    assert "components involved: fixture-svc (fixture-svc)" in err
+    assert "- oslo-i18n==5.0.0 (override)" in err
+    assert "six" not in err  # not involved in the conflict
+
+
+def test_upload_epoch_is_the_newest_file():
+    pkg = LockedPackage("six", "1.17.0", wheels=[{"upload-time": "2024-12-04T17:35:26.475Z"}],
+                        sdist={"upload-time": "2024-12-04T17:35:28.174Z"})
+    assert upload_epoch(pkg) == 1733333728
+    assert upload_epoch(LockedPackage("x", "1")) == 0
+
+
+def test_example_lock_names_its_inputs():
+    from stackcrate.model.lock import Lock
+
+    lock = Lock.load(Path(__file__).resolve().parents[3] / "examples" / "keystone.lock")
+    assert (lock.series, lock.target) == ("2026.1", "debian-bookworm")
+    (ks,) = lock.components
+    assert isinstance(ks.source, LockedPypi) and not ks.source.built_here and ks.revision == "29.1.0"
+    assert set(ks.closure) <= set(lock.packages) and "keystone" in ks.closure
