@@ -148,5 +148,5 @@ def running(deployment) -> Deploy:
     if any((r["state"], r["health"]) != ("running", "ok") for r in st.values()):
         deployment.ok("start")
         st = deployment.status()
-    assert {n: (r["state"], r["health"]) for n, r in st.items()} == {n: ("running", "ok") for n in ALL}
+    assert {n: (r["state"], r["health"]) for n, r in st.items()} == dict.fromkeys(ALL, ("running", "ok"))
     return deployment

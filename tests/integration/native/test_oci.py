@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import tarfile
+import tempfile
+from pathlib import Path
 
 import yaml
 
 from stackcrate.package.oci import archive_ref_name
 from tests.conftest import REPO
-from tests.integration.conftest import chroot
 from tests.fixtures import pbr_project
+from tests.integration.conftest import chroot
 
 
 def run(*argv):
@@ -77,7 +80,7 @@ def test_images_from_one_lock_share_lower_layers(stackcrate, native, tmp_path):
     print(f"\nOCI layers: sum over 2 images {total:,} bytes, unique {stored:,} bytes")
 
 
-def test_container_backend_loads_and_runs_the_built_image(stackcrate, native, tmp_path):
+def test_container_backend_loads_and_runs_the_built_image(stackcrate, native, tmp_path, request):
     """`deploy run --backend podman --dry-run`: its skopeo command stores the built keystone image under the name
     its `podman run` uses, and podman runs that image (a throwaway store, the runc runtime these hosts need)."""
     services = yaml.safe_load((REPO / "examples" / "deploy" / "services.yaml").read_text())
@@ -92,8 +95,10 @@ def test_container_backend_loads_and_runs_the_built_image(stackcrate, native, tm
     cmds = [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
     (load,) = [c for c in cmds if c[0] == "skopeo"]
     (keystone,) = [c for c in cmds if c[:2] == ["podman", "run"] and "stackcrate-keystone" in c]
-    storage = ["--root", str(tmp_path / "store"), "--runroot", str(tmp_path / "store-run"), "--storage-driver", "vfs"]
-    store = f"containers-storage:[vfs@{tmp_path / 'store'}+{tmp_path / 'store-run'}]"
+    short = Path(tempfile.mkdtemp(prefix="sc-"))  # podman refuses a runroot path of over 50 characters
+    request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
+    storage = ["--root", str(short / "root"), "--runroot", str(short / "run"), "--storage-driver", "vfs"]
+    store = f"containers-storage:[vfs@{short / 'root'}+{short / 'run'}]"
     run(*load[:-1], load[-1].replace("containers-storage:", store, 1))
     image = load[-1].removeprefix("containers-storage:")
     assert image in keystone

@@ -4,7 +4,6 @@ import json
 import subprocess
 
 from stackcrate.model.lock import Lock
-
 from tests.integration.conftest import chroot, private_cache
 
 
