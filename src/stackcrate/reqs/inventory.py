@@ -23,8 +23,8 @@ from ..model.lock import Lock, LockedComponent
 from ..model.source import LockedPath, LockedPypi
 from ..sources import built_source_file, download, index_files
 from .bindep import system_packages
-from .data import load_series_data
 from .classify import is_openstack
+from .data import load_series_data
 from .projectfiles import read_txt
 
 BINDEP_FILES = ("bindep.txt", "other-requirements.txt")  # the latter: bindep's name before mitaka
