@@ -5,7 +5,8 @@
 - `which`: where a program is, with the Debian package to install when it is missing;
 - `uv`, `git`: those two with the environment that makes them depend only on our inputs;
 - `http`, `download`: one way to fetch over HTTP: time limits, retries on transient failures, and one error
-  style naming the URL and what to do.
+  style naming the URL and what to do;
+- `xmlrpc_unix`: XML-RPC over HTTP on a unix socket (how we talk to supervisord).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import logging
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -244,3 +248,35 @@ def _copy(src: BinaryIO, dst: BinaryIO, h: Any) -> None:
     while block := src.read(1 << 20):
         h.update(block)
         dst.write(block)
+
+
+class _UnixHTTPConnection(HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str, timeout: float):
+        super().__init__()
+        self._path, self._timeout = path, timeout
+
+    def make_connection(self, host):  # noqa: ARG002 - the host is the socket
+        return _UnixHTTPConnection(self._path, self._timeout)
+
+
+def xmlrpc_unix(path: Path, timeout: float = 30) -> xmlrpc.client.ServerProxy:
+    """An XML-RPC client over a unix socket (supervisord's control interface); every call has a time limit.
+    Errors are the xmlrpc/OSError ones: callers say what failed."""
+    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(str(path), timeout),
+                                     allow_none=True)

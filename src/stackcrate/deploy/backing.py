@@ -17,23 +17,30 @@ from .secrets import private_file
 
 # Debian package of each program: named in the error when it is missing.
 PACKAGES = {"mariadbd": "mariadb-server", "mariadb-install-db": "mariadb-server", "mariadb": "mariadb-client",
-            "epmd": "erlang-base", "rabbitmq-server": "rabbitmq-server", "memcached": "memcached",
-            "haproxy": "haproxy"}
+            "epmd": "erlang-base", "rabbitmq-server": "rabbitmq-server", "rabbitmqctl": "rabbitmq-server",
+            "memcached": "memcached", "haproxy": "haproxy", "supervisord": "supervisor"}
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not /usr/sbin's wrapper, which su's to rabbitmq
 # Every backing process, in start order (the stop order is the reverse).
 BACKING_NAMES = ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy")
 
 
-def program(name: str) -> str:
+def program(name: str, required: bool = True) -> str:
+    """Where a backing program is; when not required (a definition for `status`), its usual path."""
     if name == "rabbitmq-server":
-        if not os.access(RABBITMQ_SERVER, os.X_OK):
+        if required and not os.access(RABBITMQ_SERVER, os.X_OK):
             raise StackcrateError("the program 'rabbitmq-server' is not installed",
                                   hint="install it (apt-get install rabbitmq-server)")
         return RABBITMQ_SERVER
-    return tools.which(name, PACKAGES.get(name, name))
+    try:
+        return tools.which(name, PACKAGES.get(name, name))
+    except StackcrateError:
+        if required:
+            raise
+        return f"/usr/sbin/{name}"
 
 
 def check_programs() -> None:
+    """Every program the local backend runs is installed (before anything changes)."""
     for name in PACKAGES:
         program(name)
 
@@ -47,12 +54,12 @@ def socket_path(d: Deployment) -> Path:
     return d.state / "run" / "mariadb.sock"
 
 
-def _backing(name: str, argv: list[str], port: int, *, env: dict | None = None, writes: tuple = (),
+def _backing(name: str, probe: str, argv: list[str], port: int, *, env: dict | None = None, writes: tuple = (),
              reads: tuple = (), config_files: tuple = (), start_timeout: float = 90,
              more_ports: tuple[int, ...] = ()) -> ProcessDef:
-    """A backing process; `port` is the one its health check connects to."""
+    """A backing process; `port` is the one its health check (`probe`, see processes.Health) talks to."""
     return ProcessDef(name, "backing", argv[0], tuple(argv[1:]), dict(env or {}), ports=(port, *more_ports),
-                      health=Health(port=port), writes=tuple(str(w) for w in writes),
+                      health=Health(probe, port=port), writes=tuple(str(w) for w in writes),
                       reads=tuple(str(r) for r in reads), config_files=tuple(str(c) for c in config_files),
                       start_timeout=start_timeout)
 
@@ -60,11 +67,11 @@ def _backing(name: str, argv: list[str], port: int, *, env: dict | None = None, 
 def mariadb_procs(d: Deployment) -> list[ProcessDef]:
     port = d.services.backing.mariadb.port
     data = d.state / "data" / "mariadb"
-    argv = [program("mariadbd"), "--no-defaults", f"--datadir={data}", f"--socket={socket_path(d)}",
+    argv = [program("mariadbd", False), "--no-defaults", f"--datadir={data}", f"--socket={socket_path(d)}",
             f"--port={port}", f"--bind-address={d.listen}", f"--pid-file={d.state / 'run' / 'mariadbd.pidfile'}",
             "--skip-name-resolve", "--max-connections=1000", "--character-set-server=utf8mb4",
             "--innodb-buffer-pool-size=128M", "--skip-log-bin", *_as_root()]
-    return [_backing("mariadb", argv, port, writes=(data, d.state / "run"), start_timeout=60)]
+    return [_backing("mariadb", "mysql", argv, port, writes=(data, d.state / "run"), start_timeout=60)]
 
 
 def mariadb_install(d: Deployment) -> bool:
@@ -87,6 +94,21 @@ def sql(d: Deployment, statements: str) -> str:
 
 def _rabbitmq_paths(d: Deployment) -> tuple[Path, Path]:
     return d.state / "etc" / "rabbitmq", d.state / "data" / "rabbitmq"
+
+
+def rabbitmq_env(d: Deployment) -> dict[str, str]:
+    """What rabbitmq-server and rabbitmqctl both need to find this deployment's node."""
+    r = d.services.backing.rabbitmq
+    etc, data = _rabbitmq_paths(d)
+    return {"ERL_EPMD_PORT": str(r.epmd_port), "ERL_EPMD_ADDRESS": d.listen, "HOME": str(data),
+            "RABBITMQ_CONF_ENV_FILE": str(etc / "rabbitmq-env.conf"), "RABBITMQ_NODENAME": "stackcrate@localhost"}
+
+
+def rabbitmq_set_password(d: Deployment, password: str) -> None:
+    """Set the OpenStack user's password in the running broker (rabbitmq.conf's default_pass only counts on the
+    first boot). The password goes on stdin, never on the command line."""
+    tools.run([program("rabbitmqctl"), "--quiet", "change_password", "openstack"], input=password + "\n",
+              env=rabbitmq_env(d), timeout=120)
 
 
 def write_configs(d: Deployment, secrets: dict[str, str]) -> None:
@@ -115,17 +137,18 @@ def rabbitmq_procs(d: Deployment) -> list[ProcessDef]:
     r = d.services.backing.rabbitmq
     etc, data = _rabbitmq_paths(d)
     epmd = {"ERL_EPMD_PORT": str(r.epmd_port), "ERL_EPMD_ADDRESS": d.listen}
-    env = dict(epmd, HOME=str(data), RABBITMQ_CONF_ENV_FILE=str(etc / "rabbitmq-env.conf"),
-               RABBITMQ_CONFIG_FILE=str(etc / "rabbitmq.conf"),
+    # RUNNING_UNDER_SYSTEMD: the start script execs the Erlang VM instead of staying as a /bin/sh parent, so the
+    # process supervisord watches (and kills) is the broker itself
+    env = dict(rabbitmq_env(d), RABBITMQ_CONFIG_FILE=str(etc / "rabbitmq.conf"), RUNNING_UNDER_SYSTEMD="1",
                RABBITMQ_ENABLED_PLUGINS_FILE=str(etc / "enabled_plugins"),
                RABBITMQ_ADVANCED_CONFIG_FILE=str(etc / "advanced.config"),
                RABBITMQ_MNESIA_BASE=str(data / "mnesia"), RABBITMQ_LOG_BASE=str(d.state / "log" / "rabbitmq"),
                RABBITMQ_LOGS="-", RABBITMQ_NODENAME="stackcrate@localhost", RABBITMQ_NODE_IP_ADDRESS=d.listen,
                RABBITMQ_NODE_PORT=str(r.port), RABBITMQ_DIST_PORT=str(r.dist_port),
                RABBITMQ_PID_FILE=str(d.state / "run" / "rabbitmq.pidfile"))
-    return [_backing("epmd", [program("epmd"), "-address", d.listen, "-port", str(r.epmd_port)], r.epmd_port,
-                     env=epmd),
-            _backing("rabbitmq", [program("rabbitmq-server")], r.port, env=env, start_timeout=120,
+    epmd_argv = [program("epmd", False), "-address", d.listen, "-port", str(r.epmd_port)]
+    return [_backing("epmd", "epmd", epmd_argv, r.epmd_port, env=epmd),
+            _backing("rabbitmq", "amqp", [program("rabbitmq-server", False)], r.port, env=env, start_timeout=120,
                      more_ports=(r.dist_port,),
                      writes=(data, d.state / "log" / "rabbitmq", d.state / "run"), reads=(etc,),
                      config_files=(etc / "rabbitmq.conf",))]
@@ -133,14 +156,17 @@ def rabbitmq_procs(d: Deployment) -> list[ProcessDef]:
 
 def memcached_procs(d: Deployment) -> list[ProcessDef]:
     port = d.services.backing.memcached.port
-    argv = [program("memcached"), "-l", d.listen, "-p", str(port), "-U", "0", "-m", "64"]
+    argv = [program("memcached", False), "-l", d.listen, "-p", str(port), "-U", "0", "-m", "64"]
     if os.geteuid() == 0:
         argv += ["-u", "root"]
-    return [_backing("memcached", argv, port)]
+    return [_backing("memcached", "memcached", argv, port)]
 
 
 def haproxy_config(d: Deployment) -> str:
-    lines = ["global", "    maxconn 4000", "", "defaults", "    mode http", "    timeout connect 5s",
+    lines = ["global", "    maxconn 4000",
+             # the access log goes to stdout, so to haproxy.log under log/ (rotated by supervisord)
+             "    log stdout format raw local0 info", "",
+             "defaults", "    mode http", "    log global", "    option httplog", "    timeout connect 5s",
              "    timeout client 600s", "    timeout server 600s", "    option forwardfor",
              # gunicorn closes idle keep-alive connections after 2 s; reusing one then fails a POST (seen:
              # "Remote end closed connection"), so HAProxy opens a new server connection per request.
@@ -155,8 +181,8 @@ def haproxy_procs(d: Deployment) -> list[ProcessDef]:
     cfg = d.state / "etc" / "haproxy" / "haproxy.cfg"
     first = next(iter(d.services.enabled().values()))
     others = tuple(s.port for s in d.services.enabled().values())[1:]
-    return [_backing("haproxy", [program("haproxy"), "-db", "-f", str(cfg)], first.port, reads=(cfg.parent,),
-                     config_files=(cfg,), more_ports=others)]
+    return [_backing("haproxy", "tcp", [program("haproxy", False), "-db", "-f", str(cfg)], first.port,
+                     reads=(cfg.parent,), config_files=(cfg,), more_ports=others)]
 
 
 def backing_processes(d: Deployment) -> list[ProcessDef]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,7 +135,9 @@ def run(obj, d: Deployment, dry_run: bool, backend: str | None) -> None:
         return
     t0, t = _timer(obj)
     data = lifecycle.run(d, t)
-    _finish(obj, t, "run", data, f"running ({len(data['started'])} process(es) started)", t0)
+    n = len(lifecycle.process_names(d))
+    _finish(obj, t, "run", data, f"running: all {n} processes healthy and the cloud ready "
+            f"({len(set(data['started']) | set(data.get('init', {}).get('started', [])))} started by this run)", t0)
 
 
 @deploy.command()
@@ -173,8 +176,9 @@ def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
     from . import lifecycle
 
     _local_only(d)
-    if purge and not yes:
-        click.confirm(f"Remove {d.state} with all its data?", abort=True, err=True)
+    if purge and not yes and not click.confirm(f"Remove {d.state} with all its data?", err=True):
+        obj.ui.info("nothing removed")
+        raise SystemExit(1)
     t0, t = _timer(obj)
     data = lifecycle.rm(d, t, purge)
     _finish(obj, t, "rm", data, f"removed {'everything in ' if purge else 'runtime files of '}{d.state}", t0)
@@ -184,15 +188,21 @@ def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
 @deployment_options
 @click.pass_obj
 def status(obj, d: Deployment) -> None:
-    """Each service and backing service with its state and health."""
+    """Each process: state, health (a check that exercises what it depends on), version, pid, port.
+
+    Exit status 0 when every process runs and is healthy, 3 when nothing runs, 1 otherwise.
+    """
     from . import lifecycle
 
-    rows = lifecycle.status(d)
-    lines = [f"{'NAME':<16}{'KIND':<9}{'STATE':<9}{'HEALTH':<8}{'PID':<9}PORT"]
+    data = lifecycle.status(d)
+    rows = data["processes"]
+    lines = [f"{'NAME':<16}{'KIND':<9}{'STATE':<13}{'HEALTH':<9}{'VERSION':<10}{'PID':<9}{'PORT':<7}DETAIL"]
     for r in rows:
-        lines.append(f"{r['name']:<16}{r['kind']:<9}{r['state']:<9}{r['health']:<8}{str(r['pid'] or '-'):<9}"
-                     f"{r['port'] or '-'}")
-    obj.ui.result({"state_dir": str(d.state), "processes": rows}, "\n".join(lines))
+        lines.append(f"{r['name']:<16}{r['kind']:<9}{r['state']:<13}{r['health']:<9}{r['version'] or '-':<10}"
+                     f"{str(r['pid'] or '-'):<9}{str(r['port'] or '-'):<7}{r['detail']}")
+    obj.ui.result({"state_dir": str(d.state), **data}, "\n".join(lines))
+    if data["code"]:
+        raise SystemExit(data["code"])
 
 
 @deploy.command()
@@ -217,10 +227,13 @@ def logs(d: Deployment, service: str | None, follow: bool, lines: int) -> None:
 
 
 def _follow(files: list[Path]) -> None:
+    """Print what is appended to the logs until interrupted (like `tail -F`: a rotated log is read anew)."""
     pos = {f: f.stat().st_size for f in files}
     while True:
         for f in files:
-            size = f.stat().st_size
+            size = f.stat().st_size if f.exists() else 0
+            if size < pos[f]:  # rotated by supervisord: the new file starts at 0
+                pos[f] = 0
             if size > pos[f]:
                 with open(f, errors="replace") as fh:
                     fh.seek(pos[f])
@@ -232,11 +245,32 @@ def _follow(files: list[Path]) -> None:
 @deploy.command()
 @deployment_options
 @click.pass_obj
+def env(obj, d: Deployment) -> None:
+    """Print shell exports for the `openstack` client of this cloud: eval "$(stackcrate deploy env)".
+
+    The password stays in <state>/clouds.yaml (mode 0600); nothing secret is printed.
+    """
+    from .configs import cloud_name
+    from .install import artifacts
+
+    clouds = d.state / "clouds.yaml"
+    if not clouds.exists():
+        raise StackcrateError(f"{clouds} does not exist", hint="run `stackcrate deploy init` (or `run`) first")
+    client = artifacts(d)[d.services.client].install_path
+    exports = {"OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CLOUD": cloud_name(d)}
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
+    lines.append(f'export PATH={shlex.quote(client + "/bin")}:"$PATH"')
+    obj.ui.result({**exports, "path": f"{client}/bin"}, "\n".join(lines))
+
+
+@deploy.command()
+@deployment_options
+@click.pass_obj
 def verify(obj, d: Deployment) -> None:
     """Token, image upload/download, server on the fake driver: with the real `openstack` client."""
     from .verify import verify as do_verify
 
     t0, t = _timer(obj)
     data = do_verify(d, t)
-    _finish(obj, t, "verify", data, f"verified: image {data['image']}, server {data['server']} "
-            f"{data['server_status']}", t0)
+    _finish(obj, t, "verify", data, f"verified: token, image round trip, server {data['server_status']} then "
+            "deleted", t0)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from .layout import Layout
-from .openstack import SERVICES
+from .openstack import COMPUTE_HOST, SERVICES
 from .processes import wsgi_module
 from .secrets import private_file
 
@@ -82,8 +82,10 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
     if "nova" in enabled:
         nv = lay.data("nova")
         out["nova"] = _merge({
-            "DEFAULT": {"compute_driver": "fake.FakeDriver", "state_path": nv, "instances_path": nv / "instances",
-                        "my_ip": d.listen, "host": "stackcrate",
+            # the fake driver that behaves like a real one-node driver: its node keeps one identity, which
+            # nova-compute writes to <state_path>/compute_id at the first start and checks at every other
+            "DEFAULT": {"compute_driver": "fake.FakeDriverWithoutFakeNodes", "state_path": nv,
+                        "instances_path": nv / "instances", "my_ip": d.listen, "host": COMPUTE_HOST,
                         "osapi_compute_workers": enabled["nova"].workers, "metadata_workers": 1},
             "api": {"auth_strategy": "keystone"},
             "wsgi": {"api_paste_config": lay.venv("nova") / "etc" / "nova" / "api-paste.ini"},
@@ -128,3 +130,21 @@ def wsgi_wrapper(lay: Layout, service: str) -> Path:
     return path
 
 
+
+
+def write_clouds_yaml(lay: Layout) -> Path:
+    """<state>/clouds.yaml (0600): the admin's cloud for the `openstack` client (`stackcrate deploy env`)."""
+    import yaml
+
+    cloud = {"auth": {"auth_url": lay.public_url("keystone"), "username": "admin", "project_name": "admin",
+                      "password": lay.secrets["admin_password"], "user_domain_name": "Default",
+                      "project_domain_name": "Default"},
+             "region_name": lay.d.config.region, "interface": "public", "identity_api_version": 3}
+    path = lay.d.state / "clouds.yaml"
+    private_file(path, yaml.safe_dump({"clouds": {cloud_name(lay.d): cloud}}, sort_keys=False))
+    return path
+
+
+def cloud_name(d) -> str:
+    """The cloud's name in clouds.yaml (OS_CLOUD): stackcrate-<region>, e.g. stackcrate-regionone."""
+    return f"stackcrate-{d.config.region.lower()}"

@@ -1,8 +1,16 @@
-"""The lifecycle of a local deployment: init, start, stop, status, rm (the verbs of `stackcrate deploy`)."""
+"""The lifecycle of a local deployment: init, start, stop, status, rm (the verbs of `stackcrate deploy`).
+
+Processes run under supervisord (supervisor.py), which restarts one that dies; `start` starts them one by one
+in dependency order and returns only once each is healthy (health.py) and the cloud can build a server. A
+process that exits while starting fails `start` at once with the end of its log, and the deployment is left
+stopped rather than half-started.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import socket
 import time
@@ -11,24 +19,51 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from . import backing, bootstrap, configs, procs
+from . import backing, bootstrap, configs, secrets
 from .config import Deployment
+from .health import Checker, Verdict
 from .install import artifacts, install, venvs
 from .keystone_api import register
 from .layout import Layout
+from .openstack import COMPUTE_HOST
 from .processes import ProcessDef, all_processes, proc_name, process_names
-from .secrets import load_or_create
+from .supervisor import Supervisor, orphans
 from .timer import Timer
 
+READY_TIMEOUT = 180.0   # seconds for the cloud to be able to build a server once every process is up
+STOPPED = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}
+DIED = {"EXITED", "FATAL", "BACKOFF", "STOPPED"}
 
-def layout(d: Deployment) -> Layout:
-    return Layout(d, venvs(d), load_or_create(d.state, d.config.secrets))
+
+def layout(d: Deployment, values: dict[str, str] | None = None) -> Layout:
+    """The deployment with its installed venvs and its secrets (the applied ones unless given)."""
+    return Layout(d, venvs(d), values if values is not None else secrets.ensure(d.state, d.config.secrets))
 
 
-def write_configs(lay: Layout) -> None:
+def private_dirs(d: Deployment) -> None:
+    """The state folder and its parts, readable by their owner only (secrets, keys, images, logs inside)."""
+    for path in (d.state, d.state / "etc", d.state / "data", d.state / "run", d.state / "log"):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+
+
+def write_configs(lay: Layout) -> set[str]:
+    """Every generated file (backing services, OpenStack services, clouds.yaml); the paths whose content changed."""
+    before = _digests(lay.d.state / "etc") | _digests(lay.wsgi_dir())
     backing.write_configs(lay.d, lay.secrets)
     configs.write_configs(lay)
+    configs.write_clouds_yaml(lay)
+    after = _digests(lay.d.state / "etc") | _digests(lay.wsgi_dir())
+    return {p for p in after.keys() | before.keys() if before.get(p) != after.get(p)}
 
+
+def _digests(folder: Path) -> dict[str, str]:
+    if not folder.is_dir():
+        return {}
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+# ---------------------------------------------------------------------------------------------- checks
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
@@ -63,12 +98,14 @@ def preflight(d: Deployment) -> None:
     """Refuse before changing anything: artifacts and programs present, every port of a stopped process free."""
     artifacts(d)
     backing.check_programs()
-    run_dir = d.state / "run"
+    sup = Supervisor(d)
+    states = sup.states() if sup.running() else {}
+    leftover = {} if states else orphans(d.state)
     busy = []
     for name, plist in ports(d).items():
-        if procs.alive(run_dir / f"{name}.pid"):
-            continue
-        procs.reap(run_dir / f"{name}.pid")  # a killed master's workers may still hold its port
+        st = states.get(name)
+        if (st and st.state not in STOPPED) or name in leftover:
+            continue  # ours: start leaves it running (or replaces it)
         busy += [f"{port} ({name})" for port in plist if not _port_free(d.listen, port)]
     if busy:
         raise StackcrateError(f"port(s) already in use on {d.listen}: {', '.join(busy)}",
@@ -82,49 +119,102 @@ def preflight(d: Deployment) -> None:
                               f"{lo} in the services file")
 
 
-def start_procs(d: Deployment, plist: list[ProcessDef], t: Timer) -> list[str]:
-    run_dir, log_dir = d.state / "run", d.state / "log"
-    run_dir.mkdir(parents=True, exist_ok=True)
+def refuse_pending_secrets(d: Deployment) -> None:
+    changed = secrets.pending(d.state, d.config.secrets)
+    if changed:
+        raise StackcrateError(f"secret(s) changed in {d.config_path.name} and not applied yet: {', '.join(changed)}",
+                              hint="`stackcrate deploy init` applies them to every service that uses them "
+                              "(start does not: the services would run with old and new values mixed)")
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+def log_tail(d: Deployment, name: str, lines: int = 15) -> str:
+    try:
+        text = (d.state / "log" / f"{name}.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return "    (no log)"
+    return "\n".join("    " + ln for ln in text.splitlines()[-lines:])
+
+
+def wait_healthy(d: Deployment, sup: Supervisor, p: ProcessDef, values: dict[str, str]) -> Verdict:
+    """Until p is RUNNING and its health check passes; at once an error when it dies while starting."""
+    deadline = time.monotonic() + p.start_timeout
+    verdict = Verdict(False, "not checked yet")
+    while True:
+        st = sup.states().get(p.name)
+        if st is None or st.state in DIED:
+            why = st.description if st else "unknown to supervisord"
+            raise StackcrateError(f"{p.name} exited while starting ({why})",
+                                  hint=f"the end of its log ({d.state / 'log' / (p.name + '.log')}):\n"
+                                  + log_tail(d, p.name))
+        if st.state == "RUNNING":
+            verdict = Checker(d, values).check(p)
+            if verdict.ok:
+                return verdict
+        if time.monotonic() > deadline:
+            raise StackcrateError(f"{p.name} did not become healthy within {p.start_timeout:.0f}s: {verdict.detail}",
+                                  hint="the end of its log:\n" + log_tail(d, p.name))
+        time.sleep(0.5)
+
+
+def start_processes(d: Deployment, sup: Supervisor, plist: list[ProcessDef], values: dict[str, str], t: Timer,
+                    restart: set[str] | None = None) -> list[str]:
+    """Start (or restart, for those in `restart`) each process in order, each healthy before the next."""
+    restart = restart or set()
+    states = sup.states()
     started = []
     for p in plist:
-        if procs.alive(run_dir / f"{p.name}.pid"):
-            continue
-        with t.step(f"Starting {p.name}"):
-            procs.start(p, run_dir, log_dir)
-            procs.wait_healthy(p, d.listen, run_dir, log_dir)
+        st = states.get(p.name)
+        running = st is not None and st.state not in STOPPED
+        if running and p.name not in restart:
+            if st.state == "RUNNING" and Checker(d, values).check(p).ok:
+                continue
+        with t.step(f"{'Restarting' if running and p.name in restart else 'Starting'} {p.name}") as info:
+            if running and p.name in restart:
+                sup.stop(p.name)
+                running = False
+            if not running:
+                sup.start(p.name)
+            info["note"] = wait_healthy(d, sup, p, values).detail
         started.append(p.name)
     return started
 
 
 def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
     """OpenStack processes in parallel (nova's ignore SIGTERM: each waits out the deadline), then backing ones
-    one by one in reverse start order."""
-    run_dir = d.state / "run"
-    stop_order = list(reversed(process_names(d)))
-    present = [n for n in stop_order if (run_dir / f"{n}.pid").exists()]
-    tier1 = [n for n in present if n not in backing.BACKING_NAMES]
+    one by one in reverse start order, then supervisord itself."""
+    sup = Supervisor(d)
+    if not sup.running():
+        left = sup.stop_orphans(d.config.stop_timeout)
+        return dict.fromkeys(left, "stopped (its supervisor was gone)")
+    states = sup.states()
+    live = [n for n in reversed(process_names(d)) if n in states and states[n].state not in STOPPED]
+    tier1 = [n for n in live if n not in backing.BACKING_NAMES]
     out: dict[str, str] = {}
+
+    def stop(name: str) -> str:
+        t0 = time.monotonic()
+        sup.stop(name)
+        return "killed after deadline" if time.monotonic() - t0 >= d.config.stop_timeout else "stopped"
+
     if tier1:
         with t.step(f"Stopping {', '.join(tier1)}") as info:
             with ThreadPoolExecutor(max_workers=len(tier1)) as pool:
-                results = pool.map(lambda n: procs.stop(n, run_dir, d.config.stop_timeout), tier1)
-                out.update(zip(tier1, results, strict=True))
+                out.update(zip(tier1, pool.map(stop, tier1), strict=True))
             killed = [n for n in tier1 if out[n] != "stopped"]
             info["note"] = f"killed after {d.config.stop_timeout:g}s: {', '.join(killed)}" if killed else ""
-    for name in [n for n in present if n in backing.BACKING_NAMES]:
+    for name in [n for n in live if n in backing.BACKING_NAMES]:
         with t.step(f"Stopping {name}") as info:
-            out[name] = info["note"] = procs.stop(name, run_dir, d.config.stop_timeout)
+            out[name] = info["note"] = stop(name)
+    sup.shutdown()
     return out
 
 
-COMPUTE_HOST = "stackcrate"  # nova's [DEFAULT] host of the single compute node
-
+# ---------------------------------------------------------------------------------------------- readiness
 
 def discover_hosts(lay: Layout, t: Timer) -> None:
     """Map the compute host into cell1 once it has registered (nova-compute does that on start)."""
-    if "nova" not in lay.d.services.enabled() or "compute" not in lay.d.services.services.nova.processes:
-        return
-
     def count(q: str) -> int:
         return int(backing.sql(lay.d, q).strip() or 0)
 
@@ -143,6 +233,39 @@ def discover_hosts(lay: Layout, t: Timer) -> None:
                    "cell_v2", "discover_hosts"], timeout=300)
 
 
+def compute_in_placement(lay: Layout) -> str | None:
+    """Why placement cannot yet offer the compute node to the scheduler (None: it can)."""
+    placement = lay.d.services.enabled()["placement"]
+    base = f"http://{lay.d.listen}:{placement.backend_port}"
+    checker = Checker(lay.d, lay.secrets)
+    try:
+        rps = checker.api_get(f"{base}/resource_providers?name={COMPUTE_HOST}").json()["resource_providers"]
+        if not rps:
+            return f"no resource provider {COMPUTE_HOST} in placement yet"
+        inv = checker.api_get(f"{base}/resource_providers/{rps[0]['uuid']}/inventories").json()["inventories"]
+    except tools.FetchFailed as exc:
+        return f"placement: {exc.reason}"
+    missing = [rc for rc in ("VCPU", "MEMORY_MB", "DISK_GB") if rc not in inv]
+    return f"its inventory lacks {', '.join(missing)}" if missing else None
+
+
+def wait_cloud_ready(lay: Layout, t: Timer) -> None:
+    """Return once the cloud can build a server: the compute host mapped into its cell and offered by placement
+    (each nova process was already seen consuming its RPC queue)."""
+    nova = lay.d.services.enabled().get("nova")
+    if nova is None or "compute" not in nova.processes:
+        return
+    discover_hosts(lay, t)
+    with t.step("Waiting until placement offers the compute node") as info:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while (why := compute_in_placement(lay)) is not None:
+            if time.monotonic() > deadline:
+                raise StackcrateError(f"the cloud cannot build servers after {READY_TIMEOUT:.0f}s: {why}",
+                                      hint="see `stackcrate deploy logs nova-compute` and `... logs placement`")
+            time.sleep(0.5)
+        info["note"] = "ready"
+
+
 # ---------------------------------------------------------------------------------------------- verbs
 
 def _marker(d: Deployment) -> Path:
@@ -153,21 +276,43 @@ def initialised(d: Deployment) -> bool:
     return _marker(d).exists()
 
 
+def _converge(d: Deployment, lay: Layout, sup: Supervisor, t: Timer, changed: set[str],
+              only: set[str] | None = None) -> list[str]:
+    """Start what does not run and restart what runs with a config file that changed."""
+    plist = [p for p in all_processes(lay) if only is None or p.name in only]
+    restart = {p.name for p in plist if changed & {*p.config_files, *_wsgi_files(lay, p)}}
+    return start_processes(d, sup, plist, lay.secrets, t, restart)
+
+
+def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
+    return {str(lay.wsgi_dir() / f"sc_wsgi_{p.service}.py")} if p.service else set()
+
+
 def init(d: Deployment, t: Timer) -> dict:
-    """Install, configure, create databases/users/keys/catalog. Idempotent. Leaves backing+keystone running."""
+    """Install, configure, create databases/users/keys/catalog, apply changed secrets. Idempotent. Leaves the
+    backing services and keystone running (and restarts what runs with a changed config)."""
     preflight(d)
-    with t.step("Secrets (generated once, mode 0600)"):
-        load_or_create(d.state, d.config.secrets)
     install(d, t)
-    lay = layout(d)
-    everything = all_processes(lay)
-    with t.step("Writing configuration files"):
-        write_configs(lay)
+    private_dirs(d)
+    pending = secrets.pending(d.state, d.config.secrets)
+    values = secrets.desired(d.state, d.config.secrets)
+    lay = layout(d, values)
+    sup = Supervisor(d)
+    was_running = {n for n, st in sup.states().items() if st.state not in STOPPED} if sup.running() else set()
+    with t.step("Writing configuration files") as info:
+        changed = write_configs(lay)
+        info["note"] = f"{len(changed)} changed" if changed else "unchanged"
     with t.step("MariaDB data directory") as info:
         info["note"] = "created" if backing.mariadb_install(d) else "kept"
-    start_procs(d, [p for p in everything if p.kind == "backing"], t)
+    sup.ensure(all_processes(lay))
+    # the broker and the database still hold the old passwords: start them as they are, then change those
+    started = start_processes(d, sup, [p for p in all_processes(lay) if p.kind == "backing"],
+                              {**values, **secrets.applied(d.state)}, t)
     with t.step("Databases and database users"):
-        backing.sql(d, bootstrap.db_sql(d, lay.secrets))
+        backing.sql(d, bootstrap.db_sql(d, values))
+    if "rabbitmq_password" in pending:
+        with t.step("RabbitMQ: the OpenStack user's new password"):
+            backing.rabbitmq_set_password(d, values["rabbitmq_password"])
 
     def sync(service: str) -> tuple[str, float]:
         t0 = time.monotonic()
@@ -175,64 +320,106 @@ def init(d: Deployment, t: Timer) -> dict:
         return service, time.monotonic() - t0
 
     # Each service's migrations touch only its own database: run them all at once (keystone's include its
-    # key setup and bootstrap).
+    # key setup and bootstrap, which also re-sets the admin password).
     names = list(d.services.enabled())
     with t.step("Schema migrations and keystone bootstrap (in parallel)") as info:
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             took = list(pool.map(sync, names))
         info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec in took)
-    start_procs(d, [p for p in everything if p.service == "keystone"], t)
+    started += _converge(d, lay, sup, t, changed, only={"keystone"})
     with t.step("Service users, services and endpoints in keystone") as info:
         made = register(lay)
         info["note"] = f"{made} created" if made else "all present"
+    # what ran before init with a config that changed now runs with the new one
+    restarted = _converge(d, lay, sup, t, changed, only=was_running - {"keystone"}) if was_running else []
+    secrets.record(d.state, values)
     _marker(d).write_text(json.dumps({"services": list(d.services.enabled()), "time": time.time()}))
-    return {"state": str(d.state), "created_in_keystone": made}
+    return {"state": str(d.state), "created_in_keystone": made, "secrets_applied": pending, "started": started,
+            "restarted": restarted}
 
 
 def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
     if require_init and not initialised(d):
         raise StackcrateError(f"the deployment in {d.state} is not initialised", hint="run `stackcrate deploy init`"
                               " (or `stackcrate deploy run`, which does it)")
+    refuse_pending_secrets(d)
     preflight(d)
+    install(d, t)
+    private_dirs(d)
     lay = layout(d)
-    with t.step("Writing configuration files"):
-        write_configs(lay)  # `rm` removed them; regenerating is cheap and picks up config changes
-    started = start_procs(d, all_processes(lay), t)
-    discover_hosts(lay, t)
+    sup = Supervisor(d)
+    try:
+        with t.step("Writing configuration files"):
+            changed = write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
+        sup.ensure(all_processes(lay))
+        started = _converge(d, lay, sup, t, changed)
+        wait_cloud_ready(lay, t)
+    except StackcrateError:
+        with t.step("Stopping everything (start failed)"):
+            stop_all(d, t)
+        raise
     return {"started": started}
 
 
 def run(d: Deployment, t: Timer) -> dict:
-    out = {}
+    out: dict = {}
     if not initialised(d):
-        out["init"] = init(d, t)
+        try:
+            out["init"] = init(d, t)
+        except StackcrateError:
+            stop_all(d, t)
+            raise
     out.update(start(d, t))
     return out
 
 
-def status(d: Deployment) -> list[dict]:
-    """State (running/down/stopped) and health of each process; needs neither the venvs nor the programs."""
-    run_dir, listening = d.state / "run", ports(d)
-    rows = []
-    for name in process_names(d):
-        pidfile = run_dir / f"{name}.pid"
-        pid = procs.alive(pidfile)
-        port = (listening.get(name) or [None])[0]
-        is_backing = name in backing.BACKING_NAMES
-        if pid:
-            state = "running"
-            if is_backing:
-                good = procs.port_open(d.listen, port)
-            elif port:
-                good = procs.http_ok(f"http://{d.listen}:{port}/")
-            else:
-                good = True  # nova's conductor/scheduler/compute have no port; running is all we can see here
-            health = "ok" if good else "failing"
+def status(d: Deployment) -> dict:
+    """Each process's state (from supervisord), health (its check) and version; needs neither the venvs nor the
+    programs. `code`: 0 all running and healthy, 3 nothing runs, 1 anything else."""
+    from .processes import definitions_for_status
+
+    sup = Supervisor(d)
+    states = sup.states() if sup.running() else {}
+    left = {} if states else orphans(d.state)
+    defs = definitions_for_status(d)
+    try:
+        versions = {c: a.version for c, a in artifacts(d).items()}
+    except StackcrateError:
+        versions = {}
+    values = secrets.applied(d.state)
+    checker = Checker(d, values)
+
+    def one(name: str) -> dict:
+        st = states.get(name)
+        p = defs.get(name)
+        row = {"name": name, "kind": "backing" if name in backing.BACKING_NAMES else "service", "pid": None,
+               "port": (ports(d).get(name) or [None])[0], "version": None, "health": "-", "detail": ""}
+        if st is None:
+            row["state"] = "unsupervised" if name in left else "stopped"
+            row["pid"] = left[name][0] if name in left else None
         else:
-            state, health = ("down" if pidfile.exists() else "stopped"), "-"
-        rows.append({"name": name, "kind": "backing" if is_backing else "service", "state": state,
-                     "health": health, "pid": pid, "port": port})
-    return rows
+            row["state"] = {"RUNNING": "running", "STARTING": "starting", "BACKOFF": "restarting",
+                            "STOPPING": "stopping", "EXITED": "exited", "FATAL": "failed"}.get(st.state, "stopped")
+            row["pid"] = st.pid
+            if st.state not in STOPPED:
+                row["detail"] = st.description
+        if row["state"] in ("running", "unsupervised") and p is not None:
+            v = checker.check(p)
+            row.update(health="ok" if v.ok else "failing", detail=v.detail, version=v.version)
+        if p is not None and p.component:
+            row["version"] = versions.get(p.component)
+        return row
+
+    names = process_names(d)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        rows = list(pool.map(one, names))
+    if all(r["state"] == "running" and r["health"] == "ok" for r in rows):
+        code = 0
+    elif all(r["state"] == "stopped" for r in rows):
+        code = 3
+    else:
+        code = 1
+    return {"processes": rows, "code": code, "supervisor": "running" if states else "stopped"}
 
 
 def rm(d: Deployment, t: Timer, purge: bool) -> dict:
@@ -244,4 +431,6 @@ def rm(d: Deployment, t: Timer, purge: bool) -> dict:
         with t.step("Removing runtime files (run/, etc/); keeping data/, secrets and logs"):
             for sub in ("run", "etc"):
                 shutil.rmtree(d.state / sub, ignore_errors=True)
+            (d.state / "clouds.yaml").unlink(missing_ok=True)
     return {"stopped": stopped, "purged": purge}
+

@@ -22,11 +22,23 @@ class Command:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """How to tell a process serves (health.py runs it): "token" (keystone issues one), "api" (an authenticated
+    GET of `path` on the process's own port, which reads its database), "rpc" (up in nova's service list and
+    consuming its RPC queue `queue`; {host} is the compute host)."""
+
+    kind: str
+    path: str = ""
+    queue: str = ""
+
+
+@dataclass(frozen=True)
 class Process:
     """One long-running process of a service."""
 
     name: str               # process name: keystone, nova-api, nova-conductor, ...
     program: str            # program of the service's venv; "gunicorn" serves the service's WSGI app
+    probe: Probe
     role: str = "api"       # what services.yaml selects (nova: api, conductor, scheduler, compute)
 
     @property
@@ -50,7 +62,7 @@ class ServiceSpec:
     processes: tuple[Process, ...]           # in start order
     venv_config_files: tuple[str, ...] = ()  # shipped in the venv, loaded before ours (paths in the venv)
     wsgi_after_import: tuple[str, ...] = ()  # lines run once the WSGI app is imported
-    health_path: str = "/"                   # what the API answers without a token
+    health_path: str = "/"                   # what the API answers without a token (its version document)
     data_dirs: tuple[str, ...] = field(default=())  # folders under <state>/data/<service> it writes
 
 
@@ -73,7 +85,7 @@ KEYSTONE = ServiceSpec(
              "--bootstrap-public-url", "{public_url}",
              env=(("OS_BOOTSTRAP_PASSWORD", "{secret:admin_password}"),)),
     ),
-    processes=(Process("keystone", "gunicorn"),), health_path="/v3",
+    processes=(Process("keystone", "gunicorn", Probe("token")),), health_path="/v3",
     data_dirs=("fernet-keys", "credential-keys"),
 )
 
@@ -82,7 +94,7 @@ GLANCE = ServiceSpec(
     config_file="glance-api.conf", config_dir_env="OS_GLANCE_CONFIG_DIR", config_files_env=None,
     db_user="glance", databases=("glance",),
     sync=(_cmd("glance-manage", "db_sync"),),
-    processes=(Process("glance", "gunicorn"),),
+    processes=(Process("glance", "gunicorn", Probe("api", "/v2/images?limit=1")),),
     data_dirs=("images", "staging", "tasks", "locks"),
 )
 
@@ -91,7 +103,7 @@ PLACEMENT = ServiceSpec(
     config_file="placement.conf", config_dir_env="OS_PLACEMENT_CONFIG_DIR", config_files_env=None,
     db_user="placement", databases=("placement",),
     sync=(_cmd("placement-manage", "db", "sync"),),
-    processes=(Process("placement", "gunicorn"),),
+    processes=(Process("placement", "gunicorn", Probe("api", "/resource_providers?limit=1")),),
 )
 
 NEUTRON = ServiceSpec(
@@ -99,7 +111,7 @@ NEUTRON = ServiceSpec(
     config_file="neutron.conf", config_dir_env="OS_NEUTRON_CONFIG_DIR", config_files_env="OS_NEUTRON_CONFIG_FILES",
     db_user="neutron", databases=("neutron",),
     sync=(_cmd("neutron-db-manage", "upgrade", "heads"),),
-    processes=(Process("neutron", "gunicorn"),),
+    processes=(Process("neutron", "gunicorn", Probe("api", "/v2.0/networks?limit=1")),),
     # neutron's get_ports reads Port.port_forwardings, a backref that only exists once SQLAlchemy has configured
     # the mappers; neutron-server's own start-up triggers that, loading the WSGI app alone does not.
     wsgi_after_import=("from sqlalchemy import orm", "orm.configure_mappers()"),
@@ -117,13 +129,17 @@ NOVA = ServiceSpec(
         # 2: a cell with this transport URL and database already exists (a second init)
         _cmd("nova-manage", "cell_v2", "create_cell", "--name", "cell1", ok_exit=(0, 2)),
     ),
-    processes=(Process("nova-api", "gunicorn", "api"), Process("nova-conductor", "nova-conductor", "conductor"),
-               Process("nova-scheduler", "nova-scheduler", "scheduler"),
-               Process("nova-compute", "nova-compute", "compute")),
+    processes=(Process("nova-api", "gunicorn", Probe("api", "/v2.1/os-services"), "api"),
+               Process("nova-conductor", "nova-conductor", Probe("rpc", queue="conductor"), "conductor"),
+               Process("nova-scheduler", "nova-scheduler", Probe("rpc", queue="scheduler"), "scheduler"),
+               Process("nova-compute", "nova-compute", Probe("rpc", queue="compute.{host}"), "compute")),
     # nova loads its paste pipeline from the first config file: the venv's api-paste.ini
     venv_config_files=("etc/nova/api-paste.ini",),
     data_dirs=("instances", "locks"),
 )
+
+# nova's [DEFAULT] host: the name of the one compute node (its RPC queue is compute.<host>)
+COMPUTE_HOST = "stackcrate"
 
 # The start order: keystone first (every other service checks tokens against it), nova last (it calls them all).
 SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (KEYSTONE, GLANCE, PLACEMENT, NEUTRON, NOVA)}

@@ -13,16 +13,21 @@ from dataclasses import dataclass, field
 
 from .config import Deployment
 from .layout import Layout
-from .openstack import SERVICES, Process, ServiceSpec
+from .openstack import COMPUTE_HOST, SERVICES, Process, ServiceSpec
 
 
 @dataclass(frozen=True)
 class Health:
-    """How to tell a process is serving: an HTTP URL that answers below 500, a TCP port that accepts, or
-    nothing more than being alive."""
+    """How health.py tells the process serves. kind: mysql | amqp | epmd | memcached (port, by protocol),
+    tcp (every port of the process accepts), token (keystone issues a token), api (an authenticated GET of
+    `url`), rpc (nova's `binary` on `host` is up and consumes `queue`), none (alive is all there is)."""
 
+    kind: str = "none"
     url: str | None = None
     port: int | None = None
+    queue: str | None = None
+    binary: str | None = None
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ def gunicorn_args(lay: Layout, spec: ServiceSpec) -> tuple[str, ...]:
     return ("--pythonpath", str(lay.wsgi_dir()), "--bind", f"{d.listen}:{svc.backend_port}",
             "--workers", str(svc.workers), "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
             "--graceful-timeout", "5", "--name", f"stackcrate-{proc_name(spec.name)}",
+            # gunicorn's control socket would default to ~/.gunicorn/gunicorn.ctl, shared by every master
+            "--control-socket", str(lay.d.state / "run" / f"{proc_name(spec.name)}.ctl"),
             f"{wsgi_module(spec.name)}:application")
 
 
@@ -72,8 +79,16 @@ def config_env(lay: Layout, spec: ServiceSpec) -> dict[str, str]:
     return env
 
 
+def health_of(lay: Layout, p: Process) -> Health:
+    d = lay.d
+    if p.probe.kind == "rpc":
+        return Health("rpc", queue=p.probe.queue.format(host=COMPUTE_HOST), binary=p.program, host=COMPUTE_HOST)
+    svc = next(s for n, s in d.services.enabled().items() if p in SERVICES[n].processes)
+    return Health(p.probe.kind, url=f"http://{d.listen}:{svc.backend_port}{p.probe.path}", port=svc.backend_port)
+
+
 def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
-    d, svc = lay.d, lay.d.services.enabled()[spec.name]
+    svc = lay.d.services.enabled()[spec.name]
     venv_files = tuple(str(lay.venv(spec.name) / f) for f in spec.venv_config_files)
     config_files = (*venv_files, str(lay.conf_file(spec.name)))
     if p.wsgi:
@@ -81,12 +96,12 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
             p.name, "service", lay.bin(spec.name, "gunicorn"), gunicorn_args(lay, spec), config_env(lay, spec),
             component=svc.component, service=spec.name, config_files=config_files,
             reads=(str(lay.etc(spec.name)), str(lay.wsgi_dir())), writes=(str(lay.data(spec.name)),),
-            ports=(svc.backend_port,), health=Health(url=f"http://{d.listen}:{svc.backend_port}{spec.health_path}"),
-            start_timeout=180)
+            ports=(svc.backend_port,), health=health_of(lay, p), start_timeout=180)
     return ProcessDef(
         p.name, "service", lay.bin(spec.name, p.program), ("--config-file", str(lay.conf_file(spec.name))),
         component=svc.component, service=spec.name, config_files=config_files,
-        reads=(str(lay.etc(spec.name)),), writes=(str(lay.data(spec.name)),))
+        reads=(str(lay.etc(spec.name)),), writes=(str(lay.data(spec.name)),), health=health_of(lay, p),
+        start_timeout=180)
 
 
 def openstack_processes(lay: Layout) -> list[ProcessDef]:
@@ -116,3 +131,16 @@ def all_processes(lay: Layout) -> list[ProcessDef]:
     from .backing import backing_processes
 
     return backing_processes(lay.d) + openstack_processes(lay)
+
+
+def definitions_for_status(d: Deployment) -> dict[str, ProcessDef]:
+    """Every process's definition for its health check alone: works before anything is installed (the venv
+    paths come from artifacts.json when it is there; a program that is not installed keeps its usual path)."""
+    from ..errors import StackcrateError
+    from .install import artifacts
+
+    try:
+        venvs = {c: a.install_path for c, a in artifacts(d).items()}
+    except StackcrateError:
+        venvs = {s.component: f"/opt/openstack/{s.component}" for s in d.services.enabled().values()}
+    return {p.name: p for p in all_processes(Layout(d, venvs, secrets={}))}

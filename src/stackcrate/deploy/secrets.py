@@ -1,4 +1,10 @@
-"""Secrets: generated once, kept in <state>/secrets.yaml with mode 0600, never printed or logged."""
+"""Secrets: generated once, kept in <state>/secrets.yaml (mode 0600), never printed, logged or put on a command line.
+
+secrets.yaml holds the values the deployment runs with (applied). configuration.yaml may give its own values
+(`secrets:`): a value there that differs from the applied one is a pending change. `start` refuses to run
+with one pending (the services would run with a mix of old and new values); `init` applies every pending
+change to every service that uses it, and only then records it in secrets.yaml.
+"""
 
 from __future__ import annotations
 
@@ -14,29 +20,61 @@ NAMES = ["admin_password", "service_password", "rabbitmq_password", "memcache_se
          "db_keystone", "db_glance", "db_placement", "db_nova", "db_neutron"]
 
 
-def load_or_create(state: Path, given: dict[str, str]) -> dict[str, str]:
-    path = state / "secrets.yaml"
-    state.mkdir(parents=True, exist_ok=True)
-    current: dict[str, str] = {}
-    if path.exists():
-        if path.stat().st_mode & 0o077:
-            raise StackcrateError(f"{path} is readable by other users", hint=f"chmod 600 {path}")
-        current = yaml.safe_load(path.read_text()) or {}
-    changed = False
-    for name in NAMES:
-        want = given.get(name)
-        if want is not None and current.get(name) != want:
-            current[name], changed = want, True
-        elif name not in current:
-            # hex only: safe in URLs, SQL and ini files without quoting
-            current[name], changed = _rnd.token_hex(16), True
-    if changed:
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(current, f)
-        os.replace(tmp, path)
+def _path(state: Path) -> Path:
+    return state / "secrets.yaml"
+
+
+def applied(state: Path) -> dict[str, str]:
+    """The secrets the deployment runs with ({} before the first init)."""
+    path = _path(state)
+    if not path.exists():
+        return {}
+    if path.stat().st_mode & 0o077:
+        raise StackcrateError(f"{path} is readable by other users", hint=f"chmod 600 {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise StackcrateError(f"{path} is not a mapping of secret names to values",
+                              hint="restore it from a backup; every service was set up with its values")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def pending(state: Path, given: dict[str, str]) -> list[str]:
+    """Secrets configuration.yaml sets to another value than the one applied (none before the first init)."""
+    current = applied(state)
+    return sorted(n for n, v in given.items() if n in current and current[n] != v)
+
+
+def ensure(state: Path, given: dict[str, str] | None = None) -> dict[str, str]:
+    """The applied secrets, any missing one generated and recorded at once (hex only: safe in URLs, SQL and ini
+    files without quoting); names configuration.yaml gives are left to `desired`."""
+    given = given or {}
+    unknown = sorted(set(given) - set(NAMES))
+    if unknown:
+        raise StackcrateError(f"unknown secret(s) in configuration.yaml: {', '.join(unknown)}",
+                              hint=f"known secrets: {', '.join(NAMES)}")
+    current = applied(state)
+    new = {n: _rnd.token_hex(16) for n in NAMES if n not in current and n not in given}
+    if new or not _path(state).exists():
+        current = {**current, **new}
+        record(state, current)
     return current
+
+
+def desired(state: Path, given: dict[str, str]) -> dict[str, str]:
+    """What init applies: the applied secrets with configuration.yaml's values on top."""
+    return {**ensure(state, given), **given}
+
+
+def record(state: Path, values: dict[str, str]) -> None:
+    """Write secrets.yaml (0600) atomically: these values are now the ones every service uses."""
+    state.mkdir(parents=True, exist_ok=True)
+    os.chmod(state, 0o700)
+    path = _path(state)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(dict(sorted(values.items())), f)
+    os.replace(tmp, path)
 
 
 def private_file(path: Path, text: str) -> None:

@@ -1,7 +1,8 @@
-"""`deploy verify`: exercise the APIs with the real `openstack` client from the built artifacts.
+"""`deploy verify`: exercise the cloud with the real `openstack` client from the built artifacts.
 
-The image and the server are created once and found again on later runs: that shows data survives
-stop/start and rm/run.
+Every run makes its own resources, with a name of its own, and removes them: a token, an image uploaded and
+downloaded byte for byte, a flavor and a server that must go ACTIVE, listed, shown, then deleted. Nothing of
+an earlier run is reused, so a verify that passes says the cloud works now.
 """
 
 from __future__ import annotations
@@ -9,93 +10,113 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
 from ..tools import ToolFailed
 from .config import Deployment
-from .lifecycle import layout
+from .configs import cloud_name
+from .install import artifacts
 from .timer import Timer
 
-IMAGE, FLAVOR, SERVER = "stackcrate-verify", "stackcrate.verify", "stackcrate-verify"
 COMPUTE_MICROVERSION = "2.37"  # the first that accepts `--nic none`
-
-
-def client_env(d: Deployment) -> dict[str, str]:
-    lay = layout(d)
-    return {"OS_AUTH_URL": lay.public_url("keystone"), "OS_USERNAME": "admin", "OS_PROJECT_NAME": "admin",
-            "OS_PASSWORD": lay.secrets["admin_password"], "OS_USER_DOMAIN_NAME": "Default",
-            "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3",
-            "OS_REGION_NAME": d.config.region, "OS_INTERFACE": "public",
-            "OS_COMPUTE_API_VERSION": COMPUTE_MICROVERSION}
+ACTIVE_TIMEOUT = 120.0
+DELETE_TIMEOUT = 60.0
 
 
 class Client:
+    """The `openstack` command of the client component, pointed at the deployment's clouds.yaml."""
+
     def __init__(self, d: Deployment):
-        lay = layout(d)
-        self.bin = str(Path(lay.venvs[d.services.client]) / "bin" / "openstack")
-        self.env = client_env(d)
+        self.bin = str(Path(artifacts(d)[d.services.client].install_path) / "bin" / "openstack")
+        clouds = d.state / "clouds.yaml"
+        if not clouds.exists():
+            raise StackcrateError(f"{clouds} does not exist", hint="run `stackcrate deploy init` (or `run`) first")
+        self.env = {"OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CLOUD": cloud_name(d),
+                    "OS_COMPUTE_API_VERSION": COMPUTE_MICROVERSION}
 
     def __call__(self, *args: str, fmt: bool = True) -> object:
         argv = [self.bin, *args] + (["-f", "json"] if fmt else [])
         proc = tools.run(argv, env=self.env, timeout=300)
         return json.loads(proc.stdout) if fmt and proc.stdout.strip() else proc.stdout
 
-    def show(self, kind: str, name: str) -> dict | None:
+    def gone(self, kind: str, name: str) -> bool:
         try:
-            return self(kind, "show", name)  # type: ignore[return-value]
+            self(kind, "show", name)
         except ToolFailed as exc:
-            if "No " in exc.stderr or "Could not find" in exc.stderr or "not found" in exc.stderr.lower():
-                return None
+            text = (exc.stderr or exc.stdout).lower()
+            if "no " in text or "could not find" in text or "not found" in text:
+                return True
             raise
+        return False
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _wait(what: str, timeout: float, probe) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise StackcrateError(f"{what} not within {timeout:.0f}s",
+                                  hint="see `stackcrate deploy status` and `stackcrate deploy logs nova-compute`")
+        time.sleep(1)
+
+
 def verify(d: Deployment, t: Timer) -> dict:
     os_ = Client(d)
-    res: dict = {}
-    with t.step("Token issue"):
-        tok = os_("token", "issue")
-        if not tok.get("id"):  # type: ignore[union-attr]
-            raise StackcrateError("keystone issued no token")
-        res["token"] = "ok"
+    name = f"stackcrate-verify-{secrets.token_hex(4)}"
+    res: dict = {"name": name}
     work = d.state / "data" / "verify"
     work.mkdir(parents=True, exist_ok=True)
-    src = work / "image.bin"
-    if not src.exists():
-        src.write_bytes(os.urandom(1 << 20))
-    with t.step("Image upload (once) and download, byte-identical") as info:
-        image = os_.show("image", IMAGE)
-        res["image"] = "existing" if image else "created"
-        if not image:
-            os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(src), IMAGE)
-        back = work / "download.bin"
-        back.unlink(missing_ok=True)
-        os_("image", "save", "--file", str(back), IMAGE, fmt=False)
-        if _sha(back) != _sha(src):
-            raise StackcrateError(f"image {IMAGE} downloaded differs from what was uploaded")
-        res["image_sha256"] = _sha(back)
-        info["note"] = res["image"]
-    with t.step("Server on the fake driver: create (once), wait ACTIVE") as info:
-        if not os_.show("flavor", FLAVOR):
-            os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", FLAVOR)
-        server = os_.show("server", SERVER)
-        res["server"] = "existing" if server else "created"
-        if not server:
-            server = os_("server", "create", "--flavor", FLAVOR, "--image", IMAGE, "--nic", "none", "--wait",
-                         SERVER)
-        info["note"] = res["server"]
-    with t.step("Server list and show"):
-        listed = os_("server", "list")
-        if SERVER not in [s["Name"] for s in listed]:  # type: ignore[union-attr]
-            raise StackcrateError(f"server {SERVER} missing from `openstack server list`")
-        shown = os_("server", "show", SERVER)
-        res["server_status"] = shown["status"]  # type: ignore[index]
-        res["server_id"] = shown["id"]  # type: ignore[index]
-        if shown["status"] != "ACTIVE":  # type: ignore[index]
-            raise StackcrateError(f"server {SERVER} is {shown['status']}, not ACTIVE")  # type: ignore[index]
+    with ExitStack() as cleanup:
+        with t.step("Token issue"):
+            tok = os_("token", "issue")
+            if not tok.get("id"):  # type: ignore[union-attr]
+                raise StackcrateError("keystone issued no token")
+            res["token"] = "ok"
+        with t.step("Image upload and download, byte for byte"):
+            src, back = work / f"{name}.bin", work / f"{name}.download"
+            cleanup.callback(src.unlink, missing_ok=True)
+            cleanup.callback(back.unlink, missing_ok=True)
+            src.write_bytes(os.urandom(1 << 20))
+            image = os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(src),
+                        name)
+            cleanup.callback(os_, "image", "delete", image["id"], fmt=False)  # type: ignore[index]
+            os_("image", "save", "--file", str(back), image["id"], fmt=False)  # type: ignore[index]
+            if _sha(back) != _sha(src):
+                raise StackcrateError(f"image {name} downloaded differs from what was uploaded")
+            res["image_sha256"] = _sha(back)
+        with t.step("Server: create, ACTIVE, list, show") as info:
+            flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", name)
+            cleanup.callback(os_, "flavor", "delete", flavor["id"], fmt=False)  # type: ignore[index]
+            server = os_("server", "create", "--flavor", flavor["id"], "--image", image["id"],  # type: ignore[index]
+                         "--nic", "none", name)
+            sid = server["id"]  # type: ignore[index]
+            t0 = time.monotonic()
+
+            def active() -> dict | None:
+                shown = os_("server", "show", sid)
+                if shown["status"] == "ERROR":  # type: ignore[index]
+                    raise StackcrateError(f"server {name} went to ERROR: {shown.get('fault')}")  # type: ignore
+                return shown if shown["status"] == "ACTIVE" else None  # type: ignore[index,return-value]
+
+            shown = _wait(f"server {name} ACTIVE", ACTIVE_TIMEOUT, active)
+            res["server_active_seconds"] = round(time.monotonic() - t0, 1)
+            if name not in [s["Name"] for s in os_("server", "list")]:  # type: ignore[union-attr]
+                raise StackcrateError(f"server {name} missing from `openstack server list`")
+            res["server_id"], res["server_status"] = sid, shown["status"]  # type: ignore[index]
+            info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
+        with t.step("Server deleted"):
+            os_("server", "delete", sid, fmt=False)
+            _wait(f"server {name} deleted", DELETE_TIMEOUT, lambda: os_.gone("server", sid))
+        res["deleted"] = True
     return res

@@ -1,0 +1,231 @@
+"""Health checks that mean it: each exercises what the process depends on, in the process's own protocol.
+
+- MariaDB: its handshake (protocol 10 and the server version), so a port held by something else fails;
+- RabbitMQ: an AMQP login as the OpenStack user (py-amqp, the library oslo.messaging uses);
+- epmd: a NAMES request listing the RabbitMQ node; Memcached: `version`; HAProxy: every frontend accepts;
+- keystone: a token issued (database, fernet keys, cache);
+- the other APIs: an authenticated call that reads their database, sent to the process itself (not HAProxy);
+- nova's conductor, scheduler and compute: "up" in nova's service list *and* consuming their RPC queue (a
+  killed nova-compute stays "up" in the list for a minute; its queue consumer is gone at once).
+
+Each check has a time limit and says what it saw; `Checker` shares one token and one nova service list among
+the checks of one round.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from .. import tools
+from .config import Deployment
+from .processes import Health, ProcessDef
+
+TIMEOUT = 5.0  # seconds for any one probe
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    detail: str                  # what the check saw, for people
+    version: str | None = None   # the server's version, when its protocol tells it
+
+
+def _recv(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def mysql_greeting(host: str, port: int) -> Verdict:
+    """The server's first packet: protocol version 10, then the version string."""
+    with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+        header = _recv(s, 4)
+        if len(header) < 4:
+            return Verdict(False, "closed the connection without a greeting")
+        body = _recv(s, int.from_bytes(header[:3], "little"))
+    if not body or body[0] == 0xFF:
+        return Verdict(False, f"refused: {body[3:].decode(errors='replace')}")
+    if body[0] != 10:
+        return Verdict(False, f"not a MySQL/MariaDB greeting (protocol {body[0]})")
+    version = body[1:body.index(b"\0", 1)].decode(errors="replace")
+    return Verdict(True, "handshake", version.removeprefix("5.5.5-").split("-")[0])
+
+
+def memcached_version(host: str, port: int) -> Verdict:
+    with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+        s.sendall(b"version\r\n")
+        line = s.recv(256).decode(errors="replace").strip()
+    if line.startswith("VERSION "):
+        return Verdict(True, "answers", line.split()[1])
+    return Verdict(False, f"unexpected answer {line[:60]!r}")
+
+
+def epmd_names(host: str, port: int) -> Verdict:
+    """EPMD's NAMES request: the Erlang nodes registered (RabbitMQ's among them once it runs)."""
+    with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+        s.sendall(b"\x00\x01n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    if len(data) < 4:
+        return Verdict(False, "no answer to NAMES")
+    names = [ln.split()[1] for ln in data[4:].decode(errors="replace").splitlines() if ln.startswith("name ")]
+    return Verdict(True, "nodes: " + (", ".join(names) or "none"))
+
+
+def tcp_accepts(host: str, ports: tuple[int, ...]) -> Verdict:
+    closed = []
+    for port in ports:
+        try:
+            with socket.create_connection((host, port), timeout=TIMEOUT):
+                pass
+        except OSError:
+            closed.append(port)
+    if closed:
+        return Verdict(False, f"port(s) {', '.join(map(str, closed))} refuse connections")
+    return Verdict(True, f"{len(ports)} port(s) accept")
+
+
+class Checker:
+    """One round of checks against a deployment (share it between the checks of one `status` or one wait)."""
+
+    def __init__(self, d: Deployment, secrets: dict[str, str]):
+        self.d, self.secrets = d, secrets
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._token_error: str | None = None
+        self._nova_services: list[dict] | None = None
+        self._amqp_error: str | None = None
+
+    # ---------------------------------------------------------------- OpenStack APIs
+
+    def _keystone_url(self) -> str:
+        ks = self.d.services.enabled()["keystone"]
+        return f"http://{self.d.listen}:{ks.backend_port}/v3"
+
+    def issue_token(self) -> tuple[str, float]:
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": self.secrets["admin_password"]}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+        t0 = time.monotonic()
+        r = tools.http(self._keystone_url() + "/auth/tokens", method="POST", body=json.dumps(body).encode(),
+                       headers={"Content-Type": "application/json"}, timeout=TIMEOUT, quiet=True)
+        return r.headers["X-Subject-Token"], time.monotonic() - t0
+
+    def token(self) -> str | None:
+        with self._lock:
+            if self._token is None and self._token_error is None:
+                try:
+                    self._token, _ = self.issue_token()
+                except (tools.FetchFailed, KeyError) as exc:
+                    self._token_error = f"keystone issues no token ({_why(exc)})"
+            return self._token
+
+    def api_get(self, url: str) -> tools.Response:
+        token = self.token()
+        if token is None:
+            raise tools.FetchFailed(url, self._token_error or "no token", None, None)
+        return tools.http(url, headers={"X-Auth-Token": token, "Accept": "application/json",
+                                        "OpenStack-API-Version": "compute 2.1"}, timeout=TIMEOUT, retries=0,
+                          quiet=True)
+
+    def nova_services(self) -> list[dict] | None:
+        with self._lock:
+            cached = self._nova_services
+        if cached is not None:
+            return cached
+        nova = self.d.services.enabled().get("nova")
+        if nova is None:
+            return None
+        try:
+            r = self.api_get(f"http://{self.d.listen}:{nova.backend_port}/v2.1/os-services")
+        except tools.FetchFailed:
+            return None
+        with self._lock:
+            self._nova_services = r.json().get("services", [])
+            return self._nova_services
+
+    # ---------------------------------------------------------------- RabbitMQ
+
+    def amqp(self, port: int, queue: str | None = None) -> Verdict:
+        """A login as the OpenStack user; with a queue, how many consumers it has (passive declare)."""
+        import amqp  # py-amqp: oslo.messaging's own transport library
+
+        conn = amqp.Connection(host=f"{self.d.listen}:{port}", userid="openstack",
+                               password=self.secrets.get("rabbitmq_password", ""), virtual_host="/",
+                               connect_timeout=TIMEOUT, read_timeout=TIMEOUT, write_timeout=TIMEOUT)
+        try:
+            conn.connect()
+            version = (conn.server_properties or {}).get("version")
+            if queue is None:
+                return Verdict(True, "AMQP login", version if isinstance(version, str) else None)
+            channel = conn.channel()
+            try:
+                _, _, consumers = channel.queue_declare(queue, passive=True)
+            except amqp.exceptions.NotFound:
+                return Verdict(False, f"no RPC queue {queue}")
+            if not consumers:
+                return Verdict(False, f"nothing consumes its RPC queue {queue}")
+            return Verdict(True, f"consumes {queue}")
+        finally:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection cannot be closed politely; it is gone anyway
+                pass
+
+    # ---------------------------------------------------------------- one process
+
+    def check(self, p: ProcessDef) -> Verdict:
+        h: Health = p.health
+        host = self.d.listen
+        try:
+            if h.kind == "mysql":
+                return mysql_greeting(host, h.port)  # type: ignore[arg-type]
+            if h.kind == "amqp":
+                return self.amqp(h.port)  # type: ignore[arg-type]
+            if h.kind == "epmd":
+                return epmd_names(host, h.port)  # type: ignore[arg-type]
+            if h.kind == "memcached":
+                return memcached_version(host, h.port)  # type: ignore[arg-type]
+            if h.kind == "tcp":
+                return tcp_accepts(host, p.ports)
+            if h.kind == "token":
+                _, took = self.issue_token()
+                return Verdict(True, f"token issued in {took:.2f}s")
+            if h.kind == "api":
+                r = self.api_get(h.url)  # type: ignore[arg-type]
+                return Verdict(True, f"HTTP {r.status} on {h.url.split('/', 3)[-1]}")  # type: ignore[union-attr]
+            if h.kind == "rpc":
+                return self.nova_worker(h)
+        except tools.FetchFailed as exc:
+            return Verdict(False, _why(exc))
+        except (OSError, EOFError) as exc:
+            return Verdict(False, str(exc) or type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - a probe must report, not crash status (e.g. amqp's errors)
+            return Verdict(False, f"{type(exc).__name__}: {exc}")
+        return Verdict(True, "running")
+
+    def nova_worker(self, h: Health) -> Verdict:
+        services = self.nova_services()
+        if services is None:
+            return Verdict(False, "cannot tell: nova-api does not answer")
+        mine = [s for s in services if s.get("binary") == h.binary and s.get("host") == h.host]
+        if not mine:
+            return Verdict(False, f"{h.binary} on {h.host} is not in nova's service list")
+        if mine[0].get("state") != "up" or mine[0].get("status") != "enabled":
+            return Verdict(False, f"{h.binary} is {mine[0].get('state')}/{mine[0].get('status')} in nova")
+        rabbit = self.d.services.backing.rabbitmq.port
+        rpc = self.amqp(rabbit, h.queue)
+        return Verdict(rpc.ok, f"up, {rpc.detail}" if rpc.ok else rpc.detail)
+
+
+def _why(exc: tools.FetchFailed) -> str:
+    return f"HTTP {exc.status}" if exc.status else exc.reason
