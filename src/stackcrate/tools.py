@@ -91,16 +91,17 @@ def run(argv: Sequence[str | Path], *, cwd: Path | str | None = None, env: Mappi
 
 
 def spawn(argv: Sequence[str | Path], *, log_file: Path, env: Mapping[str, str] | None = None,
-          cwd: Path | str | None = None) -> int:
+          cwd: Path | str | None = None, umask: int = 0o027) -> int:
     """Start a daemon detached from us (own session: it outlives the CLI and gets signals as a group), stdin
-    closed, stdout and stderr appended to log_file. Returns its pid; it is never waited for here."""
+    closed, stdout and stderr appended to log_file, files it creates not world-readable (umask). Returns its
+    pid; it is never waited for here."""
     args = [str(a) for a in argv]
     log.debug("spawn: %s  (log %s)", shlex.join(args), log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     try:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-                                env=_env(env), cwd=cwd, start_new_session=True, close_fds=True)
+                                env=_env(env), cwd=cwd, start_new_session=True, close_fds=True, umask=umask)
     except FileNotFoundError:
         raise StackcrateError(f"the program {args[0]} does not exist",
                               hint="install it, or check the path it is run from") from None

@@ -45,6 +45,7 @@ class ProcessDef:
     ports: tuple[int, ...] = ()               # ports it listens on (checked free before it starts)
     health: Health = field(default_factory=Health)
     start_timeout: float = 90
+    settle: int = 3                           # seconds it must stay up to count as started (else: retried)
 
     @property
     def argv(self) -> list[str]:

@@ -57,7 +57,7 @@ def program_section(p: ProcessDef, d: Deployment, priority: int) -> str:
         f"priority={priority}",
         "autostart=false",            # stackcrate starts them in order, each checked healthy
         "autorestart=true",           # a process that dies is started again ...
-        "startsecs=3",                # ... and one that dies within 3 s counts as a failed start,
+        f"startsecs={p.settle}",      # ... and one that dies sooner than this counts as a failed start,
         "startretries=5",             # retried with a growing pause (1, 2, 3 ... s), then given up (FATAL)
         "stopsignal=TERM",
         f"stopwaitsecs={int(d.config.stop_timeout)}",  # then SIGKILL (nova ignores SIGTERM for long)

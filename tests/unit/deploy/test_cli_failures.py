@@ -78,12 +78,15 @@ def test_bad_config_value(stackcrate, dep):
     assert not dep["state"].exists()
 
 
-def test_status_of_a_new_deployment(stackcrate, dep):
+def test_status_of_a_new_deployment_says_stopped_with_exit_3(stackcrate, dep):
     res = stackcrate("--json", "deploy", "status", "-s", dep["services"], "-c", dep["config"])
-    assert res.returncode == 0, res.stderr
-    rows = json.loads(res.stdout)["processes"]
+    assert res.returncode == 3, res.stderr  # nothing runs
+    data = json.loads(res.stdout)
+    rows = data["processes"]
     assert [r["name"] for r in rows][:5] == ["mariadb", "epmd", "rabbitmq", "memcached", "haproxy"]
-    assert {r["state"] for r in rows} == {"stopped"}
+    assert {r["state"] for r in rows} == {"stopped"} and data["code"] == 3
+    assert {r["version"] for r in rows if r["kind"] == "service"} >= {"29.1.0", "33.0.2"}
+    assert not dep["state"].exists()
 
 
 def test_container_dry_run(stackcrate, dep):
@@ -145,12 +148,12 @@ def test_container_backend_needs_the_oci_images(stackcrate, dep):
     assert not dep["state"].exists()
 
 
-def test_rm_purge_asks_first(stackcrate, dep):
+def test_rm_purge_asks_first_and_no_removes_nothing(stackcrate, dep):
     from stackcrate.deploy import secrets
 
-    secrets.load_or_create(dep["state"], {})
+    secrets.ensure(dep["state"])
     res = stackcrate("deploy", "rm", "--purge", "-s", dep["services"], "-c", dep["config"], input="n\n")
-    assert res.returncode != 0 and "Remove" in res.stderr
+    assert res.returncode == 1 and "Remove" in res.stderr and "nothing removed" in res.stderr
     assert (dep["state"] / "secrets.yaml").exists()
     res = stackcrate("deploy", "rm", "--purge", "--yes", "-s", dep["services"], "-c", dep["config"])
     assert res.returncode == 0, res.stderr

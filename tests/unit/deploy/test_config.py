@@ -59,20 +59,40 @@ def test_override_of_unknown_service(dep):
 
 
 def test_secrets_generated_once_mode_0600(tmp_path):
-    first = secrets.load_or_create(tmp_path, {})
+    first = secrets.ensure(tmp_path)
     path = tmp_path / "secrets.yaml"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
     assert set(first) == set(secrets.NAMES) and len(set(first.values())) == len(first)
-    assert secrets.load_or_create(tmp_path, {}) == first
-    given = secrets.load_or_create(tmp_path, {"admin_password": "given-one"})
-    assert given["admin_password"] == "given-one" and given["db_nova"] == first["db_nova"]
+    assert secrets.ensure(tmp_path) == first == secrets.applied(tmp_path)
+
+
+def test_a_secret_changed_in_the_configuration_is_pending_until_init_records_it(tmp_path):
+    first = secrets.ensure(tmp_path)
+    given = {"admin_password": "given-one"}
+    assert secrets.pending(tmp_path, given) == ["admin_password"]
+    wanted = secrets.desired(tmp_path, given)
+    assert wanted["admin_password"] == "given-one" and wanted["db_nova"] == first["db_nova"]
+    assert secrets.applied(tmp_path)["admin_password"] == first["admin_password"]  # not applied yet
+    secrets.record(tmp_path, wanted)
+    assert secrets.pending(tmp_path, given) == []
+
+
+def test_a_secret_given_before_the_first_init_is_not_generated(tmp_path):
+    values = secrets.desired(tmp_path, {"rabbitmq_password": "mine"})
+    assert values["rabbitmq_password"] == "mine" and "rabbitmq_password" not in secrets.applied(tmp_path)
+    assert secrets.pending(tmp_path, {"rabbitmq_password": "mine"}) == []
+
+
+def test_unknown_secret_name_is_refused(tmp_path):
+    with pytest.raises(StackcrateError, match="unknown secret.*admin_pasword"):
+        secrets.desired(tmp_path, {"admin_pasword": "typo"})
 
 
 def test_world_readable_secrets_refused(tmp_path):
-    secrets.load_or_create(tmp_path, {})
+    secrets.ensure(tmp_path)
     (tmp_path / "secrets.yaml").chmod(0o644)
     with pytest.raises(StackcrateError, match="readable by other users"):
-        secrets.load_or_create(tmp_path, {})
+        secrets.applied(tmp_path)
 
 
 def test_haproxy_fronts_every_api(dep):

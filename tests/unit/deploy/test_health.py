@@ -1,0 +1,146 @@
+"""Health checks in each service's own protocol, against small servers on loopback that speak it (or not)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from stackcrate.deploy import health
+from stackcrate.deploy.config import Deployment
+from stackcrate.deploy.processes import Health, ProcessDef
+
+# A MariaDB 10.11 greeting (protocol 10, "5.5.5-" prefix, as MariaDB sends it), up to the version string.
+MARIADB_GREETING = b"\x0a5.5.5-10.11.6-MariaDB-0+deb12u1\x00" + b"\x08\x00\x00\x00" + b"abcdefgh\x00" + b"\x00" * 20
+
+
+def packet(body: bytes, seq: int = 0) -> bytes:
+    return len(body).to_bytes(3, "little") + bytes([seq]) + body
+
+
+def serve_once(reply: bytes | None, read_first: bool = False) -> int:
+    """A one-connection TCP server on loopback answering `reply` (None: close at once); returns its port."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+
+    def run():
+        conn, _ = srv.accept()
+        with conn:
+            if read_first:
+                conn.recv(1024)
+            if reply:
+                conn.sendall(reply)
+        srv.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def test_mariadb_greeting_gives_its_version():
+    v = health.mysql_greeting("127.0.0.1", serve_once(packet(MARIADB_GREETING)))
+    assert (v.ok, v.version) == (True, "10.11.6")
+
+
+@pytest.mark.parametrize("reply, why", [
+    (None, "without a greeting"),
+    (packet(b"\xff\x10\x04Too many connections"), "refused: Too many connections"),
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "not a MySQL/MariaDB greeting"),
+])
+def test_a_port_that_does_not_speak_mariadb_is_not_healthy(reply, why):
+    v = health.mysql_greeting("127.0.0.1", serve_once(reply))
+    assert not v.ok and why in v.detail
+
+
+def test_memcached_answers_its_version_command():
+    assert health.memcached_version("127.0.0.1", serve_once(b"VERSION 1.6.18\r\n", read_first=True)).version == \
+        "1.6.18"
+    assert not health.memcached_version("127.0.0.1", serve_once(b"ERROR\r\n", read_first=True)).ok
+
+
+def test_epmd_lists_the_rabbitmq_node():
+    reply = (24369).to_bytes(4, "big") + b"name stackcrate at port 25673\n"
+    v = health.epmd_names("127.0.0.1", serve_once(reply, read_first=True))
+    assert v.ok and v.detail == "nodes: stackcrate"
+
+
+def test_tcp_names_the_ports_that_refuse():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        v = health.tcp_accepts("127.0.0.1", (s.getsockname()[1], 9))
+    assert not v.ok and v.detail == "port(s) 9 refuse connections"
+
+
+class FakeCloud:
+    """keystone (tokens for the right password) and one API that wants a token, on loopback."""
+
+    def __init__(self, password: str):
+        import http.server
+
+        cloud = self
+        self.tokens_issued = 0
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                ok = body["auth"]["identity"]["password"]["user"]["password"] == password
+                self.send_response(201 if ok else 401)
+                if ok:
+                    cloud.tokens_issued += 1
+                    self.send_header("X-Subject-Token", "tok")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def do_GET(self):  # noqa: N802
+                ok = self.headers.get("X-Auth-Token") == "tok"
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+
+def deployment_with_keystone_on(dep, port: int) -> Deployment:
+    text = dep["services"].read_text().replace("backend_port: 15000", f"backend_port: {port}")
+    dep["services"].write_text(text)
+    return Deployment(dep["services"], dep["config"])
+
+
+def test_api_checks_share_one_token_and_fail_saying_keystone_is_why(dep):
+    cloud = FakeCloud("right")
+    d = deployment_with_keystone_on(dep, cloud.port)
+    api = ProcessDef("glance", "service", "/x", (), health=Health("api", url=f"http://127.0.0.1:{cloud.port}/v2/x"))
+    checker = health.Checker(d, {"admin_password": "right"})
+    assert checker.check(api).ok and checker.check(api).ok
+    assert cloud.tokens_issued == 1  # one token for the round
+    token = ProcessDef("keystone", "service", "/x", (), health=Health("token"))
+    assert checker.check(token).detail.startswith("token issued in")
+    wrong = health.Checker(d, {"admin_password": "wrong"})
+    v = wrong.check(api)
+    assert not v.ok and v.detail == "keystone issues no token (HTTP 401)"
+    assert wrong.check(token).detail == "HTTP 401"
+    cloud.srv.shutdown()
+
+
+def test_a_nova_worker_missing_or_down_in_the_service_list_is_not_healthy(dep, monkeypatch):
+    d = Deployment(dep["services"], dep["config"])
+    checker = health.Checker(d, {})
+    compute = Health("rpc", queue="compute.stackcrate", binary="nova-compute", host="stackcrate")
+    p = ProcessDef("nova-compute", "service", "/x", (), health=compute)
+    monkeypatch.setattr(checker, "nova_services", lambda: None)
+    assert checker.check(p).detail == "cannot tell: nova-api does not answer"
+    monkeypatch.setattr(checker, "nova_services", lambda: [{"binary": "nova-conductor", "host": "stackcrate"}])
+    assert checker.check(p).detail == "nova-compute on stackcrate is not in nova's service list"
+    monkeypatch.setattr(checker, "nova_services", lambda: [
+        {"binary": "nova-compute", "host": "stackcrate", "state": "down", "status": "enabled"}])
+    assert checker.check(p).detail == "nova-compute is down/enabled in nova"
