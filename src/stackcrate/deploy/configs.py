@@ -13,12 +13,17 @@ from .processes import wsgi_module
 from .secrets import private_file
 
 
+def ini_value(v: object) -> str:
+    """A value as the ini file holds it (options.py checks overrides in this form)."""
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
 def ini_text(sections: dict[str, dict[str, object]]) -> str:
     out = []
     for name, opts in sections.items():
         out.append(f"[{name}]")
         for k, v in opts.items():
-            out.append(f"{k} = {('true' if v else 'false') if isinstance(v, bool) else v}")
+            out.append(f"{k} = {ini_value(v)}")
         out.append("")
     return "\n".join(out)
 

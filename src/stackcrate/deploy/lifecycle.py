@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from . import backing, bootstrap, configs, procs
+from . import backing, bootstrap, configs, options, procs
 from .config import Deployment
 from .install import artifacts, install, venvs
 from .keystone_api import register
@@ -156,9 +156,10 @@ def initialised(d: Deployment) -> bool:
 def init(d: Deployment, t: Timer) -> dict:
     """Install, configure, create databases/users/keys/catalog. Idempotent. Leaves backing+keystone running."""
     preflight(d)
+    install(d, t)
+    options.check(d, t)  # needs the venvs; before the state folder is made
     with t.step("Secrets (generated once, mode 0600)"):
         load_or_create(d.state, d.config.secrets)
-    install(d, t)
     lay = layout(d)
     everything = all_processes(lay)
     with t.step("Writing configuration files"):
@@ -194,6 +195,7 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
         raise StackcrateError(f"the deployment in {d.state} is not initialised", hint="run `stackcrate deploy init`"
                               " (or `stackcrate deploy run`, which does it)")
     preflight(d)
+    options.check(d, t)
     lay = layout(d)
     with t.step("Writing configuration files"):
         write_configs(lay)  # `rm` removed them; regenerating is cheap and picks up config changes
