@@ -88,9 +88,7 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
         nv = lay.data("nova")
         out["nova"] = _merge({
             "DEFAULT": {"compute_driver": "fake.FakeDriver", "state_path": nv, "instances_path": nv / "instances",
-                        "my_ip": d.listen, "host": "stackcrate",
-                        "osapi_compute_workers": enabled["nova"].workers, "metadata_workers": 1},
-            "api": {"auth_strategy": "keystone"},
+                        "my_ip": d.listen, "host": "stackcrate"},  # API workers: gunicorn's (processes.py)
             "wsgi": {"api_paste_config": lay.venv("nova") / "etc" / "nova" / "api-paste.ini"},
             "api_database": {"connection": lay.db_url("nova", "nova_api")},
             "database": {"connection": lay.db_url("nova", "nova")},
@@ -98,7 +96,9 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             "placement": lay.auth_section("placement"),
             "glance": {"api_servers": lay.public_url("glance")},
             "neutron": lay.auth_section("neutron"),
-            "service_user": dict(lay.auth_section("nova"), send_service_user_token=True),
+            # only authenticates (no endpoint to find): nova registers no region_name here
+            "service_user": {k: v for k, v in lay.auth_section("nova").items() if k != "region_name"}
+            | {"send_service_user_token": True},
             "oslo_concurrency": {"lock_path": nv / "locks"},
             "scheduler": {"discover_hosts_in_cells_interval": -1},
             "conductor": {"workers": 1},

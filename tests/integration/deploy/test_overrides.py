@@ -1,6 +1,6 @@
 """Config overrides checked against the real venvs' oslo.config options: a bad one stops `init` and `start` with
-exit 2 naming it before anything of the deployment is written or started; good ones pass. No deployment is
-started: the check runs before anything starts."""
+exit 2 naming it before anything of the deployment is written or started; good ones (and every option stackcrate
+writes itself) pass. No deployment is started: the check runs before anything starts."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ import pytest
 import yaml
 
 from stackcrate.cache import Cache
-from stackcrate.deploy import options
+from stackcrate.deploy import options, secrets
 from stackcrate.deploy.config import Deployment
-from stackcrate.deploy.install import install
+from stackcrate.deploy.configs import configs
+from stackcrate.deploy.install import install, venvs
+from stackcrate.deploy.layout import Layout
 from stackcrate.deploy.timer import Timer
+from stackcrate.errors import StackcrateError
 from stackcrate.ui import UI
 from tests.integration.deploy.conftest import EXAMPLE, Deploy, services_with_free_ports
 
@@ -131,3 +134,14 @@ def test_valid_overrides_are_accepted(real):
               "keystone": {"token": {"expiration": 7200}, "Cache": {"enabled": "false"}}})
     options.check(d, Timer(UI(quiet=True)))
 
+
+def test_every_option_stackcrate_writes_is_known_to_its_service(real):
+    d = real({})
+    lay = Layout(d, venvs(d), dict.fromkeys(secrets.NAMES, "x"))
+    d.config.overrides = {service: {section: {k: v if isinstance(v, (bool, int, str)) else str(v)
+                                              for k, v in opts.items()} for section, opts in sections.items()}
+                          for service, sections in configs(lay).items()}
+    try:
+        options.check(d, Timer(UI(quiet=True)))
+    except StackcrateError as exc:
+        pytest.fail(f"stackcrate writes options its services do not have:\n{exc}")
