@@ -29,7 +29,8 @@ def deployment_options(f):
     def wrapper(*args, services_path, config_path, state_dir, artifacts_dir, **kw):
         from .config import Deployment
 
-        d = Deployment(services_path, config_path, state_dir=state_dir, artifacts=artifacts_dir)
+        cache = getattr(click.get_current_context().obj, "cache", None)
+        d = Deployment(services_path, config_path, state_dir=state_dir, artifacts=artifacts_dir, cache=cache)
         return f(*args, d=d, **kw)
     return wrapper
 

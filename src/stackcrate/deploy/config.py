@@ -9,6 +9,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .. import yamlfile
+from ..cache import Cache
 
 Port = int
 
@@ -135,7 +136,7 @@ class Deployment:
     """Both files, loaded, plus the paths derived from them."""
 
     def __init__(self, services_path: str | Path, config_path: str | Path, state_dir: str | None = None,
-                 artifacts: str | None = None, backend: str | None = None):
+                 artifacts: str | None = None, backend: str | None = None, cache: Cache | None = None):
         self.services_path = Path(services_path).resolve()
         self.config_path = Path(config_path).resolve()
         self.services: ServicesFile = _load(self.services_path, ServicesFile, "services file")
@@ -145,6 +146,7 @@ class Deployment:
         self.artifacts_dir = (Path(artifacts) if artifacts else base / self.config.artifacts).resolve()
         self.manifest = (base / self.config.manifest).resolve() if self.config.manifest else None
         self.backend = backend or self.config.backend
+        self.cache = cache or Cache()  # the command line's --cache-dir (what is learnt about the venvs goes there)
 
     @property
     def listen(self) -> str:

@@ -13,12 +13,17 @@ from .processes import wsgi_module
 from .secrets import private_file
 
 
+def ini_value(v: object) -> str:
+    """A value as the ini file holds it (options.py checks overrides in this form)."""
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
 def ini_text(sections: dict[str, dict[str, object]]) -> str:
     out = []
     for name, opts in sections.items():
         out.append(f"[{name}]")
         for k, v in opts.items():
-            out.append(f"{k} = {('true' if v else 'false') if isinstance(v, bool) else v}")
+            out.append(f"{k} = {ini_value(v)}")
         out.append("")
     return "\n".join(out)
 
@@ -85,9 +90,8 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             # the fake driver that behaves like a real one-node driver: its node keeps one identity, which
             # nova-compute writes to <state_path>/compute_id at the first start and checks at every other
             "DEFAULT": {"compute_driver": "fake.FakeDriverWithoutFakeNodes", "state_path": nv,
-                        "instances_path": nv / "instances", "my_ip": d.listen, "host": COMPUTE_HOST,
-                        "osapi_compute_workers": enabled["nova"].workers, "metadata_workers": 1},
-            "api": {"auth_strategy": "keystone"},
+                        "instances_path": nv / "instances", "my_ip": d.listen, "host": COMPUTE_HOST},
+                        # API workers: gunicorn's (processes.py)
             "wsgi": {"api_paste_config": lay.venv("nova") / "etc" / "nova" / "api-paste.ini"},
             "api_database": {"connection": lay.db_url("nova", "nova_api")},
             "database": {"connection": lay.db_url("nova", "nova")},
@@ -95,7 +99,9 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             "placement": lay.auth_section("placement"),
             "glance": {"api_servers": lay.public_url("glance")},
             "neutron": lay.auth_section("neutron"),
-            "service_user": dict(lay.auth_section("nova"), send_service_user_token=True),
+            # only authenticates (no endpoint to find): nova registers no region_name here
+            "service_user": {k: v for k, v in lay.auth_section("nova").items() if k != "region_name"}
+            | {"send_service_user_token": True},
             "oslo_concurrency": {"lock_path": nv / "locks"},
             "scheduler": {"discover_hosts_in_cells_interval": -1},
             "conductor": {"workers": 1},

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from . import backing, bootstrap, configs, secrets
+from . import backing, bootstrap, configs, options, secrets
 from .config import Deployment
 from .health import Checker, Verdict
 from .install import artifacts, install, venvs
@@ -293,6 +293,7 @@ def init(d: Deployment, t: Timer) -> dict:
     backing services and keystone running (and restarts what runs with a changed config)."""
     preflight(d)
     install(d, t)
+    options.check(d, t)  # needs the venvs; before anything of the deployment is written
     private_dirs(d)
     pending = secrets.pending(d.state, d.config.secrets)
     values = secrets.desired(d.state, d.config.secrets)
@@ -345,6 +346,7 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
     refuse_pending_secrets(d)
     preflight(d)
     install(d, t)
+    options.check(d, t)
     private_dirs(d)
     lay = layout(d)
     sup = Supervisor(d)

@@ -64,6 +64,9 @@ class ServiceSpec:
     wsgi_after_import: tuple[str, ...] = ()  # lines run once the WSGI app is imported
     health_path: str = "/"                   # what the API answers without a token (its version document)
     data_dirs: tuple[str, ...] = field(default=())  # folders under <state>/data/<service> it writes
+    # Sections stackcrate's config names itself, whose options the service registers under another group only
+    # at run time (section -> that group); options.py checks overrides of them against that group.
+    section_aliases: tuple[tuple[str, str], ...] = ()
 
 
 def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = ()) -> Command:
@@ -96,6 +99,10 @@ GLANCE = ServiceSpec(
     sync=(_cmd("glance-manage", "db_sync"),),
     processes=(Process("glance", "gunicorn", Probe("api", "/v2/images?limit=1")),),
     data_dirs=("images", "staging", "tasks", "locks"),
+    # glance_store's backend sections: "fs" is the store configs.py names in enabled_backends ("fs:file"), the
+    # other two are glance's reserved stores; all take glance_store's options.
+    section_aliases=(("fs", "glance_store"), ("os_glance_staging_store", "glance_store"),
+                     ("os_glance_tasks_store", "glance_store")),
 )
 
 PLACEMENT = ServiceSpec(
