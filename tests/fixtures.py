@@ -1,10 +1,16 @@
-"""Small real projects the tests build themselves: pbr projects in local git repositories."""
+"""Helpers the tests share: small real pbr projects in local git repositories, free ports for deployments."""
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
 import textwrap
 from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z",
@@ -85,3 +91,30 @@ def assert_clean_failure(res, out: Path, *needles: str) -> None:
     for needle in needles:
         assert needle in res.stderr, f"{needle!r} not in:\n{res.stderr}"
     assert sorted(p.name for p in out.iterdir()) == ["sentinel.txt"]
+
+
+def free_ports(n: int, host: str = "127.0.0.1", low: int = 20000, high: int = 32000) -> list[int]:
+    """n distinct ports nothing listens on, below the ephemeral range."""
+    out: list[int] = []
+    for port in random.sample(range(low, high), 400):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        out.append(port)
+        if len(out) == n:
+            return out
+    raise AssertionError(f"no {n} free ports between {low} and {high}")
+
+
+def services_with_free_ports() -> dict:
+    """examples/deploy/services.yaml with every port replaced by a free one."""
+    services = yaml.safe_load((REPO / "examples" / "deploy" / "services.yaml").read_text())
+    ports = iter(free_ports(5 + 2 * len(services["services"])))
+    b = services["backing"]
+    b["mariadb"]["port"], b["memcached"]["port"] = next(ports), next(ports)
+    b["rabbitmq"].update(port=next(ports), dist_port=next(ports), epmd_port=next(ports))
+    for s in services["services"].values():
+        s["port"], s["backend_port"] = next(ports), next(ports)
+    return services

@@ -19,18 +19,21 @@ from .secrets import private_file
 PACKAGES = {"mariadbd": "mariadb-server", "mariadb-install-db": "mariadb-server", "mariadb": "mariadb-client",
             "epmd": "erlang-base", "rabbitmq-server": "rabbitmq-server", "rabbitmqctl": "rabbitmq-server",
             "memcached": "memcached", "haproxy": "haproxy", "supervisord": "supervisor"}
-RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not /usr/sbin's wrapper, which su's to rabbitmq
+# not /usr/sbin's wrappers, which switch to the rabbitmq user and its home (another Erlang cookie)
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 # Every backing process, in start order (the stop order is the reverse).
 BACKING_NAMES = ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy")
 
 
 def program(name: str, required: bool = True) -> str:
     """Where a backing program is; when not required (a definition for `status`), its usual path."""
-    if name == "rabbitmq-server":
-        if required and not os.access(RABBITMQ_SERVER, os.X_OK):
-            raise StackcrateError("the program 'rabbitmq-server' is not installed",
+    if name in ("rabbitmq-server", "rabbitmqctl"):
+        path = RABBITMQ_SERVER if name == "rabbitmq-server" else RABBITMQCTL
+        if required and not os.access(path, os.X_OK):
+            raise StackcrateError(f"the program {name!r} is not installed",
                                   hint="install it (apt-get install rabbitmq-server)")
-        return RABBITMQ_SERVER
+        return path
     try:
         return tools.which(name, PACKAGES.get(name, name))
     except StackcrateError:

@@ -12,7 +12,7 @@ from .. import tools
 from ..errors import StackcrateError
 from .config import Deployment
 from .layout import Layout
-from .openstack import SERVICES, Command
+from .openstack import SERVICES, Command, Sql
 
 
 def databases(d: Deployment) -> dict[str, tuple[str, ...]]:
@@ -36,12 +36,15 @@ def db_sql(d: Deployment, secrets: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([a-z_]+))?\}")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([a-z_]+)(?::([a-z_]+))?\}")
 
 
 def fill(text: str, values: dict[str, str], secrets: dict[str, str] | None = None) -> str:
-    """A command string with its {placeholders} filled; {secret:NAME} only where secrets are given."""
+    """A command string with its {placeholders} filled; {secret:NAME} only where secrets are given; {{ and }}
+    stand for literal braces."""
     def one(m: re.Match) -> str:
+        if m.group(0) in ("{{", "}}"):
+            return m.group(0)[0]
         if m.group(1) == "secret":
             if secrets is None:
                 raise ValueError(f"a secret may only be used in an environment, not in {text!r}")
@@ -66,7 +69,12 @@ def command_argv(lay: Layout, service: str, cmd: Command) -> tuple[list[str], di
 
 def sync(lay: Layout, service: str, timeout: float = 600) -> None:
     """Migrations and setup of one service, in the table's order."""
+    from .backing import sql
+
     for cmd in SERVICES[service].sync:
+        if isinstance(cmd, Sql):
+            sql(lay.d, "\n".join(fill(s, {}) for s in cmd.statements) + "\n")
+            continue
         argv, env = command_argv(lay, service, cmd)
         proc = tools.run(argv, env=env, timeout=timeout, check=False)
         if proc.returncode not in cmd.ok_exit:

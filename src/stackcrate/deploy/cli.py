@@ -66,37 +66,32 @@ def deploy() -> None:
               "default $STACKCRATE_CONSTRAINTS_DIR.")
 @click.pass_obj
 def build(obj, d: Deployment, backend: str | None, constraints_dir: str | None) -> None:
-    """Make sure every service's artifact exists (build the missing ones).
+    """Build the artifacts the deployment runs from the configuration's manifest (only what changed).
 
-    The local backend runs the tarballs; a container backend also needs the services' OCI images.
+    The local backend runs the tarballs; a container backend also needs the services' OCI images. Without a
+    manifest in the configuration, only checks that every artifact is there.
     """
+    from .install import artifacts
+
     t0 = time.monotonic()
     d.backend = backend or d.backend
     formats = ["tar"] if d.backend == "local" else ["tar", "oci"]
-
-    from .install import artifacts
-
-    def present() -> None:
+    if d.manifest is None:
         for fmt in formats:
             artifacts(d, fmt)
-
-    try:
-        present()
-        obj.ui.result({"built": False}, f"all artifacts present in {d.artifacts_dir}")
+        obj.ui.result({"built": False}, f"all artifacts present in {d.artifacts_dir} (no manifest to build from)")
         return
-    except StackcrateError:
-        if d.manifest is None:
-            raise StackcrateError("artifacts are missing and the configuration names no manifest to build them",
-                                  hint="set `manifest:` in configuration.yaml") from None
     from ..manifest import load
     from ..pipeline import build as run_build
 
     manifest = load(d.manifest)
     report = run_build(manifest, manifest.lock_path(), d.artifacts_dir, obj.cache, obj.ui, formats=formats,
                        constraints_dir=constraints_dir)
-    present()
-    _finish(obj, _timer(obj)[1], "build", {"built": True, "artifacts": len(report.artifacts)},
-            f"built {len(report.artifacts)} artifact(s) → {d.artifacts_dir}", t0)
+    for fmt in formats:
+        artifacts(d, fmt)  # the manifest makes every artifact the services file needs
+    n = sum(report.rebuilt)
+    _finish(obj, _timer(obj)[1], "build", {"built": n > 0, "rebuilt": n, "artifacts": len(report.artifacts)},
+            f"{n} of {len(report.artifacts)} artifact(s) built → {d.artifacts_dir}", t0)
 
 
 @deploy.command()

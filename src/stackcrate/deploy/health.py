@@ -25,6 +25,7 @@ from .config import Deployment
 from .processes import Health, ProcessDef
 
 TIMEOUT = 5.0  # seconds for any one probe
+HOST_NOT_PRIVILEGED = 1130  # MariaDB's answer before any user may connect from the address (a fresh datadir)
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,13 @@ def mysql_greeting(host: str, port: int) -> Verdict:
         if len(header) < 4:
             return Verdict(False, "closed the connection without a greeting")
         body = _recv(s, int.from_bytes(header[:3], "little"))
-    if not body or body[0] == 0xFF:
-        return Verdict(False, f"refused: {body[3:].decode(errors='replace')}")
+    if not body:
+        return Verdict(False, "closed the connection without a greeting")
+    if body[0] == 0xFF:
+        code, message = int.from_bytes(body[1:3], "little"), body[3:].decode(errors="replace")
+        if code == HOST_NOT_PRIVILEGED:  # the server answers in its protocol; no user may log in from here yet
+            return Verdict(True, f"answers ({message})")
+        return Verdict(False, f"refused: {message}")
     if body[0] != 10:
         return Verdict(False, f"not a MySQL/MariaDB greeting (protocol {body[0]})")
     version = body[1:body.index(b"\0", 1)].decode(errors="replace")
@@ -97,8 +103,10 @@ def tcp_accepts(host: str, ports: tuple[int, ...]) -> Verdict:
 class Checker:
     """One round of checks against a deployment (share it between the checks of one `status` or one wait)."""
 
-    def __init__(self, d: Deployment, secrets: dict[str, str]):
-        self.d, self.secrets = d, secrets
+    def __init__(self, d: Deployment, secrets: dict[str, str], login_optional: bool = False):
+        """login_optional: a broker that answers but refuses the OpenStack user's password counts as up (init
+        starts it before setting a changed password)."""
+        self.d, self.secrets, self.login_optional = d, secrets, login_optional
         self._lock = threading.Lock()
         self._token: str | None = None
         self._token_error: str | None = None
@@ -163,7 +171,12 @@ class Checker:
                                password=self.secrets.get("rabbitmq_password", ""), virtual_host="/",
                                connect_timeout=TIMEOUT, read_timeout=TIMEOUT, write_timeout=TIMEOUT)
         try:
-            conn.connect()
+            try:
+                conn.connect()
+            except amqp.exceptions.AccessRefused:
+                if self.login_optional and queue is None:
+                    return Verdict(True, "AMQP answers (the OpenStack user's password is about to be set)")
+                raise
             version = (conn.server_properties or {}).get("version")
             if queue is None:
                 return Verdict(True, "AMQP login", version if isinstance(version, str) else None)

@@ -47,20 +47,35 @@ def private_dirs(d: Deployment) -> None:
         os.chmod(path, 0o700)
 
 
-def write_configs(lay: Layout) -> set[str]:
-    """Every generated file (backing services, OpenStack services, clouds.yaml); the paths whose content changed."""
+def write_configs(lay: Layout) -> int:
+    """Every generated file (backing services, OpenStack services, clouds.yaml); how many changed."""
     before = _digests(lay.d.state / "etc") | _digests(lay.wsgi_dir())
     backing.write_configs(lay.d, lay.secrets)
     configs.write_configs(lay)
     configs.write_clouds_yaml(lay)
     after = _digests(lay.d.state / "etc") | _digests(lay.wsgi_dir())
-    return {p for p in after.keys() | before.keys() if before.get(p) != after.get(p)}
+    return len({p for p in after.keys() | before.keys() if before.get(p) != after.get(p)})
 
 
 def _digests(folder: Path) -> dict[str, str]:
     if not folder.is_dir():
         return {}
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def config_digest(lay: Layout, p: ProcessDef) -> str:
+    """What a process reads from the state folder at start (its config files, its WSGI module), as a digest: a
+    process started with another one runs with an old configuration."""
+    h = hashlib.sha256()
+    for f in sorted({*p.config_files, *_wsgi_files(lay, p)}):
+        path = Path(f)
+        if lay.d.state in path.parents and path.is_file():
+            h.update(f.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _started_with(d: Deployment, name: str) -> Path:
+    return d.state / "run" / "started" / f"{name}.config"
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -137,7 +152,8 @@ def log_tail(d: Deployment, name: str, lines: int = 15) -> str:
     return "\n".join("    " + ln for ln in text.splitlines()[-lines:])
 
 
-def wait_healthy(d: Deployment, sup: Supervisor, p: ProcessDef, values: dict[str, str]) -> Verdict:
+def wait_healthy(d: Deployment, sup: Supervisor, p: ProcessDef, values: dict[str, str],
+                 login_optional: bool = False) -> Verdict:
     """Until p is RUNNING and its health check passes; at once an error when it dies while starting."""
     deadline = time.monotonic() + p.start_timeout
     verdict = Verdict(False, "not checked yet")
@@ -148,8 +164,10 @@ def wait_healthy(d: Deployment, sup: Supervisor, p: ProcessDef, values: dict[str
             raise StackcrateError(f"{p.name} exited while starting ({why})",
                                   hint=f"the end of its log ({d.state / 'log' / (p.name + '.log')}):\n"
                                   + log_tail(d, p.name))
-        if st.state == "RUNNING":
-            verdict = Checker(d, values).check(p)
+        # STARTING too: supervisord calls it RUNNING only after `settle` seconds, but a process that already
+        # passes its health check serves (and supervisord still restarts it if it dies)
+        if st.state in ("RUNNING", "STARTING"):
+            verdict = Checker(d, values, login_optional).check(p)
             if verdict.ok:
                 return verdict
         if time.monotonic() > deadline:
@@ -159,38 +177,39 @@ def wait_healthy(d: Deployment, sup: Supervisor, p: ProcessDef, values: dict[str
 
 
 def start_processes(d: Deployment, sup: Supervisor, plist: list[ProcessDef], values: dict[str, str], t: Timer,
-                    restart: set[str] | None = None) -> list[str]:
-    """Start (or restart, for those in `restart`) each process in order, each healthy before the next."""
-    restart = restart or set()
+                    restart: set[str] | None = None, lay: Layout | None = None,
+                    login_optional: bool = False) -> list[str]:
+    """Start (or restart, for those in `restart`) each process in order, each healthy before the next; with a
+    layout, record the configuration each one starts with."""
     states = sup.states()
+    # what runs with an old configuration is stopped first, all at once (nova's take the whole deadline)
+    stale = [p.name for p in plist if p.name in (restart or set()) and p.name in states
+             and states[p.name].state not in STOPPED]
+    if stale:
+        stop_names(d, sup, stale, t, verb="Stopping (to restart with the new configuration)")
+        states = sup.states()
     started = []
+    (d.state / "run" / "started").mkdir(parents=True, exist_ok=True)
     for p in plist:
         st = states.get(p.name)
         running = st is not None and st.state not in STOPPED
-        if running and p.name not in restart:
-            if st.state == "RUNNING" and Checker(d, values).check(p).ok:
-                continue
-        with t.step(f"{'Restarting' if running and p.name in restart else 'Starting'} {p.name}") as info:
-            if running and p.name in restart:
-                sup.stop(p.name)
-                running = False
+        if running and st.state == "RUNNING" and Checker(d, values, login_optional).check(p).ok:
+            continue
+        with t.step(f"{'Restarting' if p.name in stale else 'Starting'} {p.name}") as info:
             if not running:
+                if lay is not None:
+                    _started_with(d, p.name).write_text(config_digest(lay, p))
                 sup.start(p.name)
-            info["note"] = wait_healthy(d, sup, p, values).detail
+            info["note"] = wait_healthy(d, sup, p, values, login_optional).detail
         started.append(p.name)
     return started
 
 
-def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
-    """OpenStack processes in parallel (nova's ignore SIGTERM: each waits out the deadline), then backing ones
-    one by one in reverse start order, then supervisord itself."""
-    sup = Supervisor(d)
-    if not sup.running():
-        left = sup.stop_orphans(d.config.stop_timeout)
-        return dict.fromkeys(left, "stopped (its supervisor was gone)")
-    states = sup.states()
-    live = [n for n in reversed(process_names(d)) if n in states and states[n].state not in STOPPED]
-    tier1 = [n for n in live if n not in backing.BACKING_NAMES]
+def stop_names(d: Deployment, sup: Supervisor, names: list[str], t: Timer, verb: str = "Stopping") -> dict[str, str]:
+    """Stop these processes: OpenStack ones in parallel (nova's ignore SIGTERM: each waits out the deadline),
+    then backing ones one by one, in reverse start order."""
+    order = [n for n in reversed(process_names(d)) if n in names]
+    tier1 = [n for n in order if n not in backing.BACKING_NAMES]
     out: dict[str, str] = {}
 
     def stop(name: str) -> str:
@@ -199,14 +218,25 @@ def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
         return "killed after deadline" if time.monotonic() - t0 >= d.config.stop_timeout else "stopped"
 
     if tier1:
-        with t.step(f"Stopping {', '.join(tier1)}") as info:
+        with t.step(f"{verb} {', '.join(tier1)}") as info:
             with ThreadPoolExecutor(max_workers=len(tier1)) as pool:
                 out.update(zip(tier1, pool.map(stop, tier1), strict=True))
             killed = [n for n in tier1 if out[n] != "stopped"]
             info["note"] = f"killed after {d.config.stop_timeout:g}s: {', '.join(killed)}" if killed else ""
-    for name in [n for n in live if n in backing.BACKING_NAMES]:
-        with t.step(f"Stopping {name}") as info:
+    for name in [n for n in order if n in backing.BACKING_NAMES]:
+        with t.step(f"{verb} {name}") as info:
             out[name] = info["note"] = stop(name)
+    return out
+
+
+def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
+    """Every process (see stop_names), then supervisord itself; processes a killed supervisord left behind too."""
+    sup = Supervisor(d)
+    if not sup.running():
+        left = sup.stop_orphans(d.config.stop_timeout)
+        return dict.fromkeys(left, "stopped (its supervisor was gone)")
+    states = sup.states()
+    out = stop_names(d, sup, [n for n, st in states.items() if st.state not in STOPPED], t)
     sup.shutdown()
     return out
 
@@ -276,12 +306,15 @@ def initialised(d: Deployment) -> bool:
     return _marker(d).exists()
 
 
-def _converge(d: Deployment, lay: Layout, sup: Supervisor, t: Timer, changed: set[str],
-              only: set[str] | None = None) -> list[str]:
-    """Start what does not run and restart what runs with a config file that changed."""
+def _converge(d: Deployment, lay: Layout, sup: Supervisor, t: Timer, only: set[str] | None = None) -> list[str]:
+    """Start what does not run and restart what runs with another configuration than the one now written."""
     plist = [p for p in all_processes(lay) if only is None or p.name in only]
-    restart = {p.name for p in plist if changed & {*p.config_files, *_wsgi_files(lay, p)}}
-    return start_processes(d, sup, plist, lay.secrets, t, restart)
+    restart = set()
+    for p in plist:
+        recorded = _started_with(d, p.name)
+        if not recorded.exists() or recorded.read_text() != config_digest(lay, p):
+            restart.add(p.name)
+    return start_processes(d, sup, plist, lay.secrets, t, restart, lay)
 
 
 def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
@@ -302,17 +335,18 @@ def init(d: Deployment, t: Timer) -> dict:
     was_running = {n for n, st in sup.states().items() if st.state not in STOPPED} if sup.running() else set()
     with t.step("Writing configuration files") as info:
         changed = write_configs(lay)
-        info["note"] = f"{len(changed)} changed" if changed else "unchanged"
+        info["note"] = f"{changed} changed" if changed else "unchanged"
     with t.step("MariaDB data directory") as info:
         info["note"] = "created" if backing.mariadb_install(d) else "kept"
     sup.ensure(all_processes(lay))
-    # the broker and the database still hold the old passwords: start them as they are, then change those
-    started = start_processes(d, sup, [p for p in all_processes(lay) if p.kind == "backing"],
-                              {**values, **secrets.applied(d.state)}, t)
+    # the broker may still hold an old password (set below): one that answers counts as started
+    started = start_processes(d, sup, [p for p in all_processes(lay) if p.kind == "backing"], values, t, lay=lay,
+                              login_optional=True)
     with t.step("Databases and database users"):
         backing.sql(d, bootstrap.db_sql(d, values))
-    if "rabbitmq_password" in pending:
-        with t.step("RabbitMQ: the OpenStack user's new password"):
+    if "rabbitmq_password" in pending or not Checker(d, values).amqp(d.services.backing.rabbitmq.port).ok:
+        # also when an earlier init stopped half-way: the broker must hold the password every service gets
+        with t.step("RabbitMQ: the OpenStack user's password"):
             backing.rabbitmq_set_password(d, values["rabbitmq_password"])
 
     def sync(service: str) -> tuple[str, float]:
@@ -327,12 +361,12 @@ def init(d: Deployment, t: Timer) -> dict:
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             took = list(pool.map(sync, names))
         info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec in took)
-    started += _converge(d, lay, sup, t, changed, only={"keystone"})
+    started += _converge(d, lay, sup, t, only={"keystone"})
     with t.step("Service users, services and endpoints in keystone") as info:
         made = register(lay)
         info["note"] = f"{made} created" if made else "all present"
     # what ran before init with a config that changed now runs with the new one
-    restarted = _converge(d, lay, sup, t, changed, only=was_running - {"keystone"}) if was_running else []
+    restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}) if was_running else []
     secrets.record(d.state, values)
     _marker(d).write_text(json.dumps({"services": list(d.services.enabled()), "time": time.time()}))
     return {"state": str(d.state), "created_in_keystone": made, "secrets_applied": pending, "started": started,
@@ -352,9 +386,9 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
     sup = Supervisor(d)
     try:
         with t.step("Writing configuration files"):
-            changed = write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
+            write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
         sup.ensure(all_processes(lay))
-        started = _converge(d, lay, sup, t, changed)
+        started = _converge(d, lay, sup, t)
         wait_cloud_ready(lay, t)
     except StackcrateError:
         with t.step("Stopping everything (start failed)"):

@@ -22,6 +22,13 @@ class Command:
 
 
 @dataclass(frozen=True)
+class Sql:
+    """SQL run as the database's administrator at init (between the service's commands), each idempotent."""
+
+    statements: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Probe:
     """How to tell a process serves (health.py runs it): "token" (keystone issues one), "api" (an authenticated
     GET of `path` on the process's own port, which reads its database), "rpc" (up in nova's service list and
@@ -58,7 +65,7 @@ class ServiceSpec:
                                              # reads the config file by its name in that folder)
     db_user: str
     databases: tuple[str, ...]
-    sync: tuple[Command, ...]                # schema migrations and setup, in order, each idempotent
+    sync: tuple[Command | Sql, ...]          # schema migrations and setup, in order, each idempotent
     processes: tuple[Process, ...]           # in start order
     venv_config_files: tuple[str, ...] = ()  # shipped in the venv, loaded before ours (paths in the venv)
     wsgi_after_import: tuple[str, ...] = ()  # lines run once the WSGI app is imported
@@ -110,7 +117,7 @@ PLACEMENT = ServiceSpec(
     config_file="placement.conf", config_dir_env="OS_PLACEMENT_CONFIG_DIR", config_files_env=None,
     db_user="placement", databases=("placement",),
     sync=(_cmd("placement-manage", "db", "sync"),),
-    processes=(Process("placement", "gunicorn", Probe("api", "/resource_providers?limit=1")),),
+    processes=(Process("placement", "gunicorn", Probe("api", "/resource_providers")),),
 )
 
 NEUTRON = ServiceSpec(
@@ -125,16 +132,29 @@ NEUTRON = ServiceSpec(
     data_dirs=("locks",),
 )
 
+# nova's URL templates ({{...}}: braces for nova to fill, not placeholders of ours)
+CELL0_UUID = "00000000-0000-0000-0000-000000000000"
+CELL0_DB = "{{scheme}}://{{username}}:{{password}}@{{hostname}}:{{port}}/nova_cell0"
+CELL_DB = "{{scheme}}://{{username}}:{{password}}@{{hostname}}:{{port}}/{{path}}"
+CELL_MQ = "{{scheme}}://{{username}}:{{password}}@{{hostname}}:{{port}}/{{path}}"
+
 NOVA = ServiceSpec(
     name="nova", catalog=("compute", "nova"), api_path="/v2.1", wsgi_app="nova.wsgi.osapi_compute",
     config_file="nova.conf", config_dir_env="OS_NOVA_CONFIG_DIR", config_files_env="OS_NOVA_CONFIG_FILES",
     db_user="nova", databases=("nova_api", "nova", "nova_cell0"),
     sync=(
         _cmd("nova-manage", "api_db", "sync"),
-        _cmd("nova-manage", "cell_v2", "map_cell0"),          # 0 also when cell0 is already mapped
+        # Cells keep their database and message-queue URLs in nova_api. As templates, nova fills them from
+        # nova.conf's own URLs, so a changed password or port needs no cell update. (Cells made with literal
+        # URLs by an older stackcrate are turned into templates here; on a new cloud this changes nothing.)
+        Sql((f"UPDATE nova_api.cell_mappings SET database_connection='{CELL0_DB}' WHERE uuid='{CELL0_UUID}';",
+             (f"UPDATE nova_api.cell_mappings SET database_connection='{CELL_DB}', transport_url='{CELL_MQ}' "
+              "WHERE name='cell1';"))),
+        _cmd("nova-manage", "cell_v2", "map_cell0", "--database_connection", CELL0_DB),  # 0 also when mapped
         _cmd("nova-manage", "db", "sync"),
         # 2: a cell with this transport URL and database already exists (a second init)
-        _cmd("nova-manage", "cell_v2", "create_cell", "--name", "cell1", ok_exit=(0, 2)),
+        _cmd("nova-manage", "cell_v2", "create_cell", "--name", "cell1", "--database_connection", CELL_DB,
+             "--transport-url", CELL_MQ, ok_exit=(0, 2)),
     ),
     processes=(Process("nova-api", "gunicorn", Probe("api", "/v2.1/os-services"), "api"),
                Process("nova-conductor", "nova-conductor", Probe("rpc", queue="conductor"), "conductor"),

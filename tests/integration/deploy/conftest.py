@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,34 +23,9 @@ import yaml
 
 from stackcrate.deploy import procs
 from tests.conftest import REPO
+from tests.fixtures import services_with_free_ports
 
 EXAMPLE = REPO / "examples" / "deploy"
-
-
-def free_ports(n: int, host: str = "127.0.0.1", low: int = 20000, high: int = 32000) -> list[int]:
-    """n distinct ports nothing listens on, below the ephemeral range."""
-    out: list[int] = []
-    for port in random.sample(range(low, high), 400):
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-        out.append(port)
-        if len(out) == n:
-            return out
-    raise AssertionError(f"no {n} free ports between {low} and {high}")
-
-
-def services_with_free_ports() -> dict:
-    services = yaml.safe_load((EXAMPLE / "services.yaml").read_text())
-    ports = iter(free_ports(5 + 2 * len(services["services"])))
-    b = services["backing"]
-    b["mariadb"]["port"], b["memcached"]["port"] = next(ports), next(ports)
-    b["rabbitmq"].update(port=next(ports), dist_port=next(ports), epmd_port=next(ports))
-    for s in services["services"].values():
-        s["port"], s["backend_port"] = next(ports), next(ports)
-    return services
 
 
 def wait_for(cond, timeout: float, what: str, interval: float = 0.2):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import yaml
 
 from stackcrate.model.artifacts import Artifact, ArtifactIndex, ArtifactSource
+from tests.fixtures import services_with_free_ports
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "deploy"
@@ -56,7 +56,8 @@ def fake_artifacts(out: Path, skip: tuple[str, ...] = ()) -> Path:
 @pytest.fixture
 def dep(tmp_path) -> dict[str, Path]:
     """services.yaml + configuration.yaml copied from examples/deploy, state and artifacts under tmp_path."""
-    shutil.copy(EXAMPLE / "services.yaml", tmp_path / "services.yaml")
+    # free ports, not the example's: a deployment running on this machine must not change what the tests see
+    (tmp_path / "services.yaml").write_text(yaml.safe_dump(services_with_free_ports(), sort_keys=False))
     conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
     conf.update(state_dir="state", artifacts="dist")
     (tmp_path / "configuration.yaml").write_text(yaml.safe_dump(conf))

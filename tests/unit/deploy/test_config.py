@@ -24,8 +24,9 @@ def test_example_files_load(dep):
 
 
 def test_unknown_field_names_file_and_line(dep):
-    text = dep["services"].read_text().replace("  glance: {component: glance,", "  glance: {component: glance, "
-                                                                              "bogus: 1,")
+    services = yaml.safe_load(dep["services"].read_text())
+    services["services"]["glance"]["bogus"] = 1
+    text = yaml.safe_dump(services, sort_keys=False)
     dep["services"].write_text(text)
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if "bogus" in ln)
     with pytest.raises(StackcrateError) as e:
@@ -44,9 +45,11 @@ def test_bad_listen_address(dep):
 
 
 def test_port_used_twice(dep):
-    text = dep["services"].read_text().replace("backend_port: 19292", "backend_port: 15000")
-    dep["services"].write_text(text)
-    with pytest.raises(StackcrateError, match="port 15000 is used twice"):
+    services = yaml.safe_load(dep["services"].read_text())
+    keystone_port = services["services"]["keystone"]["backend_port"]
+    services["services"]["glance"]["backend_port"] = keystone_port
+    dep["services"].write_text(yaml.safe_dump(services))
+    with pytest.raises(StackcrateError, match=f"port {keystone_port} is used twice"):
         load(dep)
 
 

@@ -7,6 +7,7 @@ import socket
 import threading
 
 import pytest
+import yaml
 
 from stackcrate.deploy import health
 from stackcrate.deploy.config import Deployment
@@ -42,6 +43,12 @@ def serve_once(reply: bytes | None, read_first: bool = False) -> int:
 def test_mariadb_greeting_gives_its_version():
     v = health.mysql_greeting("127.0.0.1", serve_once(packet(MARIADB_GREETING)))
     assert (v.ok, v.version) == (True, "10.11.6")
+
+
+def test_a_fresh_mariadb_that_lets_no_user_in_from_here_yet_still_answers():
+    body = b"\xff" + (1130).to_bytes(2, "little") + b"Host '127.0.0.1' is not allowed to connect to this MariaDB server"
+    v = health.mysql_greeting("127.0.0.1", serve_once(packet(body)))
+    assert v.ok and "is not allowed" in v.detail
 
 
 @pytest.mark.parametrize("reply, why", [
@@ -111,8 +118,9 @@ class FakeCloud:
 
 
 def deployment_with_keystone_on(dep, port: int) -> Deployment:
-    text = dep["services"].read_text().replace("backend_port: 15000", f"backend_port: {port}")
-    dep["services"].write_text(text)
+    services = yaml.safe_load(dep["services"].read_text())
+    services["services"]["keystone"]["backend_port"] = port
+    dep["services"].write_text(yaml.safe_dump(services))
     return Deployment(dep["services"], dep["config"])
 
 
