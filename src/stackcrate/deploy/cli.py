@@ -99,14 +99,17 @@ def build(obj, d: Deployment, backend: str | None, constraints_dir: str | None) 
 
 @deploy.command()
 @deployment_options
+@click.option("--reinstall", is_flag=True,
+              help="Replace installed venvs that differ from the artifacts (rebuilt under the same version, "
+                   "changed by hand, not installed by stackcrate); refused while a process runs from one.")
 @click.pass_obj
-def init(obj, d: Deployment) -> None:
+def init(obj, d: Deployment, reinstall: bool) -> None:
     """Install artifacts; create databases, users, keys, catalog (idempotent)."""
     from . import lifecycle
 
     _local_only(d)
     t0, t = _timer(obj)
-    data = lifecycle.init(d, t)
+    data = lifecycle.init(d, t, reinstall)
     _finish(obj, t, "init", data, f"initialised {d.state}", t0)
 
 
@@ -165,7 +168,8 @@ def stop(obj, d: Deployment) -> None:
 
 @deploy.command()
 @deployment_options
-@click.option("--purge", is_flag=True, help="Also remove the data (databases, images, keys, secrets).")
+@click.option("--purge", is_flag=True, help="Also remove the data (databases, images, keys, secrets) and the "
+              "venvs it installed that no other deployment uses.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation of --purge.")
 @click.pass_obj
 def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
@@ -174,7 +178,7 @@ def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
 
     _local_only(d)
     if purge and not yes:
-        click.confirm(f"Remove {d.state} with all its data?", abort=True, err=True)
+        click.confirm(f"Remove {d.state} with all its data, and the venvs only it uses?", abort=True, err=True)
     t0, t = _timer(obj)
     data = lifecycle.rm(d, t, purge)
     _finish(obj, t, "rm", data, f"removed {'everything in ' if purge else 'runtime files of '}{d.state}", t0)

@@ -13,7 +13,7 @@ from .. import tools
 from ..errors import StackcrateError
 from . import backing, bootstrap, configs, procs
 from .config import Deployment
-from .install import artifacts, install, venvs
+from .install import artifacts, install, prepare, release, summary, venvs
 from .keystone_api import register
 from .layout import Layout
 from .processes import ProcessDef, all_processes, proc_name, process_names
@@ -153,12 +153,16 @@ def initialised(d: Deployment) -> bool:
     return _marker(d).exists()
 
 
-def init(d: Deployment, t: Timer) -> dict:
-    """Install, configure, create databases/users/keys/catalog. Idempotent. Leaves backing+keystone running."""
+def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
+    """Install, configure, create databases/users/keys/catalog. Idempotent. Leaves backing+keystone running.
+    reinstall: replace installed venvs that differ from the artifacts (refused otherwise)."""
     preflight(d)
+    with t.step("Checking the artifacts and the installed venvs") as info:
+        planned = prepare(d, reinstall)  # refuses before anything is written
+        info["note"] = summary(planned)
     with t.step("Secrets (generated once, mode 0600)"):
         load_or_create(d.state, d.config.secrets)
-    install(d, t)
+    install(d, t, reinstall, planned=planned)
     lay = layout(d)
     everything = all_processes(lay)
     with t.step("Writing configuration files"):
@@ -237,11 +241,17 @@ def status(d: Deployment) -> list[dict]:
 
 def rm(d: Deployment, t: Timer, purge: bool) -> dict:
     stopped = stop_all(d, t)
+    out: dict = {"stopped": stopped, "purged": purge}
     if purge:
+        with t.step("Removing the venvs no other deployment uses") as info:
+            out["venvs"] = release(d.state)
+            info["note"] = f"{len(out['venvs']['removed'])} removed, {len(out['venvs']['kept'])} kept"
+        for k in out["venvs"]["kept"]:
+            t.ui.info(f"  kept {k['venv']}: {k['why']}")
         with t.step(f"Removing {d.state}"):
             shutil.rmtree(d.state, ignore_errors=True)
     else:
         with t.step("Removing runtime files (run/, etc/); keeping data/, secrets and logs"):
             for sub in ("run", "etc"):
                 shutil.rmtree(d.state / sub, ignore_errors=True)
-    return {"stopped": stopped, "purged": purge}
+    return out
