@@ -21,7 +21,7 @@ from typing import Literal
 from ..cache import remove_tree, sha256_file
 from ..errors import StackcrateError
 from ..model.artifacts import Artifact, ArtifactIndex
-from . import installed, procs, unpack
+from . import installed, inuse, unpack
 from .checked import CheckedArtifacts, identity
 from .config import Deployment
 from .timer import Timer
@@ -120,12 +120,9 @@ def _refuse_differing(planned: list[Planned]) -> None:
 
 
 def _busy(venv: Path, state: Path) -> str:
-    """The processes running from venv, this deployment's named, as a phrase; '' when there are none."""
-    users = procs.using(venv)
-    run_dir = state / "run"
-    ours = {pid: f.stem for f in (run_dir.glob("*.pid") if run_dir.is_dir() else []) if (pid := procs.alive(f))}
-    return ", ".join(f"{pid} ({ours[g]} of this deployment)" if (g := procs.group(pid)) in ours
-                     else f"{pid} ({cmd[:80]})" for pid, cmd in sorted(users.items()))
+    """The processes running from venv, this deployment's told as such, as a phrase; '' when there are none."""
+    return ", ".join(f"{pid} ({'of this deployment' if inuse.mentions(pid, f'{state}/') else cmd[:80]})"
+                     for pid, cmd in sorted(inuse.processes_using(venv).items()))
 
 
 def _refuse_busy(planned: list[Planned], state: Path) -> None:

@@ -151,29 +151,3 @@ def _signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-
-
-def using(folder: Path) -> dict[int, str]:
-    """The processes running a program from below folder or with a file below it mapped (a Python process maps
-    its venv's compiled modules; gunicorn renames its processes, so the command line alone does not tell):
-    pid -> command line. Processes that may not be inspected are left out."""
-    prefix = str(folder).rstrip("/") + "/"
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
-            if any(a.startswith(prefix) for a in argv) or prefix in (entry / "maps").read_text(errors="replace"):
-                out[int(entry.name)] = " ".join(argv)
-        except OSError:
-            continue
-    return out
-
-
-def group(pid: int) -> int | None:
-    """The process group of pid (a started process leads its own: its workers are in it)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
-    except (OSError, ValueError, IndexError):
-        return None

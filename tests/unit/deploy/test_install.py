@@ -337,17 +337,22 @@ def test_reinstall_is_refused_while_a_process_runs_from_the_venv(d, dist, root, 
     inst.install(d, t, root=root)
     dist.build("nova", extra="  # patched")
     script = venv(root, "nova") / "bin" / "nova-api"
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(25)", str(script)])
+    sleep = [sys.executable, "-c", "import time; time.sleep(25)", str(script)]
+    ours = subprocess.Popen(sleep, cwd=d.state)  # in its state folder, like the deployment's processes
+    other = subprocess.Popen(sleep, cwd=root)
     try:
         before = listing(root)
         with pytest.raises(StackcrateError) as exc:
             inst.install(d, t, reinstall=True, root=root)
-        assert str(venv(root, "nova")) in exc.value.message and str(proc.pid) in exc.value.message
+        assert str(venv(root, "nova")) in exc.value.message
+        assert f"{ours.pid} (of this deployment)" in exc.value.message
+        assert f"{other.pid} ({sys.executable} -c import time" in exc.value.message
         assert "stop them first" in exc.value.hint
         assert listing(root) == before
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait(timeout=10)
     inst.install(d, t, reinstall=True, root=root)
     assert installed.read(venv(root, "nova")).sha256 == ArtifactIndex.load(dist.folder).find("nova", "tar").sha256
 
