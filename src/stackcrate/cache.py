@@ -70,22 +70,8 @@ class Cache:
         """An exclusive inter-process lock, so two builds never fill the same entry at once. Waits at most
         timeout seconds for another process holding it (a stuck build), then fails saying which entry."""
         path = self.dir("locks") / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
-        with open(path, "a+") as fh:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StackcrateError(
-                            f"the cache entry {name} has been locked by another stackcrate process for "
-                            f"{timeout:.0f}s", hint=f"wait for it to finish, or stop it (lock file {path})") from None
-                    time.sleep(0.2)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(path, timeout, f"the cache entry {name}"):
+            yield
 
     def tempdir(self, prefix: str = "work-") -> Path:
         """A fresh work area on the cache's filesystem (so results can be renamed into place)."""
@@ -102,6 +88,27 @@ class Cache:
                 raise
             remove_tree(tmp)
         return final
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
+    """An exclusive inter-process lock on path (created if need be), held while the block runs. Waits at most
+    timeout seconds for another process holding it, then fails naming `what` and the lock file."""
+    with open(path, "a+") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StackcrateError(f"{what} has been locked by another stackcrate process for {timeout:.0f}s",
+                                          hint=f"wait for it to finish, or stop it (lock file {path})") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def remove_tree(path: Path) -> None:

@@ -96,14 +96,17 @@ def build(obj, d: Deployment, backend: str | None, constraints_dir: str | None) 
 
 @deploy.command()
 @deployment_options
+@click.option("--reinstall", is_flag=True,
+              help="Replace installed venvs that differ from the artifacts (rebuilt under the same version, "
+                   "changed by hand, not installed by stackcrate); refused while a process runs from one.")
 @click.pass_obj
-def init(obj, d: Deployment) -> None:
+def init(obj, d: Deployment, reinstall: bool) -> None:
     """Install artifacts; create databases, users, keys, catalog (idempotent)."""
     from . import lifecycle
 
     _local_only(d)
     t0, t = _timer(obj)
-    data = lifecycle.init(d, t)
+    data = lifecycle.init(d, t, reinstall)
     _finish(obj, t, "init", data, f"initialised {d.state}", t0)
 
 
@@ -164,7 +167,8 @@ def stop(obj, d: Deployment) -> None:
 
 @deploy.command()
 @deployment_options
-@click.option("--purge", is_flag=True, help="Also remove the data (databases, images, keys, secrets).")
+@click.option("--purge", is_flag=True, help="Also remove the data (databases, images, keys, secrets) and the "
+              "venvs it installed that no other deployment uses.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation of --purge.")
 @click.pass_obj
 def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
@@ -172,7 +176,8 @@ def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
     from . import lifecycle
 
     _local_only(d)
-    if purge and not yes and not click.confirm(f"Remove {d.state} with all its data?", err=True):
+    if purge and not yes and not click.confirm(f"Remove {d.state} with all its data, and the venvs only it uses?",
+                                               err=True):
         obj.ui.info("nothing removed")
         raise SystemExit(1)
     t0, t = _timer(obj)

@@ -1,16 +1,33 @@
-"""The deployment's artifacts: which ones it needs (from artifacts.json) and installing the venvs at their
-built paths."""
+"""The deployment's artifacts: which ones it needs (from artifacts.json), and their venvs installed at the paths
+they were built for, safely:
+
+- every artifact is checked (sha256, whole archive, members) before anything is written under the install root;
+- each venv is unpacked beside its place and renamed in (unpack.py);
+- an installed venv that differs from its artifact (rebuilt, modified, not installed by stackcrate) is replaced
+  only when asked (`init --reinstall`), and never while a process runs from it;
+- the deployments using each venv are recorded beside it (installed.py): `rm --purge` removes only the venvs no
+  other deployment uses.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from ..archive import extract_tar_zst
-from ..cache import sha256_file
+from ..cache import remove_tree, sha256_file
 from ..errors import StackcrateError
 from ..model.artifacts import Artifact, ArtifactIndex
+from . import installed, inuse, unpack
+from .checked import CheckedArtifacts, identity
 from .config import Deployment
 from .timer import Timer
+
+ROOT = Path("/")
+USED = "installed-venvs.json"  # in the state folder: the venvs this deployment uses
 
 
 def needed_components(d: Deployment, fmt: str) -> list[str]:
@@ -31,33 +48,210 @@ def artifacts(d: Deployment, fmt: str = "tar") -> dict[str, Artifact]:
     return {c: by[c] for c in needed_components(d, fmt)}
 
 
-def _install_marker(install_path: str) -> Path:
-    # Beside the venvs, not inside one (a venv holds exactly its artifact's files).
-    p = Path(install_path)
-    return p.parent / ".stackcrate-installed" / f"{p.name}.sha256"
+def target(a: Artifact, root: Path = ROOT) -> Path:
+    """Where a's venv lives under root (its install path when root is /)."""
+    return root / a.install_path.lstrip("/")
 
 
-def install(d: Deployment, t: Timer) -> None:
-    """Extract each artifact at / (its venv must live at the path it was built for); skip unchanged ones."""
-    for a in artifacts(d).values():
-        marker = _install_marker(a.install_path)
-        if (marker.exists() and marker.read_text().strip() == a.sha256
-                and Path(a.install_path, "bin", "python").exists()):
+@dataclass
+class Planned:
+    """What installing does with one component's venv: keep, install, replace (asked for) or refuse, and why."""
+    component: str
+    artifact: Artifact
+    file: Path
+    target: Path
+    action: Literal["keep", "install", "replace", "refuse"]
+    why: str = ""
+
+
+def _plan(d: Deployment, component: str, a: Artifact, root: Path, reinstall: bool,
+          look_inside: bool = True) -> Planned:
+    """look_inside: also walk the venv to see whether its files changed after it was installed (~0.3 s)."""
+    where = target(a, root)
+
+    def plan(action: Literal["keep", "install", "replace", "refuse"], why: str = "") -> Planned:
+        return Planned(component, a, d.artifacts_dir / a.file, where, action, why)
+
+    rec = installed.read(where)
+    if not os.path.lexists(where):
+        return plan("install", "it was missing" if rec else "")
+    differs = "replace" if reinstall else "refuse"
+    if rec is None:
+        return plan(differs, f"{where} exists but stackcrate did not install it (no record in "
+                             f"{where.parent / installed.RECORDS}): it may come from a package or be made by hand")
+    if rec.sha256 != a.sha256:
+        return plan(differs, f"{where} was installed from another artifact: sha256 {rec.sha256} installed, "
+                             f"{a.sha256} in artifacts.json (rebuilt under the same version?)")
+    if not os.path.lexists(where / "bin" / "python"):
+        return plan(differs, f"{where} is not a whole venv (it has no bin/python)")
+    if look_inside and rec.tree and installed.tree_digest(where) != rec.tree:
+        # Kept unless asked: an operator may have patched a file by hand on purpose.
+        return plan("replace" if reinstall else "keep", f"files in {where} changed after it was installed")
+    return plan("keep")
+
+
+def _check_files(planned: list[Planned], memo: Path) -> None:
+    """Each artifact file matches artifacts.json (first: an altered file is told as such, at once); one to be
+    unpacked (or refused: a broken artifact is the first thing to tell) is then read whole with the member
+    rules. Files unchanged since they last passed are not read again."""
+    checked = CheckedArtifacts(memo)
+    for p in planned:
+        whole_for = None if p.action == "keep" else p.artifact.install_path
+        sha = checked.sha256(p.file, whole_for)
+        if sha is None:
+            ident = identity(p.file)
+            sha = sha256_file(p.file)
+            if sha == p.artifact.sha256 and whole_for:
+                sha = unpack.check(p.file, whole_for)  # hashes what it reads: a file changed meanwhile shows
+            checked.remember(p.file, ident, sha, whole_for if sha == p.artifact.sha256 else None)
+        if sha != p.artifact.sha256:
+            raise unpack.bad_artifact(p.file, f"its sha256 is {sha}, artifacts.json says {p.artifact.sha256}: it "
+                                              "was changed or damaged after the build")
+    checked.save()
+
+
+def _refuse_differing(planned: list[Planned]) -> None:
+    refused = [p for p in planned if p.action == "refuse"]
+    if refused:
+        raise StackcrateError("installed venv(s) differ from the deployment's artifacts:\n" +
+                              "\n".join(f"  {p.component}: {p.why}" for p in refused),
+                              hint="`stackcrate deploy init --reinstall` replaces them with the artifacts' venvs "
+                                   "(once no process runs from them); or put back the artifacts they came from")
+
+
+def _busy(venv: Path, state: Path) -> str:
+    """The processes running from venv, this deployment's told as such, as a phrase; '' when there are none."""
+    return ", ".join(f"{pid} ({'of this deployment' if inuse.mentions(pid, f'{state}/') else cmd[:80]})"
+                     for pid, cmd in sorted(inuse.processes_using(venv).items()))
+
+
+def _refuse_busy(planned: list[Planned], state: Path) -> None:
+    busy = [(p, b) for p in planned if p.action == "replace" and (b := _busy(p.target, state))]
+    if busy:
+        raise StackcrateError("cannot replace venv(s) that processes run from:\n" +
+                              "\n".join(f"  {p.target}: {b}" for p, b in busy),
+                              hint="stop them first (`stackcrate deploy stop` stops this deployment's), then run "
+                                   "`stackcrate deploy init --reinstall` again")
+
+
+def prepare(d: Deployment, reinstall: bool = False, root: Path = ROOT) -> list[Planned]:
+    """What installing will do, after every check that can refuse it, with nothing written under root (the
+    state folder remembers which artifact files passed)."""
+    planned = [_plan(d, c, a, root, reinstall) for c, a in artifacts(d).items()]
+    _check_files(planned, d.cache.dir("artifacts-checked"))
+    _refuse_differing(planned)
+    _refuse_busy(planned, d.state)
+    return planned
+
+
+def summary(planned: list[Planned]) -> str:
+    todo = [f"{p.component} ({p.action})" for p in planned if p.action != "keep"]
+    return f"to install: {', '.join(todo)}" if todo else "all installed"
+
+
+def install(d: Deployment, t: Timer, reinstall: bool = False, root: Path = ROOT,
+            planned: list[Planned] | None = None) -> None:
+    """Install what prepare() planned (planned here when not given) and record this deployment as a user of
+    every venv it needs. Each venv is planned again under its prefix's lock: another deployment may have
+    installed or replaced it meanwhile."""
+    for p in planned if planned is not None else prepare(d, reinstall, root):
+        with installed.locked(p.target.parent):
+            now = _plan(d, p.component, p.artifact, root, reinstall, look_inside=False)
+            if now.action == "keep" and p.action != "install":
+                now = p  # what only prepare()'s look inside the venv tells
+            _check_files([now], d.cache.dir("artifacts-checked"))  # reads a file again only if it changed
+            _refuse_differing([now])
+            _refuse_busy([now], d.state)
+            _apply(now, str(d.state), t)
+    _record_used(d.state, [target(a, root) for a in artifacts(d).values()])
+
+
+def _apply(p: Planned, me: str, t: Timer) -> None:
+    old = installed.read(p.target)
+    if p.action == "keep":
+        if p.why:
+            t.ui.warn(f"{p.component}: {p.why}; kept as it is (`stackcrate deploy init --reinstall` puts back the "
+                      "artifact's files)")
+        if old and (me not in old.users or old.tree is None):  # first use by this deployment, or an older record
+            installed.write(p.target, old.model_copy(update={
+                "users": old.users if me in old.users else [*old.users, me],
+                "tree": old.tree or installed.tree_digest(p.target)}))
+        return
+    with t.step(f"Installing {p.artifact.file} at {p.target}") as info:
+        info["note"] = f"replaced: {p.why}" if p.action == "replace" else p.why
+        for leftover in unpack.leftovers(p.target):  # of earlier installs that were killed (we hold the lock)
+            remove_tree(leftover)
+        unpack.unpack(p.file, p.artifact.install_path, p.artifact.sha256, p.target)
+        installed.write(p.target, installed.VenvRecord(
+            sha256=p.artifact.sha256, tree=installed.tree_digest(p.target),
+            users=[*(u for u in (old.users if old else []) if u != me), me],
+            unlisted_users=bool(old and old.unlisted_users)))
+
+
+def _used(state: Path) -> list[Path]:
+    try:
+        return [Path(v) for v in json.loads((state / USED).read_text())["venvs"]]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _record_used(state: Path, venvs: list[Path]) -> None:
+    """Remember the venvs this deployment uses; drop it from the users of those it no longer uses."""
+    for gone in set(_used(state)) - set(venvs):
+        with installed.locked(gone.parent):
+            rec = installed.read(gone)
+            if rec and str(state) in rec.users:
+                installed.write(gone, rec.model_copy(update={"users": [u for u in rec.users if u != str(state)]}))
+    state.mkdir(parents=True, exist_ok=True)
+    tmp = state / f".{USED}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"venvs": [str(v) for v in venvs]}, indent=2) + "\n")
+    tmp.replace(state / USED)
+
+
+def release(state: Path) -> dict[str, list]:
+    """For `rm --purge`: remove this deployment from the users of its venvs, and remove each venv no other
+    deployment uses and no process runs from. Users whose state folder is gone are dropped."""
+    removed, kept = [], []
+    for venv in _used(state):
+        if not venv.parent.is_dir():
             continue
-        with t.step(f"Installing {a.file} at {a.install_path}"):
-            f = d.artifacts_dir / a.file
-            if sha256_file(f) != a.sha256:
-                raise StackcrateError(f"{f} does not match the sha256 in artifacts.json", hint="rebuild it")
-            extract_tar_zst(f, Path("/"))
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(a.sha256 + "\n")
+        with installed.locked(venv.parent):
+            rec = installed.read(venv)
+            if rec is None:
+                if os.path.lexists(venv):
+                    kept.append({"venv": str(venv), "why": "no record says stackcrate installed it"})
+                continue
+            others = [u for u in rec.users if u != str(state) and Path(u).is_dir()]
+            busy = "" if others or rec.unlisted_users else _busy(venv, state)
+            why = (f"used by {', '.join(others)}" if others else
+                   "installed before stackcrate recorded which deployments use a venv: others may use it"
+                   if rec.unlisted_users else busy and f"in use by {busy}")
+            if why:
+                installed.write(venv, rec.model_copy(update={"users": others}))
+                kept.append({"venv": str(venv), "why": why})
+                continue
+            aside = Path(tempfile.mkdtemp(prefix=f".{venv.name}.tmp-", dir=venv.parent))
+            if os.path.lexists(venv):
+                os.rename(venv, aside / "old")  # gone at once; the files go next
+            installed.forget(venv)
+            remove_tree(aside)
+            removed.append(str(venv))
+    return {"removed": removed, "kept": kept}
 
 
-def venvs(d: Deployment) -> dict[str, str]:
-    """component -> its installed venv, for every component the deployment needs."""
-    out = {c: a.install_path for c, a in artifacts(d).items()}
-    for s in d.services.enabled().values():
-        if not Path(out[s.component], "bin", "python").exists():
-            raise StackcrateError(f"{s.component} is not installed at {out[s.component]}",
-                                  hint="run `stackcrate deploy init`")
+def venvs(d: Deployment, root: Path = ROOT) -> dict[str, str]:
+    """component -> its installed venv, for every component the deployment needs: present, and installed from
+    the artifact artifacts.json lists (cheap: no artifact is read)."""
+    out = {}
+    for c, a in artifacts(d).items():
+        where = target(a, root)
+        if not os.path.lexists(where / "bin" / "python"):
+            raise StackcrateError(f"{c} is not installed at {where}", hint="run `stackcrate deploy init`")
+        rec = installed.read(where)
+        if rec is None or rec.sha256 != a.sha256:
+            raise StackcrateError(f"{c} at {where} was not installed from the artifact artifacts.json lists "
+                                  f"(sha256 {a.sha256}; installed: {rec.sha256 if rec else 'no record'})",
+                                  hint="`stackcrate deploy init --reinstall` installs it (stop the deployment "
+                                       "first), or put back the artifact it came from")
+        out[c] = str(where)
     return out

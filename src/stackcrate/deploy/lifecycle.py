@@ -22,7 +22,7 @@ from ..errors import StackcrateError
 from . import backing, bootstrap, configs, options, secrets
 from .config import Deployment
 from .health import Checker, Verdict
-from .install import artifacts, install, venvs
+from .install import artifacts, install, prepare, release, summary, venvs
 from .keystone_api import register
 from .layout import Layout
 from .openstack import COMPUTE_HOST
@@ -321,11 +321,15 @@ def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
     return {str(lay.wsgi_dir() / f"sc_wsgi_{p.service}.py")} if p.service else set()
 
 
-def init(d: Deployment, t: Timer) -> dict:
+def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     """Install, configure, create databases/users/keys/catalog, apply changed secrets. Idempotent. Leaves the
-    backing services and keystone running (and restarts what runs with a changed config)."""
+    backing services and keystone running (and restarts what runs with a changed config).
+    reinstall: replace installed venvs that differ from the artifacts (refused otherwise)."""
     preflight(d)
-    install(d, t)
+    with t.step("Checking the artifacts and the installed venvs") as info:
+        planned = prepare(d, reinstall)  # refuses before anything is written
+        info["note"] = summary(planned)
+    install(d, t, reinstall, planned=planned)
     options.check(d, t)  # needs the venvs; before anything of the deployment is written
     private_dirs(d)
     pending = secrets.pending(d.state, d.config.secrets)
@@ -379,10 +383,9 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
                               " (or `stackcrate deploy run`, which does it)")
     refuse_pending_secrets(d)
     preflight(d)
-    install(d, t)
     options.check(d, t)
     private_dirs(d)
-    lay = layout(d)
+    lay = layout(d)  # refuses venvs missing or installed from another artifact (init installs)
     sup = Supervisor(d)
     try:
         with t.step("Writing configuration files"):
@@ -460,7 +463,13 @@ def status(d: Deployment) -> dict:
 
 def rm(d: Deployment, t: Timer, purge: bool) -> dict:
     stopped = stop_all(d, t)
+    out: dict = {"stopped": stopped, "purged": purge}
     if purge:
+        with t.step("Removing the venvs no other deployment uses") as info:
+            out["venvs"] = release(d.state)
+            info["note"] = f"{len(out['venvs']['removed'])} removed, {len(out['venvs']['kept'])} kept"
+        for k in out["venvs"]["kept"]:
+            t.ui.info(f"  kept {k['venv']}: {k['why']}")
         with t.step(f"Removing {d.state}"):
             shutil.rmtree(d.state, ignore_errors=True)
     else:
@@ -468,5 +477,5 @@ def rm(d: Deployment, t: Timer, purge: bool) -> dict:
             for sub in ("run", "etc"):
                 shutil.rmtree(d.state / sub, ignore_errors=True)
             (d.state / "clouds.yaml").unlink(missing_ok=True)
-    return {"stopped": stopped, "purged": purge}
+    return out
 

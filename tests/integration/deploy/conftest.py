@@ -77,6 +77,17 @@ class Deploy:
     env: dict = field(default_factory=dict)
 
 
+def deployment_files(root: Path, dist: Path, env: dict) -> Deploy:
+    """examples/deploy in root: services on free ports, its state in root/state, its artifacts in dist (built
+    from the manifest copied beside it by `deploy build`)."""
+    (root / "services.yaml").write_text(yaml.safe_dump(services_with_free_ports(), sort_keys=False))
+    shutil.copy(EXAMPLE / "stackcrate.yaml", root / "stackcrate.yaml")  # its lock goes beside it
+    conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
+    conf.update(state_dir=str(root / "state"), artifacts=str(dist), manifest=str(root / "stackcrate.yaml"))
+    (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
+    return Deploy(root, dist, env=dict(env))
+
+
 ALL = ["mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "keystone", "glance", "placement", "neutron",
        "nova-api", "nova-conductor", "nova-scheduler", "nova-compute"]
 
@@ -92,13 +103,7 @@ def deploy_dist(stackcrate, tmp_path_factory) -> Path:
 def deployment(sc_env, deploy_dist, tmp_path_factory):
     """A deployment that `run` started; whatever happens, every process is stopped and the state removed at the
     end, and the time of each step is printed."""
-    root = tmp_path_factory.mktemp("deploy")
-    (root / "services.yaml").write_text(yaml.safe_dump(services_with_free_ports(), sort_keys=False))
-    shutil.copy(EXAMPLE / "stackcrate.yaml", root / "stackcrate.yaml")  # its lock goes beside it
-    conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
-    conf.update(state_dir=str(root / "state"), artifacts=str(deploy_dist), manifest=str(root / "stackcrate.yaml"))
-    (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
-    d = Deploy(root, deploy_dist, env=dict(sc_env))
+    d = deployment_files(tmp_path_factory.mktemp("deploy"), deploy_dist, sc_env)
     built = d.ok("build", timeout=3600)
     d.timings["build"] = [{"step": "built" if built["built"] else "all present", "seconds": built.get("seconds", 0)}]
     d.ok("run")

@@ -1,0 +1,468 @@
+"""Installing artifacts safely, on tiny real artifacts built here and an install root inside tmp_path: every
+artifact checked before anything is written, venvs renamed into place whole, a changed venv replaced only when
+asked, and `rm --purge` removing only the venvs no other deployment uses."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+import zstandard
+
+from stackcrate.archive import BadArchive, read_tar_zst, write_tar_zst
+from stackcrate.deploy import install as inst
+from stackcrate.deploy import installed
+from stackcrate.deploy.config import Deployment
+from stackcrate.deploy.timer import Timer
+from stackcrate.errors import StackcrateError
+from stackcrate.model.artifacts import Artifact, ArtifactIndex, ArtifactSource
+from stackcrate.ui import UI
+
+from .conftest import COMPONENTS
+
+EPOCH = 1700000000
+
+
+def venv_tree(build: Path, name: str, version: str, extra: str = "") -> Path:
+    """A venv-like tree at build/opt/openstack/<name>-<version>, as a build makes it (bin/python links to the
+    system's interpreter); `extra` changes one file's content."""
+    venv = build / "opt" / "openstack" / f"{name}-{version}"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to("/usr/bin/python3")
+    (venv / "lib64").symlink_to("lib")
+    pkg = venv / "lib" / "python3.11" / "site-packages" / name.replace("-", "_")
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(f"VERSION = {version!r}{extra}\n")
+    (venv / "bin" / f"{name}-api").write_text("#!/usr/bin/env python3\n")
+    (venv / "bin" / f"{name}-api").chmod(0o755)
+    return build
+
+
+def index_entry(out: Path, name: str, version: str) -> Artifact:
+    return Artifact(component=name, version=version, format="tar", file=out.name,
+                    sha256=hashlib.sha256(out.read_bytes()).hexdigest(), size=out.stat().st_size,
+                    install_path=f"/opt/openstack/{name}-{version}",
+                    source=ArtifactSource(type="pypi", revision=version), series="2026.1",
+                    target="debian-bookworm", source_date_epoch=EPOCH, build_key="k" * 64)
+
+
+class Dist:
+    """An artifacts folder of tiny real artifacts, one per component of examples/deploy."""
+
+    def __init__(self, folder: Path, work: Path):
+        self.folder, self.work = folder, work
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name in COMPONENTS:
+            self.build(name)
+
+    def file(self, name: str) -> Path:
+        return self.folder / f"{name}-{COMPONENTS[name]}.tar.zst"
+
+    def build(self, name: str, extra: str = "") -> Path:
+        """(Re)build name's artifact (extra: a change to its content, same version) and list it."""
+        tree = self.work / f"tree-{name}-{hashlib.sha256(extra.encode()).hexdigest()[:8]}"
+        if not tree.exists():
+            venv_tree(tree, name, COMPONENTS[name], extra)
+        write_tar_zst(tree, self.file(name), EPOCH)
+        self.relist()
+        return self.file(name)
+
+    def relist(self, keep_sha: tuple[str, ...] = ()) -> None:
+        """Rewrite artifacts.json from the files (the sha256 of those in keep_sha is left as it was)."""
+        old = {a.component: a for a in ArtifactIndex.load(self.folder).artifacts} \
+            if (self.folder / "artifacts.json").exists() else {}
+        entries = [old[n] if n in keep_sha else index_entry(self.file(n), n, v) for n, v in COMPONENTS.items()]
+        ArtifactIndex(stackcrate="test", artifacts=entries).write(self.folder)
+
+    def pack(self, name: str, members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        """name's artifact made of exactly these members (written by tarfile: any name, type or link)."""
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for info, data in members:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
+        self.file(name).write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(raw.getvalue()))
+        self.relist()
+
+
+@pytest.fixture
+def dist(dep, tmp_path) -> Dist:
+    return Dist(dep["dist"], tmp_path / "trees")
+
+
+@pytest.fixture
+def d(dep, dist) -> Deployment:
+    return Deployment(dep["services"], dep["config"])
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    return tmp_path / "root"
+
+
+class Warnings(UI):
+    def __init__(self):
+        super().__init__(quiet=True)
+        self.warnings: list[str] = []
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+
+
+@pytest.fixture
+def t() -> Timer:
+    return Timer(Warnings())
+
+
+def listing(root: Path) -> dict[str, tuple]:
+    """Every path below root with its type, mode, inode and content hash (or link target): any change shows."""
+    out: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder, name)
+            st = p.lstat()
+            what = os.readlink(p) if p.is_symlink() else \
+                hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            out[str(p.relative_to(root))] = (st.st_mode, st.st_ino, what)
+    return out
+
+
+def venv(root: Path, name: str) -> Path:
+    return root / "opt" / "openstack" / f"{name}-{COMPONENTS[name]}"
+
+
+def temp_folders(root: Path) -> list[str]:
+    prefix = root / "opt" / "openstack"
+    return sorted(p.name for p in prefix.glob(".*.tmp-*")) if prefix.is_dir() else []
+
+
+# ------------------------------------------------------------------------------------------- broken artifacts
+
+def truncate(path: Path, keep: int) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+
+
+@pytest.mark.parametrize("installed_before", [False, True], ids=["fresh", "over-installed"])
+def test_truncated_artifact_with_updated_sha256_changes_nothing(d, dist, root, t, installed_before):
+    if installed_before:
+        inst.install(d, t, root=root)
+    before = listing(root)
+    truncate(dist.file("glance"), dist.file("glance").stat().st_size // 2)
+    dist.relist()  # the sha256 in artifacts.json is the truncated file's
+    for reinstall in (False, True):
+        with pytest.raises(StackcrateError) as exc:
+            inst.install(d, t, reinstall=reinstall, root=root)
+        assert str(dist.file("glance")) in exc.value.message and "truncated" in exc.value.message
+        assert "build it again" in exc.value.hint and exc.value.exit_code == 2
+    assert listing(root) == before
+    assert root.exists() == installed_before
+
+
+def test_altered_artifact_with_stale_sha256_is_refused(d, dist, root, t):
+    inst.install(d, t, root=root)
+    before = listing(root)
+    data = bytearray(dist.file("nova").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dist.file("nova").write_bytes(bytes(data))
+    with pytest.raises(StackcrateError) as exc:  # installed already: the file is still checked
+        inst.install(d, t, root=root)
+    assert str(dist.file("nova")) in exc.value.message and "artifacts.json says" in exc.value.message
+    with pytest.raises(StackcrateError) as exc:  # to be installed
+        inst.install(d, t, root=root / "other")
+    assert str(dist.file("nova")) in exc.value.message and "artifacts.json says" in exc.value.message
+    assert listing(root) == before and not (root / "other").exists()
+
+
+@pytest.mark.parametrize("cut", [-1, -4, 1 / 2, 20])
+def test_a_tar_zst_cut_anywhere_is_not_whole(dist, cut):
+    f = dist.file("keystone")
+    size = f.stat().st_size
+    truncate(f, size + cut if cut < 0 else int(size * cut) if cut < 1 else cut)
+    with pytest.raises(BadArchive, match="truncated"):
+        read_tar_zst(f, list)
+
+
+@pytest.mark.parametrize("cut, why", [(2048, "not a whole tar archive"), (512 + 5120, "end-of-archive marker")],
+                         ids=["in-a-member", "between-members"])
+def test_a_tar_cut_before_compression_is_not_whole(tmp_path, cut, why):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        data = b"x" * 5000
+        info = tarfile.TarInfo("opt/a")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    f = tmp_path / "cut.tar.zst"
+    f.write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(raw.getvalue()[:cut]))
+    with pytest.raises(BadArchive, match=why):
+        read_tar_zst(f, list)
+
+
+def info(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o644) -> tarfile.TarInfo:
+    m = tarfile.TarInfo(name)
+    m.type, m.linkname, m.mode = kind, linkname, mode
+    return m
+
+
+VENV = "opt/openstack/glance-32.0.0"
+GOOD = [(info("opt", tarfile.DIRTYPE, mode=0o755), b""), (info("opt/openstack", tarfile.DIRTYPE, mode=0o755), b""),
+        (info(VENV, tarfile.DIRTYPE, mode=0o755), b""), (info(f"{VENV}/bin", tarfile.DIRTYPE, mode=0o755), b""),
+        (info(f"{VENV}/bin/python", tarfile.SYMTYPE, "/usr/bin/python3"), b"")]
+
+
+@pytest.mark.parametrize("bad, why", [
+    ([info("etc/cron.d/evil")], "lies outside /opt/openstack/glance-32.0.0"),
+    ([info("/etc/evil")], "absolute name"),
+    ([info(f"{VENV}/../../../etc/evil")], "'..'"),
+    ([info(f"{VENV}/dev/sda", tarfile.BLKTYPE)], "a device file"),
+    ([info(f"{VENV}/fifo", tarfile.FIFOTYPE)], "a FIFO"),
+    ([info(f"{VENV}/lib/escape", tarfile.SYMTYPE, "../../../../etc")], "out of /opt/openstack/glance-32.0.0"),
+    ([info(f"{VENV}/bin/python/evil")], "below the symlink"),
+    ([info(f"{VENV}/hard", tarfile.LNKTYPE, "etc/passwd")], "hard link"),
+    ([info(f"{VENV}/x"), info(f"{VENV}/x")], "appears twice"),
+], ids=["outside", "absolute", "dotdot", "device", "fifo", "symlink-out", "through-symlink", "hardlink-out",
+        "twice"])
+def test_member_outside_its_venv_is_refused(d, dist, root, t, bad, why):
+    dist.pack("glance", GOOD + [(m, b"evil\n" if m.isreg() else b"") for m in bad])
+    with pytest.raises(StackcrateError) as exc:
+        inst.install(d, t, root=root)
+    assert str(dist.file("glance")) in exc.value.message and why in exc.value.message
+    assert repr(bad[0].name) in exc.value.message
+    assert not root.exists()
+
+
+def test_folder_above_the_venv_as_a_symlink_is_refused(d, dist, root, t):
+    dist.pack("glance", [GOOD[0], (info("opt/openstack", tarfile.SYMTYPE, "/etc"), b""), *GOOD[2:]])
+    with pytest.raises(StackcrateError, match="is a symlink where the folder /opt/openstack belongs"):
+        inst.install(d, t, root=root)
+    assert not root.exists()
+
+
+def test_archive_of_another_install_path_is_refused(d, dist, root, t):
+    other = [(info(m.name.replace("glance-32.0.0", "glance-31.0.0"), m.type, m.linkname, m.mode), b"")
+             for m, _ in GOOD]
+    dist.pack("glance", other)
+    with pytest.raises(StackcrateError, match="lies outside /opt/openstack/glance-32.0.0"):
+        inst.install(d, t, root=root)
+    dist.pack("glance", GOOD[:3])
+    with pytest.raises(StackcrateError, match="no /opt/openstack/glance-32.0.0/bin/python: it is not a venv"):
+        inst.install(d, t, root=root)
+    assert not root.exists()
+
+
+def test_good_archive_of_members_installs(d, dist, root, t):
+    dist.pack("glance", GOOD + [(info(f"{VENV}/bin/glance-api", mode=0o755), b"#!x\n"),
+                                (info(f"{VENV}/bin/same", tarfile.LNKTYPE, f"{VENV}/bin/glance-api"), b"")])
+    inst.install(d, t, root=root)
+    g = venv(root, "glance")
+    assert os.readlink(g / "bin" / "python") == "/usr/bin/python3"
+    assert (g / "bin" / "same").read_text() == "#!x\n" and (g / "bin" / "same").samefile(g / "bin" / "glance-api")
+    assert temp_folders(root) == []
+
+
+# ------------------------------------------------------------------------------------ installed venvs that differ
+
+def test_changed_artifact_of_an_installed_venv_is_refused_then_replaced_on_request(d, dist, root, t):
+    inst.install(d, t, root=root)
+    old_sha = installed.read(venv(root, "glance")).sha256
+    old_inode = venv(root, "glance").stat().st_ino
+    with open(venv(root, "glance") / "bin" / "glance-api") as held:  # a process holding an old file open
+        before = listing(root)
+        new = dist.build("glance", extra="  # patched")
+        new_sha = hashlib.sha256(new.read_bytes()).hexdigest()
+        with pytest.raises(StackcrateError) as exc:
+            inst.install(d, t, root=root)
+        assert "glance:" in exc.value.message and old_sha in exc.value.message and new_sha in exc.value.message
+        assert "--reinstall" in exc.value.hint
+        with pytest.raises(StackcrateError, match="--reinstall"):  # start refuses it too
+            inst.venvs(d, root)
+        assert listing(root) == before
+
+        inst.install(d, t, reinstall=True, root=root)
+        assert held.read() == "#!/usr/bin/env python3\n"
+    g = venv(root, "glance")
+    assert g.stat().st_ino != old_inode  # a new tree renamed in, not files written over the old one
+    assert "patched" in (g / "lib" / "python3.11" / "site-packages" / "glance" / "__init__.py").read_text()
+    assert installed.read(g).sha256 == new_sha and inst.venvs(d, root)["glance"] == str(g)
+    after = listing(root)
+    assert {k: v for k, v in after.items() if "glance" not in k} == \
+           {k: v for k, v in before.items() if "glance" not in k}
+    assert temp_folders(root) == []
+
+
+def test_missing_venv_with_its_record_is_installed_again(d, dist, root, t):
+    inst.install(d, t, root=root)
+    import shutil
+    shutil.rmtree(venv(root, "neutron"))
+    inst.install(d, t, root=root)
+    assert (venv(root, "neutron") / "bin" / "python").is_symlink()
+
+
+def test_venv_stackcrate_did_not_install_is_refused_unless_reinstall(d, dist, root, t):
+    by_hand = venv(root, "openstack-placement")
+    (by_hand / "bin").mkdir(parents=True)
+    (by_hand / "bin" / "python").write_text("by hand")
+    with pytest.raises(StackcrateError, match="stackcrate did not install it"):
+        inst.install(d, t, root=root)
+    assert (by_hand / "bin" / "python").read_text() == "by hand"
+    inst.install(d, t, reinstall=True, root=root)
+    assert (by_hand / "bin" / "python").is_symlink()
+
+
+def test_modified_venv_is_kept_with_a_warning_and_reinstall_restores_it(d, dist, root, t):
+    inst.install(d, t, root=root)
+    init = venv(root, "keystone") / "lib" / "python3.11" / "site-packages" / "keystone" / "__init__.py"
+    original = init.read_text()
+    init.write_text(original + "HOTFIX = True\n")
+    (init.parent / "__pycache__").mkdir()  # Python writing its caches is no change
+    inst.install(d, t, root=root)
+    assert init.read_text().endswith("HOTFIX = True\n")
+    assert [w for w in t.ui.warnings if "keystone" in w and "changed after it was installed" in w]
+    inst.install(d, t, reinstall=True, root=root)
+    assert init.read_text() == original
+    t.ui.warnings.clear()
+    inst.install(d, t, root=root)
+    assert t.ui.warnings == []
+
+
+def test_reinstall_is_refused_while_a_process_runs_from_the_venv(d, dist, root, t):
+    inst.install(d, t, root=root)
+    dist.build("nova", extra="  # patched")
+    script = venv(root, "nova") / "bin" / "nova-api"
+    sleep = [sys.executable, "-c", "import time; time.sleep(25)", str(script)]
+    ours = subprocess.Popen(sleep, cwd=d.state)  # in its state folder, like the deployment's processes
+    other = subprocess.Popen(sleep, cwd=root)
+    try:
+        before = listing(root)
+        with pytest.raises(StackcrateError) as exc:
+            inst.install(d, t, reinstall=True, root=root)
+        assert str(venv(root, "nova")) in exc.value.message
+        assert f"{ours.pid} (of this deployment)" in exc.value.message
+        assert f"{other.pid} ({sys.executable} -c import time" in exc.value.message
+        assert "stop them first" in exc.value.hint
+        assert listing(root) == before
+    finally:
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait(timeout=10)
+    inst.install(d, t, reinstall=True, root=root)
+    assert installed.read(venv(root, "nova")).sha256 == ArtifactIndex.load(dist.folder).find("nova", "tar").sha256
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "reinstall"])
+def test_interrupted_extraction_leaves_no_temp_folder(d, dist, root, t, monkeypatch, fresh):
+    if not fresh:
+        inst.install(d, t, root=root)
+        dist.build("glance", extra="  # patched")
+    before = listing(root)
+    real, calls = tarfile.tar_filter, []
+
+    def interrupted(member, dest):
+        calls.append(member.name)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(member, dest)
+
+    monkeypatch.setattr(tarfile, "tar_filter", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        inst.install(d, t, reinstall=not fresh, root=root)
+    assert len(calls) == 4 and temp_folders(root) == []
+    if fresh:
+        assert not venv(root, "keystone").exists()  # the first venv unpacked: interrupted
+    else:
+        assert listing(root) == before
+
+
+def test_killed_install_leftovers_are_removed_by_the_next_one(d, dist, root, t):
+    leftover = root / "opt" / "openstack" / ".glance-32.0.0.tmp-killed" / "bin"
+    leftover.mkdir(parents=True)
+    inst.install(d, t, root=root)
+    assert temp_folders(root) == []
+
+
+# ----------------------------------------------------------------------------------------------- speed
+
+def test_checked_artifacts_are_not_read_again_until_they_change(d, dist, root, t, monkeypatch):
+    inst.install(d, t, root=root)
+    reads = []
+    real_check, real_sha = inst.unpack.check, inst.sha256_file
+    monkeypatch.setattr(inst.unpack, "check", lambda path, top: reads.append(path) or real_check(path, top))
+    monkeypatch.setattr(inst, "sha256_file", lambda p: reads.append(p) or real_sha(p))
+    inst.prepare(d, root=root)
+    assert reads == []
+    time.sleep(0.01)
+    os.utime(dist.file("nova"))  # same bytes, but touched: read again (sha256 only: nova is installed)
+    inst.prepare(d, root=root)
+    assert reads == [dist.file("nova")]
+
+
+# ----------------------------------------------------------------------------------------------- purge
+
+def keystone_only(dep, tmp_path) -> Deployment:
+    """A second deployment sharing the artifacts and install root: keystone (and the client) only."""
+    services = yaml.safe_load(dep["services"].read_text())
+    services["services"] = {"keystone": services["services"]["keystone"]}
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "services.yaml").write_text(yaml.safe_dump(services))
+    return Deployment(tmp_path / "b" / "services.yaml", dep["config"], state_dir=str(tmp_path / "b" / "state"))
+
+
+def test_purge_removes_only_venvs_no_other_deployment_uses(dep, d, dist, root, t, tmp_path):
+    b = keystone_only(dep, tmp_path)
+    inst.install(d, t, root=root)
+    inst.install(b, t, root=root)
+    shared = {venv(root, "keystone"), venv(root, "python-openstackclient")}
+    assert set(installed.read(venv(root, "keystone")).users) == {str(d.state), str(b.state)}
+
+    out = inst.release(d.state)
+    assert sorted(out["removed"]) == sorted(str(venv(root, n)) for n in COMPONENTS if venv(root, n) not in shared)
+    assert {k["venv"] for k in out["kept"]} == {str(v) for v in shared}
+    assert all(f"used by {b.state}" == k["why"] for k in out["kept"])
+    assert {p for p in (root / "opt" / "openstack").iterdir() if not p.name.startswith(".")} == shared
+    assert installed.read(venv(root, "keystone")).users == [str(b.state)]
+
+    out = inst.release(b.state)
+    assert sorted(out["removed"]) == sorted(str(v) for v in shared) and out["kept"] == []
+    assert [p.name for p in (root / "opt" / "openstack").iterdir()] == [installed.RECORDS]
+    assert [p.name for p in (root / "opt" / "openstack" / installed.RECORDS).iterdir()] == [".lock"]
+
+
+def test_purge_keeps_venvs_of_unknown_users_and_drops_users_that_are_gone(dep, d, dist, root, t, tmp_path):
+    import shutil
+    b = keystone_only(dep, tmp_path)
+    inst.install(b, t, root=root)
+    shutil.rmtree(b.state)  # removed by hand, without `rm --purge`
+    inst.install(d, t, root=root)
+    records = root / "opt" / "openstack" / installed.RECORDS
+    (records / "glance-32.0.0.json").unlink()  # glance as an older stackcrate installed it: a marker only
+    assert installed.read(venv(root, "glance")).unlisted_users
+
+    out = inst.release(d.state)
+    assert str(venv(root, "keystone")) in out["removed"]  # its other user's state folder is gone
+    assert [k["venv"] for k in out["kept"]] == [str(venv(root, "glance"))]
+    assert "others may use it" in out["kept"][0]["why"]
+    assert (venv(root, "glance") / "bin" / "python").is_symlink()
+
+
+def test_init_switching_versions_stops_using_the_old_venv(d, dist, root, t):
+    inst.install(d, t, root=root)
+    entries = ArtifactIndex.load(dist.folder).artifacts
+    g = next(a for a in entries if a.component == "glance")
+    tree = dist.work / "tree-glance-33"
+    venv_tree(tree, "glance", "33.0.0")
+    out = dist.folder / "glance-33.0.0.tar.zst"
+    write_tar_zst(tree, out, EPOCH)
+    entries[entries.index(g)] = index_entry(out, "glance", "33.0.0")
+    ArtifactIndex(stackcrate="test", artifacts=entries).write(dist.folder)
+    inst.install(d, t, root=root)
+    assert installed.read(venv(root, "glance")).users == []
+    assert installed.read(root / "opt" / "openstack" / "glance-33.0.0").users == [str(d.state)]
+    assert str(venv(root, "glance")) not in inst.release(d.state)["removed"]  # no longer this deployment's
