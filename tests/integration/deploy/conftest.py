@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stackcrate.deploy import procs
+from stackcrate.deploy.supervisor import orphans
 from tests.conftest import REPO
 from tests.fixtures import services_with_free_ports
 
@@ -68,11 +68,21 @@ class Deploy:
             self.timings[" ".join((verb, *args))] = data["steps"] + [{"step": "total", "seconds": data["seconds"]}]
         return data
 
+    def status_with_code(self) -> tuple[dict[str, dict], int]:
+        res = self.sc("status")
+        assert res.returncode in (0, 1, 3), f"status failed:\n{res.stderr[-4000:]}"
+        return {r["name"]: r for r in json.loads(res.stdout)["processes"]}, res.returncode
+
     def status(self) -> dict[str, dict]:
-        return {r["name"]: r for r in self.ok("status")["processes"]}
+        return self.status_with_code()[0]
 
     def pid(self, name: str) -> int | None:
-        return procs.alive(self.state / "run" / f"{name}.pid")
+        return self.status()[name]["pid"]
+
+    def set_config(self, **changes) -> None:
+        conf = yaml.safe_load((self.root / "configuration.yaml").read_text())
+        conf.update(changes)
+        (self.root / "configuration.yaml").write_text(yaml.safe_dump(conf))
 
     env: dict = field(default_factory=dict)
 
@@ -109,11 +119,9 @@ def deployment(sc_env, deploy_dist, tmp_path_factory):
     d.ok("run")
     yield d
     d.sc("rm", "--purge", "--yes", timeout=300)
-    run_dir = d.state / "run"
-    for pidfile in run_dir.glob("*.pid") if run_dir.is_dir() else []:  # only if rm itself failed
-        pid = procs.alive(pidfile)
-        if pid:
-            os.killpg(pid, signal.SIGKILL)
+    for pids in orphans(d.state).values():  # only if rm itself failed
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
     print("\ndeploy timings (s):")
     for verb, steps in d.timings.items():
         print(f"  {verb}: " + ", ".join(f"{s['step']} {s['seconds']}" for s in steps))

@@ -1,6 +1,7 @@
 """The lifecycle of the local backend on one shared deployment (see conftest.py): each test starts from a running,
 healthy cloud, does one thing to it, checks the outcome with the real `openstack` client or the processes
-themselves, and leaves the cloud running."""
+themselves, and leaves the cloud running. `verify` makes (and deletes) a server of its own each time, so a
+verify that passes after a step says the cloud can build servers after that step."""
 
 from __future__ import annotations
 
@@ -8,12 +9,35 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import time
+from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 import yaml
 
-from stackcrate.deploy import procs
+from stackcrate.deploy.health import tcp_accepts
 from tests.integration.deploy.conftest import ALL, wait_for
+
+
+def port_open(port: int) -> bool:
+    return tcp_accepts("127.0.0.1", (port,)).ok
+
+
+def client(running):
+    from stackcrate.deploy.config import Deployment
+    from stackcrate.deploy.verify import Client
+
+    return Client(Deployment(running.root / "services.yaml", running.root / "configuration.yaml"))
+
+
+def keep_an_image(running, name: str) -> str:
+    """An image that must survive the step under test (verify deletes its own)."""
+    src = running.root / f"{name}.bin"
+    src.write_bytes(os.urandom(4096))
+    return client(running)("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file",
+                           str(src), name)["id"]
 
 
 def test_build_made_every_artifact_and_a_second_build_makes_none(running):
@@ -22,97 +46,167 @@ def test_build_made_every_artifact_and_a_second_build_makes_none(running):
     assert running.ok("build")["built"] is False
 
 
-def test_run_started_every_process_and_logs_show_them(running):
-    assert list(running.status()) == ALL
+def test_run_started_every_process_healthy_and_a_second_run_starts_nothing(running):
+    st, code = running.status_with_code()
+    assert list(st) == ALL and code == 0
+    assert all(r["version"] for r in st.values() if r["kind"] == "service")
+    assert st["mariadb"]["version"].startswith("10.11") and st["rabbitmq"]["version"].startswith("3.")
+    assert st["nova-compute"]["detail"] == "up, consumes compute.stackcrate"
     logs = running.sc("logs", "keystone", "-n", "5", json_out=False)
     assert logs.returncode == 0 and logs.stdout.startswith("==> keystone.log <==\n"), logs.stderr
-    assert running.ok("run")["started"] == []  # run again: everything already runs
+    assert running.ok("run")["started"] == []
 
 
-def test_verify_boots_a_server_and_round_trips_an_image(running):
-    data = running.ok("verify")
-    assert data["server_status"] == "ACTIVE" and data["token"] == "ok"
-    assert len(data["image_sha256"]) == 64
+def test_verify_makes_and_deletes_its_own_resources(running):
+    os_ = client(running)
+    first, second = running.ok("verify"), running.ok("verify")
+    assert first["server_status"] == second["server_status"] == "ACTIVE" and first["deleted"]
+    assert first["server_id"] != second["server_id"] and first["name"] != second["name"]
+    names = {s["Name"] for s in os_("server", "list")} | {i["Name"] for i in os_("image", "list")}
+    assert first["name"] not in names and second["name"] not in names
 
 
-def test_every_catalog_endpoint_goes_through_haproxy(running):
-    from stackcrate.deploy.config import Deployment
-    from stackcrate.deploy.verify import Client
-
-    d = Deployment(running.root / "services.yaml", running.root / "configuration.yaml")
-    endpoints = Client(d)("endpoint", "list")  # the real openstack client, as `deploy verify` runs it
+def test_every_catalog_endpoint_goes_through_haproxy_which_logs_each_request(running):
+    endpoints = client(running)("endpoint", "list")  # the real openstack client, as `deploy verify` runs it
     assert {e["Service Name"] for e in endpoints} == {"keystone", "glance", "placement", "nova", "neutron"}
-    frontends = {s.port for s in d.services.enabled().values()}
-    backends = {s.backend_port for s in d.services.enabled().values()}
+    services = running.services["services"]
+    frontends = {s["port"] for s in services.values()}
+    backends = {s["backend_port"] for s in services.values()}
     cfg = (running.state / "etc" / "haproxy" / "haproxy.cfg").read_text()
     for e in endpoints:
         url = urlparse(e["URL"])
         assert url.hostname == "127.0.0.1" and url.port in frontends and url.port not in backends, e
         assert f"bind 127.0.0.1:{url.port}" in cfg
-    # and the frontends really are HAProxy's: they stop answering when it is gone (and come back with it)
-    assert all(procs.port_open("127.0.0.1", p) for p in frontends)
-    os.kill(running.pid("haproxy"), signal.SIGKILL)
-    wait_for(lambda: not any(procs.port_open("127.0.0.1", p) for p in frontends), 10, "frontends closed")
-    assert running.status()["haproxy"]["state"] == "down"
-    assert running.ok("start")["started"] == ["haproxy"]
-    assert all(procs.port_open("127.0.0.1", p) for p in frontends)
+    access = (running.state / "log" / "haproxy.log").read_text()
+    assert " keystone keystone/keystone " in access and '"GET /v3/endpoints' in access  # HAProxy's access log
 
 
-def test_a_killed_api_is_shown_down_and_start_brings_only_it_back(running):
-    os.kill(running.pid("keystone"), signal.SIGKILL)
-    st = wait_for(lambda: (s := running.status())["keystone"]["state"] == "down" and s, 10, "keystone down")
-    assert all(r["state"] == "running" for n, r in st.items() if n != "keystone")
-    assert running.ok("start")["started"] == ["keystone"]
-    assert running.status()["keystone"]["health"] == "ok"
+def test_openstack_client_from_deploy_env_with_placement_commands(running):
+    exports = running.sc("env", json_out=False)
+    assert exports.returncode == 0 and "OS_CLOUD=" in exports.stdout and "PATH=" in exports.stdout
+    secrets = yaml.safe_load((running.state / "secrets.yaml").read_text())
+    assert not any(v in exports.stdout for v in secrets.values())
+    assert stat.S_IMODE((running.state / "clouds.yaml").stat().st_mode) == 0o600
+    script = (f'eval "$({_stackcrate(running)} deploy env -s {running.root}/services.yaml '
+              f'-c {running.root}/configuration.yaml)" && openstack resource provider list -f json')
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=running.env)
+    assert out.returncode == 0, out.stderr
+    assert [rp["name"] for rp in json.loads(out.stdout)] == ["stackcrate"]  # osc-placement in the client venv
 
 
-def test_stop_closes_every_port_and_start_keeps_the_data(running):
-    before = running.ok("verify")
+def _stackcrate(running) -> str:
+    import shlex
+    import sys
+
+    return shlex.join([sys.executable, "-m", "stackcrate"])
+
+
+@pytest.mark.parametrize("name", ["glance", "nova-compute", "mariadb", "rabbitmq"])
+def test_a_killed_process_comes_back_by_itself_and_status_says_so_meanwhile(running, name):
+    before = running.pid(name)
+    os.kill(before, signal.SIGKILL)
+    st, code = running.status_with_code()
+    assert code == 1 and (st[name]["state"], st[name]["health"]) != ("running", "ok"), st[name]
+    t0 = time.monotonic()
+    st = wait_for(lambda: (s := running.status_with_code())[1] == 0 and s[0], 120, f"{name} back and healthy",
+                  interval=1)
+    assert st[name]["pid"] != before
+    running.timings[f"{name} back after kill -9"] = [{"step": "healthy again", "seconds": round(
+        time.monotonic() - t0, 1)}]
+    assert running.ok("verify")["server_status"] == "ACTIVE"
+
+
+def test_stop_closes_every_port_and_start_keeps_the_data_and_builds_servers_at_once(running):
+    kept = keep_an_image(running, "kept-across-stop")
     running.ok("stop")
     assert {r["state"] for r in running.status().values()} == {"stopped"}
+    assert running.status_with_code()[1] == 3
     svc = running.services
     ports = [svc["backing"]["mariadb"]["port"], svc["backing"]["rabbitmq"]["port"],
-             *(s["port"] for s in svc["services"].values())]
-    assert not any(procs.port_open("127.0.0.1", p) for p in ports)
+             *(s["port"] for s in svc["services"].values()), *(s["backend_port"] for s in svc["services"].values())]
+    assert not any(port_open(p) for p in ports)
     running.ok("start")
-    after = running.ok("verify")
-    assert after["server_status"] == "ACTIVE"
-    assert (after["server_id"], after["image_sha256"]) == (before["server_id"], before["image_sha256"])
+    t0 = time.monotonic()
+    data = running.ok("verify")  # a new server, ACTIVE within a minute of `start` returning
+    assert data["server_status"] == "ACTIVE" and time.monotonic() - t0 < 60 + 20  # + the deletion verify waits
+    assert data["server_active_seconds"] < 60
+    assert client(running)("image", "show", kept)["status"] == "active"
 
 
-def test_init_again_loses_nothing(running):
+def test_init_again_loses_nothing_and_restarts_nothing(running):
     before = (running.state / "secrets.yaml").read_text()
+    pids = {n: r["pid"] for n, r in running.status().items()}
     keys = sorted(p.name for p in (running.state / "data" / "keystone" / "fernet-keys").iterdir())
-    assert running.ok("init")["created_in_keystone"] == 0
+    data = running.ok("init")
+    assert data["created_in_keystone"] == 0 and data["restarted"] == [] and data["secrets_applied"] == []
     assert (running.state / "secrets.yaml").read_text() == before
     assert sorted(p.name for p in (running.state / "data" / "keystone" / "fernet-keys").iterdir()) == keys
+    assert {n: r["pid"] for n, r in running.status().items()} == pids
+
+
+def test_changed_secrets_are_refused_by_start_and_applied_by_init(running):
+    new = {"admin_password": "a" * 32, "rabbitmq_password": "b" * 32, "service_password": "c" * 32,
+           "db_nova": "d" * 32}
+    running.set_config(secrets=new)
+    try:
+        res = running.sc("start")
+        assert res.returncode == 2 and "admin_password, db_nova, rabbitmq_password, service_password" in res.stderr
+        assert "stackcrate deploy init" in res.stderr
+        data = running.ok("init")
+        assert data["secrets_applied"] == sorted(new)
+        applied = yaml.safe_load((running.state / "secrets.yaml").read_text())
+        assert {k: applied[k] for k in new} == new
+        st, code = running.status_with_code()
+        assert code == 0, st
+        assert running.ok("verify")["server_status"] == "ACTIVE"
+        assert running.ok("start")["started"] == []
+    finally:
+        running.set_config(secrets={})  # keep the applied ones (now in secrets.yaml) for the tests after this
+
+
+def test_a_process_that_exits_while_starting_fails_start_at_once_and_leaves_all_stopped(running):
+    # a value of the right type that keystone cannot use: its workers fail to boot and gunicorn exits
+    running.set_config(overrides={"keystone": {"token": {"provider": "no_such_provider"}}})
+    try:
+        t0 = time.monotonic()
+        res = running.sc("start")  # keystone runs with an old config: start restarts it with the new one
+        took = time.monotonic() - t0
+        assert res.returncode == 2, res.stderr
+        assert "keystone exited while starting" in res.stderr and "no_such_provider" in res.stderr
+        assert took < 60, took  # at once, not after keystone's 180 s health deadline
+        st, code = running.status_with_code()
+        assert code == 3 and {r["state"] for r in st.values()} == {"stopped"}
+    finally:
+        running.set_config(overrides={"nova": {"DEFAULT": {"debug": False}}})
 
 
 def test_rm_keeps_data_and_run_brings_it_back(running):
-    before = running.ok("verify")
+    kept = keep_an_image(running, "kept-across-rm")
     running.ok("rm")
     assert not (running.state / "run").exists() and not (running.state / "etc").exists()
     assert (running.state / "data" / "mariadb").is_dir()
     running.ok("run")
-    after = running.ok("verify")
-    assert (after["server_id"], after["image_sha256"]) == (before["server_id"], before["image_sha256"])
+    assert client(running)("image", "show", kept)["status"] == "active"
+    assert running.ok("verify")["server_status"] == "ACTIVE"
 
 
-def test_no_secret_in_logs_status_or_world_readable_files(running):
-    secrets = yaml.safe_load((running.state / "secrets.yaml").read_text())
-    assert stat.S_IMODE((running.state / "secrets.yaml").stat().st_mode) == 0o600
+def test_state_is_private_and_secrets_stay_out_of_logs_and_status(running):
+    state = running.state
+    for d in (state, state / "etc", state / "data", state / "run", state / "log"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    for f in (state / "etc").rglob("*.conf"):
+        assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f
+    for f in (state / "log").glob("*.log"):
+        assert stat.S_IMODE(f.stat().st_mode) & 0o007 == 0, f
+    images = list((state / "data" / "glance" / "images").iterdir())
+    assert images and all(stat.S_IMODE(p.stat().st_mode) & 0o007 == 0 for p in images)
+    for name in ("keystone", "glance", "placement", "neutron", "nova-api"):  # gunicorn's control sockets
+        assert (state / "run" / f"{name}.ctl").is_socket(), name
+    secrets = yaml.safe_load((state / "secrets.yaml").read_text())
     values = [v for v in secrets.values() if len(v) >= 16]
     assert len(values) == len(secrets)
     outputs = [running.sc("status").stdout, running.sc("status", json_out=False).stdout]
-    checked = 0
-    for path in running.state.rglob("*"):
-        if not path.is_file() or path.is_symlink():
-            continue
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if running.state / "log" in path.parents or mode & 0o004:
-            outputs.append(path.read_bytes().decode(errors="replace"))
-            checked += 1
-    assert checked > 10
+    outputs += [p.read_bytes().decode(errors="replace") for p in (state / "log").rglob("*") if p.is_file()]
     for text in outputs:
         for v in values:
             assert v not in text
@@ -125,12 +219,12 @@ def test_rm_purge_stops_everything_and_removes_the_state(running):
     assert not running.state.exists()
     wait_for(lambda: not any(_running(p) for p in pids), 10, "every process gone")
     running.ok("run")  # a new cloud from nothing, for the tests after this one
+    assert running.ok("verify")["server_status"] == "ACTIVE"
 
 
 def _running(pid: int) -> bool:
     # A killed process may stay a zombie for a moment until its new parent (init) reaps it: that counts as gone.
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
