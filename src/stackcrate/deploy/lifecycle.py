@@ -53,6 +53,7 @@ def write_configs(lay: Layout) -> int:
     backing.write_configs(lay.d, lay.secrets)
     configs.write_configs(lay)
     configs.write_clouds_yaml(lay)
+    configs.write_boot_unit(lay.d)
     after = _digests(lay.d.state / "etc") | _digests(lay.wsgi_dir())
     return len({p for p in after.keys() | before.keys() if before.get(p) != after.get(p)})
 
@@ -374,7 +375,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     secrets.record(d.state, values)
     _marker(d).write_text(json.dumps({"services": list(d.services.enabled()), "time": time.time()}))
     return {"state": str(d.state), "created_in_keystone": made, "secrets_applied": pending, "started": started,
-            "restarted": restarted}
+            "restarted": restarted, "boot_unit": str(d.state / "etc" / "systemd" / configs.boot_unit_name(d))}
 
 
 def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:

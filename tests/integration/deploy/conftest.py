@@ -90,6 +90,7 @@ class Deploy:
 def deployment_files(root: Path, dist: Path, env: dict) -> Deploy:
     """examples/deploy in root: services on free ports, its state in root/state, its artifacts in dist (built
     from the manifest copied beside it by `deploy build`)."""
+    root.mkdir(parents=True, exist_ok=True)
     (root / "services.yaml").write_text(yaml.safe_dump(services_with_free_ports(), sort_keys=False))
     shutil.copy(EXAMPLE / "stackcrate.yaml", root / "stackcrate.yaml")  # its lock goes beside it
     conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
