@@ -129,11 +129,11 @@ def write_configs(d: Deployment, secrets: dict[str, str]) -> None:
         f"distribution.listener.port_range.min = {r.dist_port}",
         f"distribution.listener.port_range.max = {r.dist_port}",
         "log.console = true", "log.file = false", ""]))
-    (etc / "enabled_plugins").write_text("[].\n")
-    (etc / "rabbitmq-env.conf").write_text("")
+    private_file(etc / "enabled_plugins", "[].\n")
+    private_file(etc / "rabbitmq-env.conf", "")
     cfg = d.state / "etc" / "haproxy" / "haproxy.cfg"
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(haproxy_config(d))
+    private_file(cfg, haproxy_config(d))
 
 
 def rabbitmq_procs(d: Deployment) -> list[ProcessDef]:

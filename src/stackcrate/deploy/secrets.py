@@ -78,9 +78,10 @@ def record(state: Path, values: dict[str, str]) -> None:
 
 
 def private_file(path: Path, text: str) -> None:
-    """Write a file only its owner can read (config files holding passwords)."""
+    """Write a file only its owner can read (config files holding passwords), whole: written beside, renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.chmod(path, 0o600)
+    os.replace(tmp, path)

@@ -23,6 +23,7 @@ from .. import tools
 from ..errors import StackcrateError
 from .config import Deployment
 from .processes import ProcessDef
+from .secrets import private_file
 
 MARKER = "STACKCRATE_PROCESS"
 START_WAIT = 30.0          # seconds for supervisord to answer on its socket
@@ -99,10 +100,7 @@ class Supervisor:
         text = self.config_text(procs)
         if self.conf.exists() and self.conf.read_text() == text:
             return False
-        self.conf.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.conf.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(self.conf)
+        private_file(self.conf, text)
         return True
 
     # ---------------------------------------------------------------- supervisord itself

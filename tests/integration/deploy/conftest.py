@@ -135,5 +135,6 @@ def running(deployment) -> Deploy:
     if any((r["state"], r["health"]) != ("running", "ok") for r in st.values()):
         deployment.ok("start")
         st = deployment.status()
-    assert {n: (r["state"], r["health"]) for n, r in st.items()} == dict.fromkeys(ALL, ("running", "ok"))
+    assert {n: (r["state"], r["health"]) for n, r in st.items()} == dict.fromkeys(ALL, ("running", "ok")), \
+        {n: r["detail"] for n, r in st.items() if r["health"] != "ok"}
     return deployment
