@@ -115,6 +115,10 @@ def rabbitmq_set_password(d: Deployment, password: str) -> None:
 
 
 def write_configs(d: Deployment, secrets: dict[str, str]) -> None:
+    if d.config.tls:
+        from .tls import ensure
+
+        ensure(d)
     r = d.services.backing.rabbitmq
     etc, data = _rabbitmq_paths(d)
     data.mkdir(parents=True, exist_ok=True)
@@ -175,7 +179,8 @@ def haproxy_config(d: Deployment) -> str:
              # "Remote end closed connection"), so HAProxy opens a new server connection per request.
              "    option http-server-close", "    retries 3", ""]
     for name, s in d.services.enabled().items():
-        lines += [f"frontend {name}", f"    bind {d.listen}:{s.port}", f"    default_backend {name}", "",
+        tls = f" ssl crt {d.state / 'data' / 'tls' / 'server.pem'}" if d.config.tls else ""
+        lines += [f"frontend {name}", f"    bind {d.listen}:{s.port}{tls}", f"    default_backend {name}", "",
                   f"backend {name}", f"    server {name} {d.listen}:{s.backend_port}", ""]
     return "\n".join(lines)
 
@@ -184,8 +189,10 @@ def haproxy_procs(d: Deployment) -> list[ProcessDef]:
     cfg = d.state / "etc" / "haproxy" / "haproxy.cfg"
     first = next(iter(d.services.enabled().values()))
     others = tuple(s.port for s in d.services.enabled().values())[1:]
+    tls = d.state / "data" / "tls"
     return [_backing("haproxy", "tcp", [program("haproxy", False), "-db", "-f", str(cfg)], first.port,
-                     reads=(cfg.parent,), config_files=(cfg,), more_ports=others)]
+                     reads=(cfg.parent, *((tls,) if d.config.tls else ())),
+                     config_files=(cfg, *((tls / "server.pem",) if d.config.tls else ())), more_ports=others)]
 
 
 def backing_processes(d: Deployment) -> list[ProcessDef]:

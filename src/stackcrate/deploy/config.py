@@ -105,6 +105,8 @@ class Configuration(_Strict):
     manifest: Optional[str] = Field(None, description="Manifest used by `deploy build` to build missing artifacts")
     backend: Literal["local", "podman", "docker"] = "local"
     stop_timeout: float = Field(10, gt=0, le=600, description="Seconds to wait after SIGTERM before SIGKILL")
+    tls: bool = Field(False, description="HTTPS at HAProxy with a CA made for the deployment (the catalog then "
+                      "lists https URLs; `init` applies a change)")
     secrets: dict[str, str] = Field(default_factory=dict, description="Secrets to use instead of generated ones")
     overrides: dict[str, dict[str, dict[str, Any]]] = Field(
         default_factory=dict, description="service -> section -> option -> value, added to its config file")

@@ -97,7 +97,8 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             "database": {"connection": lay.db_url("nova", "nova")},
             "keystone_authtoken": lay.authtoken("nova"),
             "placement": lay.auth_section("placement"),
-            "glance": {"api_servers": lay.public_url("glance")},
+            "glance": {"api_servers": lay.public_url("glance"),
+                       **({"cafile": str(lay.ca_file())} if lay.ca_file() else {})},
             "neutron": lay.auth_section("neutron"),
             # only authenticates (no endpoint to find): nova registers no region_name here
             "service_user": {k: v for k, v in lay.auth_section("nova").items() if k != "region_name"}
@@ -146,6 +147,8 @@ def write_clouds_yaml(lay: Layout) -> Path:
                       "password": lay.secrets["admin_password"], "user_domain_name": "Default",
                       "project_domain_name": "Default"},
              "region_name": lay.d.config.region, "interface": "public", "identity_api_version": 3}
+    if lay.ca_file():
+        cloud["cacert"] = str(lay.ca_file())
     path = lay.d.state / "clouds.yaml"
     private_file(path, yaml.safe_dump({"clouds": {cloud_name(lay.d): cloud}}, sort_keys=False))
     return path

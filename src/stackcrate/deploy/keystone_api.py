@@ -50,8 +50,15 @@ class Keystone:
 
 
 def register(lay: Layout) -> int:
-    """Service project, users (role admin in project service), services, endpoints; returns how many it made."""
-    ks = Keystone(lay.public_url("keystone"), lay.secrets["admin_password"])
+    """Service project, users (role admin in project service), services, endpoints (keystone's own too: their
+    URLs follow the deployment, e.g. https with TLS); returns how many it made. Talks to keystone itself, not
+    through HAProxy."""
+    ks = Keystone(lay.backend_url("keystone"), lay.secrets["admin_password"])
+    identity = ks.find("services", type="identity")
+    if identity:
+        made_ep = _endpoints(ks, identity, lay.public_url("keystone"), lay.d.config.region)
+    else:
+        made_ep = 0
     made = 0
     project, new = ks.ensure("projects", "project", {"name": "service", "domain_id": "default"},
                              name="service", domain_id="default")
@@ -75,14 +82,19 @@ def register(lay: Layout) -> int:
             ks._call("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{role['id']}")
         stype, sname = catalog
         svc, new = ks.ensure("services", "service", {"name": sname, "type": stype}, type=stype)
-        made += new
-        url = lay.public_url(name)
-        for iface in ("public", "internal", "admin"):
-            ep = ks.find("endpoints", service_id=svc["id"], interface=iface)
-            if ep and ep["url"] != url:
-                ks._call("PATCH", f"/endpoints/{ep['id']}", {"endpoint": {"url": url}})
-            elif not ep:
-                ks._call("POST", "/endpoints", {"endpoint": {"service_id": svc["id"], "interface": iface,
-                                                             "url": url, "region_id": region}})
-                made += 1
+        made += new + _endpoints(ks, svc, lay.public_url(name), region)
+    return made + made_ep
+
+
+def _endpoints(ks: Keystone, svc: dict, url: str, region: str) -> int:
+    """The service's public, internal and admin endpoints at url (created, or moved there); how many made."""
+    made = 0
+    for iface in ("public", "internal", "admin"):
+        ep = ks.find("endpoints", service_id=svc["id"], interface=iface)
+        if ep and ep["url"] != url:
+            ks._call("PATCH", f"/endpoints/{ep['id']}", {"endpoint": {"url": url}})
+        elif not ep:
+            ks._call("POST", "/endpoints", {"endpoint": {"service_id": svc["id"], "interface": iface,
+                                                         "url": url, "region_id": region}})
+            made += 1
     return made

@@ -36,8 +36,19 @@ class Layout:
         return self.d.state / "run" / "wsgi"
 
     def public_url(self, service: str) -> str:
+        """The URL in the catalog: HAProxy's frontend (https with `tls: true`)."""
         s = self.d.services.enabled()[service]
-        return f"http://{self.d.listen}:{s.port}{SERVICES[service].api_path}"
+        scheme = "https" if self.d.config.tls else "http"
+        return f"{scheme}://{self.d.listen}:{s.port}{SERVICES[service].api_path}"
+
+    def backend_url(self, service: str) -> str:
+        """The API process itself, behind HAProxy (plain HTTP on the listen address)."""
+        s = self.d.services.enabled()[service]
+        return f"http://{self.d.listen}:{s.backend_port}{SERVICES[service].api_path}"
+
+    def ca_file(self) -> Path | None:
+        """The CA clients must trust for the catalog's URLs (None without TLS)."""
+        return self.d.state / "data" / "tls" / "ca.crt" if self.d.config.tls else None
 
     def db_url(self, user: str, db: str | None = None) -> str:
         port = self.d.services.backing.mariadb.port
@@ -51,10 +62,13 @@ class Layout:
         return f"{self.d.listen}:{self.d.services.backing.memcached.port}"
 
     def auth_section(self, user: str) -> dict[str, str]:
-        return {"auth_type": "password", "auth_url": self.public_url("keystone"), "username": user,
-                "password": self.secrets["service_password"], "project_name": "service",
-                "user_domain_name": "Default", "project_domain_name": "Default",
-                "region_name": self.d.config.region}
+        """A keystoneauth section (service user's credentials; the CA to trust with TLS)."""
+        out = {"auth_type": "password", "auth_url": self.public_url("keystone"), "username": user,
+               "password": self.secrets["service_password"], "project_name": "service",
+               "user_domain_name": "Default", "project_domain_name": "Default",
+               "region_name": self.d.config.region}
+        ca = self.ca_file()
+        return {**out, "cafile": str(ca)} if ca else out
 
     def authtoken(self, user: str) -> dict[str, str]:
         return dict(self.auth_section(user), www_authenticate_uri=self.public_url("keystone"),

@@ -114,6 +114,8 @@ def preflight(d: Deployment) -> None:
     """Refuse before changing anything: artifacts and programs present, every port of a stopped process free."""
     artifacts(d)
     backing.check_programs()
+    if d.config.tls:
+        tools.which("openssl")
     sup = Supervisor(d)
     states = sup.states() if sup.running() else {}
     leftover = {} if states else orphans(d.state)

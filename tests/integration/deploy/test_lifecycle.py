@@ -180,6 +180,26 @@ def test_a_process_that_exits_while_starting_fails_start_at_once_and_leaves_all_
         running.set_config(overrides={"nova": {"DEFAULT": {"debug": False}}})
 
 
+def test_tls_at_haproxy_with_the_deployments_own_ca_and_back(running):
+    running.set_config(tls=True)
+    try:
+        running.ok("init")  # the catalog moves to https; what reads a changed config is restarted
+        endpoints = client(running)("endpoint", "list")
+        assert endpoints and {urlparse(e["URL"]).scheme for e in endpoints} == {"https"}
+        ca = running.state / "data" / "tls" / "ca.crt"
+        port = running.services["services"]["keystone"]["port"]
+        shake = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(ca),
+                                "-verify_return_error", "-verify_ip", "127.0.0.1"], input="", capture_output=True,
+                               text=True, timeout=30)
+        assert "Verify return code: 0 (ok)" in shake.stdout, shake.stdout + shake.stderr
+        assert stat.S_IMODE((running.state / "data" / "tls" / "ca.key").stat().st_mode) == 0o600
+        assert running.ok("verify")["server_status"] == "ACTIVE"  # the client, and nova to glance, over https
+    finally:
+        running.set_config(tls=False)
+        running.ok("init")
+    assert {urlparse(e["URL"]).scheme for e in client(running)("endpoint", "list")} == {"http"}
+
+
 def test_rm_keeps_data_and_run_brings_it_back(running):
     kept = keep_an_image(running, "kept-across-rm")
     running.ok("rm")
