@@ -9,6 +9,7 @@ import mmap
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -31,8 +32,9 @@ INSTALL_TIMEOUT = 1800.0
 
 
 def fetch_wheels(lock: Lock, comp: LockedComponent, manifest: LoadedManifest, cache: Cache,
-                 target: Target) -> dict[str, Path]:
-    """Every wheel the component's venv needs, verified against the lock, keyed by package name."""
+                 target: Target, ui: UI | None = None) -> dict[str, Path]:
+    """Every wheel the component's venv needs, verified against the lock, keyed by package name (downloads shown
+    as a step: on a cold cache they are most of a build's time)."""
     jobs, out = [], {}
     for pkg in lock.closure_packages(comp):
         if pkg.key == comp.key and comp.source.built_here:
@@ -47,7 +49,9 @@ def fetch_wheels(lock: Lock, comp: LockedComponent, manifest: LoadedManifest, ca
         else:
             raise StackcrateError(f"the lock has no wheel or sdist of {pkg.name} {pkg.version} for {target.name}",
                                   hint="re-create the lock with `stackcrate lock`")
-    with ThreadPoolExecutor(8) as pool:
+    missing = [j for j in jobs if not (cache.root / "wheels" / j[2] / j[3]).exists()]
+    step = ui.step(f"Downloading {len(missing)} distributions for {comp.name}") if ui and missing else nullcontext()
+    with step, ThreadPoolExecutor(8) as pool:
         for key, path in zip([j[0] for j in jobs], pool.map(lambda j: download(*j[1:], cache), jobs), strict=True):
             out[key] = path
     return out
@@ -210,7 +214,7 @@ def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest,
     """The component's venv tarball, from the cache or built now."""
     install_path = manifest.install_path(comp.name, comp.version)
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or comp.source_date_epoch)
-    wheels = fetch_wheels(lock, comp, manifest, cache, target)
+    wheels = fetch_wheels(lock, comp, manifest, cache, target, ui)
     key = build_key(comp, target, install_path, wheels, epoch)
     entry = cache.dir("components") / key
     name = f"{comp.name}-{comp.version}.tar.zst"
