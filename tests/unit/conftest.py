@@ -36,9 +36,10 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
+def _offline(monkeypatch, cache_dir):
     for k, v in OFFLINE_ENV.items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setenv("STACKCRATE_CACHE_DIR", str(cache_dir))  # nothing goes to the user's own cache
     real_connect = socket.socket.connect
 
     def connect(self, address):

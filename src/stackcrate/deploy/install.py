@@ -163,6 +163,11 @@ def install(d: Deployment, t: Timer, reinstall: bool = False, root: Path = ROOT,
             _refuse_differing([now])
             _refuse_busy([now], d.state)
             _apply(now, str(d.state), t)
+
+
+def record_use(d: Deployment, root: Path = ROOT) -> None:
+    """Record in the state folder which venvs this deployment uses (init calls it once its checks passed: nothing
+    is written there before)."""
     _record_used(d.state, [target(a, root) for a in artifacts(d).values()])
 
 

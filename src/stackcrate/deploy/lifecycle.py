@@ -22,7 +22,7 @@ from ..errors import StackcrateError
 from . import backing, bootstrap, configs, options, secrets
 from .config import Deployment
 from .health import Checker, Verdict
-from .install import artifacts, install, prepare, release, summary, venvs
+from .install import artifacts, install, prepare, record_use, release, summary, venvs
 from .keystone_api import register
 from .layout import Layout
 from .openstack import COMPUTE_HOST
@@ -335,6 +335,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     install(d, t, reinstall, planned=planned)
     options.check(d, t)  # needs the venvs; before anything of the deployment is written
     private_dirs(d)
+    record_use(d)
     pending = secrets.pending(d.state, d.config.secrets)
     values = secrets.desired(d.state, d.config.secrets)
     lay = layout(d, values)

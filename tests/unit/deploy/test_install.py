@@ -31,6 +31,12 @@ from .conftest import COMPONENTS
 EPOCH = 1700000000
 
 
+def init_install(d, t, **kw) -> None:
+    """What init does: install, then (its checks passed) record the venvs the deployment uses."""
+    inst.install(d, t, **kw)
+    inst.record_use(d, kw.get("root", inst.ROOT))
+
+
 def venv_tree(build: Path, name: str, version: str, extra: str = "") -> Path:
     """A venv-like tree at build/opt/openstack/<name>-<version>, as a build makes it (bin/python links to the
     system's interpreter); `extra` changes one file's content."""
@@ -154,13 +160,13 @@ def truncate(path: Path, keep: int) -> None:
 @pytest.mark.parametrize("installed_before", [False, True], ids=["fresh", "over-installed"])
 def test_truncated_artifact_with_updated_sha256_changes_nothing(d, dist, root, t, installed_before):
     if installed_before:
-        inst.install(d, t, root=root)
+        init_install(d, t, root=root)
     before = listing(root)
     truncate(dist.file("glance"), dist.file("glance").stat().st_size // 2)
     dist.relist()  # the sha256 in artifacts.json is the truncated file's
     for reinstall in (False, True):
         with pytest.raises(StackcrateError) as exc:
-            inst.install(d, t, reinstall=reinstall, root=root)
+            init_install(d, t, reinstall=reinstall, root=root)
         assert str(dist.file("glance")) in exc.value.message and "truncated" in exc.value.message
         assert "build it again" in exc.value.hint and exc.value.exit_code == 2
     assert listing(root) == before
@@ -168,16 +174,16 @@ def test_truncated_artifact_with_updated_sha256_changes_nothing(d, dist, root, t
 
 
 def test_altered_artifact_with_stale_sha256_is_refused(d, dist, root, t):
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     before = listing(root)
     data = bytearray(dist.file("nova").read_bytes())
     data[len(data) // 2] ^= 0xFF
     dist.file("nova").write_bytes(bytes(data))
     with pytest.raises(StackcrateError) as exc:  # installed already: the file is still checked
-        inst.install(d, t, root=root)
+        init_install(d, t, root=root)
     assert str(dist.file("nova")) in exc.value.message and "artifacts.json says" in exc.value.message
     with pytest.raises(StackcrateError) as exc:  # to be installed
-        inst.install(d, t, root=root / "other")
+        init_install(d, t, root=root / "other")
     assert str(dist.file("nova")) in exc.value.message and "artifacts.json says" in exc.value.message
     assert listing(root) == before and not (root / "other").exists()
 
@@ -233,7 +239,7 @@ GOOD = [(info("opt", tarfile.DIRTYPE, mode=0o755), b""), (info("opt/openstack", 
 def test_member_outside_its_venv_is_refused(d, dist, root, t, bad, why):
     dist.pack("glance", GOOD + [(m, b"evil\n" if m.isreg() else b"") for m in bad])
     with pytest.raises(StackcrateError) as exc:
-        inst.install(d, t, root=root)
+        init_install(d, t, root=root)
     assert str(dist.file("glance")) in exc.value.message and why in exc.value.message
     assert repr(bad[0].name) in exc.value.message
     assert not root.exists()
@@ -242,7 +248,7 @@ def test_member_outside_its_venv_is_refused(d, dist, root, t, bad, why):
 def test_folder_above_the_venv_as_a_symlink_is_refused(d, dist, root, t):
     dist.pack("glance", [GOOD[0], (info("opt/openstack", tarfile.SYMTYPE, "/etc"), b""), *GOOD[2:]])
     with pytest.raises(StackcrateError, match="is a symlink where the folder /opt/openstack belongs"):
-        inst.install(d, t, root=root)
+        init_install(d, t, root=root)
     assert not root.exists()
 
 
@@ -251,17 +257,17 @@ def test_archive_of_another_install_path_is_refused(d, dist, root, t):
              for m, _ in GOOD]
     dist.pack("glance", other)
     with pytest.raises(StackcrateError, match="lies outside /opt/openstack/glance-32.0.0"):
-        inst.install(d, t, root=root)
+        init_install(d, t, root=root)
     dist.pack("glance", GOOD[:3])
     with pytest.raises(StackcrateError, match="no /opt/openstack/glance-32.0.0/bin/python: it is not a venv"):
-        inst.install(d, t, root=root)
+        init_install(d, t, root=root)
     assert not root.exists()
 
 
 def test_good_archive_of_members_installs(d, dist, root, t):
     dist.pack("glance", GOOD + [(info(f"{VENV}/bin/glance-api", mode=0o755), b"#!x\n"),
                                 (info(f"{VENV}/bin/same", tarfile.LNKTYPE, f"{VENV}/bin/glance-api"), b"")])
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     g = venv(root, "glance")
     assert os.readlink(g / "bin" / "python") == "/usr/bin/python3"
     assert (g / "bin" / "same").read_text() == "#!x\n" and (g / "bin" / "same").samefile(g / "bin" / "glance-api")
@@ -271,7 +277,7 @@ def test_good_archive_of_members_installs(d, dist, root, t):
 # ------------------------------------------------------------------------------------ installed venvs that differ
 
 def test_changed_artifact_of_an_installed_venv_is_refused_then_replaced_on_request(d, dist, root, t):
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     old_sha = installed.read(venv(root, "glance")).sha256
     old_inode = venv(root, "glance").stat().st_ino
     with open(venv(root, "glance") / "bin" / "glance-api") as held:  # a process holding an old file open
@@ -279,14 +285,14 @@ def test_changed_artifact_of_an_installed_venv_is_refused_then_replaced_on_reque
         new = dist.build("glance", extra="  # patched")
         new_sha = hashlib.sha256(new.read_bytes()).hexdigest()
         with pytest.raises(StackcrateError) as exc:
-            inst.install(d, t, root=root)
+            init_install(d, t, root=root)
         assert "glance:" in exc.value.message and old_sha in exc.value.message and new_sha in exc.value.message
         assert "--reinstall" in exc.value.hint
         with pytest.raises(StackcrateError, match="--reinstall"):  # start refuses it too
             inst.venvs(d, root)
         assert listing(root) == before
 
-        inst.install(d, t, reinstall=True, root=root)
+        init_install(d, t, reinstall=True, root=root)
         assert held.read() == "#!/usr/bin/env python3\n"
     g = venv(root, "glance")
     assert g.stat().st_ino != old_inode  # a new tree renamed in, not files written over the old one
@@ -299,10 +305,10 @@ def test_changed_artifact_of_an_installed_venv_is_refused_then_replaced_on_reque
 
 
 def test_missing_venv_with_its_record_is_installed_again(d, dist, root, t):
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     import shutil
     shutil.rmtree(venv(root, "neutron"))
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     assert (venv(root, "neutron") / "bin" / "python").is_symlink()
 
 
@@ -311,30 +317,30 @@ def test_venv_stackcrate_did_not_install_is_refused_unless_reinstall(d, dist, ro
     (by_hand / "bin").mkdir(parents=True)
     (by_hand / "bin" / "python").write_text("by hand")
     with pytest.raises(StackcrateError, match="stackcrate did not install it"):
-        inst.install(d, t, root=root)
+        init_install(d, t, root=root)
     assert (by_hand / "bin" / "python").read_text() == "by hand"
-    inst.install(d, t, reinstall=True, root=root)
+    init_install(d, t, reinstall=True, root=root)
     assert (by_hand / "bin" / "python").is_symlink()
 
 
 def test_modified_venv_is_kept_with_a_warning_and_reinstall_restores_it(d, dist, root, t):
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     init = venv(root, "keystone") / "lib" / "python3.11" / "site-packages" / "keystone" / "__init__.py"
     original = init.read_text()
     init.write_text(original + "HOTFIX = True\n")
     (init.parent / "__pycache__").mkdir()  # Python writing its caches is no change
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     assert init.read_text().endswith("HOTFIX = True\n")
     assert [w for w in t.ui.warnings if "keystone" in w and "changed after it was installed" in w]
-    inst.install(d, t, reinstall=True, root=root)
+    init_install(d, t, reinstall=True, root=root)
     assert init.read_text() == original
     t.ui.warnings.clear()
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     assert t.ui.warnings == []
 
 
 def test_reinstall_is_refused_while_a_process_runs_from_the_venv(d, dist, root, t):
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     dist.build("nova", extra="  # patched")
     script = venv(root, "nova") / "bin" / "nova-api"
     sleep = [sys.executable, "-c", "import time; time.sleep(25)", str(script)]
@@ -343,7 +349,7 @@ def test_reinstall_is_refused_while_a_process_runs_from_the_venv(d, dist, root, 
     try:
         before = listing(root)
         with pytest.raises(StackcrateError) as exc:
-            inst.install(d, t, reinstall=True, root=root)
+            init_install(d, t, reinstall=True, root=root)
         assert str(venv(root, "nova")) in exc.value.message
         assert f"{ours.pid} (of this deployment)" in exc.value.message
         assert f"{other.pid} ({sys.executable} -c import time" in exc.value.message
@@ -353,14 +359,14 @@ def test_reinstall_is_refused_while_a_process_runs_from_the_venv(d, dist, root, 
         for proc in (ours, other):
             proc.kill()
             proc.wait(timeout=10)
-    inst.install(d, t, reinstall=True, root=root)
+    init_install(d, t, reinstall=True, root=root)
     assert installed.read(venv(root, "nova")).sha256 == ArtifactIndex.load(dist.folder).find("nova", "tar").sha256
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "reinstall"])
 def test_interrupted_extraction_leaves_no_temp_folder(d, dist, root, t, monkeypatch, fresh):
     if not fresh:
-        inst.install(d, t, root=root)
+        init_install(d, t, root=root)
         dist.build("glance", extra="  # patched")
     before = listing(root)
     real, calls = tarfile.tar_filter, []
@@ -373,7 +379,7 @@ def test_interrupted_extraction_leaves_no_temp_folder(d, dist, root, t, monkeypa
 
     monkeypatch.setattr(tarfile, "tar_filter", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        inst.install(d, t, reinstall=not fresh, root=root)
+        init_install(d, t, reinstall=not fresh, root=root)
     assert len(calls) == 4 and temp_folders(root) == []
     if fresh:
         assert not venv(root, "keystone").exists()  # the first venv unpacked: interrupted
@@ -384,14 +390,14 @@ def test_interrupted_extraction_leaves_no_temp_folder(d, dist, root, t, monkeypa
 def test_killed_install_leftovers_are_removed_by_the_next_one(d, dist, root, t):
     leftover = root / "opt" / "openstack" / ".glance-32.0.0.tmp-killed" / "bin"
     leftover.mkdir(parents=True)
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     assert temp_folders(root) == []
 
 
 # ----------------------------------------------------------------------------------------------- speed
 
 def test_checked_artifacts_are_not_read_again_until_they_change(d, dist, root, t, monkeypatch):
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     reads = []
     real_check, real_sha = inst.unpack.check, inst.sha256_file
     monkeypatch.setattr(inst.unpack, "check", lambda path, top: reads.append(path) or real_check(path, top))
@@ -417,8 +423,8 @@ def keystone_only(dep, tmp_path) -> Deployment:
 
 def test_purge_removes_only_venvs_no_other_deployment_uses(dep, d, dist, root, t, tmp_path):
     b = keystone_only(dep, tmp_path)
-    inst.install(d, t, root=root)
-    inst.install(b, t, root=root)
+    init_install(d, t, root=root)
+    init_install(b, t, root=root)
     shared = {venv(root, "keystone"), venv(root, "python-openstackclient")}
     assert set(installed.read(venv(root, "keystone")).users) == {str(d.state), str(b.state)}
 
@@ -438,9 +444,9 @@ def test_purge_removes_only_venvs_no_other_deployment_uses(dep, d, dist, root, t
 def test_purge_keeps_venvs_of_unknown_users_and_drops_users_that_are_gone(dep, d, dist, root, t, tmp_path):
     import shutil
     b = keystone_only(dep, tmp_path)
-    inst.install(b, t, root=root)
+    init_install(b, t, root=root)
     shutil.rmtree(b.state)  # removed by hand, without `rm --purge`
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     records = root / "opt" / "openstack" / installed.RECORDS
     (records / "glance-32.0.0.json").unlink()  # glance as an older stackcrate installed it: a marker only
     assert installed.read(venv(root, "glance")).unlisted_users
@@ -453,7 +459,7 @@ def test_purge_keeps_venvs_of_unknown_users_and_drops_users_that_are_gone(dep, d
 
 
 def test_init_switching_versions_stops_using_the_old_venv(d, dist, root, t):
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     entries = ArtifactIndex.load(dist.folder).artifacts
     g = next(a for a in entries if a.component == "glance")
     tree = dist.work / "tree-glance-33"
@@ -462,7 +468,7 @@ def test_init_switching_versions_stops_using_the_old_venv(d, dist, root, t):
     write_tar_zst(tree, out, EPOCH)
     entries[entries.index(g)] = index_entry(out, "glance", "33.0.0")
     ArtifactIndex(stackcrate="test", artifacts=entries).write(dist.folder)
-    inst.install(d, t, root=root)
+    init_install(d, t, root=root)
     assert installed.read(venv(root, "glance")).users == []
     assert installed.read(root / "opt" / "openstack" / "glance-33.0.0").users == [str(d.state)]
     assert str(venv(root, "glance")) not in inst.release(d.state)["removed"]  # no longer this deployment's
