@@ -81,3 +81,11 @@ def out_dir(tmp_path) -> Path:
     out.mkdir()
     (out / "sentinel.txt").write_text("keep me")
     return out
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A pbr project, fixture-svc, in a local git repository with the tag 1.2.0."""
+    from tests.fixtures import pbr_project
+
+    return pbr_project(tmp_path_factory.mktemp("repos"), "fixture-svc")

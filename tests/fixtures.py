@@ -118,3 +118,14 @@ def services_with_free_ports() -> dict:
     for s in services["services"].values():
         s["port"], s["backend_port"] = next(ports), next(ports)
     return services
+
+
+def manifest(tmp_path: Path, body: str) -> Path:
+    """A manifest file with this text (stackcrate.yaml in tmp_path)."""
+    p = tmp_path / "stackcrate.yaml"
+    p.write_text(body)
+    return p
+
+
+def git_manifest(repo: Path, ref: str = "1.2.0", extra: str = "") -> str:
+    return f'series: "2026.1"\ncomponents:\n  - name: fixture-svc\n    git: {{url: "{repo}", ref: "{ref}"}}\n{extra}'

@@ -38,6 +38,13 @@ lock_option = click.option("--lock", "lock_path", type=click.Path(dir_okay=False
 only_option = click.option("-c", "--component", "only", multiple=True, help="Only these components (repeatable).")
 
 
+def manifest_inputs(f):
+    """The options naming a manifest and what goes with it: values, constraints, lock."""
+    for option in reversed((manifest_option, set_option, vars_option, cdir_option, lock_option)):
+        f = option(f)
+    return f
+
+
 def _manifest(manifest_path: str, set_values, vars_files):
     from .manifest import load_with_values
 
@@ -65,11 +72,7 @@ def schema() -> None:
 
 
 @main.command()
-@manifest_option
-@set_option
-@vars_option
-@cdir_option
-@lock_option
+@manifest_inputs
 @click.option("--override", "overrides", multiple=True, metavar="NAME==VERSION",
               help="Pin replacing a constraint, e.g. a security fix (adds to the manifest's overrides).")
 @click.option("--refresh", is_flag=True,
@@ -94,11 +97,7 @@ def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_
 
 
 @main.command()
-@manifest_option
-@set_option
-@vars_option
-@cdir_option
-@lock_option
+@manifest_inputs
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
               help="Output folder for the artifacts and artifacts.json.")
 @click.option("--locked", is_flag=True, help="Refuse to build when the lock is missing or stale.")
@@ -124,11 +123,7 @@ def build(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock
 
 
 @main.command()
-@manifest_option
-@set_option
-@vars_option
-@cdir_option
-@lock_option
+@manifest_inputs
 @click.option("--kind", type=click.Choice(["deb", "rpm"]), default="deb", show_default=True,
               help="Package names for the Debian target or the rpm platform.")
 @only_option

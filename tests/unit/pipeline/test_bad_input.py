@@ -1,25 +1,8 @@
 """Every bad input: one clear message naming the file/field, exit 2, no traceback, output folder untouched."""
 
-from pathlib import Path
-
-import pytest
-
-from tests.fixtures import assert_clean_failure, make_patch, pbr_project
 
 
-def manifest(tmp_path, body: str) -> Path:
-    p = tmp_path / "stackcrate.yaml"
-    p.write_text(body)
-    return p
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return pbr_project(tmp_path_factory.mktemp("repos"), "fixture-svc")
-
-
-def git_manifest(repo: Path, ref: str = "1.2.0", extra: str = "") -> str:
-    return f'series: "2026.1"\ncomponents:\n  - name: fixture-svc\n    git: {{url: "{repo}", ref: "{ref}"}}\n{extra}'
+from tests.fixtures import assert_clean_failure, git_manifest, make_patch, manifest
 
 
 def test_malformed_yaml(stackcrate, tmp_path, out_dir):
