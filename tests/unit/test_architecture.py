@@ -119,3 +119,12 @@ def test_no_private_name_crosses_a_module():
                 crossing += [f"{name}: {a.name}" for a in node.names if a.name.startswith("_")
                              and a.name != "__version__"]
     assert crossing == []
+
+
+def test_the_command_line_runs_as_its_own_process_and_loads_every_command(stackcrate_process):
+    """The entry point itself (in-process tests call stackcrate.cli.run): a new interpreter, every command."""
+    res = stackcrate_process("--help")
+    assert res.returncode == 0, res.stderr
+    for command in ("build", "deploy", "lock", "publish", "reqs", "schema", "sysdeps"):
+        assert f"\n  {command} " in res.stdout, command
+    assert stackcrate_process("deploy", "--help").returncode == 0
