@@ -32,6 +32,8 @@ from .errors import StackcrateError
 
 log = logging.getLogger("stackcrate")
 
+CompletedProcess = subprocess.CompletedProcess  # what run() returns, for callers' annotations
+
 # Where daemons and admin programs live on Debian; a non-root PATH often lacks them.
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 DEFAULT_TIMEOUT = 3600.0  # no external program may run forever, even a build

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import tools
 from ..errors import StackcrateError
 from .config import Deployment
-from .processes import Health, ProcessDef
+from .processes import Call, Health, ProcessDef, Runner
 from .secrets import private_file
 
 # Debian package of each program: named in the error when it is missing.
@@ -24,10 +24,23 @@ RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 # Every backing process, in start order (the stop order is the reverse).
 BACKING_NAMES = ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy")
+# Where each program is in Debian (and so in the images a container backend runs them from).
+DEBIAN_PATHS = {"mariadbd": "/usr/sbin/mariadbd", "mariadb-install-db": "/usr/bin/mariadb-install-db",
+                "mariadb": "/usr/bin/mariadb", "epmd": "/usr/bin/epmd", "rabbitmq-server": RABBITMQ_SERVER,
+                "rabbitmqctl": RABBITMQCTL, "memcached": "/usr/bin/memcached", "haproxy": "/usr/sbin/haproxy"}
+# The image each backing program runs from (epmd and rabbitmqctl come with RabbitMQ, the client with MariaDB).
+IMAGE_OF = {"mariadbd": "mariadb", "mariadb-install-db": "mariadb", "mariadb": "mariadb", "epmd": "rabbitmq",
+            "rabbitmq-server": "rabbitmq", "rabbitmqctl": "rabbitmq", "memcached": "memcached", "haproxy": "haproxy"}
+
+
+def path_of(d: Deployment, name: str, required: bool = True) -> str:
+    """Where a backing program is for this deployment: in its image (Debian's path) on a container backend, on
+    the host otherwise."""
+    return DEBIAN_PATHS[name] if d.backend != "local" else program(name, required)
 
 
 def program(name: str, required: bool = True) -> str:
-    """Where a backing program is; when not required (a definition for `status`), its usual path."""
+    """Where a backing program is on the host; when not required (a definition for `status`), its usual path."""
     if name in ("rabbitmq-server", "rabbitmqctl"):
         path = RABBITMQ_SERVER if name == "rabbitmq-server" else RABBITMQCTL
         if required and not os.access(path, os.X_OK):
@@ -48,6 +61,13 @@ def check_programs() -> None:
         program(name)
 
 
+def call(d: Deployment, name: str, args: list[str], *, input: str | None = None, env: dict | None = None,
+         reads: tuple = (), writes: tuple = ()) -> Call:
+    """A backing program run to its end (on the host, or in a one-shot container of its image)."""
+    return Call(IMAGE_OF[name], path_of(d, name), tuple(args), dict(env or {}), input,
+                tuple(str(r) for r in reads), tuple(str(w) for w in writes))
+
+
 def _as_root() -> list[str]:
     # mariadbd and memcached refuse to run as root unless told to; we run them as whoever runs us.
     return ["--user=root"] if os.geteuid() == 0 else []
@@ -61,7 +81,9 @@ def _backing(name: str, probe: str, argv: list[str], port: int, *, env: dict | N
              reads: tuple = (), config_files: tuple = (), start_timeout: float = 90,
              more_ports: tuple[int, ...] = ()) -> ProcessDef:
     """A backing process; `port` is the one its health check (`probe`, see processes.Health) talks to."""
-    return ProcessDef(name, "backing", argv[0], tuple(argv[1:]), dict(env or {}), ports=(port, *more_ports),
+    image = IMAGE_OF[next(n for n, path in DEBIAN_PATHS.items() if Path(path).name == Path(argv[0]).name)]
+    return ProcessDef(name, "backing", argv[0], tuple(argv[1:]), dict(env or {}), component=image,
+                      ports=(port, *more_ports),
                       health=Health(probe, port=port), writes=tuple(str(w) for w in writes),
                       reads=tuple(str(r) for r in reads), config_files=tuple(str(c) for c in config_files),
                       start_timeout=start_timeout)
@@ -70,29 +92,29 @@ def _backing(name: str, probe: str, argv: list[str], port: int, *, env: dict | N
 def mariadb_procs(d: Deployment) -> list[ProcessDef]:
     port = d.services.backing.mariadb.port
     data = d.state / "data" / "mariadb"
-    argv = [program("mariadbd", False), "--no-defaults", f"--datadir={data}", f"--socket={socket_path(d)}",
+    argv = [path_of(d, "mariadbd", False), "--no-defaults", f"--datadir={data}", f"--socket={socket_path(d)}",
             f"--port={port}", f"--bind-address={d.listen}", f"--pid-file={d.state / 'run' / 'mariadbd.pidfile'}",
             "--skip-name-resolve", "--max-connections=1000", "--character-set-server=utf8mb4",
             "--innodb-buffer-pool-size=128M", "--skip-log-bin", *_as_root()]
     return [_backing("mariadb", "mysql", argv, port, writes=(data, d.state / "run"), start_timeout=60)]
 
 
-def mariadb_install(d: Deployment) -> bool:
+def mariadb_install(d: Deployment, runner: Runner) -> bool:
     """Create the data directory once (mariadb-install-db); False when it already exists."""
     data = d.state / "data" / "mariadb"
     if (data / "mysql").is_dir():
         return False
     data.mkdir(parents=True, exist_ok=True)
-    tools.run([program("mariadb-install-db"), "--no-defaults", f"--datadir={data}", "--skip-test-db",
-               "--auth-root-authentication-method=socket", *_as_root()], timeout=300)
+    runner.run(call(d, "mariadb-install-db", ["--no-defaults", f"--datadir={data}", "--skip-test-db",
+                                              "--auth-root-authentication-method=socket", *_as_root()],
+                    writes=(data,)), timeout=300)
     return True
 
 
-def sql(d: Deployment, statements: str) -> str:
+def sql(d: Deployment, statements: str, runner: Runner) -> str:
     """Run SQL as the database root over the unix socket; statements go on stdin (they hold passwords)."""
-    proc = tools.run([program("mariadb"), "--no-defaults", f"--socket={socket_path(d)}", "-uroot", "-N", "-B"],
-                     input=statements, timeout=120)
-    return proc.stdout
+    return runner.run(call(d, "mariadb", ["--no-defaults", f"--socket={socket_path(d)}", "-uroot", "-N", "-B"],
+                           input=statements, writes=(d.state / "run",)), timeout=120).stdout
 
 
 def _rabbitmq_paths(d: Deployment) -> tuple[Path, Path]:
@@ -107,11 +129,12 @@ def rabbitmq_env(d: Deployment) -> dict[str, str]:
             "RABBITMQ_CONF_ENV_FILE": str(etc / "rabbitmq-env.conf"), "RABBITMQ_NODENAME": "stackcrate@localhost"}
 
 
-def rabbitmq_set_password(d: Deployment, password: str) -> None:
+def rabbitmq_set_password(d: Deployment, password: str, runner: Runner) -> None:
     """Set the OpenStack user's password in the running broker (rabbitmq.conf's default_pass only counts on the
     first boot). The password goes on stdin, never on the command line."""
-    tools.run([program("rabbitmqctl"), "--quiet", "change_password", "openstack"], input=password + "\n",
-              env=rabbitmq_env(d), timeout=120)
+    _, data = _rabbitmq_paths(d)
+    runner.run(call(d, "rabbitmqctl", ["--quiet", "change_password", "openstack"], input=password + "\n",
+                    env=rabbitmq_env(d), writes=(data,)), timeout=120)
 
 
 def write_configs(d: Deployment, secrets: dict[str, str]) -> None:
@@ -153,9 +176,9 @@ def rabbitmq_procs(d: Deployment) -> list[ProcessDef]:
                RABBITMQ_LOGS="-", RABBITMQ_NODENAME="stackcrate@localhost", RABBITMQ_NODE_IP_ADDRESS=d.listen,
                RABBITMQ_NODE_PORT=str(r.port), RABBITMQ_DIST_PORT=str(r.dist_port),
                RABBITMQ_PID_FILE=str(d.state / "run" / "rabbitmq.pidfile"))
-    epmd_argv = [program("epmd", False), "-address", d.listen, "-port", str(r.epmd_port)]
+    epmd_argv = [path_of(d, "epmd", False), "-address", d.listen, "-port", str(r.epmd_port)]
     return [_backing("epmd", "epmd", epmd_argv, r.epmd_port, env=epmd),
-            _backing("rabbitmq", "amqp", [program("rabbitmq-server", False)], r.port, env=env, start_timeout=120,
+            _backing("rabbitmq", "amqp", [path_of(d, "rabbitmq-server", False)], r.port, env=env, start_timeout=120,
                      more_ports=(r.dist_port,),
                      writes=(data, d.state / "log" / "rabbitmq", d.state / "run"), reads=(etc,),
                      config_files=(etc / "rabbitmq.conf",))]
@@ -163,7 +186,7 @@ def rabbitmq_procs(d: Deployment) -> list[ProcessDef]:
 
 def memcached_procs(d: Deployment) -> list[ProcessDef]:
     port = d.services.backing.memcached.port
-    argv = [program("memcached", False), "-l", d.listen, "-p", str(port), "-U", "0", "-m", "64"]
+    argv = [path_of(d, "memcached", False), "-l", d.listen, "-p", str(port), "-U", "0", "-m", "64"]
     if os.geteuid() == 0:
         argv += ["-u", "root"]
     return [_backing("memcached", "memcached", argv, port)]
@@ -190,7 +213,7 @@ def haproxy_procs(d: Deployment) -> list[ProcessDef]:
     first = next(iter(d.services.enabled().values()))
     others = tuple(s.port for s in d.services.enabled().values())[1:]
     tls = d.state / "data" / "tls"
-    return [_backing("haproxy", "tcp", [program("haproxy", False), "-db", "-f", str(cfg)], first.port,
+    return [_backing("haproxy", "tcp", [path_of(d, "haproxy", False), "-db", "-f", str(cfg)], first.port,
                      reads=(cfg.parent, *((tls,) if d.config.tls else ())),
                      config_files=(cfg, *((tls / "server.pem",) if d.config.tls else ())), more_ports=others)]
 

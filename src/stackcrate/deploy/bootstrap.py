@@ -8,11 +8,11 @@ import os
 import pwd
 import re
 
-from .. import tools
 from ..errors import StackcrateError
 from .config import Deployment
 from .layout import Layout
 from .openstack import SERVICES, Command, Sql
+from .processes import Call, Runner
 
 
 def databases(d: Deployment) -> dict[str, tuple[str, ...]]:
@@ -67,16 +67,22 @@ def command_argv(lay: Layout, service: str, cmd: Command) -> tuple[list[str], di
     return argv, env
 
 
-def sync(lay: Layout, service: str, timeout: float = 600) -> None:
+def management_call(lay: Layout, service: str, argv: list[str], env: dict[str, str] | None = None) -> Call:
+    """A program of the service's venv run to its end: it reads the service's config, writes its data."""
+    return Call(lay.d.services.enabled()[service].component, argv[0], tuple(argv[1:]), dict(env or {}),
+                reads=(str(lay.etc(service)),), writes=(str(lay.data(service)),))
+
+
+def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600) -> None:
     """Migrations and setup of one service, in the table's order."""
     from .backing import sql
 
     for cmd in SERVICES[service].sync:
         if isinstance(cmd, Sql):
-            sql(lay.d, "\n".join(fill(s, {}) for s in cmd.statements) + "\n")
+            sql(lay.d, "\n".join(fill(s, {}) for s in cmd.statements) + "\n", runner)
             continue
         argv, env = command_argv(lay, service, cmd)
-        proc = tools.run(argv, env=env, timeout=timeout, check=False)
+        proc = runner.run(management_call(lay, service, argv, env), timeout=timeout, check=False)
         if proc.returncode not in cmd.ok_exit:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
             raise StackcrateError(f"{service}: `{cmd.program} {' '.join(cmd.args[2:4])}` failed "

@@ -25,12 +25,15 @@ def deployment_options(f):
     @click.option("--state-dir", type=click.Path(file_okay=False), help="State folder (overrides the config).")
     @click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False),
                   help="Folder with artifacts.json (overrides the config).")
+    @click.option("--backend", type=click.Choice(["local", "podman", "docker"]),
+                  help="Override the configuration's backend (a deployment keeps the one it was initialised with).")
     @functools.wraps(f)
-    def wrapper(*args, services_path, config_path, state_dir, artifacts_dir, **kw):
+    def wrapper(*args, services_path, config_path, state_dir, artifacts_dir, backend, **kw):
         from .config import Deployment
 
         cache = getattr(click.get_current_context().obj, "cache", None)
-        d = Deployment(services_path, config_path, state_dir=state_dir, artifacts=artifacts_dir, cache=cache)
+        d = Deployment(services_path, config_path, state_dir=state_dir, artifacts=artifacts_dir, backend=backend,
+                       cache=cache)
         return f(*args, d=d, **kw)
     return wrapper
 
@@ -47,12 +50,6 @@ def _finish(obj, t: Timer, verb: str, data: dict, text: str, started: float) -> 
     obj.ui.result(data, f"{text} ({verb} took {total:.1f}s)")
 
 
-def _local_only(d: Deployment) -> None:
-    if d.backend != "local":
-        raise StackcrateError(f"the {d.backend} backend supports only `run --dry-run` in this version",
-                              hint="use the local backend (configuration.yaml: backend: local)")
-
-
 @click.group()
 def deploy() -> None:
     """Run a single-node OpenStack control plane from the built artifacts."""
@@ -60,12 +57,11 @@ def deploy() -> None:
 
 @deploy.command()
 @deployment_options
-@click.option("--backend", type=click.Choice(["local", "podman", "docker"]), help="Override the config's backend.")
 @click.option("--constraints-dir", type=click.Path(file_okay=False),
               help="Air-gapped constraints folder (<series>/upper-constraints.txt); "
               "default $STACKCRATE_CONSTRAINTS_DIR.")
 @click.pass_obj
-def build(obj, d: Deployment, backend: str | None, constraints_dir: str | None) -> None:
+def build(obj, d: Deployment, constraints_dir: str | None) -> None:
     """Build the artifacts the deployment runs from the configuration's manifest (only what changed).
 
     The local backend runs the tarballs; a container backend also needs the services' OCI images. Without a
@@ -74,8 +70,7 @@ def build(obj, d: Deployment, backend: str | None, constraints_dir: str | None) 
     from .install import artifacts
 
     t0 = time.monotonic()
-    d.backend = backend or d.backend
-    formats = ["tar"] if d.backend == "local" else ["tar", "oci"]
+    formats = ["tar"] if d.backend == "local" else ["oci"]
     if d.manifest is None:
         for fmt in formats:
             artifacts(d, fmt)
@@ -104,7 +99,6 @@ def init(obj, d: Deployment, reinstall: bool) -> None:
     """Install artifacts; create databases, users, keys, catalog (idempotent)."""
     from . import lifecycle
 
-    _local_only(d)
     t0, t = _timer(obj)
     data = lifecycle.init(d, t, reinstall)
     _finish(obj, t, "init", data, f"initialised {d.state}", t0)
@@ -113,17 +107,16 @@ def init(obj, d: Deployment, reinstall: bool) -> None:
 @deploy.command()
 @deployment_options
 @click.option("--dry-run", is_flag=True, help="Print what would run (container backends: the commands).")
-@click.option("--backend", type=click.Choice(["local", "podman", "docker"]), help="Override the config's backend.")
 @click.pass_obj
-def run(obj, d: Deployment, dry_run: bool, backend: str | None) -> None:
+def run(obj, d: Deployment, dry_run: bool) -> None:
     """Init if needed, then start everything in dependency order, each checked healthy."""
     from . import lifecycle
 
-    d.backend = backend or d.backend
-    if d.backend != "local":
-        from .containers import up
+    if dry_run and d.backend != "local":
+        from .containers import dry_run as commands
+        from .processes import definitions_for_status
 
-        lines = up(d, d.backend, dry_run)
+        lines = commands(d, list(definitions_for_status(d).values()))
         obj.ui.result({"backend": d.backend, "commands": lines}, "\n".join(lines))
         return
     if dry_run:
@@ -146,7 +139,6 @@ def start(obj, d: Deployment) -> None:
     """Start an initialised deployment (only what is not running)."""
     from . import lifecycle
 
-    _local_only(d)
     t0, t = _timer(obj)
     data = lifecycle.start(d, t)
     _finish(obj, t, "start", data, f"started {', '.join(data['started']) or 'nothing (all running)'}", t0)
@@ -159,7 +151,6 @@ def stop(obj, d: Deployment) -> None:
     """Stop every process (SIGTERM, then SIGKILL after the deadline)."""
     from . import lifecycle
 
-    _local_only(d)
     t0, t = _timer(obj)
     data = lifecycle.stop_all(d, t)
     _finish(obj, t, "stop", {"stopped": data}, f"stopped {len(data)} process(es)", t0)
@@ -175,7 +166,6 @@ def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
     """Stop and remove runtime files, keeping data (--purge: remove data too)."""
     from . import lifecycle
 
-    _local_only(d)
     if purge and not yes and not click.confirm(f"Remove {d.state} with all its data, and the venvs only it uses?",
                                                err=True):
         obj.ui.info("nothing removed")

@@ -96,6 +96,17 @@ class ServicesFile(_Strict):
         return out
 
 
+class Engine(_Strict):
+    """Settings of a container backend's engine (podman, docker)."""
+
+    runtime: Optional[str] = Field(None, description="OCI runtime (path or name); default: runc where the host's "
+                                   "cgroup layout is hybrid (crun refuses it), else the engine's own")
+    ulimits: dict[Literal["nofile", "nproc"], int] = Field(
+        default_factory=dict, description="rlimits of every container; default nofile 20000 and nproc 32768, never "
+        "above the host's hard limits")
+    args: list[str] = Field(default_factory=list, description="more arguments for every `<engine> run`")
+
+
 class Configuration(_Strict):
     region: str = Field("RegionOne", pattern=r"^[A-Za-z0-9_-]+$")
     listen: str = Field("127.0.0.1", description="Address every process listens on (loopback by default)")
@@ -105,6 +116,7 @@ class Configuration(_Strict):
     manifest: Optional[str] = Field(None, description="Manifest used by `deploy build` to build missing artifacts")
     backend: Literal["local", "podman", "docker"] = "local"
     stop_timeout: float = Field(10, gt=0, le=600, description="Seconds to wait after SIGTERM before SIGKILL")
+    engine: Engine = Field(default_factory=Engine, description="container backends only")
     tls: bool = Field(False, description="HTTPS at HAProxy with a CA made for the deployment (the catalog then "
                       "lists https URLs; `init` applies a change)")
     secrets: dict[str, str] = Field(default_factory=dict, description="Secrets to use instead of generated ones")
@@ -147,9 +159,33 @@ class Deployment:
         self.state = (Path(state_dir) if state_dir else base / self.config.state_dir).resolve()
         self.artifacts_dir = (Path(artifacts) if artifacts else base / self.config.artifacts).resolve()
         self.manifest = (base / self.config.manifest).resolve() if self.config.manifest else None
-        self.backend = backend or self.config.backend
+        self.backend = self._backend(backend)
         self.cache = cache or Cache()  # the command line's --cache-dir (what is learnt about the venvs goes there)
+
+    def _backend(self, given: str | None) -> str:
+        """The backend: the one the deployment was initialised with (init records it) else the one given on the
+        command line else the configuration's. A deployment does not change backend under its processes."""
+        import json
+
+        marker = self.state / "data" / "deployment.json"
+        try:
+            recorded = json.loads(marker.read_text()).get("backend")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded and given and given != recorded:
+            from ..errors import StackcrateError
+
+            raise StackcrateError(f"the deployment in {self.state} runs on the {recorded} backend, not {given}",
+                                  hint="leave out --backend, or `stackcrate deploy rm --purge` it first")
+        return recorded or given or self.config.backend
 
     @property
     def listen(self) -> str:
         return self.config.listen
+
+    @property
+    def id(self) -> str:
+        """8 hex digits naming the deployment on the machine (its state folder): containers, boot unit."""
+        import hashlib
+
+        return hashlib.sha256(str(self.state).encode()).hexdigest()[:8]

@@ -160,10 +160,8 @@ def cloud_name(d) -> str:
 
 
 def boot_unit_name(d) -> str:
-    """stackcrate-<8 hex>.service: one unit per deployment (state folder) on the machine."""
-    import hashlib
-
-    return f"stackcrate-{hashlib.sha256(str(d.state).encode()).hexdigest()[:8]}.service"
+    """stackcrate-<id>.service: one unit per deployment (state folder) on the machine."""
+    return f"stackcrate-{d.id}.service"
 
 
 def write_boot_unit(d) -> Path:

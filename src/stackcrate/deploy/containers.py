@@ -1,18 +1,28 @@
-"""Container backend (podman or docker): the same processes as the local backend, from the OCI images the
-build made.
+"""Container backend (podman, or docker by the same commands): every process of the deployment in a container
+of an image the build made, managed like the local backend's supervisord (same interface, see supervisor.py).
 
-Each service's image is the `<name>-<version>.oci.tar` archive listed in artifacts.json; the first commands copy
-it into the engine's store (with skopeo, under a fixed name, `localhost/stackcrate/<name>:<version>`), so what
-runs is exactly what was built and nothing is pulled from a registry. Every OpenStack process comes from the
-same definition as on the local backend (processes.py): its program becomes the entrypoint, its arguments and
-environment are passed unchanged, and the folders it reads and writes are mounted at the same paths (read-only
-and read-write), so the generated configs work as they are. Containers use the host network. Secrets stay in
-the mounted 0600 files; none is put on a command line.
+- Images: each component's and backing service's `<name>-<version>.oci.tar` from artifacts.json is copied into
+  the engine's store by skopeo as `localhost/stackcrate/<name>:<version>`: nothing is pulled from a registry.
+- Processes: the same definitions as the local backend (processes.py). The program is the entrypoint, the
+  arguments and environment are passed unchanged, what the process reads is mounted read-only and what it writes
+  read-write at the same paths, so the generated configs work as they are. Host networking (as Kolla does); a
+  restart policy (`always`: a process that dies is started again by the engine; `stop` stays stopped); the log
+  of each container is the file log/<name>.log of the state folder (rotated by the engine). Secrets stay in the
+  mounted 0600 files: none is on a command line, in an environment or in `inspect`.
+- Management commands (migrations, the database client, rabbitmqctl, the `openstack` client) run as one-shot
+  containers of the same images (`run --rm`).
+- Engine settings (runtime, rlimits, more arguments) come from configuration.yaml's `engine:`, with defaults
+  from the host: the runc runtime where the host's cgroup layout is hybrid (crun refuses it), rlimits no higher
+  than the host's hard limits (podman's own defaults exceed them and then nothing starts).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import resource
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,97 +31,265 @@ from ..errors import StackcrateError
 from ..package.oci import archive_ref_name
 from .config import Deployment
 from .install import artifacts
-from .layout import Layout
-from .processes import ProcessDef, openstack_processes
+from .processes import Call, ProcessDef
+from .supervisor import State
 
-BACKING_IMAGES = {"mariadb": "docker.io/library/mariadb:10.11", "rabbitmq": "docker.io/library/rabbitmq:3.10",
-                  "memcached": "docker.io/library/memcached:1.6", "haproxy": "docker.io/library/haproxy:2.6"}
-# Where `skopeo copy` puts an image for each engine.
-ENGINE_STORE = {"podman": "containers-storage", "docker": "docker-daemon"}
+ENGINE_STORE = {"podman": "containers-storage", "docker": "docker-daemon"}  # where `skopeo copy` puts an image
+DEFAULT_ULIMITS = {"nofile": 20000, "nproc": 32768}  # what the services need, within what these hosts allow
+LIMITS = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC}
+RUN_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
 class Image:
+    component: str
     archive: Path        # the oci-archive in the artifacts folder
-    ref_name: str        # its org.opencontainers.image.ref.name
     name: str            # what the engine calls it once copied in
-    install_path: str    # the venv inside the image
+
+    @property
+    def ref_name(self) -> str:
+        return archive_ref_name(self.archive)
 
 
 def images(d: Deployment) -> dict[str, Image]:
-    """component -> the OCI image built for it, for every enabled service."""
+    """component -> its image, for every component the deployment runs in a container."""
+    return {c: Image(c, (d.artifacts_dir / a.file).resolve(), f"localhost/stackcrate/{c}:{tag(a.version)}")
+            for c, a in artifacts(d, "oci").items()}
+
+
+def tag(version: str) -> str:
+    """A version as an image tag (letters, digits, _ . - only; Debian's 1:10.11.6+deb12u1 has : and +)."""
+    return "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in version)[:128]
+
+
+def hybrid_cgroups() -> bool:
+    """cgroup v1 controllers beside a v2 hierarchy (crun refuses to run containers there; runc does not)."""
+    return Path("/sys/fs/cgroup/unified").is_dir() or not Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
+def ulimits(d: Deployment) -> dict[str, int]:
+    """rlimits for every container: the configured ones, else the defaults, never above the host's hard limits."""
     out = {}
-    for c, a in artifacts(d, "oci").items():
-        archive = (d.artifacts_dir / a.file).resolve()
-        out[c] = Image(archive=archive, ref_name=archive_ref_name(archive),
-                       name=f"localhost/stackcrate/{c}:{a.version}", install_path=a.install_path)
+    for name, want in {**DEFAULT_ULIMITS, **d.config.engine.ulimits}.items():
+        hard = resource.getrlimit(LIMITS[name])[1] if name in LIMITS else resource.RLIM_INFINITY
+        out[name] = want if hard == resource.RLIM_INFINITY else min(want, hard)
     return out
 
 
-def load_commands(imgs: dict[str, Image], engine: str) -> list[list[str]]:
-    return [["skopeo", "copy", f"oci-archive:{i.archive}:{i.ref_name}", f"{ENGINE_STORE[engine]}:{i.name}"]
-            for i in imgs.values()]
+def runtime(d: Deployment) -> str | None:
+    if d.config.engine.runtime:
+        return d.config.engine.runtime
+    if d.backend == "podman" and hybrid_cgroups():
+        return shutil.which("runc") or shutil.which("runc", path="/usr/sbin:/sbin") or "/usr/sbin/runc"
+    return None
 
 
-def run_command(engine: str, p: ProcessDef, image: str, state: Path) -> list[str]:
-    """`<engine> run` of one process definition from its service's image."""
-    cmd = [engine, "run", "--detach", "--name", f"stackcrate-{p.name}", "--network", "host",
-           "--label", f"stackcrate.state={state}", "--entrypoint", p.program]
+def global_args(d: Deployment) -> list[str]:
+    rt = runtime(d)
+    return ["--runtime", rt] if rt and d.backend == "podman" else []
+
+
+def run_args(d: Deployment) -> list[str]:
+    """What every `<engine> run` gets besides the process's own definition."""
+    out = ["--network", "host"]
+    for name, value in ulimits(d).items():
+        out += ["--ulimit", f"{name}={value}:{value}"]
+    if d.backend == "podman":
+        out += ["--umask", "0027"]  # files the services write are not world-readable (docker has no such option)
+    return out + list(d.config.engine.args)
+
+
+def container_name(d: Deployment, name: str) -> str:
+    return f"stackcrate-{d.id}-{name}"
+
+
+def mounts(p: ProcessDef | Call) -> list[str]:
+    out = []
     for path in p.reads:
-        cmd += ["--volume", f"{path}:{path}:ro"]
+        out += ["--volume", f"{path}:{path}:ro"]
     for path in p.writes:
-        cmd += ["--volume", f"{path}:{path}:rw"]
-    for k, v in sorted(p.env.items()):
-        cmd += ["--env", f"{k}={v}"]
+        out += ["--volume", f"{path}:{path}:rw"]
+    return out
+
+
+def env_args(env: dict[str, str]) -> list[str]:
+    return [a for k, v in sorted(env.items()) for a in ("--env", f"{k}={v}")]
+
+
+def run_command(d: Deployment, p: ProcessDef, image: str, digest: str = "") -> list[str]:
+    """`run ...` (after `<engine> <global options>`) of one process definition from its image, detached, with its
+    restart policy and log file."""
+    log = d.state / "log" / f"{p.name}.log"
+    cmd = ["run", "--detach", "--name", container_name(d, p.name), *run_args(d),
+           "--restart", "always", "--label", f"stackcrate.state={d.state}", "--label", f"stackcrate.process={p.name}",
+           "--label", f"stackcrate.spec={digest}", "--stop-timeout", str(int(d.config.stop_timeout)),
+           "--entrypoint", p.program, *mounts(p), *env_args(p.env)]
+    if d.backend == "podman":
+        cmd += ["--log-driver", "k8s-file", "--log-opt", f"path={log}", "--log-opt", "max-size=20mb"]
     return [*cmd, image, *p.args]
 
 
-def backing_commands(d: Deployment, engine: str) -> list[list[str]]:
-    s, b, ip = d.state, d.services.backing, d.listen
-
-    def run(name: str, image: str, volumes: list[tuple[str, str, str]], argv: list[str],
-            env: dict[str, str] | None = None) -> list[str]:
-        cmd = [engine, "run", "--detach", "--name", f"stackcrate-{name}", "--network", "host",
-               "--label", f"stackcrate.state={s}"]
-        for host, inside, mode in volumes:
-            cmd += ["--volume", f"{host}:{inside}:{mode}"]
-        for k, v in (env or {}).items():
-            cmd += ["--env", f"{k}={v}"]
-        return cmd + [image, *argv]
-
-    return [
-        run("mariadb", BACKING_IMAGES["mariadb"], [(f"{s}/data/mariadb", "/var/lib/mysql", "rw")],
-            ["mariadbd", f"--port={b.mariadb.port}", f"--bind-address={ip}"]),
-        run("rabbitmq", BACKING_IMAGES["rabbitmq"],
-            [(f"{s}/data/rabbitmq", "/var/lib/rabbitmq", "rw"),
-             (f"{s}/etc/rabbitmq/rabbitmq.conf", "/etc/rabbitmq/rabbitmq.conf", "ro")], [],
-            {"RABBITMQ_NODE_PORT": str(b.rabbitmq.port), "RABBITMQ_DIST_PORT": str(b.rabbitmq.dist_port),
-             "ERL_EPMD_PORT": str(b.rabbitmq.epmd_port)}),
-        run("memcached", BACKING_IMAGES["memcached"], [], ["-l", ip, "-p", str(b.memcached.port)]),
-        run("haproxy", BACKING_IMAGES["haproxy"],
-            [(f"{s}/etc/haproxy/haproxy.cfg", "/usr/local/etc/haproxy/haproxy.cfg", "ro")], []),
-    ]
+def call_command(d: Deployment, call: Call, image: str) -> list[str]:
+    """`run ...` of a one-shot container running a management command (standard input passed through)."""
+    return ["run", "--rm", "--interactive", *run_args(d), "--entrypoint", call.program, *mounts(call),
+            *env_args(call.env), image, *call.args]
 
 
-def container_layout(d: Deployment, imgs: dict[str, Image]) -> Layout:
-    """The layout as seen inside the images: each venv at its install path there (nothing on the host)."""
-    return Layout(d, {c: i.install_path for c, i in imgs.items()}, secrets={})
+def load_commands(d: Deployment) -> list[list[str]]:
+    return [["skopeo", "copy", f"oci-archive:{i.archive}:{i.ref_name}", f"{ENGINE_STORE[d.backend]}:{i.name}"]
+            for i in images(d).values()]
 
 
-def commands(d: Deployment, engine: str) -> list[list[str]]:
+def dry_run(d: Deployment, procs: list[ProcessDef]) -> list[str]:
+    """The commands that load the images and start every process (nothing is run)."""
     imgs = images(d)
-    lay = container_layout(d, imgs)
-    out = load_commands(imgs, engine) + backing_commands(d, engine)
-    for p in openstack_processes(lay):
-        out.append(run_command(engine, p, imgs[p.component].name, d.state))  # type: ignore[index]
-    return out
+    engine = [d.backend, *global_args(d)]
+    cmds = load_commands(d) + [[*engine, *run_command(d, p, imgs[p.component].name)]  # type: ignore[index]
+                               for p in procs]
+    return [shlex.join(c) for c in cmds]
 
 
-def up(d: Deployment, engine: str, dry_run: bool) -> list[str]:
-    cmds = commands(d, engine)
-    lines = [shlex.join(c) for c in cmds]
-    if dry_run:
-        return lines
-    tools.which(engine)
-    raise StackcrateError(f"the {engine} backend runs only with --dry-run in this version",
-                          hint="use the local backend (the default), or pass --dry-run to see the commands")
+def _state_of(info: dict) -> str:
+    status = str(info.get("State") or info.get("state") or "").lower()
+    return {"running": "RUNNING", "created": "STOPPED", "exited": "EXITED", "stopped": "STOPPED",
+            "stopping": "STOPPING", "restarting": "BACKOFF", "paused": "STOPPED", "configured": "STOPPED",
+            "initialized": "STOPPED"}.get(status, "UNKNOWN")
+
+
+class Containers:
+    """The engine as the lifecycle's process manager (the same interface as supervisor.Supervisor)."""
+
+    def __init__(self, d: Deployment):
+        self.d = d
+        self.engine = d.backend
+        self._specs: dict[str, tuple[ProcessDef, str]] = {}
+        self._restarts: dict[str, int] = {}
+
+    def _cli(self, *args: str, check: bool = True, timeout: float = RUN_TIMEOUT,
+             input: str | None = None) -> tools.CompletedProcess:
+        return tools.run([tools.which(self.engine), *global_args(self.d), *args], check=check, timeout=timeout,
+                         input=input)
+
+    # ---------------------------------------------------------------- the engine itself
+
+    def preflight(self) -> None:
+        """The engine can start a container on this host (else: why, and what to set), before anything changes."""
+        tools.which(self.engine)
+        tools.which("skopeo")
+        imgs = images(self.d)
+        self.load(imgs)
+        probe = next(iter(imgs.values()))
+        res = self._cli("run", "--rm", *run_args(self.d), "--entrypoint", "/bin/true", probe.name, check=False)
+        if res.returncode != 0:
+            said = "\n".join((res.stderr or res.stdout).strip().splitlines()[-6:])
+            raise StackcrateError(
+                f"{self.engine} cannot start a container on this host (runtime {runtime(self.d) or 'default'}, "
+                f"rlimits {ulimits(self.d)}):\n{said}",
+                hint="set configuration.yaml's `engine:` (runtime: /usr/sbin/runc where the cgroup layout is hybrid; "
+                     "ulimits no higher than `ulimit -Hn` / `ulimit -Hu`; args: more `run` arguments), or use the "
+                     "local backend; nothing was changed")
+
+    def load(self, imgs: dict[str, Image] | None = None) -> list[str]:
+        """Copy into the engine's store every image it does not hold yet; returns the ones copied."""
+        copied = []
+        for i in (imgs or images(self.d)).values():
+            if self._cli("image", "exists", i.name, check=False).returncode == 0:
+                continue
+            tools.run([tools.which("skopeo"), "copy", "--quiet", f"oci-archive:{i.archive}:{i.ref_name}",
+                       f"{ENGINE_STORE[self.engine]}:{i.name}"], timeout=1800)
+            copied.append(i.name)
+        return copied
+
+    def running(self) -> bool:
+        return True  # no daemon of ours: the engine answers for itself
+
+    # ---------------------------------------------------------------- processes
+
+    def ensure(self, procs: list[ProcessDef]) -> None:
+        """Remember every process's definition; a stopped container made from another definition is removed (the
+        next start makes it anew)."""
+        self.load()
+        current = self._containers()
+        for p in procs:
+            spec = _digest(run_command(self.d, p, "", ""))
+            self._specs[p.name] = (p, spec)
+            info = current.get(p.name)
+            if info and info["labels"].get("stackcrate.spec") != spec and _state_of(info) != "RUNNING":
+                self._cli("rm", "--force", container_name(self.d, p.name))
+
+    def _containers(self) -> dict[str, dict]:
+        res = self._cli("ps", "--all", "--format", "json", "--filter", f"label=stackcrate.state={self.d.state}",
+                        check=False, timeout=60)
+        if res.returncode != 0:
+            return {}
+        try:
+            listed = json.loads(res.stdout or "[]")
+        except ValueError:
+            return {}
+        out = {}
+        for info in listed:
+            labels = info.get("Labels") or {}
+            if labels.get("stackcrate.process"):
+                out[labels["stackcrate.process"]] = {**info, "labels": labels}
+        return out
+
+    def states(self) -> dict[str, State]:
+        out = {}
+        for name, info in self._containers().items():
+            state = _state_of(info)
+            restarts = int(info.get("Restarts") or 0)
+            if state == "RUNNING" and restarts > self._restarts.get(name, restarts):
+                state = "BACKOFF"  # died since we started it (the engine started it again)
+            pid = int(info.get("Pid") or 0) or None
+            out[name] = State(state, pid if state in ("RUNNING", "BACKOFF") else None,
+                              str(info.get("Status") or ""), info.get("ExitCode"))
+        return out
+
+    def start(self, name: str) -> None:
+        p, spec = self._specs[name]
+        cname = container_name(self.d, name)
+        info = self._containers().get(name)
+        if info and info["labels"].get("stackcrate.spec") == spec:
+            self._cli("start", cname)
+        else:
+            if info:
+                self._cli("rm", "--force", cname)
+            image = images(self.d)[p.component].name  # type: ignore[index]
+            self._cli(*run_command(self.d, p, image, spec))
+        self._restarts[name] = int((self._containers().get(name) or {}).get("Restarts") or 0)
+
+    def stop(self, name: str) -> None:
+        self._cli("stop", "--time", str(int(self.d.config.stop_timeout)), container_name(self.d, name),
+                  timeout=self.d.config.stop_timeout + 60)
+
+    def shutdown(self) -> None:
+        pass  # the engine stays; the containers are stopped
+
+    def stop_orphans(self, timeout: float = 10) -> list[str]:
+        return []  # a container is never an orphan: the engine knows them all
+
+    def remove(self, purge: bool) -> dict:
+        """Remove the deployment's containers (their data stays in the state folder); with purge, the images it
+        loaded too, unless another deployment's container uses them."""
+        names = sorted(self._containers())
+        for name in names:
+            self._cli("rm", "--force", container_name(self.d, name), check=False)
+        removed = []
+        if purge:
+            in_use = self._cli("ps", "--all", "--format", "{{.Image}}", check=False).stdout.split()
+            for i in images(self.d).values():
+                if i.name not in in_use and self._cli("rmi", i.name, check=False).returncode == 0:
+                    removed.append(i.name)
+        return {"containers": names, "images_removed": removed}
+
+    def run(self, call: Call, timeout: float = 600, check: bool = True) -> tools.CompletedProcess:
+        """A management command in a one-shot container of its component's image."""
+        return self._cli(*call_command(self.d, call, images(self.d)[call.component].name), input=call.input,
+                         timeout=timeout, check=check)
+
+    def log_file(self, name: str) -> Path:
+        return self.d.state / "log" / f"{name}.log"
+
+
+def _digest(cmd: list[str]) -> str:
+    return hashlib.sha256("\0".join(cmd).encode()).hexdigest()[:16]

@@ -31,9 +31,14 @@ USED = "installed-venvs.json"  # in the state folder: the venvs this deployment 
 
 
 def needed_components(d: Deployment, fmt: str) -> list[str]:
-    """The components whose artifact of `fmt` the deployment runs (the client only as a tarball)."""
-    needed = [s.component for s in d.services.enabled().values()]
-    return list(dict.fromkeys(needed + ([d.services.client] if fmt == "tar" else [])))
+    """The components whose artifact of `fmt` the deployment needs: every service's and the client's, and for the
+    images (a container backend) the backing services' too."""
+    from .backing import IMAGE_OF
+
+    needed = [s.component for s in d.services.enabled().values()] + [d.services.client]
+    if fmt == "oci":
+        needed += sorted(set(IMAGE_OF.values()))
+    return list(dict.fromkeys(needed))
 
 
 def artifacts(d: Deployment, fmt: str = "tar") -> dict[str, Artifact]:

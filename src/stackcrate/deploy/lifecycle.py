@@ -25,9 +25,10 @@ from .health import Checker, Verdict
 from .install import artifacts, install, prepare, record_use, release, summary, venvs
 from .keystone_api import register
 from .layout import Layout
+from .manager import Manager, manager_for
 from .openstack import COMPUTE_HOST
 from .processes import ProcessDef, all_processes, proc_name, process_names
-from .supervisor import Supervisor, orphans
+from .supervisor import orphans
 from .timer import Timer
 
 READY_TIMEOUT = 180.0   # seconds for the cloud to be able to build a server once every process is up
@@ -36,8 +37,11 @@ DIED = {"EXITED", "FATAL", "BACKOFF", "STOPPED"}
 
 
 def layout(d: Deployment, values: dict[str, str] | None = None) -> Layout:
-    """The deployment with its installed venvs and its secrets (the applied ones unless given)."""
-    return Layout(d, venvs(d), values if values is not None else secrets.ensure(d.state, d.config.secrets))
+    """The deployment with its venvs (installed on the host, or inside the images of a container backend) and its
+    secrets (the applied ones unless given)."""
+    where = venvs(d) if d.backend == "local" else {c: a.install_path for c, a in artifacts(d, "oci").items()}
+    return Layout(d, where, values if values is not None else secrets.ensure(d.state, d.config.secrets))
+
 
 
 def private_dirs(d: Deployment) -> None:
@@ -111,14 +115,18 @@ def ports(d: Deployment) -> dict[str, list[int]]:
 
 
 def preflight(d: Deployment) -> None:
-    """Refuse before changing anything: artifacts and programs present, every port of a stopped process free."""
-    artifacts(d)
-    backing.check_programs()
+    """Refuse before changing anything: artifacts and programs present (a container backend: the engine can run
+    a container), every port of a stopped process free."""
     if d.config.tls:
         tools.which("openssl")
-    sup = Supervisor(d)
+    sup = manager_for(d)
+    if d.backend == "local":
+        artifacts(d)
+        backing.check_programs()
+    else:
+        sup.preflight()  # type: ignore[union-attr]
     states = sup.states() if sup.running() else {}
-    leftover = {} if states else orphans(d.state)
+    leftover = {} if states or d.backend != "local" else orphans(d.state)
     busy = []
     for name, plist in ports(d).items():
         st = states.get(name)
@@ -155,7 +163,7 @@ def log_tail(d: Deployment, name: str, lines: int = 15) -> str:
     return "\n".join("    " + ln for ln in text.splitlines()[-lines:])
 
 
-def wait_healthy(d: Deployment, sup: Supervisor, p: ProcessDef, values: dict[str, str],
+def wait_healthy(d: Deployment, sup: Manager, p: ProcessDef, values: dict[str, str],
                  login_optional: bool = False) -> Verdict:
     """Until p is RUNNING and its health check passes; at once an error when it dies while starting."""
     deadline = time.monotonic() + p.start_timeout
@@ -179,7 +187,7 @@ def wait_healthy(d: Deployment, sup: Supervisor, p: ProcessDef, values: dict[str
         time.sleep(0.5)
 
 
-def start_processes(d: Deployment, sup: Supervisor, plist: list[ProcessDef], values: dict[str, str], t: Timer,
+def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values: dict[str, str], t: Timer,
                     restart: set[str] | None = None, lay: Layout | None = None,
                     login_optional: bool = False) -> list[str]:
     """Start (or restart, for those in `restart`) each process in order, each healthy before the next; with a
@@ -208,7 +216,7 @@ def start_processes(d: Deployment, sup: Supervisor, plist: list[ProcessDef], val
     return started
 
 
-def stop_names(d: Deployment, sup: Supervisor, names: list[str], t: Timer, verb: str = "Stopping") -> dict[str, str]:
+def stop_names(d: Deployment, sup: Manager, names: list[str], t: Timer, verb: str = "Stopping") -> dict[str, str]:
     """Stop these processes: OpenStack ones in parallel (nova's ignore SIGTERM: each waits out the deadline),
     then backing ones one by one, in reverse start order."""
     order = [n for n in reversed(process_names(d)) if n in names]
@@ -234,7 +242,7 @@ def stop_names(d: Deployment, sup: Supervisor, names: list[str], t: Timer, verb:
 
 def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
     """Every process (see stop_names), then supervisord itself; processes a killed supervisord left behind too."""
-    sup = Supervisor(d)
+    sup = manager_for(d)
     if not sup.running():
         left = sup.stop_orphans(d.config.stop_timeout)
         return dict.fromkeys(left, "stopped (its supervisor was gone)")
@@ -246,10 +254,10 @@ def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------- readiness
 
-def discover_hosts(lay: Layout, t: Timer) -> None:
+def discover_hosts(lay: Layout, sup: Manager, t: Timer) -> None:
     """Map the compute host into cell1 once it has registered (nova-compute does that on start)."""
     def count(q: str) -> int:
-        return int(backing.sql(lay.d, q).strip() or 0)
+        return int(backing.sql(lay.d, q, sup).strip() or 0)
 
     with t.step("Mapping the compute host (nova-manage cell_v2 discover_hosts)") as info:
         if count(f"SELECT COUNT(*) FROM nova_api.host_mappings WHERE host='{COMPUTE_HOST}';"):
@@ -262,8 +270,9 @@ def discover_hosts(lay: Layout, t: Timer) -> None:
                 raise StackcrateError("nova-compute did not register within 120s",
                                       hint="see `stackcrate deploy logs nova-compute`")
             time.sleep(0.5)
-        tools.run([lay.bin("nova", "nova-manage"), "--config-file", str(lay.conf_file("nova")),
-                   "cell_v2", "discover_hosts"], timeout=300)
+        sup.run(bootstrap.management_call(lay, "nova", [lay.bin("nova", "nova-manage"), "--config-file",
+                                                        str(lay.conf_file("nova")), "cell_v2", "discover_hosts"]),
+                timeout=300)
 
 
 def compute_in_placement(lay: Layout) -> str | None:
@@ -282,13 +291,13 @@ def compute_in_placement(lay: Layout) -> str | None:
     return f"its inventory lacks {', '.join(missing)}" if missing else None
 
 
-def wait_cloud_ready(lay: Layout, t: Timer) -> None:
+def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer) -> None:
     """Return once the cloud can build a server: the compute host mapped into its cell and offered by placement
     (each nova process was already seen consuming its RPC queue)."""
     nova = lay.d.services.enabled().get("nova")
     if nova is None or "compute" not in nova.processes:
         return
-    discover_hosts(lay, t)
+    discover_hosts(lay, sup, t)
     with t.step("Waiting until placement offers the compute node") as info:
         deadline = time.monotonic() + READY_TIMEOUT
         while (why := compute_in_placement(lay)) is not None:
@@ -309,7 +318,7 @@ def initialised(d: Deployment) -> bool:
     return _marker(d).exists()
 
 
-def _converge(d: Deployment, lay: Layout, sup: Supervisor, t: Timer, only: set[str] | None = None) -> list[str]:
+def _converge(d: Deployment, lay: Layout, sup: Manager, t: Timer, only: set[str] | None = None) -> list[str]:
     """Start what does not run and restart what runs with another configuration than the one now written."""
     plist = [p for p in all_processes(lay) if only is None or p.name in only]
     restart = set()
@@ -329,37 +338,39 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     backing services and keystone running (and restarts what runs with a changed config).
     reinstall: replace installed venvs that differ from the artifacts (refused otherwise)."""
     preflight(d)
-    with t.step("Checking the artifacts and the installed venvs") as info:
-        planned = prepare(d, reinstall)  # refuses before anything is written
-        info["note"] = summary(planned)
-    install(d, t, reinstall, planned=planned)
-    options.check(d, t)  # needs the venvs; before anything of the deployment is written
+    sup = manager_for(d)
+    if d.backend == "local":
+        with t.step("Checking the artifacts and the installed venvs") as info:
+            planned = prepare(d, reinstall)  # refuses before anything is written
+            info["note"] = summary(planned)
+        install(d, t, reinstall, planned=planned)
+    options.check(d, t, options_runner(d, sup))  # needs the venvs; before anything of the deployment is written
     private_dirs(d)
-    record_use(d)
+    if d.backend == "local":
+        record_use(d)
     pending = secrets.pending(d.state, d.config.secrets)
     values = secrets.desired(d.state, d.config.secrets)
     lay = layout(d, values)
-    sup = Supervisor(d)
     was_running = {n for n, st in sup.states().items() if st.state not in STOPPED} if sup.running() else set()
     with t.step("Writing configuration files") as info:
         changed = write_configs(lay)
         info["note"] = f"{changed} changed" if changed else "unchanged"
     with t.step("MariaDB data directory") as info:
-        info["note"] = "created" if backing.mariadb_install(d) else "kept"
+        info["note"] = "created" if backing.mariadb_install(d, sup) else "kept"
     sup.ensure(all_processes(lay))
     # the broker may still hold an old password (set below): one that answers counts as started
     started = start_processes(d, sup, [p for p in all_processes(lay) if p.kind == "backing"], values, t, lay=lay,
                               login_optional=True)
     with t.step("Databases and database users"):
-        backing.sql(d, bootstrap.db_sql(d, values))
+        backing.sql(d, bootstrap.db_sql(d, values), sup)
     if "rabbitmq_password" in pending or not Checker(d, values).amqp(d.services.backing.rabbitmq.port).ok:
         # also when an earlier init stopped half-way: the broker must hold the password every service gets
         with t.step("RabbitMQ: the OpenStack user's password"):
-            backing.rabbitmq_set_password(d, values["rabbitmq_password"])
+            backing.rabbitmq_set_password(d, values["rabbitmq_password"], sup)
 
     def sync(service: str) -> tuple[str, float]:
         t0 = time.monotonic()
-        bootstrap.sync(lay, service)
+        bootstrap.sync(lay, service, sup)
         return service, time.monotonic() - t0
 
     # Each service's migrations touch only its own database: run them all at once (keystone's include its
@@ -376,7 +387,8 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     # what ran before init with a config that changed now runs with the new one
     restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}) if was_running else []
     secrets.record(d.state, values)
-    _marker(d).write_text(json.dumps({"services": list(d.services.enabled()), "time": time.time()}))
+    _marker(d).write_text(json.dumps({"services": list(d.services.enabled()), "backend": d.backend,
+                                      "time": time.time()}))
     return {"state": str(d.state), "created_in_keystone": made, "secrets_applied": pending, "started": started,
             "restarted": restarted, "boot_unit": str(d.state / "etc" / "systemd" / configs.boot_unit_name(d))}
 
@@ -387,16 +399,16 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
                               " (or `stackcrate deploy run`, which does it)")
     refuse_pending_secrets(d)
     preflight(d)
-    options.check(d, t)
+    sup = manager_for(d)
+    options.check(d, t, options_runner(d, sup))
     private_dirs(d)
     lay = layout(d)  # refuses venvs missing or installed from another artifact (init installs)
-    sup = Supervisor(d)
     try:
         with t.step("Writing configuration files"):
             write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
         sup.ensure(all_processes(lay))
         started = _converge(d, lay, sup, t)
-        wait_cloud_ready(lay, t)
+        wait_cloud_ready(lay, sup, t)
     except StackcrateError:
         with t.step("Stopping everything (start failed)"):
             stop_all(d, t)
@@ -421,9 +433,9 @@ def status(d: Deployment) -> dict:
     programs. `code`: 0 all running and healthy, 3 nothing runs, 1 anything else."""
     from .processes import definitions_for_status
 
-    sup = Supervisor(d)
+    sup = manager_for(d)
     states = sup.states() if sup.running() else {}
-    left = {} if states else orphans(d.state)
+    left = {} if states or d.backend != "local" else orphans(d.state)
     defs = definitions_for_status(d)
     try:
         versions = {c: a.version for c, a in artifacts(d).items()}
@@ -468,12 +480,17 @@ def status(d: Deployment) -> dict:
 def rm(d: Deployment, t: Timer, purge: bool) -> dict:
     stopped = stop_all(d, t)
     out: dict = {"stopped": stopped, "purged": purge}
-    if purge:
+    if d.backend != "local":
+        with t.step(f"Removing the containers{' and the images loaded' if purge else ''}") as info:
+            out["containers"] = manager_for(d).remove(purge)
+            info["note"] = f"{len(out['containers']['containers'])} containers"
+    if purge and d.backend == "local":
         with t.step("Removing the venvs no other deployment uses") as info:
             out["venvs"] = release(d.state)
             info["note"] = f"{len(out['venvs']['removed'])} removed, {len(out['venvs']['kept'])} kept"
         for k in out["venvs"]["kept"]:
             t.ui.info(f"  kept {k['venv']}: {k['why']}")
+    if purge:
         with t.step(f"Removing {d.state}"):
             shutil.rmtree(d.state, ignore_errors=True)
     else:
@@ -483,3 +500,20 @@ def rm(d: Deployment, t: Timer, purge: bool) -> dict:
             (d.state / "clouds.yaml").unlink(missing_ok=True)
     return out
 
+
+
+def options_runner(d: Deployment, sup: Manager):
+    """How options.check runs its probe: the venv's Python on the host, or in a one-shot container of the image
+    that holds the venv (the probe's own file mounted read-only)."""
+    if d.backend == "local":
+        return tools.run
+    from .options import PROBE
+    from .processes import Call
+
+    owner = {a.install_path: c for c, a in artifacts(d, "oci").items()}
+
+    def run(argv: list[str], input: str | None = None, timeout: float = 120) -> tools.CompletedProcess:
+        component = owner[str(Path(argv[0]).parent.parent)]
+        return sup.run(Call(component, argv[0], tuple(argv[1:]), input=input, reads=(str(PROBE.parent),)),
+                       timeout=timeout)
+    return run

@@ -101,12 +101,13 @@ def requests(d: Deployment) -> list[Request]:
     wanted = {s: o for s, o in d.config.overrides.items() if s in enabled and o}
     if not wanted:
         return []
-    by_component = artifacts(d)
+    on_host = d.backend == "local"
+    by_component = artifacts(d, "tar" if on_host else "oci")
     out = []
     for service, sections in wanted.items():
         a = by_component[enabled[service].component]
         python = Path(a.install_path, "bin", "python")
-        if not python.exists():
+        if on_host and not python.exists():  # in an image otherwise: the container backend runs it there
             raise StackcrateError(f"{a.component} is not installed at {a.install_path}",
                                   hint="run `stackcrate deploy init`")
         out.append(Request(service, python, a.sha256,

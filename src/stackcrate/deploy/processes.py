@@ -10,7 +10,9 @@ in openstack.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from .. import tools
 from .config import Deployment
 from .layout import Layout
 from .openstack import COMPUTE_HOST, SERVICES, Process, ServiceSpec
@@ -50,6 +52,31 @@ class ProcessDef:
     @property
     def argv(self) -> list[str]:
         return [self.program, *self.args]
+
+
+@dataclass(frozen=True)
+class Call:
+    """A management command (migrations, the database client, rabbitmqctl, the `openstack` client): a program of
+    a component (a venv's, or a backing image's), run to its end by the deployment's backend, on the host or in a
+    one-shot container of that component's image."""
+
+    component: str
+    program: str                              # absolute path (in the venv, or a distribution's program)
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    input: str | None = None                  # standard input (what must not go on a command line)
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.program, *self.args]
+
+
+class Runner(Protocol):
+    """What runs a management command: the local backend's supervisor (on the host) or the container engine."""
+
+    def run(self, call: Call, timeout: float = 600, check: bool = True) -> tools.CompletedProcess: ...
 
 
 def gunicorn_args(lay: Layout, spec: ServiceSpec) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import tools
 from ..errors import StackcrateError
 from .config import Deployment
-from .processes import ProcessDef
+from .processes import Call, ProcessDef
 from .secrets import private_file
 
 MARKER = "STACKCRATE_PROCESS"
@@ -193,6 +193,16 @@ class Supervisor:
     def stop(self, name: str) -> None:
         """Stop a process and wait (supervisord sends SIGTERM, then SIGKILL after stopwaitsecs)."""
         self._call("stopProcess", name, True)
+
+    def run(self, call: Call, timeout: float = 600, check: bool = True) -> tools.CompletedProcess:
+        """A management command on the host (the venvs and programs are installed here)."""
+        return tools.run(call.argv, env=call.env, input=call.input, timeout=timeout, check=check)
+
+    def remove(self, purge: bool) -> dict:
+        return {}  # nothing but the state folder (rm removes its runtime part)
+
+    def log_file(self, name: str) -> Path:
+        return self.d.state / "log" / f"{name}.log"
 
     def stop_orphans(self, timeout: float = 10) -> list[str]:
         """Processes of this deployment no supervisord watches any more (theirs was killed): stopped, SIGTERM

@@ -15,12 +15,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from .. import tools
 from ..errors import StackcrateError
 from ..tools import ToolFailed
 from .config import Deployment
 from .configs import cloud_name
 from .install import artifacts
+from .processes import Call
 from .timer import Timer
 
 COMPUTE_MICROVERSION = "2.37"  # the first that accepts `--nic none`
@@ -29,19 +29,29 @@ DELETE_TIMEOUT = 60.0
 
 
 class Client:
-    """The `openstack` command of the client component, pointed at the deployment's clouds.yaml."""
+    """The `openstack` command of the client component, pointed at the deployment's clouds.yaml: on the host, or
+    in a one-shot container of the client's image (a container backend)."""
 
     def __init__(self, d: Deployment):
-        self.bin = str(Path(artifacts(d)[d.services.client].install_path) / "bin" / "openstack")
+        from .manager import manager_for
+
+        fmt = "tar" if d.backend == "local" else "oci"
+        self.component = d.services.client
+        self.bin = str(Path(artifacts(d, fmt)[self.component].install_path) / "bin" / "openstack")
         clouds = d.state / "clouds.yaml"
         if not clouds.exists():
             raise StackcrateError(f"{clouds} does not exist", hint="run `stackcrate deploy init` (or `run`) first")
         self.env = {"OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CLOUD": cloud_name(d),
                     "OS_COMPUTE_API_VERSION": COMPUTE_MICROVERSION}
+        # what it reads: clouds.yaml (and the CA) in the state folder; what it writes: verify's image files
+        self.reads = (str(clouds), *((str(d.state / "data" / "tls"),) if d.config.tls else ()))
+        self.writes = (str(d.state / "data" / "verify"),)
+        self.runner = manager_for(d)
 
     def __call__(self, *args: str, fmt: bool = True) -> object:
-        argv = [self.bin, *args] + (["-f", "json"] if fmt else [])
-        proc = tools.run(argv, env=self.env, timeout=300)
+        call = Call(self.component, self.bin, (*args, *(["-f", "json"] if fmt else [])), self.env,
+                    reads=self.reads, writes=self.writes)
+        proc = self.runner.run(call, timeout=300)
         return json.loads(proc.stdout) if fmt and proc.stdout.strip() else proc.stdout
 
     def gone(self, kind: str, name: str) -> bool:

@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "deploy"
 COMPONENTS = {"keystone": "29.1.0", "glance": "32.0.0", "openstack-placement": "15.0.0", "nova": "33.0.2",
               "neutron": "28.0.2", "python-openstackclient": "9.0.0"}
+# the backing services' images (Debian packages' versions)
+IMAGES = {"mariadb": "1:10.11.6-0+deb12u1", "rabbitmq": "3.10.8-1.1+deb12u1", "memcached": "1.6.18-1",
+          "haproxy": "2.6.12-1+deb12u1"}
 
 
 def fake_oci_archive(path: Path, ref_name: str) -> None:
@@ -49,6 +52,13 @@ def fake_artifacts(out: Path, skip: tuple[str, ...] = ()) -> Path:
         oci = out / f"{name}-{version}.oci.tar"
         fake_oci_archive(oci, f"{name}-{version}")
         entries += [_entry(name, version, "tar", tar), _entry(name, version, "oci", oci)]
+    for name, version in IMAGES.items():
+        if name in skip:
+            continue
+        safe = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in version)  # an OCI tag: no : or +
+        oci = out / f"{name}-{safe}.oci.tar"
+        fake_oci_archive(oci, f"{name}-{safe}")
+        entries.append(_entry(name, version, "oci", oci).model_copy(update={"install_path": "/"}))
     ArtifactIndex(stackcrate="test", artifacts=entries).write(out)
     return out
 

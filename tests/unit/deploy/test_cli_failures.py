@@ -89,14 +89,14 @@ def test_status_of_a_new_deployment_says_stopped_with_exit_3(stackcrate, dep):
     assert not dep["state"].exists()
 
 
-def test_container_dry_run(stackcrate, dep):
+def test_container_dry_run_loads_the_built_images_and_runs_every_process_from_them(stackcrate, dep):
     res = stackcrate("--json", "deploy", "run", "-s", dep["services"], "-c", dep["config"], "--backend", "podman",
                      "--dry-run")
     assert res.returncode == 0, res.stderr
     cmds = [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
     d = yaml.safe_load(dep["services"].read_text())
     state = str(dep["state"].resolve())
-    # first, each service's built OCI archive (as listed in artifacts.json) is copied into podman's store
+    # first, every built OCI archive the deployment runs (as listed in artifacts.json) is copied into podman's store
     ocis = {a["component"]: a for a in json.loads((dep["dist"] / "artifacts.json").read_text())["artifacts"]
             if a["format"] == "oci"}
     loads = [c for c in cmds if c[0] == "skopeo"]
@@ -109,31 +109,38 @@ def test_container_dry_run(stackcrate, dep):
             index = json.load(tf.extractfile("index.json"))
         assert ref_name == index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
         loaded[Path(archive)] = c[3].removeprefix("containers-storage:")
-    wanted = {svc["component"] for svc in d["services"].values()}
-    assert set(loaded) == {(dep["dist"] / ocis[c]["file"]).resolve() for c in wanted}
-    by_name = {c[c.index("--name") + 1]: c for c in cmds[len(loads):]}
-    expected = {"stackcrate-" + n for n in ["mariadb", "rabbitmq", "memcached", "haproxy", "keystone", "glance",
-                                             "placement", "neutron", "nova-api", "nova-conductor",
-                                             "nova-scheduler", "nova-compute"]}
-    assert set(by_name) == expected
+    assert set(loaded) == {(dep["dist"] / a["file"]).resolve() for a in ocis.values()}  # backing images too
+    assert not any("docker.io" in " ".join(c) for c in cmds)  # nothing from a registry
+    runs = cmds[len(loads):]
+    by_name = {c[c.index("--name") + 1].split("-", 2)[2]: c for c in runs}
+    assert set(by_name) == {"mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "keystone", "glance",
+                            "placement", "neutron", "nova-api", "nova-conductor", "nova-scheduler", "nova-compute"}
     for name, svc in d["services"].items():
         oci = ocis[svc["component"]]
         image = loaded[(dep["dist"] / oci["file"]).resolve()]
         assert image.endswith(f"/{svc['component']}:{oci['version']}")
         procs = [f"nova-{p}" for p in svc["processes"]] if name == "nova" else [name]
         for proc in procs:
-            cmd = by_name["stackcrate-" + proc]
-            assert cmd[:2] == ["podman", "run"]
+            cmd = by_name[proc]
+            assert cmd[:4] == ["podman", "--runtime", cmd[2], "run"] or cmd[:2] == ["podman", "run"]
             assert cmd[cmd.index("--entrypoint") + 1].startswith(oci["install_path"] + "/bin/")
-            assert image in cmd, (image, cmd)
+            assert image in cmd and "--restart" in cmd, (image, cmd)
             assert f"{state}/etc/{name}:{state}/etc/{name}:ro" in cmd  # config mounted read-only
             assert f"{state}/data/{name}:{state}/data/{name}:rw" in cmd
-        api = by_name["stackcrate-" + ("nova-api" if name == "nova" else name)]
+            assert f"path={state}/log/{proc}.log" in cmd  # the engine's log is the state folder's
+        api = by_name["nova-api" if name == "nova" else name]
         assert api[api.index("--entrypoint") + 1] == oci["install_path"] + "/bin/gunicorn"
         assert f"127.0.0.1:{svc['backend_port']}" in api  # the port as configured
-    assert f"--port={d['backing']['mariadb']['port']}" in by_name["stackcrate-mariadb"]
-    assert f"{state}/data/mariadb:/var/lib/mysql:rw" in by_name["stackcrate-mariadb"]
-    assert all(c[c.index("--network") + 1] == "host" for c in by_name.values())
+    mariadb = by_name["mariadb"]
+    assert mariadb[mariadb.index("--entrypoint") + 1] == "/usr/sbin/mariadbd"
+    assert loaded[(dep["dist"] / ocis["mariadb"]["file"]).resolve()] in mariadb
+    assert f"--port={d['backing']['mariadb']['port']}" in mariadb
+    assert f"{state}/data/mariadb:{state}/data/mariadb:rw" in mariadb
+    epmd = by_name["epmd"]
+    assert loaded[(dep["dist"] / ocis["rabbitmq"]["file"]).resolve()] in epmd  # epmd comes with RabbitMQ
+    assert all(c[c.index("--network") + 1] == "host" for c in runs)
+    assert all(f"nofile={v}:{v}" in " ".join(c) for c in runs for v in [c[c.index("--ulimit") + 1].split("=")[1]
+                                                                             .split(":")[0]])
     assert not dep["state"].exists()  # a dry run changes nothing
 
 

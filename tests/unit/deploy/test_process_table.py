@@ -41,11 +41,12 @@ def test_container_processes_are_the_local_ones(dep):
     d = Deployment(dep["services"], dep["config"])
     local = {p.name: p for p in openstack_processes(local_layout(d))}
     runs = {}
-    for line in containers.up(d, "podman", dry_run=True):
+    d.backend = "podman"
+    for line in containers.dry_run(d, openstack_processes(local_layout(d))):
         cmd = shlex.split(line)
-        if cmd[:2] == ["podman", "run"]:
-            run = parse_run(cmd)
-            runs[run["opts"]["--name"][0].removeprefix("stackcrate-")] = run
+        if cmd[0] == "podman":
+            run = parse_run(cmd[cmd.index("run") - 1:])  # after podman's own options (the runtime)
+            runs[run["opts"]["--name"][0].split("-", 2)[2]] = run
     assert set(local) <= set(runs)
     assert list(local) == [n for n in process_names(d) if n in local]  # the table's start order
     images = containers.images(d)
@@ -58,8 +59,9 @@ def test_container_processes_are_the_local_ones(dep):
         assert all(v.split(":")[0] == v.split(":")[1] for v in run["opts"]["--volume"])  # same paths inside
         image = images[p.component]
         assert run["image"] == image.name
+        venv = artifacts(d, "oci")[p.component].install_path
         for f in p.config_files:  # each config file is in the image's venv or in a mounted folder
-            assert f.startswith(image.install_path + "/") or any(f.startswith(m + "/") for m in mounts), (name, f)
+            assert f.startswith(venv + "/") or any(f.startswith(m + "/") for m in mounts), (name, f)
         assert {mounts[r] for r in p.reads} == {"ro"} and {mounts[w] for w in p.writes} == {"rw"}
 
 

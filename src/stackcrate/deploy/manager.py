@@ -1,0 +1,15 @@
+"""The process manager of a deployment's backend: Debian's supervisord for the local backend, the container engine
+for podman and docker. Both answer to the same calls (ensure, states, start, stop, shutdown, run, remove), so the
+lifecycle (lifecycle.py) is written once."""
+
+from __future__ import annotations
+
+from .config import Deployment
+from .containers import Containers
+from .supervisor import Supervisor
+
+Manager = Supervisor | Containers
+
+
+def manager_for(d: Deployment) -> Manager:
+    return Supervisor(d) if d.backend == "local" else Containers(d)
