@@ -96,7 +96,8 @@ def run_args(d: Deployment) -> list[str]:
         out += ["--ulimit", f"{name}={value}:{value}"]
     if d.backend == "podman":
         out += ["--umask", "0027"]  # files the services write are not world-readable (docker has no such option)
-    return out + list(d.config.engine.args)
+    # a small init as PID 1: signals reach the process (a PID 1 without a handler ignores SIGTERM), zombies reaped
+    return [*out, "--init", *d.config.engine.args]
 
 
 def container_name(d: Deployment, name: str) -> str:
@@ -163,7 +164,7 @@ class Containers:
         self.d = d
         self.engine = d.backend
         self._specs: dict[str, tuple[ProcessDef, str]] = {}
-        self._restarts: dict[str, int] = {}
+        self._started: dict[str, object] = {}  # when each container we started began (a restart changes it)
 
     def _cli(self, *args: str, check: bool = True, timeout: float = RUN_TIMEOUT,
              input: str | None = None) -> tools.CompletedProcess:
@@ -186,8 +187,8 @@ class Containers:
                 f"{self.engine} cannot start a container on this host (runtime {runtime(self.d) or 'default'}, "
                 f"rlimits {ulimits(self.d)}):\n{said}",
                 hint="set configuration.yaml's `engine:` (runtime: /usr/sbin/runc where the cgroup layout is hybrid; "
-                     "ulimits no higher than `ulimit -Hn` / `ulimit -Hu`; args: more `run` arguments), or use the "
-                     "local backend; nothing was changed")
+                     "ulimits no higher than `ulimit -Hn` / `ulimit -Hu`; args: more `run` arguments), install "
+                     "catatonit (podman's --init), or use the local backend; nothing was changed")
 
     def load(self, imgs: dict[str, Image] | None = None) -> list[str]:
         """Copy into the engine's store every image it does not hold yet; returns the ones copied."""
@@ -237,8 +238,7 @@ class Containers:
         out = {}
         for name, info in self._containers().items():
             state = _state_of(info)
-            restarts = int(info.get("Restarts") or 0)
-            if state == "RUNNING" and restarts > self._restarts.get(name, restarts):
+            if state == "RUNNING" and name in self._started and info.get("StartedAt") != self._started[name]:
                 state = "BACKOFF"  # died since we started it (the engine started it again)
             pid = int(info.get("Pid") or 0) or None
             out[name] = State(state, pid if state in ("RUNNING", "BACKOFF") else None,
@@ -256,7 +256,7 @@ class Containers:
                 self._cli("rm", "--force", cname)
             image = images(self.d)[p.component].name  # type: ignore[index]
             self._cli(*run_command(self.d, p, image, spec))
-        self._restarts[name] = int((self._containers().get(name) or {}).get("Restarts") or 0)
+        self._started[name] = (self._containers().get(name) or {}).get("StartedAt")
 
     def stop(self, name: str) -> None:
         self._cli("stop", "--time", str(int(self.d.config.stop_timeout)), container_name(self.d, name),

@@ -168,7 +168,7 @@ def definitions_for_status(d: Deployment) -> dict[str, ProcessDef]:
     from .install import artifacts
 
     try:
-        venvs = {c: a.install_path for c, a in artifacts(d).items()}
+        venvs = {c: a.install_path for c, a in artifacts(d, "tar" if d.backend == "local" else "oci").items()}
     except StackcrateError:
         venvs = {s.component: f"/opt/openstack/{s.component}" for s in d.services.enabled().values()}
     return {p.name: p for p in all_processes(Layout(d, venvs, secrets={}))}

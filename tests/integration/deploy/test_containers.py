@@ -1,0 +1,134 @@
+"""The podman backend end to end: the images the build made (services and backing services), every process in a
+container, the same lifecycle as the local backend, checked with the real `openstack` client.
+
+One deployment for the module, on free ports, in its own state folder; the tests run in order of the lifecycle
+but each starts from a running cloud (`up`) and leaves it running, except the last, which purges it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.deploy.conftest import ALL, Deploy, deployment_files, wait_for
+
+pytestmark = pytest.mark.skipif(not Path("/usr/sbin/runc").exists(), reason="needs podman with runc")
+
+
+def podman(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=300)
+
+
+def containers(d: Deploy) -> dict[str, dict]:
+    out = podman("ps", "--all", "--format", "json", "--filter", f"label=stackcrate.state={d.state}")
+    return {c["Labels"]["stackcrate.process"]: c for c in json.loads(out.stdout or "[]")}
+
+
+@pytest.fixture(scope="module")
+def cdep(sc_env, tmp_path_factory):
+    root = tmp_path_factory.mktemp("podman")
+    d = deployment_files(root, root / "dist", sc_env)
+    d.set_config(backend="podman")
+    built = d.ok("build", timeout=3600)
+    d.timings["build --backend podman"] = [{"step": "images", "seconds": built.get("seconds", 0)}]
+    d.ok("run")
+    yield d
+    d.sc("rm", "--purge", "--yes", timeout=600)
+    for c in containers(d).values():  # only if rm itself failed
+        podman("rm", "--force", c["Names"][0])
+    print("\npodman deploy timings (s):")
+    for verb, steps in d.timings.items():
+        print(f"  {verb}: " + ", ".join(f"{s['step']} {s['seconds']}" for s in steps))
+
+
+@pytest.fixture
+def up(cdep) -> Deploy:
+    st, code = cdep.status_with_code()
+    if code:
+        cdep.ok("start")
+        st, code = cdep.status_with_code()
+    assert code == 0, {n: r["detail"] for n, r in st.items() if r["health"] != "ok"}
+    return cdep
+
+
+def test_every_process_runs_in_a_container_of_an_image_the_build_made(up):
+    running = containers(up)
+    assert sorted(running) == sorted(ALL)
+    assert all(c["State"] == "running" for c in running.values())
+    assert all(c["Image"].startswith("localhost/stackcrate/") for c in running.values())
+    # and nothing of the deployment runs outside them: every process naming the state folder is a container's
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if str(up.state) in cmdline and "conmon" not in cmdline and "podman" not in cmdline:
+            assert "libpod" in cgroup, (pid, cmdline)
+
+
+def test_verify_with_the_client_in_a_container(up):
+    data = up.ok("verify")
+    assert data["server_status"] == "ACTIVE" and data["deleted"]
+
+
+def test_a_killed_container_process_is_reported_and_restarted_by_the_engine(up):
+    before = up.pid("glance")
+    os.kill(before, signal.SIGKILL)
+    st, code = up.status_with_code()
+    assert code == 1 and (st["glance"]["state"], st["glance"]["health"]) != ("running", "ok")
+    st = wait_for(lambda: (s := up.status_with_code())[1] == 0 and s[0], 120, "glance back", interval=1)
+    assert st["glance"]["pid"] != before  # the restart policy, not `start`
+
+
+def test_stop_start_keeps_the_data_and_the_cloud_builds_servers(up):
+    from stackcrate.deploy.config import Deployment
+    from stackcrate.deploy.verify import Client
+
+    os_ = Client(Deployment(up.root / "services.yaml", up.root / "configuration.yaml"))
+    src = up.state / "data" / "verify" / "kept.bin"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(os.urandom(2048))
+    kept = os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(src),
+               "kept-across-stop")["id"]
+    up.ok("stop")
+    assert {c["State"] for c in containers(up).values()} <= {"exited", "stopped"}
+    assert up.status_with_code()[1] == 3
+    up.ok("start")
+    assert os_("image", "show", kept)["status"] == "active"
+    assert up.ok("verify")["server_status"] == "ACTIVE"
+
+
+def test_rm_removes_the_containers_keeps_the_data_and_run_brings_it_back(up):
+    up.ok("rm")
+    assert containers(up) == {}
+    assert (up.state / "data" / "mariadb").is_dir()
+    up.ok("run")
+    assert sorted(containers(up)) == sorted(ALL)
+    assert up.ok("verify")["server_status"] == "ACTIVE"
+
+
+def test_an_engine_that_cannot_run_containers_is_refused_before_anything_changes(up, tmp_path):
+    other = deployment_files(tmp_path / "other", up.dist, up.env)
+    other.set_config(backend="podman", engine={"runtime": "/no/such/runtime"})
+    res = other.sc("run")
+    assert res.returncode == 2 and "cannot start a container on this host" in res.stderr, res.stderr
+    assert "engine:" in res.stderr and "Traceback" not in res.stderr
+    assert not other.state.exists()
+    assert set(containers(up)) == set(ALL)  # the running deployment was not touched
+
+
+def test_rm_purge_leaves_no_container_no_image_and_no_data(up):
+    images = {c["Image"] for c in containers(up).values()}
+    up.ok("rm", "--purge", "--yes")
+    assert containers(up) == {} and not up.state.exists()
+    listed = set(podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split())
+    assert not images & listed
+    up.ok("run")  # back, for a test run alone after this one
+    assert yaml.safe_load((up.root / "configuration.yaml").read_text())["backend"] == "podman"
