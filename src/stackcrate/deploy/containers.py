@@ -105,11 +105,12 @@ def container_name(d: Deployment, name: str) -> str:
 
 
 def mounts(p: ProcessDef | Call) -> list[str]:
+    """Every folder (or file) it reads, read-only, and writes, read-write, at the same path; a folder before what
+    lies inside it (a later mount of the parent would hide the child's)."""
+    wanted = [(path, "ro") for path in p.reads] + [(path, "rw") for path in p.writes]
     out = []
-    for path in p.reads:
-        out += ["--volume", f"{path}:{path}:ro"]
-    for path in p.writes:
-        out += ["--volume", f"{path}:{path}:rw"]
+    for path, mode in sorted(wanted, key=lambda pm: (Path(pm[0]).parts, pm[1])):
+        out += ["--volume", f"{path}:{path}:{mode}"]
     return out
 
 

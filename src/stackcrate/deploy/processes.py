@@ -123,7 +123,9 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
         return ProcessDef(
             p.name, "service", lay.bin(spec.name, "gunicorn"), gunicorn_args(lay, spec), config_env(lay, spec),
             component=svc.component, service=spec.name, config_files=config_files,
-            reads=(str(lay.etc(spec.name)), str(lay.wsgi_dir())), writes=(str(lay.data(spec.name)),),
+            # run/ for gunicorn's control socket; its WSGI module below it is only read
+            reads=(str(lay.etc(spec.name)), str(lay.wsgi_dir())),
+            writes=(str(lay.data(spec.name)), str(lay.d.state / "run")),
             ports=(svc.backend_port,), health=health_of(lay, p), start_timeout=180)
     return ProcessDef(
         p.name, "service", lay.bin(spec.name, p.program), ("--config-file", str(lay.conf_file(spec.name))),

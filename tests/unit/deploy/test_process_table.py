@@ -20,7 +20,7 @@ def local_layout(d: Deployment) -> Layout:
     return Layout(d, {c: a.install_path for c, a in artifacts(d).items()}, secrets={})
 
 
-FLAGS = {"--detach", "--rm", "--read-only"}  # options without a value
+FLAGS = {"--detach", "--rm", "--read-only", "--init", "--interactive"}  # options without a value
 
 
 def parse_run(cmd: list[str]) -> dict:
