@@ -176,3 +176,32 @@ def test_logs(stackcrate, dep):
     assert res.stdout == "==> nova-api.log <==\nline 97\nline 98\nline 99\n"
     res = stackcrate("deploy", "logs", "cinder", "-s", dep["services"], "-c", dep["config"])
     assert res.returncode == 2 and "keystone, nova-api" in res.stderr
+
+
+def test_docker_gets_the_same_containers_through_its_own_cli(stackcrate, dep):
+    def commands(backend: str) -> list[list[str]]:
+        res = stackcrate("--json", "deploy", "run", "-s", dep["services"], "-c", dep["config"], "--backend", backend,
+                         "--dry-run")
+        assert res.returncode == 0, res.stderr
+        return [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
+
+    podman, docker = commands("podman"), commands("docker")
+    assert [c[0] for c in docker if c[0] != "skopeo"] == ["docker"] * 13
+    assert {c[3].split(":", 1)[0] for c in docker if c[0] == "skopeo"} == {"docker-daemon"}
+
+    def run_part(c: list[str]) -> list[str]:
+        i = c.index("run")
+        podman_only = {"--umask", "--log-driver", "--log-opt"}  # podman's umask and its log file options
+        out, skip = [], False
+        for a in c[i:]:
+            if skip:
+                skip = False
+                continue
+            if a in podman_only:
+                skip = True
+                continue
+            out.append(a)
+        return out
+
+    assert [run_part(c) for c in docker if c[0] == "docker"] == [run_part(c) for c in podman if c[0] == "podman"]
+    assert not dep["state"].exists()
