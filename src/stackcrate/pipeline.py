@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .model.artifacts import Artifact, ArtifactIndex, ArtifactSource
 from .model.built import BuiltComponent
 from .model.lock import Lock, LockedComponent
 from .model.source import LockedGit
+from .model.system_image import SystemImage
 from .package import Made, check_formats
 from .package import make as make_artifacts
 from .resolve import lock as resolve_lock
@@ -105,18 +107,47 @@ class BuildReport:
 
 def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache, ui: UI, *, locked: bool = False,
           constraints_dir: str | None = None, formats: list[str] | None = None,
-          only: list[str] | None = None) -> BuildReport:
-    """Lock if stale, build every (selected) component, make its artifacts, then deliver them to out_dir."""
+          only: list[str] | None = None, system_images: Sequence[SystemImage] = ()) -> BuildReport:
+    """Lock if stale, build every (selected) component, make its artifacts, then deliver them to out_dir.
+    `system_images` (backing services from the target's packages) are written beside the components' images;
+    all images of one build share their base and system-package layers."""
     formats = check_formats(formats or list(manifest.model.formats))
-    require_buildable(get_series(manifest.model.series), get_target(manifest.model.target).python_minor,
-                      manifest.model.target)
+    target = get_target(manifest.model.target)
+    require_buildable(get_series(manifest.model.series), target.python_minor, manifest.model.target)
     lock = ensure_lock(manifest, lock_path, cache, ui, locked=locked, constraints_dir=constraints_dir).lock
+    builts = list(built_components(manifest, lock, cache, ui, only))
+    shared: list[str] = []
+    if "oci" in formats or system_images:
+        from .package.oci import shared_packages
+
+        shared = shared_packages(builts, cache)
     made: list[tuple[BuiltComponent, Made]] = []
-    for built in built_components(manifest, lock, cache, ui, only):
-        made += [(built, m) for m in make_artifacts(built, formats, cache, ui)]
+    for built in builts:
+        made += [(built, m) for m in make_artifacts(built, formats, cache, ui, shared)]
     artifacts = [artifact_entry(b, m) for b, m in made]
-    deliver(out_dir, [m.path for _, m in made], artifacts)
-    return BuildReport(out_dir, artifacts, [b.rebuilt or m.made for b, m in made])
+    rebuilt = [b.rebuilt or m.made for b, m in made]
+    files = [m.path for _, m in made]
+    if system_images:
+        from .package.oci import make_system
+
+        epoch = max((b.epoch for b in builts), default=0)  # the release's date, not the day of the build
+        for spec in system_images:
+            sb = make_system(spec, target, shared, epoch, cache, ui)
+            for m in sb.made:
+                artifacts.append(system_entry(sb, m, manifest, target))
+                rebuilt.append(m.made)
+                files.append(m.path)
+    deliver(out_dir, files, artifacts)
+    return BuildReport(out_dir, artifacts, rebuilt)
+
+
+def system_entry(sb, made: Made, manifest: LoadedManifest, target) -> Artifact:
+    return Artifact(
+        component=sb.name, version=sb.version, format=made.format, file=made.path.name,  # type: ignore[arg-type]
+        sha256=sha256_file(made.path), size=made.path.stat().st_size, install_path="/",
+        source=ArtifactSource(type="debian", revision=sb.version,
+                              url=os.environ.get("STACKCRATE_DEBIAN_MIRROR") or target.mirror),
+        series=manifest.model.series, target=target.name, source_date_epoch=sb.epoch, build_key=sb.key)
 
 
 def artifact_entry(built: BuiltComponent, made: Made) -> Artifact:

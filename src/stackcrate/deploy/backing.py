@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
+from ..model.system_image import SystemImage
 from .config import Deployment
 from .processes import Call, Health, ProcessDef, Runner
 from .secrets import private_file
@@ -31,6 +32,16 @@ DEBIAN_PATHS = {"mariadbd": "/usr/sbin/mariadbd", "mariadb-install-db": "/usr/bi
 # The image each backing program runs from (epmd and rabbitmqctl come with RabbitMQ, the client with MariaDB).
 IMAGE_OF = {"mariadbd": "mariadb", "mariadb-install-db": "mariadb", "mariadb": "mariadb", "epmd": "rabbitmq",
             "rabbitmq-server": "rabbitmq", "rabbitmqctl": "rabbitmq", "memcached": "memcached", "haproxy": "haproxy"}
+
+
+# The image each backing service runs from on a container backend, built by `deploy build` from the target's own
+# packages (never pulled from a registry); keys are IMAGE_OF's values.
+SYSTEM_IMAGES = (
+    SystemImage("mariadb", ("mariadb-server", "mariadb-client"), DEBIAN_PATHS["mariadbd"]),
+    SystemImage("rabbitmq", ("rabbitmq-server",), RABBITMQ_SERVER),
+    SystemImage("memcached", ("memcached",), DEBIAN_PATHS["memcached"]),
+    SystemImage("haproxy", ("haproxy",), DEBIAN_PATHS["haproxy"]),
+)
 
 
 def path_of(d: Deployment, name: str, required: bool = True) -> str:

@@ -78,15 +78,33 @@ def build(obj, d: Deployment, constraints_dir: str | None) -> None:
         return
     from ..manifest import load
     from ..pipeline import build as run_build
+    from .backing import SYSTEM_IMAGES
 
     manifest = load(d.manifest)
     report = run_build(manifest, manifest.lock_path(), d.artifacts_dir, obj.cache, obj.ui, formats=formats,
-                       constraints_dir=constraints_dir)
+                       constraints_dir=constraints_dir,
+                       system_images=SYSTEM_IMAGES if d.backend != "local" else ())
+    data: dict = {}
     for fmt in formats:
-        artifacts(d, fmt)  # the manifest makes every artifact the services file needs
+        found = artifacts(d, fmt)  # the manifest makes every artifact the services file needs
+        if fmt == "oci":
+            data["images"] = _image_sizes(obj, {c: d.artifacts_dir / a.file for c, a in found.items()})
     n = sum(report.rebuilt)
-    _finish(obj, _timer(obj)[1], "build", {"built": n > 0, "rebuilt": n, "artifacts": len(report.artifacts)},
+    _finish(obj, _timer(obj)[1], "build", {"built": n > 0, "rebuilt": n, "artifacts": len(report.artifacts), **data},
             f"{n} of {len(report.artifacts)} artifact(s) built → {d.artifacts_dir}", t0)
+
+
+def _image_sizes(obj, archives: dict[str, Path]) -> dict:
+    """Each image's size and what all of them take once their shared layers are stored once, shown and returned."""
+    from ..package.oci import image_sizes
+
+    sizes = image_sizes(archives)
+    for name, size in sorted(sizes.per_image.items()):
+        obj.ui.info(f"  image {name:<22} {size / 1e6:8.1f} MB")
+    info = sizes.to_json()
+    obj.ui.info(f"  images: {sizes.summed / 1e6:.1f} MB summed, {sizes.unique / 1e6:.1f} MB unique "
+                f"({info['unique_percent']} %: layers shared between images are stored once)")
+    return info
 
 
 @deploy.command()

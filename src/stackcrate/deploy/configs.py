@@ -46,6 +46,9 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
         "database": {"connection": lay.db_url("keystone")},
         "token": {"provider": "fernet"},
         "fernet_tokens": {"key_repository": lay.data("keystone") / "fernet-keys"},
+        # receipts (multi-factor auth) need keys too, or every keystone-manage bootstrap/keystone start fails on a
+        # machine without /etc/keystone/fernet-keys: keystone's default for both is that one folder, so ours too
+        "fernet_receipts": {"key_repository": lay.data("keystone") / "fernet-keys"},
         "credential": {"key_repository": lay.data("keystone") / "credential-keys"},
         "cache": cache,
     }

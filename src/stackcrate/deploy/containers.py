@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from ..package.oci import archive_ref_name
+from ..package.oci import archive_ref_name, tag
 from .config import Deployment
 from .install import artifacts
 from .processes import Call, ProcessDef
@@ -55,11 +55,6 @@ def images(d: Deployment) -> dict[str, Image]:
     """component -> its image, for every component the deployment runs in a container."""
     return {c: Image(c, (d.artifacts_dir / a.file).resolve(), f"localhost/stackcrate/{c}:{tag(a.version)}")
             for c, a in artifacts(d, "oci").items()}
-
-
-def tag(version: str) -> str:
-    """A version as an image tag (letters, digits, _ . - only; Debian's 1:10.11.6+deb12u1 has : and +)."""
-    return "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in version)[:128]
 
 
 def hybrid_cgroups() -> bool:
@@ -112,6 +107,13 @@ def mounts(p: ProcessDef | Call) -> list[str]:
     for path, mode in sorted(wanted, key=lambda pm: (Path(pm[0]).parts, pm[1])):
         out += ["--volume", f"{path}:{path}:{mode}"]
     return out
+
+
+def make_mount_sources(p: ProcessDef | Call) -> None:
+    """The folders a process writes exist before they are mounted (an engine refuses a missing source)."""
+    for path in p.writes:
+        if not Path(path).exists():
+            Path(path).mkdir(mode=0o700, parents=True)
 
 
 def env_args(env: dict[str, str]) -> list[str]:
@@ -256,6 +258,7 @@ class Containers:
             if info:
                 self._cli("rm", "--force", cname)
             image = images(self.d)[p.component].name  # type: ignore[index]
+            make_mount_sources(p)
             self._cli(*run_command(self.d, p, image, spec))
         self._started[name] = (self._containers().get(name) or {}).get("StartedAt")
 
@@ -285,6 +288,7 @@ class Containers:
 
     def run(self, call: Call, timeout: float = 600, check: bool = True) -> tools.CompletedProcess:
         """A management command in a one-shot container of its component's image."""
+        make_mount_sources(call)
         return self._cli(*call_command(self.d, call, images(self.d)[call.component].name), input=call.input,
                          timeout=timeout, check=check)
 

@@ -18,9 +18,9 @@ Format = Literal["tar", "deb", "rpm", "oci", "sbom"]
 
 class ArtifactSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["pypi", "git", "path"]
+    type: Literal["pypi", "git", "path", "debian"]   # debian: a system image of the target's packages
     revision: str
-    url: Optional[str] = None     # git only
+    url: Optional[str] = None     # git: the repository; debian: the archive
     ref: Optional[str] = None     # git only
 
 

@@ -3,12 +3,13 @@
   tar  the build's own deterministic .tar.zst (extract at /)
   deb  a .deb by dpkg-deb            rpm  an .rpm by rpmbuild
   oci  an OCI image archive          (each of the last three with a CycloneDX SBOM beside it)
+  (and system images: backing services from the target's own packages, see oci.make_system)
 Every writer caches what it makes by its inputs, so making it again is a lookup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +36,18 @@ def check_formats(formats: list[str]) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def make(built: BuiltComponent, formats: list[str], cache: Cache, ui: UI) -> list[Made]:
-    """Every requested artifact of one component (the tarball is the build's own)."""
+def make(built: BuiltComponent, formats: list[str], cache: Cache, ui: UI,
+         shared_packages: Sequence[str] = ()) -> list[Made]:
+    """Every requested artifact of one component (the tarball is the build's own). `shared_packages`: the system
+    packages of every component built with it, which its image holds in a layer the others' images share."""
     out = []
     for fmt in check_formats(formats):
         if fmt == "tar":
             out.append(Made("tar", built.tarball, built.rebuilt))
+        elif fmt == "oci":
+            from .oci import make as oci
+
+            out.extend(oci(built, cache, ui, shared_packages))
         else:
             out.extend(_writer(fmt)(built, cache, ui))
     return out
@@ -50,10 +57,8 @@ def _writer(fmt: str) -> Callable[[BuiltComponent, Cache, UI], list[Made]]:
     # imported when asked for: each writer brings its own tools (zstandard, the build root, ...)
     if fmt == "deb":
         from .deb import make as writer
-    elif fmt == "rpm":
-        from .rpm import make as writer
     else:
-        from .oci import make as writer
+        from .rpm import make as writer
     return writer
 
 

@@ -1,11 +1,13 @@
-"""OCI image of a built component, written without any container engine.
+"""OCI images written without any container engine: a built component's, and a system image of the target's own
+packages (the backing services a container backend runs).
 
 Layers, bottom up (gzip: umoci and docker-archive reject zstd):
-  1. the target's base rootfs (mmdebstrap minbase + interpreter): the same for every component of a target;
-  2. the component's system packages: what an mmdebstrap with them added changes (whiteouts for removals),
-     so components needing the same packages share it too;
-  3. the component's venv (its deterministic tarball, uncompressed and re-gzipped).
-Layer blobs are cached by content, so images of several components share their lower layers byte for byte.
+  1. the target's base rootfs (mmdebstrap minbase + interpreter): the same for every image of a target;
+  2. the system packages of the components built together: what an mmdebstrap with them added changes
+     (whiteouts for removals): one layer that every service image of a build shares;
+  3. a component's venv (its deterministic tarball, uncompressed and re-gzipped), or, in a system image, what
+     its own packages add on top of layer 2.
+Layer blobs are cached by content, so images share their lower layers byte for byte and a node stores them once.
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ import os
 import stat
 import tarfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
 
 from ..archive import walk_sorted
 from ..buildroot import base_rootfs
-from ..cache import Cache, remove_tree
+from ..cache import Cache, digest_of, remove_tree
 from ..errors import StackcrateError
 from ..model.built import BuiltComponent
 from ..model.source import LockedGit
+from ..model.system_image import SystemImage
+from ..targets import Target
 from ..ui import UI
 from . import Made, cached, sbom, sysdeps
 
@@ -142,15 +148,18 @@ def _blob(desc: dict, cache: Cache) -> Path:
     return cache.root / "packages" / "oci-blobs" / desc["digest"].split(":", 1)[1]
 
 
+def dpkg_packages(root: Path) -> dict[str, tuple[str, str]]:
+    """Packages dpkg has installed in a rootfs: name -> (version, architecture)."""
+    out: dict[str, tuple[str, str]] = {}
+    for stanza in (root / "var/lib/dpkg/status").read_text().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace())
+        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+            out[fields["Package"]] = (fields.get("Version", ""), fields.get("Architecture", ""))
+    return out
+
+
 def installed(root: Path) -> set[str]:
-    """Packages dpkg has installed in a rootfs."""
-    names, pkg = set(), None
-    for line in (root / "var/lib/dpkg/status").read_text().splitlines():
-        if line.startswith("Package: "):
-            pkg = line.split(": ", 1)[1].strip()
-        elif line.startswith("Status: ") and line.endswith(" installed") and pkg:
-            names.add(pkg)
-    return names
+    return set(dpkg_packages(root))
 
 
 def entrypoint(built, root_names: set[str]) -> list[str]:
@@ -160,26 +169,44 @@ def entrypoint(built, root_names: set[str]) -> list[str]:
     return [f"{built.install_path}/bin/python"]
 
 
-def make(built: BuiltComponent, cache: Cache, ui: UI) -> list[Made]:
-    deps = sysdeps.system_deps(built, cache, "deb")
-    target = built.target
-    extra = sorted({d.split(" ", 1)[0] for d in deps.names} - {target.python_package})
+def shared_packages(builts: Sequence[BuiltComponent], cache: Cache) -> list[str]:
+    """The system packages of every component built together: one layer that all their images share."""
+    return sorted({d.split(" ", 1)[0] for b in builts for d in sysdeps.system_deps(b, cache, "deb").names})
+
+
+def system_layers(target: Target, stack: Sequence[Sequence[str]], cache: Cache) -> tuple[list[dict], Path]:
+    """The base layer, then one layer per package set of `stack` (each added on top of the ones below), and the
+    rootfs they make together. Every image whose stack starts the same way shares those layers byte for byte."""
     base = base_rootfs(target, cache)
-    extra = [p for p in extra if p not in installed(base)]  # e.g. libc6: already in the base layer
-    with ui.step(f"Preparing OCI base layers for {built.name} ({len(extra)} system packages to add)"):
-        layers = [gzip_layer(_copy_file(base.with_suffix(".tar")), cache, f"base-{base.name}")]
-        if extra:
-            full = base_rootfs(target, cache, extra_packages=extra)
-            if full != base:
-                layers.append(gzip_layer(_diff(base, full), cache, f"diff-{base.name}-{full.name}"))
+    layers = [gzip_layer(_copy_file(base.with_suffix(".tar")), cache, f"base-{base.name}")]
+    lower, below, have = base, [], installed(base)
+    for packages in stack:
+        below = sorted({*below, *(p for p in packages if p not in have)})  # e.g. libc6: in the base already
+        upper = base_rootfs(target, cache, extra_packages=below) if below else base
+        if upper != lower:
+            layers.append(gzip_layer(_diff(lower, upper), cache, f"diff-{lower.name}-{upper.name}"))
+        lower = upper
+    return layers, lower
+
+
+def make(built: BuiltComponent, cache: Cache, ui: UI, shared: Sequence[str] = ()) -> list[Made]:
+    """The component's image: base, system packages (`shared`, those of the components built with it, plus its
+    own), its venv."""
+    deps = sysdeps.system_deps(built, cache, "deb")
+    own = {d.split(" ", 1)[0] for d in deps.names} - {built.target.python_package}
+    packages = sorted(own | set(shared))
+    with ui.step(f"Preparing OCI base layers for {built.name} ({len(packages)} system packages)"):
+        layers, _ = system_layers(built.target, [packages], cache)
     with ui.step(f"Writing the {built.name} venv layer"):
         layers.append(gzip_layer(_unzstd(built.tarball), cache, f"venv-{built.key}"))
+    history = ["base rootfs", *(["system packages"] if len(layers) == 3 else []), "venv"]
     fname = f"{built.name}-{built.version}.oci.tar"
 
     def build(out: Path) -> None:
         with ui.step(f"Writing {fname}"):
             layout = out / "layout"
-            write_layout(built, layers, cache, layout)
+            config = image_config(built, layers, history)
+            write_layout(config, f"{built.name}-{built.version}", built.epoch, layers, cache, layout)
             write_archive(layout, out / fname, built.epoch)
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
@@ -188,7 +215,75 @@ def make(built: BuiltComponent, cache: Cache, ui: UI) -> list[Made]:
     return [Made("oci", entry / fname, made), Made("sbom", entry / f"{fname}.cdx.json", made)]
 
 
-def image_config(built, layers: list[dict]) -> dict:
+@dataclass(frozen=True)
+class SystemBuilt:
+    """A system image once written: what its artifacts.json entries say about it."""
+    name: str
+    version: str                   # the Debian version of its first package
+    key: str                       # digest of its layers and config
+    epoch: int
+    made: list[Made]
+
+
+def tag(version: str) -> str:
+    """A version usable in an image tag and a file name (Debian's 1:10.11.6+deb12u1 has : and +)."""
+    return "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in version)[:128]
+
+
+def make_system(spec: SystemImage, target: Target, below: Sequence[str], epoch: int, cache: Cache,
+                ui: UI) -> SystemBuilt:
+    """An image of the target's packages: base, the packages `below` (the layer the service images of the same
+    build share), then spec's own packages; its SBOM lists every Debian package in it."""
+    with ui.step(f"Preparing the {spec.name} image's layers ({', '.join(spec.packages)})"):
+        layers, root = system_layers(target, [below, spec.packages] if below else [spec.packages], cache)
+    packages = dpkg_packages(root)
+    if spec.packages[0] not in packages:
+        raise StackcrateError(f"the {spec.name} image has no {spec.packages[0]} package installed",
+                              hint=f"check that {spec.packages[0]} exists in Debian {target.suite}")
+    version = packages[spec.packages[0]][0]
+    history = ["base rootfs", *(["system packages of the services"] if below else []),
+               f"{spec.name}: {' '.join(spec.packages)}"][-len(layers):]
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    labels = {
+        "org.opencontainers.image.title": spec.name,
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.source": f"https://packages.debian.org/{target.suite}/{spec.packages[0]}",
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.description": f"{spec.name} from Debian {target.suite}'s packages",
+        "io.stackcrate.target": target.name,
+    }
+    config = config_document(epoch, [spec.entrypoint], [], "/", ["LANG=C.UTF-8"], labels, layers, history)
+    key = digest_of({"v": OCI_FORMAT, "config": config, "packages": sorted(packages.items())})
+    ref = f"{spec.name}-{tag(version)}"
+    fname = f"{ref}.oci.tar"
+
+    def build(out: Path) -> None:
+        with ui.step(f"Writing {fname}"):
+            write_layout(config, ref, epoch, layers, cache, out / "layout")
+            write_archive(out / "layout", out / fname, epoch)
+            sbom.write_debian(spec.name, version, packages, target, epoch, out / f"{fname}.cdx.json", fname)
+
+    entry, made = cached(cache, "oci-system", {"key": key}, build)
+    return SystemBuilt(spec.name, version, key, epoch,
+                       [Made("oci", entry / fname, made), Made("sbom", entry / f"{fname}.cdx.json", made)])
+
+
+def config_document(epoch: int, entry: list[str], cmd: list[str], workdir: str, env: list[str], labels: dict,
+                    layers: list[dict], history: list[str]) -> dict:
+    """An OCI image config (everything a container engine reads before it runs the image)."""
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return {
+        "created": created, "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": entry, "Cmd": cmd, "WorkingDir": workdir,
+                   "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *env]
+                   if not any(e.startswith("PATH=") for e in env) else env,
+                   "Labels": labels},
+        "rootfs": {"type": "layers", "diff_ids": [d["diff_id"] for d in layers]},
+        "history": [{"created": created, "created_by": f"stackcrate: {what}"} for what in history],
+    }
+
+
+def image_config(built, layers: list[dict], history: list[str]) -> dict:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(built.epoch))
     src = built.locked.source
     with open(built.tarball, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zf, \
@@ -206,18 +301,10 @@ def image_config(built, layers: list[dict]) -> dict:
         "io.stackcrate.series": built.series,
         "io.stackcrate.build-key": built.key,
     }
-    return {
-        "created": created, "architecture": "amd64", "os": "linux",
-        "config": {
-            "Entrypoint": entrypoint(built, names), "Cmd": ["--help"], "WorkingDir": built.install_path,
-            "Env": [f"PATH={built.install_path}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "LANG=C.UTF-8", f"VIRTUAL_ENV={built.install_path}"],
-            "Labels": labels,
-        },
-        "rootfs": {"type": "layers", "diff_ids": [d["diff_id"] for d in layers]},
-        "history": [{"created": created, "created_by": f"stackcrate: {what}"}
-                    for what in ("base rootfs", "system packages", "venv")[-len(layers):]],
-    }
+    env = [f"PATH={built.install_path}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "LANG=C.UTF-8", f"VIRTUAL_ENV={built.install_path}"]
+    return config_document(built.epoch, entrypoint(built, names), ["--help"], built.install_path, env, labels,
+                           layers, history)
 
 
 def _put(layout: Path, data: bytes) -> dict:
@@ -230,7 +317,8 @@ def _json(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_layout(built, layers: list[dict], cache: Cache, layout: Path) -> dict:
+def write_layout(config: dict, ref: str, epoch: int, layers: list[dict], cache: Cache, layout: Path) -> dict:
+    """An OCI image layout of one image (`ref`): its layers (hard links to the cached blobs), config, manifest."""
     (layout / "blobs/sha256").mkdir(parents=True)
     for d in layers:
         dest = layout / "blobs/sha256" / d["digest"].split(":", 1)[1]
@@ -241,18 +329,17 @@ def write_layout(built, layers: list[dict], cache: Cache, layout: Path) -> dict:
                                   hint="remove the cache's packages/oci-blobs folder and build again") from None
         except OSError:
             dest.write_bytes(_blob(d, cache).read_bytes())
-    config = _put(layout, _json(image_config(built, layers)))
+    cdesc = _put(layout, _json(config))
     manifest = {
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cdesc},
         "layers": [{"mediaType": LAYER, "digest": d["digest"], "size": d["size"]} for d in layers],
-        "annotations": {"org.opencontainers.image.created": time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(built.epoch))},
+        "annotations": {"org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                          time.gmtime(epoch))},
     }
     mdesc = _put(layout, _json(manifest))
     index = {"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", **mdesc,
-        "annotations": {REF_NAME: f"{built.name}-{built.version}"}}]}
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", **mdesc, "annotations": {REF_NAME: ref}}]}
     (layout / "index.json").write_bytes(_json(index))
     (layout / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
     return mdesc
@@ -287,3 +374,34 @@ def archive_ref_name(archive: Path) -> str:
     except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
         raise StackcrateError(f"{archive} is not an OCI image archive built by stackcrate",
                               hint="build it again (`stackcrate build --format oci`)") from None
+
+
+def archive_layers(archive: Path) -> list[tuple[str, int]]:
+    """(digest, size) of every layer of the image in an oci-archive, bottom up."""
+    try:
+        with tarfile.open(archive) as tf:
+            mdesc = archive_index(tf)["manifests"][0]
+            manifest = json.load(tf.extractfile("blobs/sha256/" + mdesc["digest"].split(":", 1)[1]))  # type: ignore
+            return [(d["digest"], d["size"]) for d in manifest["layers"]]
+    except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise StackcrateError(f"{archive} is not an OCI image archive built by stackcrate",
+                              hint="build it again (`stackcrate build --format oci`)") from None
+
+
+@dataclass(frozen=True)
+class ImageSizes:
+    per_image: dict[str, int]      # image -> the sum of its layers (what one image alone takes)
+    summed: int                    # all images' sizes added up (every image stored on its own)
+    unique: int                    # each layer counted once (what a store holding all of them takes)
+
+    def to_json(self) -> dict:
+        return {"images": self.per_image, "summed_bytes": self.summed, "unique_bytes": self.unique,
+                "unique_percent": round(100 * self.unique / self.summed, 1) if self.summed else 0.0}
+
+
+def image_sizes(archives: dict[str, Path]) -> ImageSizes:
+    """Compressed layer bytes of each image, summed and unique (layers shared between images counted once)."""
+    layers = {name: archive_layers(path) for name, path in archives.items()}
+    unique = dict(lay for image in layers.values() for lay in image)
+    per = {name: sum(size for _, size in image) for name, image in layers.items()}
+    return ImageSizes(per, sum(per.values()), sum(unique.values()))

@@ -1,5 +1,6 @@
 """CycloneDX 1.6 JSON SBOM of one artifact: the component (with its source revision), every Python distribution
-in its venv (with the hashes of the exact file the lock pinned) and the system packages it needs."""
+in its venv (with the hashes of the exact file the lock pinned) and the system packages it needs; for a system
+image, every Debian package in it."""
 
 from __future__ import annotations
 
@@ -81,3 +82,38 @@ def document(built: BuiltComponent, deps: SysDeps, artifact: str) -> dict:
 
 def write(built: BuiltComponent, deps: SysDeps, out: Path, artifact: str) -> None:
     out.write_text(json.dumps(document(built, deps, artifact), indent=2, sort_keys=True) + "\n")
+
+
+def debian_document(name: str, version: str, packages: dict[str, tuple[str, str]], target, epoch: int,
+                    artifact: str) -> dict:
+    """The SBOM of a system image: every Debian package installed in it, at its exact version."""
+    distro = "debian-" + {"bookworm": "12", "trixie": "13"}.get(target.suite, target.suite)
+
+    def purl(pkg: str, ver: str, arch: str) -> str:
+        return f"pkg:deb/debian/{pkg}@{quote(ver)}?arch={arch}&distro={distro}"
+
+    root_ref = f"stackcrate-image:{name}@{quote(version)}"
+    components = [{"type": "library", "bom-ref": purl(p, v, a), "name": p, "version": v, "purl": purl(p, v, a)}
+                  for p, (v, a) in sorted(packages.items())]
+    return {
+        "bomFormat": "CycloneDX", "specVersion": "1.6",
+        "serialNumber": uuid.UUID(digest_of({"image": name, "packages": sorted(packages.items()),
+                                             "artifact": artifact})[:32]).urn,
+        "version": 1,
+        "metadata": {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)),
+            "tools": {"components": [{"type": "application", "name": "stackcrate", "version": __version__}]},
+            "component": {"type": "container", "bom-ref": root_ref, "name": name, "version": version,
+                          "properties": [{"name": "stackcrate:target", "value": target.name}]},
+            "properties": [{"name": "stackcrate:artifact", "value": artifact}],
+        },
+        "components": components,
+        "dependencies": [{"ref": root_ref, "dependsOn": [c["bom-ref"] for c in components]}]
+        + [{"ref": c["bom-ref"]} for c in components],
+    }
+
+
+def write_debian(name: str, version: str, packages: dict[str, tuple[str, str]], target, epoch: int, out: Path,
+                 artifact: str) -> None:
+    out.write_text(json.dumps(debian_document(name, version, packages, target, epoch, artifact), indent=2,
+                              sort_keys=True) + "\n")
