@@ -131,8 +131,10 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
         from .package.oci import make_system
 
         epoch = max((b.epoch for b in builts), default=0)  # the release's date, not the day of the build
+        # every system image holds the packages of all of them: one layer (one mmdebstrap) that they share
+        theirs = sorted({p for spec in system_images for p in spec.packages})
         for spec in system_images:
-            sb = make_system(spec, target, shared, epoch, cache, ui)
+            sb = make_system(spec, target, [shared, theirs], epoch, cache, ui)
             for m in sb.made:
                 artifacts.append(system_entry(sb, m, manifest, target))
                 rebuilt.append(m.made)

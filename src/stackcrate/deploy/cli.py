@@ -205,9 +205,10 @@ def status(obj, d: Deployment) -> None:
 
     data = lifecycle.status(d)
     rows = data["processes"]
-    lines = [f"{'NAME':<16}{'KIND':<9}{'STATE':<13}{'HEALTH':<9}{'VERSION':<10}{'PID':<9}{'PORT':<7}DETAIL"]
+    vw = max([len(r["version"] or "-") for r in rows] + [len("VERSION")]) + 2  # Debian's versions are long
+    lines = [f"{'NAME':<16}{'KIND':<9}{'STATE':<13}{'HEALTH':<9}{'VERSION':<{vw}}{'PID':<9}{'PORT':<7}DETAIL"]
     for r in rows:
-        lines.append(f"{r['name']:<16}{r['kind']:<9}{r['state']:<13}{r['health']:<9}{r['version'] or '-':<10}"
+        lines.append(f"{r['name']:<16}{r['kind']:<9}{r['state']:<13}{r['health']:<9}{r['version'] or '-':<{vw}}"
                      f"{str(r['pid'] or '-'):<9}{str(r['port'] or '-'):<7}{r['detail']}")
     obj.ui.result({"state_dir": str(d.state), **data}, "\n".join(lines))
     if data["code"]:
@@ -220,7 +221,7 @@ def status(obj, d: Deployment) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines to show from the end of each log.")
 def logs(d: Deployment, service: str | None, follow: bool, lines: int) -> None:
-    """Show the logs of one process (or all)."""
+    """Show the logs of one process (or all): the state folder's log files, or the container engine's logs."""
     log_dir = d.state / "log"
     files = sorted(log_dir.glob("*.log")) if log_dir.is_dir() else []
     if service:
@@ -228,6 +229,14 @@ def logs(d: Deployment, service: str | None, follow: bool, lines: int) -> None:
         if not files:
             known = ", ".join(f.stem for f in sorted(log_dir.glob("*.log"))) or "none yet"
             raise StackcrateError(f"no log for {service!r}", hint=f"logs: {known}")
+    if d.backend != "local" and not follow:
+        from .containers import Containers
+
+        engine = Containers(d)
+        for f in files:
+            click.echo(f"==> {f.stem} ({d.backend} logs) <==")
+            click.echo(engine.logs(f.stem, lines))
+        return
     for f in files:
         click.echo(f"==> {f.name} <==")
         click.echo("\n".join(f.read_text(errors="replace").splitlines()[-lines:]))
@@ -265,9 +274,12 @@ def env(obj, d: Deployment) -> None:
     clouds = d.state / "clouds.yaml"
     if not clouds.exists():
         raise StackcrateError(f"{clouds} does not exist", hint="run `stackcrate deploy init` (or `run`) first")
-    client = artifacts(d)[d.services.client].install_path
     exports = {"OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CLOUD": cloud_name(d)}
     lines = [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
+    if d.backend != "local":  # the client's venv is in its image, not on the host: bring your own `openstack`
+        obj.ui.result(exports, "\n".join(lines))
+        return
+    client = artifacts(d)[d.services.client].install_path
     lines.append(f'export PATH={shlex.quote(client + "/bin")}:"$PATH"')
     obj.ui.result({**exports, "path": f"{client}/bin"}, "\n".join(lines))
 

@@ -123,8 +123,9 @@ def write_configs(lay: Layout) -> None:
         os.chmod(lay.etc(service), 0o700)
         private_file(lay.conf_file(service), ini_text(sections))
         lay.data(service).mkdir(parents=True, exist_ok=True)
-        for sub in SERVICES[service].data_dirs:
+        for sub in SERVICES[service].data_dirs:  # key repositories: keystone warns when others may read them
             (lay.data(service) / sub).mkdir(exist_ok=True)
+            os.chmod(lay.data(service) / sub, 0o700)
         wsgi_wrapper(lay, service)
 
 

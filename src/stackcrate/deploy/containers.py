@@ -133,10 +133,30 @@ def run_command(d: Deployment, p: ProcessDef, image: str, digest: str = "") -> l
     return [*cmd, image, *p.args]
 
 
+# A one-shot container's environment arrives on its standard input, one NAME=value per line, ahead of the
+# command's own input: a secret (keystone's bootstrap password) is then on no command line and in no `inspect`.
+ENV_FROM_STDIN = 'n=$1; shift; while [ "$n" -gt 0 ]; do IFS= read -r kv; export "$kv"; n=$((n-1)); done; exec "$@"'
+
+
 def call_command(d: Deployment, call: Call, image: str) -> list[str]:
-    """`run ...` of a one-shot container running a management command (standard input passed through)."""
-    return ["run", "--rm", "--interactive", *run_args(d), "--entrypoint", call.program, *mounts(call),
-            *env_args(call.env), image, *call.args]
+    """`run ...` of a one-shot container running a management command (standard input passed through, see
+    call_input for its environment)."""
+    if not call.env:
+        return ["run", "--rm", "--interactive", *run_args(d), "--entrypoint", call.program, *mounts(call), image,
+                *call.args]
+    return ["run", "--rm", "--interactive", *run_args(d), "--entrypoint", "/bin/sh", *mounts(call), image,
+            "-c", ENV_FROM_STDIN, "sh", str(len(call.env)), call.program, *call.args]
+
+
+def call_input(call: Call) -> str | None:
+    """What a one-shot container reads on its standard input: its environment, then the command's own input."""
+    if not call.env:
+        return call.input
+    for k, v in call.env.items():
+        if "\n" in v or "\n" in k:
+            raise StackcrateError(f"the value of {k} for `{call.program}` holds a line break",
+                                  hint="use a value without line breaks (e.g. a password in configuration.yaml)")
+    return "".join(f"{k}={v}\n" for k, v in sorted(call.env.items())) + (call.input or "")
 
 
 def load_commands(d: Deployment) -> list[list[str]]:
@@ -155,7 +175,10 @@ def dry_run(d: Deployment, procs: list[ProcessDef]) -> list[str]:
 
 def _state_of(info: dict) -> str:
     status = str(info.get("State") or info.get("state") or "").lower()
-    return {"running": "RUNNING", "created": "STOPPED", "exited": "EXITED", "stopped": "STOPPED",
+    if status == "exited" and info.get("ExitCode") not in (0, 137, 143):
+        return "EXITED"  # it failed, and the engine did not (or could not) start it again
+    # a container of ours stays exited only once stopped: the restart policy starts one that dies again
+    return {"running": "RUNNING", "created": "STOPPED", "exited": "STOPPED", "stopped": "STOPPED",
             "stopping": "STOPPING", "restarting": "BACKOFF", "paused": "STOPPED", "configured": "STOPPED",
             "initialized": "STOPPED"}.get(status, "UNKNOWN")
 
@@ -176,12 +199,13 @@ class Containers:
 
     # ---------------------------------------------------------------- the engine itself
 
-    def preflight(self) -> None:
-        """The engine can start a container on this host (else: why, and what to set), before anything changes."""
+    def preflight(self) -> list[str]:
+        """The engine can start a container on this host (else: why, and what to set), before anything changes.
+        Returns the images it copied into the engine's store."""
         tools.which(self.engine)
         tools.which("skopeo")
         imgs = images(self.d)
-        self.load(imgs)
+        copied = self.load(imgs)
         probe = next(iter(imgs.values()))
         res = self._cli("run", "--rm", *run_args(self.d), "--entrypoint", "/bin/true", probe.name, check=False)
         if res.returncode != 0:
@@ -192,6 +216,7 @@ class Containers:
                 hint="set configuration.yaml's `engine:` (runtime: /usr/sbin/runc where the cgroup layout is hybrid; "
                      "ulimits no higher than `ulimit -Hn` / `ulimit -Hu`; args: more `run` arguments), install "
                      "catatonit (podman's --init), or use the local backend; nothing was changed")
+        return copied
 
     def load(self, imgs: dict[str, Image] | None = None) -> list[str]:
         """Copy into the engine's store every image it does not hold yet; returns the ones copied."""
@@ -238,15 +263,28 @@ class Containers:
         return out
 
     def states(self) -> dict[str, State]:
+        listed = self._containers()
+        restarts = self._restart_counts([n for n, i in listed.items() if _state_of(i) == "RUNNING"])
         out = {}
-        for name, info in self._containers().items():
+        for name, info in listed.items():
             state = _state_of(info)
             if state == "RUNNING" and name in self._started and info.get("StartedAt") != self._started[name]:
                 state = "BACKOFF"  # died since we started it (the engine started it again)
             pid = int(info.get("Pid") or 0) or None
             out[name] = State(state, pid if state in ("RUNNING", "BACKOFF") else None,
-                              str(info.get("Status") or ""), info.get("ExitCode"))
+                              str(info.get("Status") or ""), info.get("ExitCode"), restarts.get(name, 0))
         return out
+
+    def _restart_counts(self, names: list[str]) -> dict[str, int]:
+        """How often the engine restarted each running container (its restart policy; `ps` does not say)."""
+        if not names:
+            return {}
+        res = self._cli("inspect", "--format", "{{.RestartCount}}",
+                        *(container_name(self.d, n) for n in names), check=False, timeout=60)
+        counts = res.stdout.split()
+        if res.returncode != 0 or len(counts) != len(names):
+            return {}
+        return {n: int(c) for n, c in zip(names, counts, strict=True) if c.isdigit()}
 
     def start(self, name: str) -> None:
         p, spec = self._specs[name]
@@ -289,11 +327,16 @@ class Containers:
     def run(self, call: Call, timeout: float = 600, check: bool = True) -> tools.CompletedProcess:
         """A management command in a one-shot container of its component's image."""
         make_mount_sources(call)
-        return self._cli(*call_command(self.d, call, images(self.d)[call.component].name), input=call.input,
+        return self._cli(*call_command(self.d, call, images(self.d)[call.component].name), input=call_input(call),
                          timeout=timeout, check=check)
 
     def log_file(self, name: str) -> Path:
         return self.d.state / "log" / f"{name}.log"
+
+    def logs(self, name: str, lines: int) -> str:
+        """The last lines a process's container wrote, as the engine tells them (empty: no such container)."""
+        res = self._cli("logs", "--tail", str(lines), container_name(self.d, name), check=False, timeout=60)
+        return (res.stdout + res.stderr).rstrip("\n") if res.returncode == 0 else ""
 
 
 def _digest(cmd: list[str]) -> str:

@@ -114,9 +114,9 @@ def ports(d: Deployment) -> dict[str, list[int]]:
     return {n: out.get(n, []) for n in process_names(d)}
 
 
-def preflight(d: Deployment) -> None:
-    """Refuse before changing anything: artifacts and programs present (a container backend: the engine can run
-    a container), every port of a stopped process free."""
+def preflight(d: Deployment, t: Timer) -> None:
+    """Refuse before changing anything: artifacts and programs present (a container backend: the images loaded
+    and the engine can run a container), every port of a stopped process free."""
     if d.config.tls:
         tools.which("openssl")
     sup = manager_for(d)
@@ -124,7 +124,9 @@ def preflight(d: Deployment) -> None:
         artifacts(d)
         backing.check_programs()
     else:
-        sup.preflight()  # type: ignore[union-attr]
+        with t.step(f"Images in {d.backend}'s store; a test container") as info:
+            copied = sup.preflight()  # type: ignore[union-attr]
+            info["note"] = f"{len(copied)} image(s) copied in" if copied else "all there"
     states = sup.states() if sup.running() else {}
     leftover = {} if states or d.backend != "local" else orphans(d.state)
     busy = []
@@ -337,7 +339,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     """Install, configure, create databases/users/keys/catalog, apply changed secrets. Idempotent. Leaves the
     backing services and keystone running (and restarts what runs with a changed config).
     reinstall: replace installed venvs that differ from the artifacts (refused otherwise)."""
-    preflight(d)
+    preflight(d, t)
     sup = manager_for(d)
     if d.backend == "local":
         with t.step("Checking the artifacts and the installed venvs") as info:
@@ -398,7 +400,7 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
         raise StackcrateError(f"the deployment in {d.state} is not initialised", hint="run `stackcrate deploy init`"
                               " (or `stackcrate deploy run`, which does it)")
     refuse_pending_secrets(d)
-    preflight(d)
+    preflight(d, t)
     sup = manager_for(d)
     options.check(d, t, options_runner(d, sup))
     private_dirs(d)
@@ -438,7 +440,7 @@ def status(d: Deployment) -> dict:
     left = {} if states or d.backend != "local" else orphans(d.state)
     defs = definitions_for_status(d)
     try:
-        versions = {c: a.version for c, a in artifacts(d).items()}
+        versions = {c: a.version for c, a in artifacts(d, "tar" if d.backend == "local" else "oci").items()}
     except StackcrateError:
         versions = {}
     values = secrets.applied(d.state)
@@ -461,6 +463,10 @@ def status(d: Deployment) -> dict:
         if row["state"] in ("running", "unsupervised") and p is not None:
             v = checker.check(p)
             row.update(health="ok" if v.ok else "failing", detail=v.detail, version=v.version)
+        if st is not None and st.restarts is not None:
+            row["restarts"] = st.restarts
+            if st.restarts:  # it died and the engine's restart policy brought it back: say so
+                row["detail"] = f"{row['detail']}; restarted {st.restarts}× by {d.backend}".lstrip("; ")
         if p is not None and p.component:
             row["version"] = versions.get(p.component)
         return row

@@ -39,6 +39,7 @@ class State:
     pid: int | None
     description: str    # e.g. "pid 123, uptime 0:01:02" or "Exited too quickly (process log may have details)"
     exitstatus: int | None = None
+    restarts: int | None = None   # times the engine restarted it after it died (None: not counted)
 
 
 def _quote(value: str) -> str:

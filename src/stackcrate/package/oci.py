@@ -174,19 +174,22 @@ def shared_packages(builts: Sequence[BuiltComponent], cache: Cache) -> list[str]
     return sorted({d.split(" ", 1)[0] for b in builts for d in sysdeps.system_deps(b, cache, "deb").names})
 
 
-def system_layers(target: Target, stack: Sequence[Sequence[str]], cache: Cache) -> tuple[list[dict], Path]:
-    """The base layer, then one layer per package set of `stack` (each added on top of the ones below), and the
-    rootfs they make together. Every image whose stack starts the same way shares those layers byte for byte."""
+def system_layers(target: Target, stack: Sequence[Sequence[str]], cache: Cache) -> tuple[list[dict], Path, list[str]]:
+    """The base layer, then one layer per package set of `stack` (each added on top of the ones below; none
+    when it adds nothing), the rootfs they make together and each layer's history line. Every image whose stack
+    starts the same way shares those layers byte for byte."""
     base = base_rootfs(target, cache)
     layers = [gzip_layer(_copy_file(base.with_suffix(".tar")), cache, f"base-{base.name}")]
+    history = ["base rootfs"]
     lower, below, have = base, [], installed(base)
     for packages in stack:
         below = sorted({*below, *(p for p in packages if p not in have)})  # e.g. libc6: in the base already
         upper = base_rootfs(target, cache, extra_packages=below) if below else base
         if upper != lower:
             layers.append(gzip_layer(_diff(lower, upper), cache, f"diff-{lower.name}-{upper.name}"))
+            history.append(f"system packages: {' '.join(sorted(packages))}")
         lower = upper
-    return layers, lower
+    return layers, lower, history
 
 
 def make(built: BuiltComponent, cache: Cache, ui: UI, shared: Sequence[str] = ()) -> list[Made]:
@@ -196,10 +199,10 @@ def make(built: BuiltComponent, cache: Cache, ui: UI, shared: Sequence[str] = ()
     own = {d.split(" ", 1)[0] for d in deps.names} - {built.target.python_package}
     packages = sorted(own | set(shared))
     with ui.step(f"Preparing OCI base layers for {built.name} ({len(packages)} system packages)"):
-        layers, _ = system_layers(built.target, [packages], cache)
+        layers, _, history = system_layers(built.target, [packages], cache)
     with ui.step(f"Writing the {built.name} venv layer"):
         layers.append(gzip_layer(_unzstd(built.tarball), cache, f"venv-{built.key}"))
-    history = ["base rootfs", *(["system packages"] if len(layers) == 3 else []), "venv"]
+    history.append(f"venv: {built.install_path}")
     fname = f"{built.name}-{built.version}.oci.tar"
 
     def build(out: Path) -> None:
@@ -230,19 +233,18 @@ def tag(version: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in version)[:128]
 
 
-def make_system(spec: SystemImage, target: Target, below: Sequence[str], epoch: int, cache: Cache,
+def make_system(spec: SystemImage, target: Target, stack: Sequence[Sequence[str]], epoch: int, cache: Cache,
                 ui: UI) -> SystemBuilt:
-    """An image of the target's packages: base, the packages `below` (the layer the service images of the same
-    build share), then spec's own packages; its SBOM lists every Debian package in it."""
+    """An image of the target's packages: base, then a layer per package set of `stack` (the system packages
+    the service images of the same build share, then those of every system image of the build: one mmdebstrap
+    and one layer for all of them), which must hold spec's packages; its SBOM lists every Debian package in it."""
     with ui.step(f"Preparing the {spec.name} image's layers ({', '.join(spec.packages)})"):
-        layers, root = system_layers(target, [below, spec.packages] if below else [spec.packages], cache)
+        layers, root, history = system_layers(target, stack, cache)
     packages = dpkg_packages(root)
     if spec.packages[0] not in packages:
         raise StackcrateError(f"the {spec.name} image has no {spec.packages[0]} package installed",
                               hint=f"check that {spec.packages[0]} exists in Debian {target.suite}")
     version = packages[spec.packages[0]][0]
-    history = ["base rootfs", *(["system packages of the services"] if below else []),
-               f"{spec.name}: {' '.join(spec.packages)}"][-len(layers):]
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
     labels = {
         "org.opencontainers.image.title": spec.name,

@@ -43,6 +43,7 @@ class Deploy:
     root: Path
     dist: Path
     timings: dict[str, list] = field(default_factory=dict)
+    images: dict = field(default_factory=dict)   # `deploy build`'s image sizes (a container backend)
 
     @property
     def state(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
 import yaml
 
 from stackcrate.deploy import containers
@@ -13,6 +14,7 @@ from stackcrate.deploy.install import artifacts
 from stackcrate.deploy.layout import Layout
 from stackcrate.deploy.openstack import SERVICES, Command
 from stackcrate.deploy.processes import openstack_processes, process_names
+from stackcrate.errors import StackcrateError
 
 
 def local_layout(d: Deployment) -> Layout:
@@ -92,3 +94,28 @@ def test_nova_runs_only_the_processes_the_services_file_names(dep):
     names = [p.name for p in openstack_processes(local_layout(d))]
     assert names == ["keystone", "glance", "placement", "neutron", "nova-api", "nova-conductor"]
     assert process_names(d)[-2:] == ["nova-api", "nova-conductor"]
+
+
+def test_a_one_shot_containers_environment_goes_on_stdin_not_on_its_command_line(dep):
+    """keystone's bootstrap password: not in the `run` command (so not in ps or `inspect`), yet the command sees
+    it in its environment and still gets its own standard input after it (run here by the host's /bin/sh, as the
+    image's /bin/sh runs it)."""
+    import subprocess
+
+    from stackcrate.deploy.processes import Call
+
+    d = Deployment(dep["services"], dep["config"])
+    d.backend = "podman"
+    secret = "s3cret-" + "x" * 20
+    call = Call("keystone", "/bin/sh", ("-c", 'printf "%s|%s|" "$OS_BOOTSTRAP_PASSWORD" "$OTHER"; cat'),
+                {"OS_BOOTSTRAP_PASSWORD": secret, "OTHER": "a b=c"}, "own input\n")
+    cmd = containers.call_command(d, call, "localhost/stackcrate/keystone:1")
+    assert not any(secret in a for a in cmd)
+    run = parse_run(["podman", *cmd])
+    assert run["opts"]["--entrypoint"] == ["/bin/sh"] and "--env" not in run["opts"]
+    out = subprocess.run(["/bin/sh", *run["args"]], input=containers.call_input(call), capture_output=True,
+                         text=True, timeout=10)
+    assert out.stdout == f"{secret}|a b=c|own input\n", out.stderr
+    bad = Call("keystone", "/bin/true", (), {"PASSWORD": "two\nlines"})
+    with pytest.raises(StackcrateError, match="PASSWORD"):
+        containers.call_input(bad)
