@@ -66,7 +66,8 @@ def main() -> None:
         print(f"{name:<24}{size / 1e6:10.1f}")
     print(f"\nsummed {sizes['summed_bytes'] / 1e6:.1f} MB, unique {sizes['unique_bytes'] / 1e6:.1f} MB "
           f"({sizes['unique_percent']} %, target <= 40 %)")
-    print(f"build: cold {cold:.1f} s ({data['rebuilt']} artifacts made), warm {warm:.1f} s "
+    first = "first (the given cache)" if args.cache else "cold"
+    print(f"build: {first} {cold:.1f} s ({data['rebuilt']} artifacts made), warm {warm:.1f} s "
           f"({again['rebuilt']} made)")
     result = {"cold_seconds": round(cold, 1), "warm_seconds": round(warm, 1), **sizes}
     (work / "images.json").write_text(json.dumps(result, indent=2) + "\n")
