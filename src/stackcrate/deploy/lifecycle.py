@@ -467,7 +467,7 @@ def status(d: Deployment) -> dict:
             row["restarts"] = st.restarts
             if st.restarts:  # it died and the engine's restart policy brought it back: say so
                 row["detail"] = f"{row['detail']}; restarted {st.restarts}× by {d.backend}".lstrip("; ")
-        if p is not None and p.component:
+        if p is not None and p.component and not row["version"]:  # what the process says first, else its artifact
             row["version"] = versions.get(p.component)
         return row
 
