@@ -1,19 +1,13 @@
-"""The OCI image: umoci (checks diff_ids) and skopeo accept it, labels are set, and it runs keystone."""
+"""The OCI image: umoci (checks diff_ids) and skopeo accept it, labels are set, and it runs keystone. (The podman
+backend running the very images the build made: tests/integration/deploy/test_containers.py.)"""
 
 from __future__ import annotations
 
 import json
-import shlex
-import shutil
 import subprocess
 import tarfile
-import tempfile
-from pathlib import Path
-
-import yaml
 
 from stackcrate.package.oci import archive_ref_name
-from tests.conftest import REPO
 from tests.fixtures import pbr_project
 from tests.integration.conftest import chroot
 
@@ -81,42 +75,3 @@ def test_images_from_one_lock_share_lower_layers(stackcrate, native, tmp_path):
                  if f"sha256:{p.name}" in {d for image in images for d, _ in image})
     assert stored == total - sum(s for _, s in images[0][:2])
     print(f"\nOCI layers: sum over 2 images {total:,} bytes, unique {stored:,} bytes")
-
-
-def test_container_backend_loads_and_runs_the_built_image(stackcrate, native, tmp_path, request):
-    """`deploy run --backend podman --dry-run`: its skopeo command stores the built keystone image under the name
-    its `podman run` uses, and podman runs that image (a throwaway store, the runc runtime these hosts need)."""
-    services = yaml.safe_load((REPO / "examples" / "deploy" / "services.yaml").read_text())
-    services["services"] = {"keystone": services["services"]["keystone"]}   # the one service built here
-    services["client"] = "keystone"
-    (tmp_path / "services.yaml").write_text(json.dumps(services))
-    (tmp_path / "configuration.yaml").write_text(json.dumps({"state_dir": "state", "artifacts": str(native["dir"]),
-                                                             "backend": "podman"}))
-    res = stackcrate("--json", "deploy", "run", "--dry-run", "-s", tmp_path / "services.yaml",
-                     "-c", tmp_path / "configuration.yaml")
-    assert res.returncode == 0, res.stderr
-    cmds = [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
-    (load,) = [c for c in cmds if c[0] == "skopeo"]
-    (keystone,) = [c for c in cmds if c[:2] == ["podman", "run"] and "stackcrate-keystone" in c]
-    short = Path(tempfile.mkdtemp(prefix="sc-"))  # podman refuses a runroot path of over 50 characters
-    request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
-    storage = ["--root", str(short / "root"), "--runroot", str(short / "run"), "--storage-driver", "vfs"]
-    store = f"containers-storage:[vfs@{short / 'root'}+{short / 'run'}]"
-    run(*load[:-1], load[-1].replace("containers-storage:", store, 1))
-    image = load[-1].removeprefix("containers-storage:")
-    assert image in keystone
-    assert keystone[keystone.index("--entrypoint") + 1] == "/opt/openstack/keystone-29.1.0/bin/gunicorn"
-    stored = json.loads(run("skopeo", "inspect", "--raw", store + image).stdout)
-    built = json.loads(run("skopeo", "inspect", "--raw", f"oci-archive:{native['files']['oci']}").stdout)
-    assert stored["config"]["digest"] == built["config"]["digest"]  # the very image the build made
-    assert [d["digest"] for d in stored["layers"]] == [d["digest"] for d in built["layers"]]
-    # and it runs: the image's own entrypoint (keystone-manage), and another program of its venv given as the
-    # entrypoint, as the backend does for every process
-    podman = ["podman", *storage, "--runtime", "/usr/sbin/runc", "--cgroup-manager", "cgroupfs", "--events-backend",
-              "file", "run", "--rm", "--network", "host", "--ulimit", "nofile=20000:20000",
-              "--ulimit", "nproc=32768:32768"]
-    assert run(*podman, image, "--version").stdout.strip() == "29.1.0"   # the image's own entrypoint
-    out = run(*podman, "--entrypoint", "/opt/openstack/keystone-29.1.0/bin/python", image, "-c",
-              "import keystone, sys; print(sys.executable, keystone.__file__)")
-    assert out.stdout.split() == ["/opt/openstack/keystone-29.1.0/bin/python",
-                                  "/opt/openstack/keystone-29.1.0/lib/python3.11/site-packages/keystone/__init__.py"]
