@@ -224,7 +224,8 @@ def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest,
         return BuiltComponent(name=comp.name, version=comp.version, install_path=install_path,
                               tarball=entry / name, key=key, epoch=epoch, target=target, series=lock.series,
                               locked=comp, packages=tuple(lock.closure_packages(comp)),
-                              sysdeps_exclude=tuple(mcomp.sysdeps_exclude), rebuilt=rebuilt)
+                              sysdeps_exclude=tuple(mcomp.sysdeps_exclude), bindep_extra=tuple(mcomp.bindep),
+                              rebuilt=rebuilt)
 
     if (entry / name).exists():
         return built(False)

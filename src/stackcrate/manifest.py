@@ -58,6 +58,10 @@ class Component(_Strict):
         default_factory=list, description="bindep.txt entries not needed at run time (e.g. the database servers "
         "a component's unit tests use); they are left out of Depends/Requires and images, and `stackcrate sysdeps` "
         "says so")
+    bindep: list[str] = Field(
+        default_factory=list, description="More bindep.txt lines for this component, evaluated with its own "
+        "(programs it runs that its bindep.txt does not name, e.g. neutron's ovsdb-client: "
+        "\"openvswitch-common [platform:dpkg]\")")
 
     @model_validator(mode="after")
     def _one_source(self) -> "Component":

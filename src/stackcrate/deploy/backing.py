@@ -1,4 +1,4 @@
-"""Backing services (MariaDB, RabbitMQ, Memcached, HAProxy) as local processes from the distribution's packages.
+"""Backing services (MariaDB, RabbitMQ, Memcached, OVN, HAProxy) as processes from the distribution's packages.
 
 Each keeps its data under the state folder and listens on the configured loopback address and its own
 (non-default) ports, so nothing collides with services the machine already runs.
@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import tools
 from ..errors import StackcrateError
 from ..model.system_image import SystemImage
+from . import ovn
 from .config import Deployment
 from .processes import Call, Health, ProcessDef, Runner
 from .secrets import private_file
@@ -23,8 +24,6 @@ PACKAGES = {"mariadbd": "mariadb-server", "mariadb-install-db": "mariadb-server"
 # not /usr/sbin's wrappers, which switch to the rabbitmq user and its home (another Erlang cookie)
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
-# Every backing process, in start order (the stop order is the reverse).
-BACKING_NAMES = ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy")
 # Where each program is in Debian (and so in the images a container backend runs them from).
 DEBIAN_PATHS = {"mariadbd": "/usr/sbin/mariadbd", "mariadb-install-db": "/usr/bin/mariadb-install-db",
                 "mariadb": "/usr/bin/mariadb", "epmd": "/usr/bin/epmd", "rabbitmq-server": RABBITMQ_SERVER,
@@ -41,7 +40,19 @@ SYSTEM_IMAGES = (
     SystemImage("rabbitmq", ("rabbitmq-server",), RABBITMQ_SERVER),
     SystemImage("memcached", ("memcached",), DEBIAN_PATHS["memcached"]),
     SystemImage("haproxy", ("haproxy",), DEBIAN_PATHS["haproxy"]),
+    SystemImage(ovn.IMAGE, ("ovn-central", "ovn-host", "openvswitch-switch"), ovn.PATHS["ovn-northd"]),
 )
+
+
+def backing_names(d: Deployment) -> tuple[str, ...]:
+    """Every backing process of the deployment, in start order (the stop order is the reverse); OVN's where
+    neutron runs (before neutron, which programs it)."""
+    return ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy", *(ovn.NAMES if ovn.enabled(d) else ()))
+
+
+def images_needed(d: Deployment) -> list[str]:
+    """The backing images a container backend runs for this deployment."""
+    return sorted(set(IMAGE_OF.values()) | ({ovn.IMAGE} if ovn.enabled(d) else set()))
 
 
 def path_of(d: Deployment, name: str, required: bool = True) -> str:
@@ -66,10 +77,16 @@ def program(name: str, required: bool = True) -> str:
         return f"/usr/sbin/{name}"
 
 
-def check_programs() -> None:
+def check_programs(d: Deployment) -> None:
     """Every program the local backend runs is installed (before anything changes)."""
     for name in PACKAGES:
         program(name)
+    if ovn.enabled(d):
+        for name, path in ovn.PATHS.items():
+            if not os.access(path, os.X_OK):
+                raise StackcrateError(f"the program {name!r} is not installed ({path})",
+                                      hint=f"install it (apt-get install {ovn.PACKAGES[name]}); neutron's "
+                                      "ML2/OVN driver needs OVN and Open vSwitch")
 
 
 def call(d: Deployment, name: str, args: list[str], *, input: str | None = None, env: dict | None = None,
@@ -230,5 +247,5 @@ def haproxy_procs(d: Deployment) -> list[ProcessDef]:
 
 
 def backing_processes(d: Deployment) -> list[ProcessDef]:
-    """Every backing process, in start order (BACKING_NAMES)."""
-    return mariadb_procs(d) + rabbitmq_procs(d) + memcached_procs(d) + haproxy_procs(d)
+    """Every backing process, in start order (backing_names)."""
+    return mariadb_procs(d) + rabbitmq_procs(d) + memcached_procs(d) + haproxy_procs(d) + ovn.processes(d)

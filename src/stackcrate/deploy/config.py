@@ -36,11 +36,19 @@ class HAProxy(_Strict):
     pass
 
 
+class OVN(_Strict):
+    """OVN's databases (where neutron runs): neutron and the chassis reach them over TCP."""
+
+    nb_port: Port = Field(26641, ge=1024, le=65535, description="Northbound database (neutron writes it)")
+    sb_port: Port = Field(26642, ge=1024, le=65535, description="Southbound database (ovn-controller reads it)")
+
+
 class Backing(_Strict):
     mariadb: MariaDB = Field(default_factory=MariaDB)
     rabbitmq: RabbitMQ = Field(default_factory=RabbitMQ)
     memcached: Memcached = Field(default_factory=Memcached)
     haproxy: HAProxy = Field(default_factory=HAProxy)
+    ovn: OVN = Field(default_factory=OVN)
 
 
 class Service(_Strict):
@@ -89,7 +97,8 @@ class ServicesFile(_Strict):
     def ports(self) -> dict[str, int]:
         b = self.backing
         out = {"mariadb": b.mariadb.port, "rabbitmq": b.rabbitmq.port, "rabbitmq dist": b.rabbitmq.dist_port,
-               "epmd": b.rabbitmq.epmd_port, "memcached": b.memcached.port}
+               "epmd": b.rabbitmq.epmd_port, "memcached": b.memcached.port,
+               "ovn northbound": b.ovn.nb_port, "ovn southbound": b.ovn.sb_port}
         for name, s in self.enabled().items():
             out[f"{name} (haproxy)"] = s.port
             out[name] = s.backend_port
@@ -117,6 +126,9 @@ class Configuration(_Strict):
     backend: Literal["local", "podman", "docker"] = "local"
     stop_timeout: float = Field(10, gt=0, le=600, description="Seconds to wait after SIGTERM before SIGKILL")
     engine: Engine = Field(default_factory=Engine, description="container backends only")
+    ovs_datapath: Literal["auto", "netdev", "system"] = Field(
+        "auto", description="Open vSwitch's datapath: netdev (userspace), system (the kernel module) or auto "
+        "(system where the openvswitch module is loaded)")
     tls: bool = Field(False, description="HTTPS at HAProxy with a CA made for the deployment (the catalog then "
                       "lists https URLs; `init` applies a change)")
     secrets: dict[str, str] = Field(default_factory=dict, description="Secrets to use instead of generated ones")

@@ -5,7 +5,8 @@ of an image the build made, managed like the local backend's supervisord (same i
   the engine's store by skopeo as `localhost/stackcrate/<name>:<version>`: nothing is pulled from a registry.
 - Processes: the same definitions as the local backend (processes.py). The program is the entrypoint, the
   arguments and environment are passed unchanged, what the process reads is mounted read-only and what it writes
-  read-write at the same paths, so the generated configs work as they are. Host networking (as Kolla does); a
+  read-write at the same paths, so the generated configs work as they are. Host networking (as Kolla does; a
+  process with a network namespace of its own, ovs-vswitchd, in that one, with the devices it opens); a
   restart policy (`always`: a process that dies is started again by the engine; `stop` stays stopped); the log
   of each container is the file log/<name>.log of the state folder (rotated by the engine). Secrets stay in the
   mounted 0600 files: none is on a command line, in an environment or in `inspect`.
@@ -84,9 +85,17 @@ def global_args(d: Deployment) -> list[str]:
     return ["--runtime", rt] if rt and d.backend == "podman" else []
 
 
-def run_args(d: Deployment) -> list[str]:
+def network(d: Deployment, netns: str | None) -> list[str]:
+    """Host networking (as Kolla does); a process with a network namespace of its own joins it (podman: by its
+    path; docker can join only another container's, so there it stays on the host's)."""
+    if netns and d.backend == "podman":
+        return ["--network", f"ns:/run/netns/{netns}"]
+    return ["--network", "host"]
+
+
+def run_args(d: Deployment, netns: str | None = None) -> list[str]:
     """What every `<engine> run` gets besides the process's own definition."""
-    out = ["--network", "host"]
+    out = network(d, netns)
     for name, value in ulimits(d).items():
         out += ["--ulimit", f"{name}={value}:{value}"]
     if d.backend == "podman":
@@ -124,7 +133,9 @@ def run_command(d: Deployment, p: ProcessDef, image: str, digest: str = "") -> l
     """`run ...` (after `<engine> <global options>`) of one process definition from its image, detached, with its
     restart policy and log file."""
     log = d.state / "log" / f"{p.name}.log"
-    cmd = ["run", "--detach", "--name", container_name(d, p.name), *run_args(d),
+    cmd = ["run", "--detach", "--name", container_name(d, p.name), *run_args(d, p.netns),
+           *(a for dev in p.devices for a in ("--device", dev)),
+           *(a for cap in p.capabilities for a in ("--cap-add", cap)),
            "--restart", "always", "--label", f"stackcrate.state={d.state}", "--label", f"stackcrate.process={p.name}",
            "--label", f"stackcrate.spec={digest}", "--stop-timeout", str(int(d.config.stop_timeout)),
            "--entrypoint", p.program, *mounts(p), *env_args(p.env)]

@@ -3,6 +3,9 @@
 - MariaDB: its handshake (protocol 10 and the server version), so a port held by something else fails;
 - RabbitMQ: an AMQP login as the OpenStack user (py-amqp, the library oslo.messaging uses);
 - epmd: a NAMES request listing the RabbitMQ node; Memcached: `version`; HAProxy: every frontend accepts;
+- OVN's and Open vSwitch's databases: ovsdb-server lists the database (JSON-RPC `list_dbs`) where its clients
+  connect; ovn-northd, ovs-vswitchd and ovn-controller: their control socket answers (ovn-northd "active",
+  ovn-controller "connected" to the southbound database, ovs-vswitchd its version);
 - keystone: a token issued (database, fernet keys, cache);
 - the other APIs: an authenticated call that reads their database, sent to the process itself (not HAProxy);
 - nova's conductor, scheduler and compute: "up" in nova's service list *and* consuming their RPC queue (a
@@ -98,6 +101,76 @@ def tcp_accepts(host: str, ports: tuple[int, ...]) -> Verdict:
     if closed:
         return Verdict(False, f"port(s) {', '.join(map(str, closed))} refuse connections")
     return Verdict(True, f"{len(ports)} port(s) accept")
+
+
+def _json_rpc(sock: socket.socket, method: str, params: list) -> object:
+    """One JSON-RPC 1.0 request on an OVSDB or unixctl connection: its result, or ValueError with its error."""
+    sock.sendall(json.dumps({"method": method, "params": params, "id": 0}).encode())
+    decoder, data = json.JSONDecoder(), b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("closed the connection without an answer")
+        data += chunk
+        try:
+            reply, _ = decoder.raw_decode(data.decode())
+        except ValueError:
+            continue  # not all of it yet
+        if reply.get("error"):
+            raise ValueError(f"{method}: {reply['error']}")
+        return reply.get("result")
+
+
+def _connect(where: str) -> socket.socket:
+    """tcp:HOST:PORT or unix:PATH (OVS's way of naming a remote)."""
+    kind, _, rest = where.partition(":")
+    if kind == "unix":
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(TIMEOUT)
+        try:
+            s.connect(rest)
+        except OSError:
+            s.close()
+            raise
+        return s
+    host, _, port = rest.rpartition(":")
+    return socket.create_connection((host, int(port)), timeout=TIMEOUT)
+
+
+def ovsdb_serves(where: str, db: str) -> Verdict:
+    with _connect(where) as s:
+        dbs = _json_rpc(s, "list_dbs", [])
+        if db not in (dbs or []):
+            return Verdict(False, f"serves {', '.join(dbs or []) or 'no database'}, not {db}")  # type: ignore
+        schema = _json_rpc(s, "get_schema", [db])
+    return Verdict(True, f"serves {db} (schema {schema.get('version', '?')}) on {where.split(':')[0]}")  # type: ignore
+
+
+def control_socket(path: str) -> str:
+    """A daemon's control socket: the path itself, or <program>.<pid>.ctl beside the pid file it names."""
+    if not path.endswith(".pid"):
+        return path
+    with open(path) as f:
+        pid = f.read().strip()
+    base = path.removesuffix(".pid")
+    return f"{base}.{pid}.ctl"
+
+
+def unixctl(path: str, command: str) -> Verdict:
+    """Ask an OVS/OVN daemon over its control socket (what ovs-appctl does)."""
+    try:
+        where = control_socket(path)
+    except OSError:
+        return Verdict(False, f"no pid file {path}")
+    with _connect(f"unix:{where}") as s:
+        answer = str(_json_rpc(s, command, []) or "").strip()
+        version = str(_json_rpc(s, "version", []) or "").split()[-1:] if command != "version" else answer.split()[-1:]
+    first = answer.splitlines()[0] if answer else ""
+    if command == "connection-status" and first != "connected":
+        return Verdict(False, f"not connected to the southbound database ({first or 'no answer'})")
+    if command == "status" and "active" not in first:
+        return Verdict(False, f"not active ({first or 'no answer'})")
+    return Verdict(True, first, version[0] if version else None)
 
 
 class Checker:
@@ -217,6 +290,10 @@ class Checker:
                 return memcached_version(host, h.port)  # type: ignore[arg-type]
             if h.kind == "tcp":
                 return tcp_accepts(host, p.ports)
+            if h.kind == "ovsdb":
+                return ovsdb_serves(h.url, h.command)  # type: ignore[arg-type]
+            if h.kind == "unixctl":
+                return unixctl(h.url, h.command)  # type: ignore[arg-type]
             if h.kind == "token":
                 _, took = self.issue_token()
                 return Verdict(True, f"token issued in {took:.2f}s")

@@ -33,11 +33,11 @@ USED = "installed-venvs.json"  # in the state folder: the venvs this deployment 
 def needed_components(d: Deployment, fmt: str) -> list[str]:
     """The components whose artifact of `fmt` the deployment needs: every service's and the client's, and for the
     images (a container backend) the backing services' too."""
-    from .backing import IMAGE_OF
+    from .backing import images_needed
 
     needed = [s.component for s in d.services.enabled().values()] + [d.services.client]
     if fmt == "oci":
-        needed += sorted(set(IMAGE_OF.values()))
+        needed += images_needed(d)
     return list(dict.fromkeys(needed))
 
 

@@ -35,6 +35,10 @@ class Layout:
     def wsgi_dir(self) -> Path:
         return self.d.state / "run" / "wsgi"
 
+    def launcher(self, process: str) -> Path:
+        """The module a process with a Launcher (openstack.py) runs, in a folder of its own."""
+        return self.d.state / "run" / process / f"sc_{process.replace('-', '_')}.py"
+
     def public_url(self, service: str) -> str:
         """The URL in the catalog: HAProxy's frontend (https with `tls: true`)."""
         s = self.d.services.enabled()[service]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from . import backing, bootstrap, configs, options, secrets
+from . import backing, bootstrap, configs, options, ovn, secrets
 from .config import Deployment
 from .health import Checker, Verdict
 from .install import artifacts, install, prepare, record_use, release, summary, venvs
@@ -108,7 +108,8 @@ def ports(d: Deployment) -> dict[str, list[int]]:
     b = d.services.backing
     out = {"mariadb": [b.mariadb.port], "epmd": [b.rabbitmq.epmd_port],
            "rabbitmq": [b.rabbitmq.port, b.rabbitmq.dist_port], "memcached": [b.memcached.port],
-           "haproxy": [s.port for s in d.services.enabled().values()]}
+           "haproxy": [s.port for s in d.services.enabled().values()],
+           "ovn-nb-db": [b.ovn.nb_port], "ovn-sb-db": [b.ovn.sb_port]}
     for name, s in d.services.enabled().items():
         out[proc_name(name)] = [s.backend_port]
     return {n: out.get(n, []) for n in process_names(d)}
@@ -122,7 +123,7 @@ def preflight(d: Deployment, t: Timer) -> None:
     sup = manager_for(d)
     if d.backend == "local":
         artifacts(d)
-        backing.check_programs()
+        backing.check_programs(d)
     else:
         with t.step(f"Images in {d.backend}'s store; a test container") as info:
             copied = sup.preflight()  # type: ignore[union-attr]
@@ -212,17 +213,26 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
             if not running:
                 if lay is not None:
                     _started_with(d, p.name).write_text(config_digest(lay, p))
+                before_start(d, sup, p)
                 sup.start(p.name)
             info["note"] = wait_healthy(d, sup, p, values, login_optional).detail
         started.append(p.name)
     return started
 
 
+def before_start(d: Deployment, sup: Manager, p: ProcessDef) -> None:
+    """What a process needs in place before it starts: its network namespace, the settings it reads."""
+    if p.netns:
+        ovn.ensure_netns(d)
+    for call in p.before_start:
+        sup.run(call, timeout=120)
+
+
 def stop_names(d: Deployment, sup: Manager, names: list[str], t: Timer, verb: str = "Stopping") -> dict[str, str]:
     """Stop these processes: OpenStack ones in parallel (nova's ignore SIGTERM: each waits out the deadline),
     then backing ones one by one, in reverse start order."""
     order = [n for n in reversed(process_names(d)) if n in names]
-    tier1 = [n for n in order if n not in backing.BACKING_NAMES]
+    tier1 = [n for n in order if n not in backing.backing_names(d)]
     out: dict[str, str] = {}
 
     def stop(name: str) -> str:
@@ -236,7 +246,7 @@ def stop_names(d: Deployment, sup: Manager, names: list[str], t: Timer, verb: st
                 out.update(zip(tier1, pool.map(stop, tier1), strict=True))
             killed = [n for n in tier1 if out[n] != "stopped"]
             info["note"] = f"killed after {d.config.stop_timeout:g}s: {', '.join(killed)}" if killed else ""
-    for name in [n for n in order if n in backing.BACKING_NAMES]:
+    for name in [n for n in order if n in backing.backing_names(d)]:
         with t.step(f"{verb} {name}") as info:
             out[name] = info["note"] = stop(name)
     return out
@@ -359,6 +369,9 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
         info["note"] = f"{changed} changed" if changed else "unchanged"
     with t.step("MariaDB data directory") as info:
         info["note"] = "created" if backing.mariadb_install(d, sup) else "kept"
+    if ovn.enabled(d):
+        with t.step("OVN and Open vSwitch databases") as info:
+            info["note"] = ", ".join(ovn.create_databases(d, sup)) or "kept"
     sup.ensure(all_processes(lay))
     # the broker may still hold an old password (set below): one that answers counts as started
     started = start_processes(d, sup, [p for p in all_processes(lay) if p.kind == "backing"], values, t, lay=lay,
@@ -449,7 +462,7 @@ def status(d: Deployment) -> dict:
     def one(name: str) -> dict:
         st = states.get(name)
         p = defs.get(name)
-        row = {"name": name, "kind": "backing" if name in backing.BACKING_NAMES else "service", "pid": None,
+        row = {"name": name, "kind": "backing" if name in backing.backing_names(d) else "service", "pid": None,
                "port": (ports(d).get(name) or [None])[0], "version": None, "health": "-", "detail": ""}
         if st is None:
             row["state"] = "unsupervised" if name in left else "stopped"
@@ -496,6 +509,9 @@ def rm(d: Deployment, t: Timer, purge: bool) -> dict:
             info["note"] = f"{len(out['venvs']['removed'])} removed, {len(out['venvs']['kept'])} kept"
         for k in out["venvs"]["kept"]:
             t.ui.info(f"  kept {k['venv']}: {k['why']}")
+    if ovn.enabled(d):
+        with t.step(f"Removing the network namespace {ovn.netns(d)}") as info:
+            info["note"] = "removed" if ovn.remove_netns(d) else "there was none"
     if purge:
         with t.step(f"Removing {d.state}"):
             shutil.rmtree(d.state, ignore_errors=True)

@@ -40,6 +40,17 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Launcher:
+    """A process run through a module stackcrate writes into the deployment: `main` ("module:function") runs with
+    `modules` (files of stackcrate's nova_driver/, copied beside it) added to `package`'s path, since nova loads
+    drivers only from nova.virt (e.g. the fake driver that plugs ports: stackcrate_fake.FakeOVSDriver)."""
+
+    package: str
+    main: str
+    modules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Process:
     """One long-running process of a service."""
 
@@ -47,6 +58,7 @@ class Process:
     program: str            # program of the service's venv; "gunicorn" serves the service's WSGI app
     probe: Probe
     role: str = "api"       # what services.yaml selects (nova: api, conductor, scheduler, compute)
+    launcher: Launcher | None = None
 
     @property
     def wsgi(self) -> bool:
@@ -125,7 +137,10 @@ NEUTRON = ServiceSpec(
     config_file="neutron.conf", config_dir_env="OS_NEUTRON_CONFIG_DIR", config_files_env="OS_NEUTRON_CONFIG_FILES",
     db_user="neutron", databases=("neutron",),
     sync=(_cmd("neutron-db-manage", "upgrade", "heads"),),
-    processes=(Process("neutron", "gunicorn", Probe("api", "/v2.0/networks?limit=1")),),
+    # the API serves under gunicorn; with ML2/OVN, the OVN maintenance worker keeps neutron's database and OVN's
+    # in step (and, started first, sets OVN's defaults up); it has no port: alive is what there is to check
+    processes=(Process("neutron", "gunicorn", Probe("api", "/v2.0/networks?limit=1")),
+               Process("neutron-ovn-maintenance-worker", "neutron-ovn-maintenance-worker", Probe("none"))),
     # neutron's get_ports reads Port.port_forwardings, a backref that only exists once SQLAlchemy has configured
     # the mappers; neutron-server's own start-up triggers that, loading the WSGI app alone does not.
     wsgi_after_import=("from sqlalchemy import orm", "orm.configure_mappers()"),
@@ -159,7 +174,8 @@ NOVA = ServiceSpec(
     processes=(Process("nova-api", "gunicorn", Probe("api", "/v2.1/os-services"), "api"),
                Process("nova-conductor", "nova-conductor", Probe("rpc", queue="conductor"), "conductor"),
                Process("nova-scheduler", "nova-scheduler", Probe("rpc", queue="scheduler"), "scheduler"),
-               Process("nova-compute", "nova-compute", Probe("rpc", queue="compute.{host}"), "compute")),
+               Process("nova-compute", "nova-compute", Probe("rpc", queue="compute.{host}"), "compute",
+                       Launcher("nova.virt", "nova.cmd.compute:main", ("stackcrate_fake.py",)))),
     # nova loads its paste pipeline from the first config file: the venv's api-paste.ini
     venv_config_files=("etc/nova/api-paste.ini",),
     data_dirs=("instances", "locks"),

@@ -22,7 +22,9 @@ from .openstack import COMPUTE_HOST, SERVICES, Process, ServiceSpec
 class Health:
     """How health.py tells the process serves. kind: mysql | amqp | epmd | memcached (port, by protocol),
     tcp (every port of the process accepts), token (keystone issues a token), api (an authenticated GET of
-    `url`), rpc (nova's `binary` on `host` is up and consumes `queue`), none (alive is all there is)."""
+    `url`), rpc (nova's `binary` on `host` is up and consumes `queue`), ovsdb (the ovsdb-server at `url`,
+    tcp:HOST:PORT or unix:PATH, serves the database `command`), unixctl (the OVS/OVN daemon whose control socket
+    is `url`, or named by the pid file `url`, answers `command`), none (alive is all there is)."""
 
     kind: str = "none"
     url: str | None = None
@@ -30,6 +32,7 @@ class Health:
     queue: str | None = None
     binary: str | None = None
     host: str | None = None
+    command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,19 @@ class ProcessDef:
     health: Health = field(default_factory=Health)
     start_timeout: float = 90
     settle: int = 3                           # seconds it must stay up to count as started (else: retried)
+    netns: str | None = None                  # runs in this network namespace (made before it starts)
+    devices: tuple[str, ...] = ()             # host devices it opens (passed into its container)
+    capabilities: tuple[str, ...] = ()        # capabilities beyond a container's default set
+    before_start: tuple["Call", ...] = ()     # run to their end before each start (settings it reads)
 
     @property
     def argv(self) -> list[str]:
         return [self.program, *self.args]
+
+    def command(self, ip: str) -> list[str]:
+        """What a local process manager runs: argv, entered into the process's network namespace if it has one
+        (`ip netns exec` execs the program: the process is still the program itself)."""
+        return [ip, "netns", "exec", self.netns, *self.argv] if self.netns else self.argv
 
 
 @dataclass(frozen=True)
@@ -127,11 +139,15 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
             reads=(str(lay.etc(spec.name)), str(lay.wsgi_dir())),
             writes=(str(lay.data(spec.name)), str(lay.d.state / "run")),
             ports=(svc.backend_port,), health=health_of(lay, p), start_timeout=180)
+    program, args, reads = lay.bin(spec.name, p.program), (), (str(lay.etc(spec.name)),)
+    if p.launcher:
+        launcher = lay.launcher(p.name)
+        program, args, reads = lay.bin(spec.name, "python3"), (str(launcher),), (*reads, str(launcher.parent))
+        config_files = (*config_files, str(launcher), *(str(launcher.parent / m) for m in p.launcher.modules))
     return ProcessDef(
-        p.name, "service", lay.bin(spec.name, p.program), ("--config-file", str(lay.conf_file(spec.name))),
+        p.name, "service", program, (*args, "--config-file", str(lay.conf_file(spec.name))),
         component=svc.component, service=spec.name, config_files=config_files,
-        reads=(str(lay.etc(spec.name)),), writes=(str(lay.data(spec.name)),), health=health_of(lay, p),
-        start_timeout=180)
+        reads=reads, writes=(str(lay.data(spec.name)),), health=health_of(lay, p), start_timeout=180)
 
 
 def openstack_processes(lay: Layout) -> list[ProcessDef]:
@@ -147,9 +163,9 @@ def openstack_processes(lay: Layout) -> list[ProcessDef]:
 
 def process_names(d: Deployment) -> list[str]:
     """Every process of the deployment, in start order, from the services file alone."""
-    from .backing import BACKING_NAMES
+    from .backing import backing_names
 
-    names = list(BACKING_NAMES)
+    names = list(backing_names(d))
     for name, svc in d.services.enabled().items():
         roles = getattr(svc, "processes", None)
         names += [p.name for p in SERVICES[name].processes if roles is None or p.role in roles]

@@ -51,9 +51,10 @@ def program_section(p: ProcessDef, d: Deployment, priority: int) -> str:
     env = {**p.env, MARKER: f"{d.state}:{p.name}"}
     env_text = ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(env.items()))
     log = d.state / "log" / f"{p.name}.log"
+    argv = p.command(tools.which("ip", "iproute2")) if p.netns else p.argv
     return "\n".join([
         f"[program:{p.name}]",
-        f"command={_quote(shlex.join(p.argv))}",
+        f"command={_quote(shlex.join(argv))}",
         f"environment={env_text}",
         f"directory={d.state / 'run'}",
         f"priority={priority}",

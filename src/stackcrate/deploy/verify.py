@@ -1,13 +1,15 @@
 """`deploy verify`: exercise the cloud with the real `openstack` client from the built artifacts.
 
 Every run makes its own resources, with a name of its own, and removes them: a token, an image uploaded and
-downloaded byte for byte, a flavor and a server that must go ACTIVE, listed, shown, then deleted. Nothing of
-an earlier run is reused, so a verify that passes says the cloud works now.
+downloaded byte for byte, a network with a subnet and a router, a flavor and a server on that network that must
+go ACTIVE, listed, shown, its port ACTIVE, bound to the compute host with an address of the subnet, then all
+deleted. Nothing of an earlier run is reused, so a verify that passes says the cloud works now.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -20,12 +22,15 @@ from ..tools import ToolFailed
 from .config import Deployment
 from .configs import cloud_name
 from .install import artifacts
+from .openstack import COMPUTE_HOST
 from .processes import Call
 from .timer import Timer
 
 COMPUTE_MICROVERSION = "2.37"  # the first that accepts `--nic none`
 ACTIVE_TIMEOUT = 120.0
 DELETE_TIMEOUT = 60.0
+PORT_TIMEOUT = 60.0       # for the server's port to go ACTIVE once the server is (OVN claims it on the chassis)
+SUBNET = "192.0.2.0/24"   # TEST-NET-1: exists only inside the deployment's own networks
 
 
 class Client:
@@ -105,12 +110,26 @@ def verify(d: Deployment, t: Timer) -> dict:
             if _sha(back) != _sha(src):
                 raise StackcrateError(f"image {name} downloaded differs from what was uploaded")
             res["image_sha256"] = _sha(back)
-        with t.step("Server: create, ACTIVE, list, show") as info:
+        with t.step("Network: network, subnet, router") as info:
+            net = os_("network", "create", name)
+            cleanup.callback(os_, "network", "delete", net["id"], fmt=False)  # type: ignore[index]
+            subnet = os_("subnet", "create", "--network", net["id"], "--subnet-range", SUBNET,  # type: ignore
+                         name)
+            router = os_("router", "create", name)
+            cleanup.callback(os_, "router", "delete", router["id"], fmt=False)  # type: ignore[index]
+            os_("router", "add", "subnet", router["id"], subnet["id"], fmt=False)  # type: ignore[index]
+            cleanup.callback(os_, "router", "remove", "subnet", router["id"], subnet["id"],  # type: ignore[index]
+                             fmt=False)
+            res["network"] = {"network": net["id"], "subnet": SUBNET, "router": router["id"]}  # type: ignore
+            info["note"] = f"{SUBNET}, routed"
+        with t.step("Server: create on the network, ACTIVE, list, show") as info:
             flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", name)
             cleanup.callback(os_, "flavor", "delete", flavor["id"], fmt=False)  # type: ignore[index]
             server = os_("server", "create", "--flavor", flavor["id"], "--image", image["id"],  # type: ignore[index]
-                         "--nic", "none", name)
+                         "--network", net["id"], name)  # type: ignore[index]
             sid = server["id"]  # type: ignore[index]
+            # on failure, before the network goes (its port holds the subnet)
+            cleanup.callback(lambda: res.get("deleted") or _delete_server(os_, sid))
             t0 = time.monotonic()
 
             def active() -> dict | None:
@@ -125,8 +144,41 @@ def verify(d: Deployment, t: Timer) -> dict:
                 raise StackcrateError(f"server {name} missing from `openstack server list`")
             res["server_id"], res["server_status"] = sid, shown["status"]  # type: ignore[index]
             info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
+        with t.step("Server's port: ACTIVE, bound to the compute host, an address of the subnet") as info:
+            res["port"] = check_port(os_, sid, name)
+            info["note"] = f"{res['port']['ip']} on {res['port']['host']}"
         with t.step("Server deleted"):
-            os_("server", "delete", sid, fmt=False)
-            _wait(f"server {name} deleted", DELETE_TIMEOUT, lambda: os_.gone("server", sid))
+            _delete_server(os_, sid)
         res["deleted"] = True
     return res
+
+
+def check_port(os_: Client, sid: str, name: str) -> dict:
+    """The server's one port: ACTIVE (OVN's chassis claimed it), bound to the compute host, with an address of the
+    subnet."""
+    def active() -> dict | None:
+        ports = os_("port", "list", "--server", sid)
+        if len(ports) != 1:  # type: ignore[arg-type]
+            raise StackcrateError(f"server {name} has {len(ports)} ports, not 1")  # type: ignore[arg-type]
+        return ports[0] if ports[0]["Status"] == "ACTIVE" else None  # type: ignore[index,return-value]
+
+    t0 = time.monotonic()
+    port = _wait(f"the port of server {name} ACTIVE", PORT_TIMEOUT, active)
+    shown = os_("port", "show", port["ID"])  # type: ignore[index]
+    host = shown.get("binding_host_id")  # type: ignore[union-attr]
+    if host != COMPUTE_HOST or shown.get("binding_vif_type") in ("unbound", "binding_failed"):  # type: ignore
+        raise StackcrateError(f"the port of server {name} is bound to {host!r} "  # type: ignore[union-attr]
+                              f"({shown.get('binding_vif_type')}), not to {COMPUTE_HOST}")
+    ips = [f["ip_address"] for f in shown.get("fixed_ips", [])]  # type: ignore[union-attr]
+    if not any(ipaddress.ip_address(ip) in ipaddress.ip_network(SUBNET) for ip in ips):
+        raise StackcrateError(f"the port of server {name} has no address in {SUBNET}: {ips}")
+    return {"id": port["ID"], "status": "ACTIVE", "host": host, "ip": ips[0],  # type: ignore[index]
+            "vif_type": shown.get("binding_vif_type"), "active_seconds": round(time.monotonic() - t0, 1)}  # type: ignore
+
+
+def _delete_server(os_: Client, sid: str) -> None:
+    """Delete a server and wait until it is gone (nothing when it already is)."""
+    if os_.gone("server", sid):
+        return
+    os_("server", "delete", sid, fmt=False)
+    _wait(f"server {sid} deleted", DELETE_TIMEOUT, lambda: os_.gone("server", sid))

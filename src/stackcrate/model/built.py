@@ -24,6 +24,7 @@ class BuiltComponent:
     locked: LockedComponent
     packages: tuple[LockedPackage, ...]   # every distribution in the venv
     sysdeps_exclude: tuple[str, ...] = ()  # bindep entries the manifest says are not needed at run time
+    bindep_extra: tuple[str, ...] = ()     # bindep lines the manifest adds to the component's own
     rebuilt: bool = False         # built by this run (not found in the cache)
 
     @property

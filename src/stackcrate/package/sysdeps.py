@@ -195,7 +195,7 @@ def _pick(pkgs: list[str]) -> str:
 def system_deps(built: BuiltComponent, cache: Cache, kind: str) -> SysDeps:
     """The merged system dependencies of a built component for a package kind (deb or rpm), cached."""
     key = digest_of({"v": SYSDEPS_FORMAT, "build": built.key, "kind": kind, "src": built.locked.source.to_dict(),
-                     "exclude": sorted(built.sysdeps_exclude)})
+                     "exclude": sorted(built.sysdeps_exclude), "extra": list(built.bindep_extra)})
     path = cache.dir("sysdeps", "resolved") / f"{key}.json"
     if path.exists():
         d = json.loads(path.read_text())
@@ -204,6 +204,9 @@ def system_deps(built: BuiltComponent, cache: Cache, kind: str) -> SysDeps:
     target = built.target
     deps.add(target.python_package, f"target interpreter {target.python}")
     text, origin = bindep_text(built, cache)
+    if built.bindep_extra:  # the manifest's own lines, evaluated like the component's
+        origin = f"{origin} and the manifest's bindep" if text is not None else "the manifest's bindep"
+        text = (text or "") + "".join(line + "\n" for line in built.bindep_extra)
     if text is not None:
         platform = target.name if kind == "deb" else "rpm"
         kept, deps.dropped = evaluate_bindep(text, platform, f"{built.name}: {origin}")
