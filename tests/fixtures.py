@@ -111,10 +111,11 @@ def free_ports(n: int, host: str = "127.0.0.1", low: int = 20000, high: int = 32
 def services_with_free_ports() -> dict:
     """examples/deploy/services.yaml with every port replaced by a free one."""
     services = yaml.safe_load((REPO / "examples" / "deploy" / "services.yaml").read_text())
-    ports = iter(free_ports(5 + 2 * len(services["services"])))
+    ports = iter(free_ports(7 + 2 * len(services["services"])))
     b = services["backing"]
     b["mariadb"]["port"], b["memcached"]["port"] = next(ports), next(ports)
     b["rabbitmq"].update(port=next(ports), dist_port=next(ports), epmd_port=next(ports))
+    b["ovn"] = {"nb_port": next(ports), "sb_port": next(ports)}
     for s in services["services"].values():
         s["port"], s["backend_port"] = next(ports), next(ports)
     return services

@@ -206,9 +206,10 @@ def status(obj, d: Deployment) -> None:
     data = lifecycle.status(d)
     rows = data["processes"]
     vw = max([len(r["version"] or "-") for r in rows] + [len("VERSION")]) + 2  # Debian's versions are long
-    lines = [f"{'NAME':<16}{'KIND':<9}{'STATE':<13}{'HEALTH':<9}{'VERSION':<{vw}}{'PID':<9}{'PORT':<7}DETAIL"]
+    nw = max([len(r["name"]) for r in rows] + [len("NAME")]) + 2
+    lines = [f"{'NAME':<{nw}}{'KIND':<9}{'STATE':<13}{'HEALTH':<9}{'VERSION':<{vw}}{'PID':<9}{'PORT':<7}DETAIL"]
     for r in rows:
-        lines.append(f"{r['name']:<16}{r['kind']:<9}{r['state']:<13}{r['health']:<9}{r['version'] or '-':<{vw}}"
+        lines.append(f"{r['name']:<{nw}}{r['kind']:<9}{r['state']:<13}{r['health']:<9}{r['version'] or '-':<{vw}}"
                      f"{str(r['pid'] or '-'):<9}{str(r['port'] or '-'):<7}{r['detail']}")
     obj.ui.result({"state_dir": str(d.state), **data}, "\n".join(lines))
     if data["code"]:
@@ -288,10 +289,11 @@ def env(obj, d: Deployment) -> None:
 @deployment_options
 @click.pass_obj
 def verify(obj, d: Deployment) -> None:
-    """Token, image upload/download, server on the fake driver: with the real `openstack` client."""
+    """Token, image upload/download, a network with a subnet and a router, a server on it whose port goes ACTIVE
+    on the compute host: with the real `openstack` client; everything made is deleted."""
     from .verify import verify as do_verify
 
     t0, t = _timer(obj)
     data = do_verify(d, t)
-    _finish(obj, t, "verify", data, f"verified: token, image round trip, server {data['server_status']} then "
-            "deleted", t0)
+    _finish(obj, t, "verify", data, f"verified: token, image round trip, network, server {data['server_status']} "
+            f"with its port {data['port']['status']} at {data['port']['ip']}, all deleted", t0)

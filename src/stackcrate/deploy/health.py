@@ -5,7 +5,7 @@
 - epmd: a NAMES request listing the RabbitMQ node; Memcached: `version`; HAProxy: every frontend accepts;
 - OVN's and Open vSwitch's databases: ovsdb-server lists the database (JSON-RPC `list_dbs`) where its clients
   connect; ovn-northd, ovs-vswitchd and ovn-controller: their control socket answers (ovn-northd "active",
-  ovn-controller "connected" to the southbound database, ovs-vswitchd its version);
+  ovn-controller "connected" to the southbound database, ovs-vswitchd the datapath it forwards with);
 - keystone: a token issued (database, fernet keys, cache);
 - the other APIs: an authenticated call that reads their database, sent to the process itself (not HAProxy);
 - nova's conductor, scheduler and compute: "up" in nova's service list *and* consuming their RPC queue (a
@@ -164,13 +164,17 @@ def unixctl(path: str, command: str) -> Verdict:
         return Verdict(False, f"no pid file {path}")
     with _connect(f"unix:{where}") as s:
         answer = str(_json_rpc(s, command, []) or "").strip()
-        version = str(_json_rpc(s, "version", []) or "").split()[-1:] if command != "version" else answer.split()[-1:]
+        said = answer if command == "version" else str(_json_rpc(s, "version", []) or "")
+    # "ovn-controller 23.03.1\nOpen vSwitch Library 3.1.0": the last word of the first line
+    version = said.splitlines()[0].split()[-1] if said.strip() else None
     first = answer.splitlines()[0] if answer else ""
     if command == "connection-status" and first != "connected":
-        return Verdict(False, f"not connected to the southbound database ({first or 'no answer'})")
+        return Verdict(False, f"not connected to the southbound database ({first or 'no answer'})", version)
     if command == "status" and "active" not in first:
-        return Verdict(False, f"not active ({first or 'no answer'})")
-    return Verdict(True, first, version[0] if version else None)
+        return Verdict(False, f"not active ({first or 'no answer'})", version)
+    if command == "dpif/show":  # ovs-vswitchd: which datapath forwards (netdev@ovs-netdev: userspace)
+        return Verdict(True, f"datapath {first.split(':')[0] or 'none yet'}", version)
+    return Verdict(True, first, version)
 
 
 class Checker:

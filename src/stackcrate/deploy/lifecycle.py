@@ -69,9 +69,10 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def config_digest(lay: Layout, p: ProcessDef) -> str:
-    """What a process reads from the state folder at start (its config files, its WSGI module), as a digest: a
-    process started with another one runs with an old configuration."""
-    h = hashlib.sha256()
+    """What a process reads from the state folder at start (its config files, its WSGI module) and its definition
+    (program, arguments, environment, mounts), as a digest: a process started with another one runs with an old
+    configuration."""
+    h = hashlib.sha256(repr(p).encode())
     for f in sorted({*p.config_files, *_wsgi_files(lay, p)}):
         path = Path(f)
         if lay.d.state in path.parents and path.is_file():

@@ -59,6 +59,7 @@ class Process:
     probe: Probe
     role: str = "api"       # what services.yaml selects (nova: api, conductor, scheduler, compute)
     launcher: Launcher | None = None
+    sockets: tuple[str, ...] = ()  # folders of the state folder with sockets it connects to (mounted read-write)
 
     @property
     def wsgi(self) -> bool:
@@ -174,8 +175,10 @@ NOVA = ServiceSpec(
     processes=(Process("nova-api", "gunicorn", Probe("api", "/v2.1/os-services"), "api"),
                Process("nova-conductor", "nova-conductor", Probe("rpc", queue="conductor"), "conductor"),
                Process("nova-scheduler", "nova-scheduler", Probe("rpc", queue="scheduler"), "scheduler"),
+               # its driver plugs ports through Open vSwitch's database socket (ovn.py's run/openvswitch)
                Process("nova-compute", "nova-compute", Probe("rpc", queue="compute.{host}"), "compute",
-                       Launcher("nova.virt", "nova.cmd.compute:main", ("stackcrate_fake.py",)))),
+                       Launcher("nova.virt", "nova.cmd.compute:main", ("stackcrate_fake.py",)),
+                       sockets=("run/openvswitch",))),
     # nova loads its paste pipeline from the first config file: the venv's api-paste.ini
     venv_config_files=("etc/nova/api-paste.ini",),
     data_dirs=("instances", "locks"),

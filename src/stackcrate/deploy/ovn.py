@@ -144,7 +144,7 @@ def processes(d: Deployment) -> list[ProcessDef]:
         _ovsdb(d, "openvswitch-db", "conf", "Open_vSwitch", [f"punix:{ovs_socket(d)}"], run_ovs,
                f"unix:{ovs_socket(d)}"),
         _proc(d, "ovs-vswitchd", "ovs-vswitchd", vswitchd,
-              Health("unixctl", url=str(run_ovs / "ovs-vswitchd.ctl"), command="version"), (run_ovs,),
+              Health("unixctl", url=str(run_ovs / "ovs-vswitchd.ctl"), command="dpif/show"), (run_ovs,),
               netns=netns(d), devices=("/dev/net/tun",), capabilities=("NET_ADMIN",),
               before_start=(chassis_settings(d),)),
         _proc(d, "ovn-controller", "ovn-controller", controller,

@@ -147,7 +147,8 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
     return ProcessDef(
         p.name, "service", program, (*args, "--config-file", str(lay.conf_file(spec.name))),
         component=svc.component, service=spec.name, config_files=config_files,
-        reads=reads, writes=(str(lay.data(spec.name)),), health=health_of(lay, p), start_timeout=180)
+        reads=reads, writes=(str(lay.data(spec.name)), *(str(lay.d.state / f) for f in p.sockets)),
+        health=health_of(lay, p), start_timeout=180)
 
 
 def openstack_processes(lay: Layout) -> list[ProcessDef]:

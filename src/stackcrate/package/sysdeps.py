@@ -78,6 +78,14 @@ def bindep_text(built: BuiltComponent, cache: Cache) -> tuple[str | None, str]:
     return None, f"no bindep.txt in {name}"
 
 
+def with_manifest_lines(text: str | None, origin: str, lines: tuple[str, ...]) -> tuple[str | None, str]:
+    """The component's bindep.txt with the manifest's `bindep:` lines after it (evaluated alike)."""
+    if not lines:
+        return text, origin
+    origin = f"{origin} and the manifest's bindep" if text is not None else "the manifest's bindep"
+    return (text or "") + "".join(line + "\n" for line in lines), origin
+
+
 def parse_bindep(text: str, where: str):
     """A bindep.txt parsed by the bindep library (bindep.depends.Depends); a clear error when it does not parse."""
     from bindep.depends import Depends, DependsException
@@ -203,10 +211,7 @@ def system_deps(built: BuiltComponent, cache: Cache, kind: str) -> SysDeps:
     deps = SysDeps(kind)
     target = built.target
     deps.add(target.python_package, f"target interpreter {target.python}")
-    text, origin = bindep_text(built, cache)
-    if built.bindep_extra:  # the manifest's own lines, evaluated like the component's
-        origin = f"{origin} and the manifest's bindep" if text is not None else "the manifest's bindep"
-        text = (text or "") + "".join(line + "\n" for line in built.bindep_extra)
+    text, origin = with_manifest_lines(*bindep_text(built, cache), built.bindep_extra)
     if text is not None:
         platform = target.name if kind == "deb" else "rpm"
         kept, deps.dropped = evaluate_bindep(text, platform, f"{built.name}: {origin}")

@@ -100,8 +100,55 @@ def deployment_files(root: Path, dist: Path, env: dict) -> Deploy:
     return Deploy(root, dist, env=dict(env))
 
 
-ALL = ["mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "keystone", "glance", "placement", "neutron",
-       "nova-api", "nova-conductor", "nova-scheduler", "nova-compute"]
+ALL = ["mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "ovn-nb-db", "ovn-sb-db", "ovn-northd",
+       "openvswitch-db", "ovs-vswitchd", "ovn-controller", "keystone", "glance", "placement", "neutron",
+       "neutron-ovn-maintenance-worker", "nova-api", "nova-conductor", "nova-scheduler", "nova-compute"]
+
+
+def ovn_ctl(d: "Deploy", program: str, *args: str) -> str:
+    """ovn-nbctl / ovn-sbctl (Debian's, on the host) against the deployment's northbound / southbound database."""
+    port = d.services["backing"]["ovn"]["nb_port" if program == "ovn-nbctl" else "sb_port"]
+    out = subprocess.run([program, f"--db=tcp:127.0.0.1:{port}", "--timeout=30", *args], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def netns_of(d: "Deploy") -> str:
+    from stackcrate.deploy.config import Deployment
+    from stackcrate.deploy.ovn import netns
+
+    return netns(Deployment(d.root / "services.yaml", d.root / "configuration.yaml"))
+
+
+def links(netns: str | None = None) -> set[str]:
+    """The network interfaces of the host, or of a network namespace."""
+    cmd = ["ip", *(["-n", netns] if netns else []), "-o", "link", "show"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+
+
+def server_on_a_network(d: "Deploy", os_, name: str) -> dict:
+    """The issue's own steps: a network, a /24 subnet of TEST-NET-1, a server on it; the server and its port
+    (ACTIVE both)."""
+    os_("network", "create", name)
+    os_("subnet", "create", "--network", name, "--subnet-range", "192.0.2.0/24", name)
+    image = os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file",
+                str(d.root / "services.yaml"), name)
+    flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", name)
+    server = os_("server", "create", "--flavor", flavor["id"], "--image", image["id"], "--network", name, name)
+    wait_for(lambda: os_("server", "show", server["id"])["status"] == "ACTIVE", 120, f"server {name} ACTIVE", 1)
+    port = wait_for(lambda: [p for p in os_("port", "list", "--server", server["id"]) if p["Status"] == "ACTIVE"],
+                    60, f"the port of {name} ACTIVE", 1)[0]
+    return {"server": os_("server", "show", server["id"]), "port": os_("port", "show", port["ID"]),
+            "image": image["id"], "flavor": flavor["id"]}
+
+
+def remove_server_and_network(os_, made: dict, name: str) -> None:
+    os_("server", "delete", "--wait", made["server"]["id"], fmt=False)
+    os_("network", "delete", name, fmt=False)
+    os_("image", "delete", made["image"], fmt=False)
+    os_("flavor", "delete", made["flavor"], fmt=False)
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,23 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.deploy.conftest import ALL, Deploy, deployment_files, wait_for
+from tests.integration.deploy.conftest import (
+    ALL,
+    Deploy,
+    deployment_files,
+    links,
+    netns_of,
+    ovn_ctl,
+    remove_server_and_network,
+    server_on_a_network,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/runc").exists(), reason="needs podman with runc")
 
@@ -92,9 +103,48 @@ def test_a_killed_container_process_is_reported_and_restarted_by_the_engine(up):
     assert "restarted" in st["glance"]["detail"]
 
 
+def client(d: Deploy):
+    from stackcrate.deploy.config import Deployment
+    from stackcrate.deploy.verify import Client
+
+    return Client(Deployment(d.root / "services.yaml", d.root / "configuration.yaml"))
+
+
+def test_servers_ports_are_bound_by_ovn_in_containers_with_every_device_in_the_deployments_namespace(up):
+    os_ = client(up)
+    made = server_on_a_network(up, os_, "net1")
+    port = made["port"]
+    assert (port["status"], port["binding_host_id"]) == ("ACTIVE", "stackcrate")
+    assert made["server"]["addresses"]["net1"][0].startswith("192.0.2.")
+    # ovs-vswitchd's container joined the deployment's namespace; every other container is on the host's network
+    ns = netns_of(up)
+    modes = {n: json.loads(podman("inspect", c["Names"][0]).stdout)[0]["HostConfig"]["NetworkMode"]
+             for n, c in containers(up).items()}
+    assert modes.pop("ovs-vswitchd") == f"ns:/run/netns/{ns}" and set(modes.values()) == {"host"}
+    dev = ("tap" + port["id"])[:14]
+    assert dev in links(ns) and dev not in links()
+    bound_to = ovn_ctl(up, "ovn-sbctl", "--bare", "--columns", "chassis", "find", "Port_Binding",
+                       f"logical_port={port['id']}").strip()
+    assert bound_to
+    for name in ("ovn-controller", "ovs-vswitchd"):
+        before = up.pid(name)
+        os.kill(before, signal.SIGKILL)
+        t0 = time.monotonic()
+        st = wait_for(lambda n=name, b=before: (r := up.status()[n])["health"] == "ok" and r["pid"] != b and r, 60,
+                      f"{name} back", 0.5)
+        up.timings[f"{name} back after kill -9"] = [{"step": "healthy again",
+                                                     "seconds": round(time.monotonic() - t0, 1)}]
+        assert "restarted" in st["detail"]  # by the engine's restart policy
+        assert os_("port", "show", port["id"])["status"] == "ACTIVE"
+        assert ovn_ctl(up, "ovn-sbctl", "--bare", "--columns", "chassis", "find", "Port_Binding",
+                       f"logical_port={port['id']}").strip() == bound_to
+    remove_server_and_network(os_, made, "net1")
+    assert dev not in links(ns)
+
+
 def test_images_are_built_here_share_their_layers_and_carry_an_sbom(up):
     sizes = up.images
-    assert set(sizes["images"]) >= {"mariadb", "rabbitmq", "memcached", "haproxy", "keystone", "nova"}
+    assert set(sizes["images"]) >= {"mariadb", "rabbitmq", "memcached", "haproxy", "ovn", "keystone", "nova"}
     assert sizes["unique_bytes"] <= 0.4 * sizes["summed_bytes"], sizes
     index = json.loads((up.dist / "artifacts.json").read_text())["artifacts"]
     mariadb = next(a for a in index if a["component"] == "mariadb" and a["format"] == "oci")
@@ -139,35 +189,26 @@ def test_logs_come_from_the_engine(up):
     assert "(podman logs)" in res.stdout and len(res.stdout.splitlines()) >= 2
 
 
-def test_stop_start_keeps_the_data_and_the_cloud_builds_servers(up):
-    from stackcrate.deploy.config import Deployment
-    from stackcrate.deploy.verify import Client
-
-    os_ = Client(Deployment(up.root / "services.yaml", up.root / "configuration.yaml"))
-    src = up.state / "data" / "verify" / "kept.bin"
-    src.parent.mkdir(parents=True, exist_ok=True)
-    src.write_bytes(os.urandom(2048))
-    kept = os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(src),
-               "kept-across-stop")["id"]
-    flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "kept-across-stop")["id"]
-    server = os_("server", "create", "--flavor", flavor, "--image", kept, "--nic", "none", "kept-across-stop")["id"]
-    wait_for(lambda: os_("server", "show", server)["status"] == "ACTIVE", 120, "server ACTIVE", interval=1)
+def test_stop_start_keeps_the_data_and_the_network_and_the_cloud_builds_servers(up):
+    os_ = client(up)
+    made = server_on_a_network(up, os_, "kept-across-stop")
     up.ok("stop")
     assert {c["State"] for c in containers(up).values()} <= {"exited", "stopped"}
     assert up.status_with_code()[1] == 3
     up.ok("start")
-    assert os_("image", "show", kept)["status"] == "active"
-    assert os_("server", "show", server)["status"] == "ACTIVE"
+    assert os_("image", "show", made["image"])["status"] == "active"
+    assert os_("server", "show", made["server"]["id"])["status"] == "ACTIVE"
+    wait_for(lambda: os_("port", "show", made["port"]["id"])["status"] == "ACTIVE", 60, "the kept port ACTIVE", 1)
     assert up.ok("verify")["server_status"] == "ACTIVE"
-    os_("server", "delete", "--wait", server, fmt=False)
-    os_("flavor", "delete", flavor, fmt=False)
-    os_("image", "delete", kept, fmt=False)
+    remove_server_and_network(os_, made, "kept-across-stop")
 
 
 def test_rm_removes_the_containers_keeps_the_data_and_run_brings_it_back(up):
     up.ok("rm")
     assert containers(up) == {}
     assert (up.state / "data" / "mariadb").is_dir()
+    assert netns_of(up) not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                              timeout=30).stdout  # the namespace went with them
     up.ok("run")
     assert sorted(containers(up)) == sorted(ALL)
     assert up.ok("verify")["server_status"] == "ACTIVE"

@@ -18,7 +18,15 @@ import pytest
 import yaml
 
 from stackcrate.deploy.health import tcp_accepts
-from tests.integration.deploy.conftest import ALL, wait_for
+from tests.integration.deploy.conftest import (
+    ALL,
+    links,
+    netns_of,
+    ovn_ctl,
+    remove_server_and_network,
+    server_on_a_network,
+    wait_for,
+)
 
 
 def port_open(port: int) -> bool:
@@ -64,6 +72,47 @@ def test_verify_makes_and_deletes_its_own_resources(running):
     assert first["server_id"] != second["server_id"] and first["name"] != second["name"]
     names = {s["Name"] for s in os_("server", "list")} | {i["Name"] for i in os_("image", "list")}
     assert first["name"] not in names and second["name"] not in names
+
+
+def test_a_server_on_a_tenant_network_is_bound_by_ovn_and_keeps_its_binding_when_ovs_and_ovn_restart(running):
+    """Issue 15's acceptance with the real client and OVN's own tools: the server ACTIVE with an address of its
+    subnet, its port ACTIVE and bound to the compute host's chassis, security group rules as OVN ACLs, the port's
+    device only inside the deployment's network namespace; kill -9 of ovn-controller or ovs-vswitchd keeps it."""
+    os_ = client(running)
+    made = server_on_a_network(running, os_, "net1")
+    port = made["port"]
+    assert list(made["server"]["addresses"]) == ["net1"]
+    assert made["server"]["addresses"]["net1"][0].startswith("192.0.2.")
+    assert (port["binding_host_id"], port["binding_vif_type"]) == ("stackcrate", "ovs")
+    # the chassis of the compute host claimed the port
+    chassis = ovn_ctl(running, "ovn-sbctl", "--bare", "--columns", "name,hostname", "list", "Chassis").split()
+    assert chassis[1] == "stackcrate"
+    bound_to = ovn_ctl(running, "ovn-sbctl", "--bare", "--columns", "chassis", "find", "Port_Binding",
+                       f"logical_port={port['id']}").strip()
+    assert bound_to and bound_to == ovn_ctl(running, "ovn-sbctl", "--bare", "--columns", "_uuid", "list",
+                                             "Chassis").strip()
+    # security groups as ACLs: the default group's rules on its port group
+    group = port["security_group_ids"][0]
+    acls = ovn_ctl(running, "ovn-nbctl", "acl-list", "pg_" + group.replace("-", "_")).splitlines()
+    assert len(acls) == len(os_("security", "group", "rule", "list", group)), acls
+    assert all("allow-related" in a for a in acls)
+    # the server's device exists in the deployment's own network namespace only, never among the host's
+    dev = ("tap" + port["id"])[:14]
+    assert dev in links(netns_of(running)) and dev not in links()
+    for name in ("ovn-controller", "ovs-vswitchd"):
+        before = running.pid(name)
+        os.kill(before, signal.SIGKILL)
+        t0 = time.monotonic()
+        wait_for(lambda n=name, b=before: (r := running.status()[n])["health"] == "ok" and r["pid"] != b, 60,
+                 f"{name} back", 0.5)
+        running.timings[f"{name} back after kill -9"] = [{"step": "healthy again",
+                                                          "seconds": round(time.monotonic() - t0, 1)}]
+        assert os_("port", "show", port["id"])["status"] == "ACTIVE"
+        assert ovn_ctl(running, "ovn-sbctl", "--bare", "--columns", "chassis", "find", "Port_Binding",
+                       f"logical_port={port['id']}").strip() == bound_to
+    assert dev in links(netns_of(running))
+    remove_server_and_network(os_, made, "net1")
+    assert dev not in links(netns_of(running))  # unplugged when the server went
 
 
 def test_every_catalog_endpoint_goes_through_haproxy_which_logs_each_request(running):
@@ -118,14 +167,20 @@ def test_a_killed_process_comes_back_by_itself_and_status_says_so_meanwhile(runn
 
 def test_stop_closes_every_port_and_start_keeps_the_data_and_builds_servers_at_once(running):
     kept = keep_an_image(running, "kept-across-stop")
+    os_ = client(running)
+    made = server_on_a_network(running, os_, "kept-net")
     running.ok("stop")
     assert {r["state"] for r in running.status().values()} == {"stopped"}
     assert running.status_with_code()[1] == 3
     svc = running.services
-    ports = [svc["backing"]["mariadb"]["port"], svc["backing"]["rabbitmq"]["port"],
+    ports = [svc["backing"]["mariadb"]["port"], svc["backing"]["rabbitmq"]["port"], *svc["backing"]["ovn"].values(),
              *(s["port"] for s in svc["services"].values()), *(s["backend_port"] for s in svc["services"].values())]
     assert not any(port_open(p) for p in ports)
     running.ok("start")
+    # the network, the server and its port as they were: the port ACTIVE again on the chassis
+    assert os_("server", "show", made["server"]["id"])["addresses"] == made["server"]["addresses"]
+    wait_for(lambda: os_("port", "show", made["port"]["id"])["status"] == "ACTIVE", 60, "the kept port ACTIVE", 1)
+    remove_server_and_network(os_, made, "kept-net")
     t0 = time.monotonic()
     data = running.ok("verify")  # a new server, ACTIVE within a minute of `start` returning
     assert data["server_status"] == "ACTIVE" and time.monotonic() - t0 < 60 + 20  # + the deletion verify waits
@@ -204,6 +259,8 @@ def test_rm_keeps_data_and_run_brings_it_back(running):
     kept = keep_an_image(running, "kept-across-rm")
     running.ok("rm")
     assert not (running.state / "run").exists() and not (running.state / "etc").exists()
+    assert netns_of(running) not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                                   timeout=30).stdout  # with the bridge and ports in it
     assert (running.state / "data" / "mariadb").is_dir()
     running.ok("run")
     assert client(running)("image", "show", kept)["status"] == "active"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from stackcrate.deploy.config import Deployment
+
 from .conftest import fake_artifacts
 
 
@@ -113,13 +115,16 @@ def test_container_dry_run_loads_the_built_images_and_runs_every_process_from_th
     assert not any("docker.io" in " ".join(c) for c in cmds)  # nothing from a registry
     runs = cmds[len(loads):]
     by_name = {c[c.index("--name") + 1].split("-", 2)[2]: c for c in runs}
-    assert set(by_name) == {"mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "keystone", "glance",
-                            "placement", "neutron", "nova-api", "nova-conductor", "nova-scheduler", "nova-compute"}
+    assert set(by_name) == {"mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "ovn-nb-db", "ovn-sb-db",
+                            "ovn-northd", "openvswitch-db", "ovs-vswitchd", "ovn-controller", "keystone", "glance",
+                            "placement", "neutron", "neutron-ovn-maintenance-worker", "nova-api", "nova-conductor",
+                            "nova-scheduler", "nova-compute"}
     for name, svc in d["services"].items():
         oci = ocis[svc["component"]]
         image = loaded[(dep["dist"] / oci["file"]).resolve()]
         assert image.endswith(f"/{svc['component']}:{oci['version']}")
         procs = [f"nova-{p}" for p in svc["processes"]] if name == "nova" else [name]
+        procs += ["neutron-ovn-maintenance-worker"] if name == "neutron" else []
         for proc in procs:
             cmd = by_name[proc]
             assert cmd[:4] == ["podman", "--runtime", cmd[2], "run"] or cmd[:2] == ["podman", "run"]
@@ -138,7 +143,16 @@ def test_container_dry_run_loads_the_built_images_and_runs_every_process_from_th
     assert f"{state}/data/mariadb:{state}/data/mariadb:rw" in mariadb
     epmd = by_name["epmd"]
     assert loaded[(dep["dist"] / ocis["rabbitmq"]["file"]).resolve()] in epmd  # epmd comes with RabbitMQ
-    assert all(c[c.index("--network") + 1] == "host" for c in runs)
+    # OVN from its own image; ovs-vswitchd in the deployment's network namespace, with the tun device it opens
+    ovn_image = loaded[(dep["dist"] / ocis["ovn"]["file"]).resolve()]
+    assert all(ovn_image in by_name[n] for n in ("ovn-nb-db", "ovn-sb-db", "ovn-northd", "openvswitch-db",
+                                                  "ovs-vswitchd", "ovn-controller"))
+    vswitchd = by_name.pop("ovs-vswitchd")
+    netns = vswitchd[vswitchd.index("--network") + 1]
+    assert netns.startswith("ns:/run/netns/stackcrate-") and "--device" in vswitchd and "NET_ADMIN" in vswitchd
+    assert f"--remote=ptcp:{d['backing']['ovn']['nb_port']}:127.0.0.1" in by_name["ovn-nb-db"]
+    assert all(c[c.index("--network") + 1] == "host" for c in by_name.values())
+    assert not any("--device" in c or "--cap-add" in c for c in by_name.values())
     assert all(f"nofile={v}:{v}" in " ".join(c) for c in runs for v in [c[c.index("--ulimit") + 1].split("=")[1]
                                                                              .split(":")[0]])
     assert not dep["state"].exists()  # a dry run changes nothing
@@ -186,7 +200,7 @@ def test_docker_gets_the_same_containers_through_its_own_cli(stackcrate, dep):
         return [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
 
     podman, docker = commands("podman"), commands("docker")
-    assert [c[0] for c in docker if c[0] != "skopeo"] == ["docker"] * 13
+    assert [c[0] for c in docker if c[0] != "skopeo"] == ["docker"] * 20
     assert {c[3].split(":", 1)[0] for c in docker if c[0] == "skopeo"} == {"docker-daemon"}
 
     def run_part(c: list[str]) -> list[str]:
@@ -203,5 +217,13 @@ def test_docker_gets_the_same_containers_through_its_own_cli(stackcrate, dep):
             out.append(a)
         return out
 
-    assert [run_part(c) for c in docker if c[0] == "docker"] == [run_part(c) for c in podman if c[0] == "podman"]
+    # the same, but for the network namespace of ovs-vswitchd: docker joins only containers' namespaces
+    same = [run_part(c) for c in docker if c[0] == "docker"]
+    assert same == [[a.replace("ns:/run/netns/stackcrate-" + dep_id(dep), "host") for a in run_part(c)]
+                    for c in podman if c[0] == "podman"]
+    assert sum("ns:/run/netns/stackcrate-" + dep_id(dep) in c for c in podman) == 1
     assert not dep["state"].exists()
+
+
+def dep_id(dep) -> str:
+    return Deployment(dep["services"], dep["config"]).id

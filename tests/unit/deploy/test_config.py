@@ -105,3 +105,32 @@ def test_haproxy_fronts_every_api(dep):
         assert f"bind 127.0.0.1:{s.port}" in cfg
         assert f"server {name} 127.0.0.1:{s.backend_port}" in cfg
     assert "0.0.0.0" not in cfg
+
+
+def test_ovn_ports_are_checked_with_the_others(dep):
+    services = yaml.safe_load(dep["services"].read_text())
+    services["backing"]["ovn"]["sb_port"] = services["backing"]["mariadb"]["port"]
+    dep["services"].write_text(yaml.safe_dump(services))
+    with pytest.raises(StackcrateError) as exc:
+        load(dep)
+    assert "is used twice (mariadb and ovn southbound)" in exc.value.render()
+
+
+def test_an_unknown_datapath_is_refused_naming_the_choices(dep):
+    conf = yaml.safe_load(dep["config"].read_text())
+    conf["ovs_datapath"] = "dpdk"
+    dep["config"].write_text(yaml.safe_dump(conf))
+    with pytest.raises(StackcrateError) as exc:
+        load(dep)
+    assert "ovs_datapath" in exc.value.render() and "'netdev'" in exc.value.render()
+
+
+def test_ovn_runs_only_where_neutron_does(dep):
+    services = yaml.safe_load(dep["services"].read_text())
+    for name in ("nova", "neutron", "glance", "placement"):
+        del services["services"][name]
+    dep["services"].write_text(yaml.safe_dump(services))
+    d = load(dep)
+    assert backing.backing_names(d) == ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy")
+    assert [p.name for p in backing.backing_processes(d)] == list(backing.backing_names(d))
+    assert "ovn" not in backing.images_needed(d)

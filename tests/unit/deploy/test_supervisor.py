@@ -116,3 +116,12 @@ def _zombie(pid: int) -> bool:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_process_with_a_network_namespace_is_entered_into_it(dep):
+    """`ip netns exec` execs the program: supervisord still watches (and signals) the program itself."""
+    d = Deployment(dep["services"], dep["config"])
+    p = ProcessDef("ovs-vswitchd", "backing", "/usr/sbin/ovs-vswitchd", ("unix:/x/db.sock",), netns="stackcrate-1")
+    text = program_section(p, d, 10)
+    assert f"command={tools.which('ip')} netns exec stackcrate-1 /usr/sbin/ovs-vswitchd unix:/x/db.sock\n" in text
+    assert "command=/bin/sh" in program_section(sh("svc", "true"), d, 11)  # the others: as they are

@@ -48,6 +48,19 @@ def test_unparsable_bindep_is_a_clear_error():
     assert "cannot parse bindep.txt" in exc.value.render() and "svc: bindep.txt" in exc.value.render()
 
 
+def test_the_manifests_bindep_lines_are_evaluated_with_the_components_own():
+    lines = ("openvswitch-common [platform:dpkg]",)
+    text, origin = sysdeps.with_manifest_lines(BINDEP, "neutron-28.0.2.tar.gz:bindep.txt", lines)
+    kept, _ = sysdeps.evaluate_bindep(text, "debian-bookworm", origin)
+    assert [k for k, _ in kept] == ["gettext", "mariadb-client", "libpq5", "libffi8", "openvswitch-common"]
+    assert origin == "neutron-28.0.2.tar.gz:bindep.txt and the manifest's bindep"
+    # a component without a bindep.txt of its own gets the manifest's lines alone, for its platforms only
+    text, origin = sysdeps.with_manifest_lines(None, "no bindep.txt", lines)
+    assert [k for k, _ in sysdeps.evaluate_bindep(text, "debian-bookworm", origin)[0]] == ["openvswitch-common"]
+    assert sysdeps.evaluate_bindep(text, "rpm", origin)[0] == []
+    assert sysdeps.with_manifest_lines(None, "no bindep.txt", ()) == (None, "no bindep.txt")
+
+
 def _gcc(*args: str, cwd: Path) -> None:
     subprocess.run(["gcc", "-shared", "-fPIC", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
