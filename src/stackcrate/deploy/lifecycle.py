@@ -222,7 +222,11 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
 
 
 def before_start(d: Deployment, sup: Manager, p: ProcessDef) -> None:
-    """What a process needs in place before it starts: its network namespace, the settings it reads."""
+    """What a process needs in place before it starts: the folders it writes (`rm` removes run/), its network
+    namespace, the settings it reads."""
+    for folder in map(Path, p.writes):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, parents=True)
     if p.netns:
         ovn.ensure_netns(d)
     for call in p.before_start:

@@ -134,3 +134,14 @@ def test_ovn_runs_only_where_neutron_does(dep):
     assert backing.backing_names(d) == ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy")
     assert [p.name for p in backing.backing_processes(d)] == list(backing.backing_names(d))
     assert "ovn" not in backing.images_needed(d)
+
+
+def test_a_missing_ovn_program_is_named_with_its_package(dep, monkeypatch):
+    from stackcrate.deploy import ovn
+
+    monkeypatch.setattr(backing, "program", lambda name, required=True: f"/usr/sbin/{name}")
+    monkeypatch.setitem(ovn.PATHS, "ovn-controller", str(dep["dir"] / "no-such-ovn-controller"))
+    with pytest.raises(StackcrateError) as exc:
+        backing.check_programs(load(dep))
+    text = exc.value.render()
+    assert "'ovn-controller' is not installed" in text and "apt-get install ovn-host" in text
