@@ -133,8 +133,10 @@ def server_on_a_network(d: "Deploy", os_, name: str) -> dict:
     (ACTIVE both)."""
     os_("network", "create", name)
     os_("subnet", "create", "--network", name, "--subnet-range", "192.0.2.0/24", name)
-    image = os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file",
-                str(d.root / "services.yaml"), name)
+    src = d.state / "data" / "verify" / f"{name}.img"  # where the client may read (mounted into its container)
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(os.urandom(4096))
+    image = os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(src), name)
     flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", name)
     server = os_("server", "create", "--flavor", flavor["id"], "--image", image["id"], "--network", name, name)
     wait_for(lambda: os_("server", "show", server["id"])["status"] == "ACTIVE", 120, f"server {name} ACTIVE", 1)
