@@ -118,8 +118,8 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             | {"send_service_user_token": True},
             "oslo_concurrency": {"lock_path": nv / "locks"},
             "scheduler": {"discover_hosts_in_cells_interval": -1},
-            # where the fake driver plugs each server's ports (nova_driver/stackcrate_fake.py)
-            "stackcrate_fake": {"ovsdb_connection": f"unix:{ovn.ovs_socket(d)}"},
+            # where os-vif plugs ports into Open vSwitch, and so the fake driver (nova_driver/stackcrate_fake.py)
+            "os_vif_ovs": {"ovsdb_connection": f"unix:{ovn.ovs_socket(d)}", "ovs_vsctl_timeout": 30},
             "conductor": {"workers": 1},
             "cache": cache,
         }, common)

@@ -144,7 +144,7 @@ def test_neutron_nova_and_the_chassis_agree_on_ovn(dep):
     assert f"--remote=ptcp:{b['nb_port']}:127.0.0.1" in procs["ovn-nb-db"].args
     assert f"--remote=ptcp:{b['sb_port']}:127.0.0.1" in procs["ovn-sb-db"].args
     # nova-compute's driver plugs ports into the Open vSwitch that ovs-vswitchd and ovn-controller use
-    sock = conf["nova"]["stackcrate_fake"]["ovsdb_connection"]
+    sock = conf["nova"]["os_vif_ovs"]["ovsdb_connection"]
     assert f"--remote=p{sock}" in procs["openvswitch-db"].args
     assert procs["ovs-vswitchd"].args[0] == sock and procs["ovn-controller"].args[0] == sock
     compute = next(p for p in openstack_processes(lay) if p.name == "nova-compute")

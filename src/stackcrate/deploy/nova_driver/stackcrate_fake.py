@@ -10,6 +10,7 @@ with the external_ids OVN binds by (iface-id: the neutron port).
 
 from __future__ import annotations
 
+import os_vif
 from nova import exception
 from nova.virt import fake
 from oslo_config import cfg
@@ -19,10 +20,6 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
-CONF.register_opts([
-    cfg.StrOpt("ovsdb_connection", help="Open vSwitch's database (unix:PATH), where the ports are plugged"),
-    cfg.IntOpt("ovsdb_timeout", default=30, help="Seconds for one OVSDB transaction"),
-], group="stackcrate_fake")
 
 
 class FakeOVSDriver(fake.FakeDriverWithoutFakeNodes):
@@ -31,10 +28,13 @@ class FakeOVSDriver(fake.FakeDriverWithoutFakeNodes):
     _ovs = None
 
     def ovs(self):
+        """Open vSwitch's database where libvirt's driver would plug the port through os-vif: os-vif's own
+        setting ([os_vif_ovs] ovsdb_connection and ovs_vsctl_timeout, registered by os_vif.initialize())."""
         if self._ovs is None:
-            where = CONF.stackcrate_fake.ovsdb_connection
+            os_vif.initialize()
+            where, timeout = CONF.os_vif_ovs.ovsdb_connection, CONF.os_vif_ovs.ovs_vsctl_timeout
             idl = connection.OvsdbIdl.from_server(where, "Open_vSwitch")
-            self._ovs = impl_idl.OvsdbIdl(connection.Connection(idl, timeout=CONF.stackcrate_fake.ovsdb_timeout))
+            self._ovs = impl_idl.OvsdbIdl(connection.Connection(idl, timeout=timeout))
         return self._ovs
 
     def bridge(self) -> str:
