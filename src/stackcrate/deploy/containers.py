@@ -32,7 +32,7 @@ from ..errors import StackcrateError
 from ..package.oci import archive_ref_name, tag
 from .config import Deployment
 from .install import artifacts
-from .processes import Call, ProcessDef
+from .processes import Call, ProcessDef, make_written_folders
 from .supervisor import State
 
 ENGINE_STORE = {"podman": "containers-storage", "docker": "docker-daemon"}  # where `skopeo copy` puts an image
@@ -116,13 +116,6 @@ def mounts(p: ProcessDef | Call) -> list[str]:
     for path, mode in sorted(wanted, key=lambda pm: (Path(pm[0]).parts, pm[1])):
         out += ["--volume", f"{path}:{path}:{mode}"]
     return out
-
-
-def make_mount_sources(p: ProcessDef | Call) -> None:
-    """The folders a process writes exist before they are mounted (an engine refuses a missing source)."""
-    for path in p.writes:
-        if not Path(path).exists():
-            Path(path).mkdir(mode=0o700, parents=True)
 
 
 def env_args(env: dict[str, str]) -> list[str]:
@@ -307,7 +300,6 @@ class Containers:
             if info:
                 self._cli("rm", "--force", cname)
             image = images(self.d)[p.component].name  # type: ignore[index]
-            make_mount_sources(p)
             self._cli(*run_command(self.d, p, image, spec))
         self._started[name] = (self._containers().get(name) or {}).get("StartedAt")
 
@@ -337,7 +329,7 @@ class Containers:
 
     def run(self, call: Call, timeout: float = 600, check: bool = True) -> tools.CompletedProcess:
         """A management command in a one-shot container of its component's image."""
-        make_mount_sources(call)
+        make_written_folders(call)  # an engine refuses a missing mount source
         return self._cli(*call_command(self.d, call, images(self.d)[call.component].name), input=call_input(call),
                          timeout=timeout, check=check)
 

@@ -27,7 +27,7 @@ from .keystone_api import register
 from .layout import Layout
 from .manager import Manager, manager_for
 from .openstack import COMPUTE_HOST
-from .processes import ProcessDef, all_processes, proc_name, process_names
+from .processes import ProcessDef, all_processes, make_written_folders, proc_name, process_names
 from .supervisor import orphans
 from .timer import Timer
 
@@ -222,11 +222,9 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
 
 
 def before_start(d: Deployment, sup: Manager, p: ProcessDef) -> None:
-    """What a process needs in place before it starts: the folders it writes (`rm` removes run/), its network
+    """What a process needs in place before it starts (on either backend): the folders it writes, its network
     namespace, the settings it reads."""
-    for folder in map(Path, p.writes):
-        if not folder.exists():
-            folder.mkdir(mode=0o700, parents=True)
+    make_written_folders(p)
     if p.netns:
         ovn.ensure_netns(d)
     for call in p.before_start:

@@ -98,8 +98,8 @@ def _env(d: Deployment) -> dict[str, str]:
             "OVS_LOGDIR": str(d.state / "log")}
 
 
-def _call(d: Deployment, program: str, args: list[str], timeout_writes: tuple = ()) -> Call:
-    return Call(IMAGE, PATHS[program], tuple(args), _env(d), None, (), tuple(str(w) for w in timeout_writes))
+def _call(d: Deployment, program: str, args: list[str], writes: tuple = ()) -> Call:
+    return Call(IMAGE, PATHS[program], tuple(args), _env(d), None, (), tuple(str(w) for w in writes))
 
 
 def _logging() -> list[str]:
@@ -171,8 +171,6 @@ def create_databases(d: Deployment, runner: Runner) -> list[str]:
     if not enabled(d):
         return []
     data_dir(d).mkdir(parents=True, exist_ok=True)
-    for folder in (ovn_rundir(d), ovs_rundir(d)):
-        folder.mkdir(parents=True, exist_ok=True)
     done = []
     for db, schema in SCHEMAS.items():
         path = data_dir(d) / f"{db}.db"

@@ -10,6 +10,7 @@ in openstack.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from .. import tools
@@ -83,6 +84,14 @@ class Call:
     @property
     def argv(self) -> list[str]:
         return [self.program, *self.args]
+
+
+def make_written_folders(p: ProcessDef | Call) -> None:
+    """The folders a process or command writes exist before it runs (`rm` removes run/; a container engine
+    refuses a missing mount source)."""
+    for path in map(Path, p.writes):
+        if not path.exists():
+            path.mkdir(mode=0o700, parents=True)
 
 
 class Runner(Protocol):
