@@ -36,10 +36,11 @@ def fetch_wheels(lock: Lock, comp: LockedComponent, manifest: LoadedManifest, ca
     """Every wheel the component's venv needs, verified against the lock, keyed by package name (downloads shown
     as a step: on a cold cache they are most of a build's time)."""
     jobs, out = [], {}
+    ours = {c.key: c for c in lock.components if c.source.built_here}  # the component itself, or a library
     for pkg in lock.closure_packages(comp):
-        if pkg.key == comp.key and comp.source.built_here:
-            idx, mcomp = manifest.component(comp.name)
-            out[pkg.key] = prepare(manifest, mcomp, idx, cache, locked=comp.source).wheel
+        if pkg.key in ours:
+            idx, mcomp = manifest.component(ours[pkg.key].name)
+            out[pkg.key] = prepare(manifest, mcomp, idx, cache, locked=ours[pkg.key].source).wheel
             continue
         wheel = pkg.best_wheel(target.wheel_ranks)
         if wheel:

@@ -62,6 +62,10 @@ class Component(_Strict):
         default_factory=list, description="More bindep.txt lines for this component, evaluated with its own "
         "(programs it runs that its bindep.txt does not name, e.g. neutron's ovsdb-client: "
         "\"openvswitch-common [platform:dpkg]\")")
+    library: bool = Field(
+        False, description="A library for other components' venvs (e.g. a nova compute driver): its wheel is "
+        "built and installed into every venv that names it in extra_requirements; it gets no venv or artifact "
+        "of its own")
 
     @model_validator(mode="after")
     def _one_source(self) -> "Component":
@@ -126,6 +130,13 @@ class Manifest(_Strict):
             if c.key in seen:
                 raise ValueError(f"component {c.name!r} is listed twice")
             seen.add(c.key)
+        wanted = {canonicalize_name(Requirement(r).name) for c in self.components if not c.library
+                  for r in c.extra_requirements}
+        for c in self.components:
+            if c.library and c.key not in wanted:
+                raise ValueError(f"component {c.name!r} is a library (library: true) but no component names it in "
+                                 "extra_requirements: add it to the extra_requirements of the components that use "
+                                 "it, or drop `library: true`")
         return self
 
 

@@ -64,16 +64,23 @@ def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI,
 
 
 def select(lock: Lock, only: list[str] | None) -> list[LockedComponent]:
-    """The lock's components named by --component (all when none are named)."""
+    """The lock's components named by --component (all when none are named) that get a venv of their own
+    (a library is built into the venvs that require it)."""
+    own = [c for c in lock.components if not c.library]
     if not only:
-        return list(lock.components)
+        return own
     wanted = {canonicalize_name(o) for o in only}
-    unknown = wanted - {c.key for c in lock.components}
+    libraries = wanted & {c.key for c in lock.components if c.library}
+    if libraries:
+        raise StackcrateError(f"--component names a library: {', '.join(sorted(libraries))}",
+                              hint="a library (library: true) is built into the venvs of the components that "
+                                   "require it: name those")
+    unknown = wanted - {c.key for c in own}
     if unknown:
-        known = ", ".join(c.name for c in lock.components)
+        known = ", ".join(c.name for c in own)
         raise StackcrateError(f"unknown component in --component: {', '.join(sorted(unknown))}",
                               hint=f"components: {known}")
-    return [c for c in lock.components if c.key in wanted]
+    return [c for c in own if c.key in wanted]
 
 
 def built_components(manifest: LoadedManifest, lock: Lock, cache: Cache, ui: UI,

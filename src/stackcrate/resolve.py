@@ -38,6 +38,8 @@ def manifest_digest(manifest: LoadedManifest, extra_overrides: list[str]) -> str
     comps = []
     for i, c in enumerate(m.components):
         d = c.model_dump(mode="json")
+        if not c.library:
+            d.pop("library")  # a manifest without libraries keeps the digest (and lock) it had
         d["patches"] = [p.model_dump() for p in patch_records(manifest, c, i)]
         if c.path:
             d["tree"] = tree_digest(manifest.path_of(c.path))
@@ -146,7 +148,7 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
         epoch = max([p.commit_time or 0] + [upload_epoch(packages[n]) for n in closure])
         components.append(LockedComponent(name=p.component.name, version=pkg.version, source=src,
                                           closure=sorted(closure), source_date_epoch=epoch or 315532800,
-                                          extras=sorted(p.component.extras)))
+                                          extras=sorted(p.component.extras), library=p.component.library))
     if overrides:
         with ui.step("Checking every requirement on the overridden packages"):
             proof = override_proof.prove(list(packages.values()), overrides,

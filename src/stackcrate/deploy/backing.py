@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import tools
 from ..errors import StackcrateError
 from ..model.system_image import SystemImage
-from . import ovn
+from . import ovn, podman_api
 from .config import Deployment
 from .processes import Call, Health, ProcessDef, Runner
 from .secrets import private_file
@@ -47,7 +47,8 @@ SYSTEM_IMAGES = (
 def backing_names(d: Deployment) -> tuple[str, ...]:
     """Every backing process of the deployment, in start order (the stop order is the reverse); OVN's where
     neutron runs (before neutron, which programs it)."""
-    return ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy", *(ovn.NAMES if ovn.enabled(d) else ()))
+    return ("mariadb", "epmd", "rabbitmq", "memcached", "haproxy", *(ovn.NAMES if ovn.enabled(d) else ()),
+            *podman_api.names(d))
 
 
 def images_needed(d: Deployment) -> list[str]:
@@ -87,6 +88,7 @@ def check_programs(d: Deployment) -> None:
                 raise StackcrateError(f"the program {name!r} is not installed ({path})",
                                       hint=f"install it (apt-get install {ovn.PACKAGES[name]}); neutron's "
                                       "ML2/OVN driver needs OVN and Open vSwitch")
+    podman_api.check(d)
 
 
 def call(d: Deployment, name: str, args: list[str], *, input: str | None = None, env: dict | None = None,
@@ -248,4 +250,5 @@ def haproxy_procs(d: Deployment) -> list[ProcessDef]:
 
 def backing_processes(d: Deployment) -> list[ProcessDef]:
     """Every backing process, in start order (backing_names)."""
-    return mariadb_procs(d) + rabbitmq_procs(d) + memcached_procs(d) + haproxy_procs(d) + ovn.processes(d)
+    return (mariadb_procs(d) + rabbitmq_procs(d) + memcached_procs(d) + haproxy_procs(d) + ovn.processes(d)
+            + podman_api.processes(d))

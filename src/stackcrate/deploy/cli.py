@@ -290,10 +290,32 @@ def env(obj, d: Deployment) -> None:
 @click.pass_obj
 def verify(obj, d: Deployment) -> None:
     """Token, image upload/download, a network with a subnet and a router, a server on it whose port goes ACTIVE
-    on the compute host: with the real `openstack` client; everything made is deleted."""
+    on the compute host (compute_driver podman: a container server of stackcrate's busybox image, its console log):
+    with the real `openstack` client; everything made is deleted."""
     from .verify import verify as do_verify
 
     t0, t = _timer(obj)
     data = do_verify(d, t)
+    server = (f"with its port {data['port']['status']} at {data['port']['ip']}" if "port" in data
+              else f"(a container: {data.get('console', '')!r})")
     _finish(obj, t, "verify", data, f"verified: token, image round trip, network, server {data['server_status']} "
-            f"with its port {data['port']['status']} at {data['port']['ip']}, all deleted", t0)
+            f"{server}, all deleted", t0)
+
+
+@deploy.command("instance-image")
+@deployment_options
+@click.option("-o", "--output", default="busybox.tar", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the image archive.")
+@click.pass_obj
+def instance_image_cmd(obj, d: Deployment, output: str) -> None:
+    """Write the container image `verify` boots with compute_driver podman (busybox from the target's packages, as
+    a `docker save` archive) for `openstack image create --container-format docker --disk-format raw --file`."""
+    from .verify import instance_image
+
+    out = Path(output).resolve()
+    made = instance_image(d, out.parent)
+    if made != out:
+        made.replace(out)
+    obj.ui.result({"image": str(out), "bytes": out.stat().st_size},
+                  f"{out} ({out.stat().st_size / 1e6:.1f} MB): openstack image create --container-format docker "
+                  f"--disk-format raw --file {out.name} busybox")

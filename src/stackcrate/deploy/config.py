@@ -129,6 +129,14 @@ class Configuration(_Strict):
     ovs_datapath: Literal["auto", "netdev", "system"] = Field(
         "auto", description="Open vSwitch's datapath: netdev (userspace), system (the kernel module) or auto "
         "(system where the openvswitch module is loaded)")
+    compute_driver: Literal["fake", "podman"] = Field(
+        "fake", description="nova's compute driver: fake (servers exist in nova's database, their ports plugged "
+        "into Open vSwitch; nothing runs) or podman (each server a podman container on this host: boot container "
+        "images with --nic none; drivers/nova-podman)")
+    podman_api_socket: Optional[str] = Field(
+        None, description="compute_driver podman: podman's API socket nova-compute uses. Default: on the local "
+        "backend one the deployment runs itself (state/run/podman); on a container backend the host's, "
+        "/run/podman/podman.sock (systemd's podman.socket)")
     tls: bool = Field(False, description="HTTPS at HAProxy with a CA made for the deployment (the catalog then "
                       "lists https URLs; `init` applies a change)")
     secrets: dict[str, str] = Field(default_factory=dict, description="Secrets to use instead of generated ones")
@@ -142,6 +150,13 @@ class Configuration(_Strict):
             ipaddress.ip_address(v)
         except ValueError:
             raise ValueError(f"{v!r} is not an IP address") from None
+        return v
+
+    @field_validator("podman_api_socket")
+    @classmethod
+    def _absolute(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"{v!r} is not an absolute path")
         return v
 
     @field_validator("overrides")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import ovn
+from . import ovn, podman_api
 from .layout import Layout
 from .openstack import COMPUTE_HOST, SERVICES
 from .processes import wsgi_module
@@ -123,6 +123,8 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             "conductor": {"workers": 1},
             "cache": cache,
         }, common)
+        if podman_api.enabled(d):  # instances as podman containers (drivers/nova-podman)
+            _merge(out["nova"], podman_api.nova_options(d))
     for service, extra in d.config.overrides.items():
         if service in out:
             _merge(out[service], extra)

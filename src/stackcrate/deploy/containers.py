@@ -72,12 +72,19 @@ def ulimits(d: Deployment) -> dict[str, int]:
     return out
 
 
-def runtime(d: Deployment) -> str | None:
+def oci_runtime(d: Deployment) -> str | None:
+    """The OCI runtime podman runs containers with here: the configured one, else runc where the cgroup layout is
+    hybrid (crun refuses it), else podman's own choice (None)."""
     if d.config.engine.runtime:
         return d.config.engine.runtime
-    if d.backend == "podman" and hybrid_cgroups():
+    if hybrid_cgroups():
         return shutil.which("runc") or shutil.which("runc", path="/usr/sbin:/sbin") or "/usr/sbin/runc"
     return None
+
+
+def runtime(d: Deployment) -> str | None:
+    """The backend engine's runtime option (docker keeps its daemon's)."""
+    return d.config.engine.runtime if d.backend != "podman" else oci_runtime(d)
 
 
 def global_args(d: Deployment) -> list[str]:

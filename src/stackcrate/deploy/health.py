@@ -177,6 +177,21 @@ def unixctl(path: str, command: str) -> Verdict:
     return Verdict(True, first, version)
 
 
+def podman_ping(path: str) -> Verdict:
+    """podman's API (its Docker-compatible /version) over its unix socket."""
+    with _connect(f"unix:{path}") as s:
+        s.sendall(b"GET /v1.41/version HTTP/1.0\r\nHost: podman\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    if " 200 " not in f"{status} ":
+        return Verdict(False, f"answers {status or 'nothing'}")
+    version = str(json.loads(body).get("Version", "?"))
+    return Verdict(True, f"podman {version} API on {path}", version)
+
+
 class Checker:
     """One round of checks against a deployment (share it between the checks of one `status` or one wait)."""
 
@@ -298,6 +313,8 @@ class Checker:
                 return ovsdb_serves(h.url, h.command)  # type: ignore[arg-type]
             if h.kind == "unixctl":
                 return unixctl(h.url, h.command)  # type: ignore[arg-type]
+            if h.kind == "podman":
+                return podman_ping(h.url)  # type: ignore[arg-type]
             if h.kind == "token":
                 _, took = self.issue_token()
                 return Verdict(True, f"token issued in {took:.2f}s")

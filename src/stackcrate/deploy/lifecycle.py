@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from . import backing, bootstrap, configs, options, ovn, secrets
+from . import backing, bootstrap, configs, options, ovn, podman_api, secrets
 from .config import Deployment
 from .health import Checker, Verdict
 from .install import artifacts, install, prepare, record_use, release, summary, venvs
@@ -126,6 +126,7 @@ def preflight(d: Deployment, t: Timer) -> None:
         artifacts(d)
         backing.check_programs(d)
     else:
+        podman_api.check(d)
         with t.step(f"Images in {d.backend}'s store; a test container") as info:
             copied = sup.preflight()  # type: ignore[union-attr]
             info["note"] = f"{len(copied)} image(s) copied in" if copied else "all there"
@@ -515,6 +516,9 @@ def rm(d: Deployment, t: Timer, purge: bool) -> dict:
     if ovn.enabled(d):
         with t.step(f"Removing the network namespace {ovn.netns(d)}") as info:
             info["note"] = "removed" if ovn.remove_netns(d) else "there was none"
+    if purge and podman_api.enabled(d):
+        with t.step("Removing the instances' containers") as info:
+            info["note"] = f"{len(podman_api.remove_instances(d))} removed"
     if purge:
         with t.step(f"Removing {d.state}"):
             shutil.rmtree(d.state, ignore_errors=True)

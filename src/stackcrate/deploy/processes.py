@@ -25,7 +25,8 @@ class Health:
     tcp (every port of the process accepts), token (keystone issues a token), api (an authenticated GET of
     `url`), rpc (nova's `binary` on `host` is up and consumes `queue`), ovsdb (the ovsdb-server at `url`,
     tcp:HOST:PORT or unix:PATH, serves the database `command`), unixctl (the OVS/OVN daemon whose control socket
-    is `url`, or named by the pid file `url`, answers `command`), none (alive is all there is)."""
+    is `url`, or named by the pid file `url`, answers `command`), podman (podman's API at the unix socket `url`
+    answers), none (alive is all there is)."""
 
     kind: str = "none"
     url: str | None = None
@@ -148,6 +149,8 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
             reads=(str(lay.etc(spec.name)), str(lay.wsgi_dir())),
             writes=(str(lay.data(spec.name)), str(lay.d.state / "run")),
             ports=(svc.backend_port,), health=health_of(lay, p), start_timeout=180)
+    from . import podman_api  # it defines processes of its own
+
     program, args, reads = lay.bin(spec.name, p.program), (), (str(lay.etc(spec.name)),)
     if p.launcher:
         launcher = lay.launcher(p.name)
@@ -156,7 +159,8 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
     return ProcessDef(
         p.name, "service", program, (*args, "--config-file", str(lay.conf_file(spec.name))),
         component=svc.component, service=spec.name, config_files=config_files,
-        reads=reads, writes=(str(lay.data(spec.name)), *(str(lay.d.state / f) for f in p.sockets)),
+        reads=reads, writes=(str(lay.data(spec.name)), *(str(lay.d.state / f) for f in p.sockets),
+                             *(podman_api.mounts(lay.d) if p.role == "compute" else ())),
         health=health_of(lay, p), start_timeout=180)
 
 

@@ -3,7 +3,9 @@
 Every run makes its own resources, with a name of its own, and removes them: a token, an image uploaded and
 downloaded byte for byte, a network with a subnet and a router, a flavor and a server on that network that must
 go ACTIVE, listed, shown, its port ACTIVE, bound to the compute host with an address of the subnet, then all
-deleted. Nothing of an earlier run is reused, so a verify that passes says the cloud works now.
+deleted. With compute_driver podman the server is a container instead: stackcrate's busybox image (container_format
+docker) booted with --nic none (the driver runs instances without a network), ACTIVE, its container's output in
+`openstack console log show`. Nothing of an earlier run is reused, so a verify that passes says the cloud works now.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from ..errors import StackcrateError
 from ..tools import ToolFailed
+from . import podman_api
 from .config import Deployment
 from .configs import cloud_name
 from .install import artifacts
@@ -86,6 +89,16 @@ def _wait(what: str, timeout: float, probe) -> object:
         time.sleep(1)
 
 
+def instance_image(d: Deployment, work: Path) -> Path:
+    """stackcrate's busybox image archive for the podman driver, for the target the artifacts were built for."""
+    from ..targets import get_target
+    from . import instance_image as ii
+
+    nova = d.services.enabled()["nova"].component
+    target = get_target(artifacts(d, "tar" if d.backend == "local" else "oci")[nova].target)
+    return ii.build(target, d.cache, work / "busybox.tar")
+
+
 def verify(d: Deployment, t: Timer) -> dict:
     os_ = Client(d)
     name = f"stackcrate-verify-{secrets.token_hex(4)}"
@@ -122,35 +135,71 @@ def verify(d: Deployment, t: Timer) -> dict:
                              fmt=False)
             res["network"] = {"network": net["id"], "subnet": SUBNET, "router": router["id"]}  # type: ignore
             info["note"] = f"{SUBNET}, routed"
-        with t.step("Server: create on the network, ACTIVE, list, show") as info:
-            flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", name)
-            cleanup.callback(os_, "flavor", "delete", flavor["id"], fmt=False)  # type: ignore[index]
-            server = os_("server", "create", "--flavor", flavor["id"], "--image", image["id"],  # type: ignore[index]
-                         "--network", net["id"], name)  # type: ignore[index]
-            sid = server["id"]  # type: ignore[index]
-            # on failure, before the network goes (its port holds the subnet)
-            cleanup.callback(lambda: res.get("deleted") or _delete_server(os_, sid))
-            t0 = time.monotonic()
-
-            def active() -> dict | None:
-                shown = os_("server", "show", sid)
-                if shown["status"] == "ERROR":  # type: ignore[index]
-                    raise StackcrateError(f"server {name} went to ERROR: {shown.get('fault')}")  # type: ignore
-                return shown if shown["status"] == "ACTIVE" else None  # type: ignore[index,return-value]
-
-            shown = _wait(f"server {name} ACTIVE", ACTIVE_TIMEOUT, active)
-            res["server_active_seconds"] = round(time.monotonic() - t0, 1)
-            if name not in [s["Name"] for s in os_("server", "list")]:  # type: ignore[union-attr]
-                raise StackcrateError(f"server {name} missing from `openstack server list`")
-            res["server_id"], res["server_status"] = sid, shown["status"]  # type: ignore[index]
-            info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
-        with t.step("Server's port: ACTIVE, bound to the compute host, an address of the subnet") as info:
-            res["port"] = check_port(os_, sid, name)
-            info["note"] = f"{res['port']['ip']} on {res['port']['host']}"
+        if podman_api.enabled(d):
+            container_server(d, os_, t, name, work, cleanup, res)
+        else:
+            fake_server(os_, t, name, image["id"], net["id"], cleanup, res)  # type: ignore[index]
         with t.step("Server deleted"):
-            _delete_server(os_, sid)
+            _delete_server(os_, res["server_id"])
         res["deleted"] = True
     return res
+
+
+def _boot(os_: Client, t: Timer, name: str, image: str, nic: list[str], cleanup: ExitStack, res: dict) -> dict:
+    """A flavor and a server of `image` ACTIVE, listed and shown (deleted on failure, before the network)."""
+    flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", name)
+    cleanup.callback(os_, "flavor", "delete", flavor["id"], fmt=False)  # type: ignore[index]
+    server = os_("server", "create", "--flavor", flavor["id"], "--image", image, *nic, name)  # type: ignore[index]
+    sid = server["id"]  # type: ignore[index]
+    res["server_id"] = sid
+    # on failure, before the network goes (its port holds the subnet)
+    cleanup.callback(lambda: res.get("deleted") or _delete_server(os_, sid))
+    t0 = time.monotonic()
+
+    def active() -> dict | None:
+        shown = os_("server", "show", sid)
+        if shown["status"] == "ERROR":  # type: ignore[index]
+            raise StackcrateError(f"server {name} went to ERROR: {shown.get('fault')}")  # type: ignore
+        return shown if shown["status"] == "ACTIVE" else None  # type: ignore[index,return-value]
+
+    shown = _wait(f"server {name} ACTIVE", ACTIVE_TIMEOUT, active)
+    res["server_active_seconds"] = round(time.monotonic() - t0, 1)
+    if name not in [s["Name"] for s in os_("server", "list")]:  # type: ignore[union-attr]
+        raise StackcrateError(f"server {name} missing from `openstack server list`")
+    res["server_status"] = shown["status"]  # type: ignore[index]
+    return shown  # type: ignore[return-value]
+
+
+def fake_server(os_: Client, t: Timer, name: str, image: str, net: str, cleanup: ExitStack, res: dict) -> None:
+    with t.step("Server: create on the network, ACTIVE, list, show") as info:
+        _boot(os_, t, name, image, ["--network", net], cleanup, res)
+        info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
+    with t.step("Server's port: ACTIVE, bound to the compute host, an address of the subnet") as info:
+        res["port"] = check_port(os_, res["server_id"], name)
+        info["note"] = f"{res['port']['ip']} on {res['port']['host']}"
+
+
+def container_server(d: Deployment, os_: Client, t: Timer, name: str, work: Path, cleanup: ExitStack,
+                     res: dict) -> None:
+    from .instance_image import GREETING
+
+    with t.step("Container image: stackcrate's busybox, uploaded (container format docker)") as info:
+        archive = instance_image(d, work)
+        image = os_("image", "create", "--disk-format", "raw", "--container-format", "docker", "--file",
+                    str(archive), f"{name}-busybox")
+        cleanup.callback(os_, "image", "delete", image["id"], fmt=False)  # type: ignore[index]
+        info["note"] = f"{archive.stat().st_size / 1e6:.1f} MB"
+    with t.step("Server: a podman container (--nic none), ACTIVE, list, show") as info:
+        _boot(os_, t, name, image["id"], ["--nic", "none"], cleanup, res)  # type: ignore[index]
+        info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
+    with t.step("Server's console log: what the container printed") as info:
+        def printed() -> str | None:
+            text = str(os_("console", "log", "show", res["server_id"], fmt=False))
+            return text if GREETING in text else None
+
+        res["console"] = str(_wait(f"the console log of server {name} to show {GREETING!r}", PORT_TIMEOUT,
+                                   printed)).strip().splitlines()[0]
+        info["note"] = res["console"]
 
 
 def check_port(os_: Client, sid: str, name: str) -> dict:

@@ -85,6 +85,7 @@ class LockedComponent:
     closure: list[str]              # canonical names of every package the component's venv holds (itself too)
     source_date_epoch: int
     extras: list[str] = field(default_factory=list)
+    library: bool = False           # built into the venvs that require it, no venv of its own
 
     @property
     def key(self) -> str:
@@ -138,7 +139,8 @@ class Lock:
                 "inputs": self.inputs,
                 "components": [
                     {"name": c.name, "version": c.version, "extras": c.extras, "source": c.source.to_dict(),
-                     "closure": c.closure, "source-date-epoch": c.source_date_epoch}
+                     "closure": c.closure, "source-date-epoch": c.source_date_epoch,
+                     **({"library": True} if c.library else {})}
                     for c in self.components
                 ],
             }},
@@ -172,7 +174,7 @@ class Lock:
         try:
             comps = [LockedComponent(name=c["name"], version=c["version"], source=source_from_dict(c["source"]),
                                      closure=list(c["closure"]), source_date_epoch=int(c["source-date-epoch"]),
-                                     extras=list(c.get("extras", [])))
+                                     extras=list(c.get("extras", [])), library=bool(c.get("library", False)))
                      for c in t.get("components", [])]
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise StackcrateError(f"{path}: a component entry of [tool.stackcrate] is not valid: {exc}",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -88,12 +87,23 @@ class Deploy:
     env: dict = field(default_factory=dict)
 
 
+def copy_manifest(root: Path) -> Path:
+    """examples/deploy/stackcrate.yaml in root (its lock goes beside it), its local sources (the nova driver) where
+    the example names them."""
+    manifest = yaml.safe_load((EXAMPLE / "stackcrate.yaml").read_text())
+    for comp in manifest["components"]:
+        if "path" in comp:
+            comp["path"] = str((EXAMPLE / comp["path"]).resolve())
+    (root / "stackcrate.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return root / "stackcrate.yaml"
+
+
 def deployment_files(root: Path, dist: Path, env: dict) -> Deploy:
     """examples/deploy in root: services on free ports, its state in root/state, its artifacts in dist (built
     from the manifest copied beside it by `deploy build`)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "services.yaml").write_text(yaml.safe_dump(services_with_free_ports(), sort_keys=False))
-    shutil.copy(EXAMPLE / "stackcrate.yaml", root / "stackcrate.yaml")  # its lock goes beside it
+    copy_manifest(root)
     conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
     conf.update(state_dir=str(root / "state"), artifacts=str(dist), manifest=str(root / "stackcrate.yaml"))
     (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
@@ -160,22 +170,31 @@ def deploy_dist(stackcrate, tmp_path_factory) -> Path:
     return Path(given) if given else tmp_path_factory.mktemp("deploy-dist") / "dist"
 
 
-@pytest.fixture(scope="module")
-def deployment(sc_env, deploy_dist, tmp_path_factory):
-    """A deployment that `run` started; whatever happens, every process is stopped and the state removed at the
-    end, and the time of each step is printed."""
-    d = deployment_files(tmp_path_factory.mktemp("deploy"), deploy_dist, sc_env)
+def started(sc_env, dist: Path, root: Path, **config):
+    """A deployment of examples/deploy (with `config` changed) that `run` started; whatever happens, every process
+    is stopped and the state removed at the end, and the time of each step is printed."""
+    d = deployment_files(root, dist, sc_env)
+    if config:
+        d.set_config(**config)
     built = d.ok("build", timeout=3600)
     d.timings["build"] = [{"step": "built" if built["built"] else "all present", "seconds": built.get("seconds", 0)}]
-    d.ok("run")
-    yield d
-    d.sc("rm", "--purge", "--yes", timeout=300)
-    for pids in orphans(d.state).values():  # only if rm itself failed
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-    print("\ndeploy timings (s):")
-    for verb, steps in d.timings.items():
-        print(f"  {verb}: " + ", ".join(f"{s['step']} {s['seconds']}" for s in steps))
+    try:
+        d.ok("run")
+        yield d
+    finally:
+        d.sc("rm", "--purge", "--yes", timeout=300)
+        for pids in orphans(d.state).values():  # only if rm itself failed
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+        print("\ndeploy timings (s):")
+        for verb, steps in d.timings.items():
+            print(f"  {verb}: " + ", ".join(f"{s['step']} {s['seconds']}" for s in steps))
+
+
+@pytest.fixture(scope="module")
+def deployment(sc_env, deploy_dist, tmp_path_factory):
+    """The module's deployment of examples/deploy as it is (see started)."""
+    yield from started(sc_env, deploy_dist, tmp_path_factory.mktemp("deploy"))
 
 
 @pytest.fixture

@@ -214,6 +214,50 @@ def test_rm_removes_the_containers_keeps_the_data_and_run_brings_it_back(up):
     assert up.ok("verify")["server_status"] == "ACTIVE"
 
 
+def test_nova_compute_in_a_container_runs_servers_as_containers_through_the_hosts_podman_socket(up, tmp_path):
+    """compute_driver podman on a container backend: the host runs podman's API (here started by the test, as
+    systemd's podman.socket would be); nova-compute's container mounts its socket's folder and nothing else's."""
+    sock = tmp_path / "podman" / "podman.sock"
+    sock.parent.mkdir()
+    api = subprocess.Popen(["podman", "--runtime", "/usr/sbin/runc", "system", "service", "--time=0",
+                            f"unix://{sock}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os_ = client(up)
+    try:
+        wait_for(sock.exists, 30, "podman's API socket")
+        up.set_config(compute_driver="podman", podman_api_socket=str(sock))
+        started = up.ok("run")["started"]
+        assert "nova-compute" in started and all(n.startswith("nova-") for n in started)  # what reads nova.conf
+        mounted = {m["Destination"]: m["RW"] for c in json.loads(podman("inspect", containers(up)[
+            "nova-compute"]["Id"]).stdout) for m in c["Mounts"]}
+        assert mounted[str(sock.parent)] is True
+        assert all(str(sock.parent) not in json.dumps(c["Mounts"]) for name, c in containers(up).items()
+                   if name != "nova-compute")
+        archive = up.state / "data" / "verify" / "busybox.tar"
+        up.ok("instance-image", "-o", str(archive))
+        image = os_("image", "create", "--container-format", "docker", "--disk-format", "raw", "--file",
+                    str(archive), "busybox")["id"]
+        flavor = os_("flavor", "create", "--ram", "64", "--vcpus", "1", "--disk", "1", "tiny")["id"]
+        sid = os_("server", "create", "--flavor", flavor, "--image", image, "--nic", "none", "--wait", "boxed")["id"]
+        assert os_("server", "show", sid)["status"] == "ACTIVE"
+        found = json.loads(podman("ps", "--format", "json", "--filter",
+                                  f"label=org.openstack.nova.instance-uuid={sid}").stdout or "[]")
+        assert [c["State"] for c in found] == ["running"]
+        wait_for(lambda: "stackcrate instance" in str(os_("console", "log", "show", sid, fmt=False)), 30,
+                 "the container's output in the console log", 1)
+        os_("server", "delete", "--wait", sid, fmt=False)
+        assert podman("ps", "--all", "--quiet", "--filter", f"label=org.openstack.nova.instance-uuid={sid}"
+                      ).stdout.strip() == ""
+        os_("image", "delete", image, fmt=False)
+        os_("flavor", "delete", flavor, fmt=False)
+    finally:
+        conf = yaml.safe_load((up.root / "configuration.yaml").read_text())
+        conf.pop("compute_driver", None), conf.pop("podman_api_socket", None)
+        (up.root / "configuration.yaml").write_text(yaml.safe_dump(conf))
+        up.ok("run")
+        api.terminate()
+        api.wait(30)
+
+
 @pytest.mark.parametrize("runtime", ["crun", "/no/such/runtime"])
 def test_an_engine_that_cannot_run_containers_is_refused_before_anything_changes(up, tmp_path, runtime):
     """crun is podman's default runtime; it refuses these hosts' hybrid cgroup layout."""

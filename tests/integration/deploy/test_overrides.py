@@ -4,7 +4,6 @@ writes itself) pass. No deployment is started: the check runs before anything st
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from stackcrate.deploy.layout import Layout
 from stackcrate.deploy.timer import Timer
 from stackcrate.errors import StackcrateError
 from stackcrate.ui import UI
-from tests.integration.deploy.conftest import EXAMPLE, Deploy, services_with_free_ports
+from tests.integration.deploy.conftest import EXAMPLE, Deploy, copy_manifest, services_with_free_ports
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def built(sc_env, deploy_dist, tmp_path_factory) -> Path:
     """deploy_dist with every artifact of examples/deploy (built once if STACKCRATE_TEST_DEPLOY_DIST is not set)."""
     root = tmp_path_factory.mktemp("overrides-build")
     (root / "services.yaml").write_text(yaml.safe_dump(services_with_free_ports(), sort_keys=False))
-    shutil.copy(EXAMPLE / "stackcrate.yaml", root / "stackcrate.yaml")
+    copy_manifest(root)
     conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
     conf.update(state_dir=str(root / "state"), artifacts=str(deploy_dist), manifest=str(root / "stackcrate.yaml"))
     (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
@@ -135,8 +134,10 @@ def test_valid_overrides_are_accepted(real):
     options.check(d, Timer(UI(quiet=True)))
 
 
-def test_every_option_stackcrate_writes_is_known_to_its_service(real):
+@pytest.mark.parametrize("driver", ["fake", "podman"])
+def test_every_option_stackcrate_writes_is_known_to_its_service(real, driver):
     d = real({})
+    d.config.compute_driver = driver  # podman: the driver's [podman] options (its oslo.config.opts entry point)
     lay = Layout(d, venvs(d), dict.fromkeys(secrets.NAMES, "x"))
     d.config.overrides = {service: {section: {k: v if isinstance(v, (bool, int, str)) else str(v)
                                               for k, v in opts.items()} for section, opts in sections.items()}

@@ -74,3 +74,23 @@ def test_schema_is_json_schema():
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert {"series", "components"} <= set(schema["required"])
     assert "git" in schema["$defs"]["Component"]["properties"]
+
+
+LIBRARY = """\
+series: "2026.1"
+components:
+  - name: nova
+    pypi: {version: "33.0.2"}
+    extra_requirements: [%s]
+  - name: stackcrate-nova-podman
+    path: ./driver
+    library: true
+"""
+
+
+def test_a_library_must_be_required_by_a_component(tmp_path):
+    assert m.load(write(tmp_path, LIBRARY % "Stackcrate_Nova_Podman")).model.components[1].library
+    with pytest.raises(StackcrateError) as exc:
+        m.load(write(tmp_path, LIBRARY % "gunicorn"))
+    text = exc.value.render()
+    assert "'stackcrate-nova-podman' is a library" in text and "extra_requirements" in text
