@@ -517,8 +517,9 @@ def rm(d: Deployment, t: Timer, purge: bool) -> dict:
         with t.step(f"Removing the network namespace {ovn.netns(d)}") as info:
             info["note"] = "removed" if ovn.remove_netns(d) else "there was none"
     if purge and podman_api.enabled(d):
-        with t.step("Removing the instances' containers") as info:
-            info["note"] = f"{len(podman_api.remove_instances(d))} removed"
+        with t.step("Removing the instances' containers and images") as info:
+            gone = podman_api.remove_instances(d)
+            info["note"] = f"{len(gone['containers'])} container(s), {len(gone['images'])} image tag(s)"
     if purge:
         with t.step(f"Removing {d.state}"):
             shutil.rmtree(d.state, ignore_errors=True)

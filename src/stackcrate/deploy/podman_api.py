@@ -88,16 +88,26 @@ def owner(d: Deployment) -> str:
     return f"stackcrate-{d.id}"
 
 
-def remove_instances(d: Deployment) -> list[str]:
-    """Remove the deployment's instance containers (`rm --purge`: its instances go with its databases)."""
+def image_repository(d: Deployment) -> str:
+    """Where the driver tags the Glance images it loads into podman: one repository per deployment."""
+    return f"localhost/nova-glance/{owner(d)}"
+
+
+def remove_instances(d: Deployment) -> dict[str, list[str]]:
+    """Remove the deployment's instance containers and the images its driver loaded (`rm --purge`: its instances
+    go with its databases)."""
     if not enabled(d):
-        return []
+        return {"containers": [], "images": []}
     podman = tools.which("podman", "podman")
     found = tools.run([podman, "ps", "--all", "--quiet", "--filter", f"label={LABEL_OWNER}={owner(d)}"],
                       timeout=120).stdout.split()
     if found:
         tools.run([podman, "rm", "--force", "--time", "0", *found], timeout=300)
-    return found
+    listed = tools.run([podman, "images", "--format", "{{.Repository}}:{{.Tag}}"], timeout=120).stdout.split()
+    images = [ref for ref in listed if ref.startswith(image_repository(d) + "/")]
+    if images:
+        tools.run([podman, "rmi", "--ignore", *images], timeout=300)
+    return {"containers": found, "images": images}
 
 
 def mounts(d: Deployment) -> tuple[str, ...]:
@@ -112,4 +122,5 @@ def nova_options(d: Deployment) -> dict[str, dict[str, object]]:
 
     return {"DEFAULT": {"compute_driver": DRIVER},
             "podman": {"api_uri": f"unix://{socket(d)}", "owner": owner(d),
+                       "image_repository": image_repository(d),
                        "ulimits": ",".join(f"{k}:{v}" for k, v in sorted(ulimits(d).items()))}}

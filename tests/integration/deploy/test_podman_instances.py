@@ -4,6 +4,7 @@ healthy and removes what it made. The steps are the README's, with the real `ope
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,12 @@ GREETING = "stackcrate instance"
 
 @pytest.fixture(scope="module")
 def cloud(sc_env, deploy_dist, tmp_path_factory):
-    yield from started(sc_env, deploy_dist, tmp_path_factory.mktemp("podman-driver"), compute_driver="podman")
+    deployment = started(sc_env, deploy_dist, tmp_path_factory.mktemp("podman-driver"), compute_driver="podman")
+    d = next(deployment)
+    yield d
+    with contextlib.suppress(StopIteration):
+        next(deployment)  # rm --purge: the instances' containers and the images the driver loaded go too
+    assert podman_ps(d) == [] and loaded_images(d) == []
 
 
 @pytest.fixture
@@ -52,6 +58,13 @@ def podman_ps(d, *filters: str) -> list[dict]:
     out = subprocess.run(["podman", "ps", "--all", "--format", "json", *args], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     return json.loads(out or "[]")
+
+
+def loaded_images(d) -> list[str]:
+    """The Glance images the deployment's driver loaded into podman."""
+    out = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    return [ref for ref in out if ref.startswith(f"localhost/nova-glance/{owner(d)}/")]
 
 
 def container_of(d, server_id: str) -> dict:
@@ -121,6 +134,7 @@ def test_a_server_is_a_container_through_its_whole_lifecycle(running, busybox):
     running.timings["server ACTIVE"] = [{"step": "boot", "seconds": round(time.monotonic() - t0, 1)}]
     c = container_of(running, sid)
     assert c["State"] == "running" and c["Names"] == [f"nova-{sid}"]
+    assert f"localhost/nova-glance/{owner(running)}/{image}:latest" in loaded_images(running)
     shown = os_("server", "show", sid)
     assert c["Labels"]["org.openstack.nova.instance-name"] == shown["OS-EXT-SRV-ATTR:instance_name"]
     host = inspect(c["Id"])["HostConfig"]

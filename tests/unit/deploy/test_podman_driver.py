@@ -57,6 +57,7 @@ def test_the_local_backend_runs_podmans_api_and_points_nova_at_it(dep):
     nova = configs(local_layout(d))["nova"]
     assert nova["DEFAULT"]["compute_driver"] == "stackcrate_podman.driver.PodmanDriver"
     assert nova["podman"] == {"api_uri": f"unix://{sock}", "owner": f"stackcrate-{d.id}",
+                              "image_repository": f"localhost/nova-glance/stackcrate-{d.id}",
                               "ulimits": ",".join(f"{k}:{v}" for k, v in sorted(containers.ulimits(d).items()))}
 
 
