@@ -312,10 +312,7 @@ def instance_image_cmd(obj, d: Deployment, output: str) -> None:
     a `docker save` archive) for `openstack image create --container-format docker --disk-format raw --file`."""
     from .verify import instance_image
 
-    out = Path(output).resolve()
-    made = instance_image(d, out.parent)
-    if made != out:
-        made.replace(out)
+    out = instance_image(d, Path(output).resolve())
     obj.ui.result({"image": str(out), "bytes": out.stat().st_size},
                   f"{out} ({out.stat().st_size / 1e6:.1f} MB): openstack image create --container-format docker "
                   f"--disk-format raw --file {out.name} busybox")

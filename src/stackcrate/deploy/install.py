@@ -41,6 +41,11 @@ def needed_components(d: Deployment, fmt: str) -> list[str]:
     return list(dict.fromkeys(needed))
 
 
+def backend_format(d: Deployment) -> str:
+    """The artifact format the deployment's backend runs from: venv archives locally, images in containers."""
+    return "tar" if d.backend == "local" else "oci"
+
+
 def artifacts(d: Deployment, fmt: str = "tar") -> dict[str, Artifact]:
     """component -> its artifact of format `fmt`, for every component the deployment needs."""
     index = ArtifactIndex.load(d.artifacts_dir)

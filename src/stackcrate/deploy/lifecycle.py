@@ -22,7 +22,7 @@ from ..errors import StackcrateError
 from . import backing, bootstrap, configs, options, ovn, podman_api, secrets
 from .config import Deployment
 from .health import Checker, Verdict
-from .install import artifacts, install, prepare, record_use, release, summary, venvs
+from .install import artifacts, backend_format, install, prepare, record_use, release, summary, venvs
 from .keystone_api import register
 from .layout import Layout
 from .manager import Manager, manager_for
@@ -457,7 +457,7 @@ def status(d: Deployment) -> dict:
     left = {} if states or d.backend != "local" else orphans(d.state)
     defs = definitions_for_status(d)
     try:
-        versions = {c: a.version for c, a in artifacts(d, "tar" if d.backend == "local" else "oci").items()}
+        versions = {c: a.version for c, a in artifacts(d, backend_format(d)).items()}
     except StackcrateError:
         versions = {}
     values = secrets.applied(d.state)

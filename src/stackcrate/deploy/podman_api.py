@@ -32,15 +32,20 @@ def enabled(d: Deployment) -> bool:
     return d.config.compute_driver == "podman" and nova is not None and "compute" in nova.processes  # type: ignore
 
 
+def runs_own_api(d: Deployment) -> bool:
+    """The deployment runs podman's API itself: on the local backend, unless configured to use another."""
+    return d.backend == "local" and not d.config.podman_api_socket
+
+
 def socket(d: Deployment) -> Path:
-    if d.backend == "local" and not d.config.podman_api_socket:
+    if runs_own_api(d):
         return d.state / "run" / "podman" / "podman.sock"
     return Path(d.config.podman_api_socket or HOST_SOCKET)
 
 
 def names(d: Deployment) -> tuple[str, ...]:
-    """The backing process the deployment runs for it: the local backend's own API service."""
-    return (NAME,) if enabled(d) and d.backend == "local" and not d.config.podman_api_socket else ()
+    """The backing process the deployment runs for it: its own API service."""
+    return (NAME,) if enabled(d) and runs_own_api(d) else ()
 
 
 def processes(d: Deployment) -> list[ProcessDef]:
@@ -72,7 +77,7 @@ def check(d: Deployment) -> None:
     from .health import podman_ping
 
     # the API ignores a container's own runtime: where crun cannot run containers, the service's default must be runc
-    runtime = f" --runtime {oci_runtime(d)}" if oci_runtime(d) else ""
+    runtime = f" --runtime {rt}" if (rt := oci_runtime(d)) else ""
     try:
         podman_ping(str(socket(d)))
     except OSError as exc:

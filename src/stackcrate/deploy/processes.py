@@ -197,10 +197,10 @@ def definitions_for_status(d: Deployment) -> dict[str, ProcessDef]:
     """Every process's definition for its health check alone: works before anything is installed (the venv
     paths come from artifacts.json when it is there; a program that is not installed keeps its usual path)."""
     from ..errors import StackcrateError
-    from .install import artifacts
+    from .install import artifacts, backend_format
 
     try:
-        venvs = {c: a.install_path for c, a in artifacts(d, "tar" if d.backend == "local" else "oci").items()}
+        venvs = {c: a.install_path for c, a in artifacts(d, backend_format(d)).items()}
     except StackcrateError:
         venvs = {s.component: f"/opt/openstack/{s.component}" for s in d.services.enabled().values()}
     return {p.name: p for p in all_processes(Layout(d, venvs, secrets={}))}

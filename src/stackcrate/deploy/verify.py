@@ -24,7 +24,7 @@ from ..tools import ToolFailed
 from . import podman_api
 from .config import Deployment
 from .configs import cloud_name
-from .install import artifacts
+from .install import artifacts, backend_format
 from .openstack import COMPUTE_HOST
 from .processes import Call
 from .timer import Timer
@@ -33,6 +33,7 @@ COMPUTE_MICROVERSION = "2.37"  # the first that accepts `--nic none`
 ACTIVE_TIMEOUT = 120.0
 DELETE_TIMEOUT = 60.0
 PORT_TIMEOUT = 60.0       # for the server's port to go ACTIVE once the server is (OVN claims it on the chassis)
+CONSOLE_TIMEOUT = 60.0    # for a container server's first output to reach its console log once it is ACTIVE
 SUBNET = "192.0.2.0/24"   # TEST-NET-1: exists only inside the deployment's own networks
 
 
@@ -43,7 +44,7 @@ class Client:
     def __init__(self, d: Deployment):
         from .manager import manager_for
 
-        fmt = "tar" if d.backend == "local" else "oci"
+        fmt = backend_format(d)
         self.component = d.services.client
         self.bin = str(Path(artifacts(d, fmt)[self.component].install_path) / "bin" / "openstack")
         clouds = d.state / "clouds.yaml"
@@ -89,14 +90,14 @@ def _wait(what: str, timeout: float, probe) -> object:
         time.sleep(1)
 
 
-def instance_image(d: Deployment, work: Path) -> Path:
-    """stackcrate's busybox image archive for the podman driver, for the target the artifacts were built for."""
+def instance_image(d: Deployment, out: Path) -> Path:
+    """stackcrate's busybox image archive for the podman driver, for the target the artifacts were built for,
+    written to `out`."""
     from ..targets import get_target
     from . import instance_image as ii
 
     nova = d.services.enabled()["nova"].component
-    target = get_target(artifacts(d, "tar" if d.backend == "local" else "oci")[nova].target)
-    return ii.build(target, d.cache, work / "busybox.tar")
+    return ii.build(get_target(artifacts(d, backend_format(d))[nova].target), d.cache, out)
 
 
 def verify(d: Deployment, t: Timer) -> dict:
@@ -145,7 +146,7 @@ def verify(d: Deployment, t: Timer) -> dict:
     return res
 
 
-def _boot(os_: Client, t: Timer, name: str, image: str, nic: list[str], cleanup: ExitStack, res: dict) -> dict:
+def _boot(os_: Client, name: str, image: str, nic: list[str], cleanup: ExitStack, res: dict) -> dict:
     """A flavor and a server of `image` ACTIVE, listed and shown (deleted on failure, before the network)."""
     flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", name)
     cleanup.callback(os_, "flavor", "delete", flavor["id"], fmt=False)  # type: ignore[index]
@@ -172,7 +173,7 @@ def _boot(os_: Client, t: Timer, name: str, image: str, nic: list[str], cleanup:
 
 def fake_server(os_: Client, t: Timer, name: str, image: str, net: str, cleanup: ExitStack, res: dict) -> None:
     with t.step("Server: create on the network, ACTIVE, list, show") as info:
-        _boot(os_, t, name, image, ["--network", net], cleanup, res)
+        _boot(os_, name, image, ["--network", net], cleanup, res)
         info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
     with t.step("Server's port: ACTIVE, bound to the compute host, an address of the subnet") as info:
         res["port"] = check_port(os_, res["server_id"], name)
@@ -184,20 +185,21 @@ def container_server(d: Deployment, os_: Client, t: Timer, name: str, work: Path
     from .instance_image import GREETING
 
     with t.step("Container image: stackcrate's busybox, uploaded (container format docker)") as info:
-        archive = instance_image(d, work)
+        archive = instance_image(d, work / f"{name}-busybox.tar")
+        cleanup.callback(archive.unlink, missing_ok=True)
         image = os_("image", "create", "--disk-format", "raw", "--container-format", "docker", "--file",
                     str(archive), f"{name}-busybox")
         cleanup.callback(os_, "image", "delete", image["id"], fmt=False)  # type: ignore[index]
         info["note"] = f"{archive.stat().st_size / 1e6:.1f} MB"
     with t.step("Server: a podman container (--nic none), ACTIVE, list, show") as info:
-        _boot(os_, t, name, image["id"], ["--nic", "none"], cleanup, res)  # type: ignore[index]
+        _boot(os_, name, image["id"], ["--nic", "none"], cleanup, res)  # type: ignore[index]
         info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
     with t.step("Server's console log: what the container printed") as info:
         def printed() -> str | None:
             text = str(os_("console", "log", "show", res["server_id"], fmt=False))
             return text if GREETING in text else None
 
-        res["console"] = str(_wait(f"the console log of server {name} to show {GREETING!r}", PORT_TIMEOUT,
+        res["console"] = str(_wait(f"the console log of server {name} to show {GREETING!r}", CONSOLE_TIMEOUT,
                                    printed)).strip().splitlines()[0]
         info["note"] = res["console"]
 

@@ -102,9 +102,10 @@ def busybox(running):
     """The README's steps: stackcrate's busybox image written by `deploy instance-image`, uploaded to Glance as a
     container image; a small flavor."""
     os_ = client(running)
-    archive = running.state / "data" / "verify" / "busybox.tar"  # the client's container may read it there
+    archive = running.state / "data" / "verify" / "demo-image.tar"  # the client's container may read it there
     made = running.ok("instance-image", "-o", str(archive))
     assert made["image"] == str(archive) and archive.stat().st_size == made["bytes"] > 1_000_000
+    assert not (archive.parent / "busybox.tar").exists()  # written where asked, nowhere else
     image = os_("image", "create", "--container-format", "docker", "--disk-format", "raw", "--file", str(archive),
                 "busybox")
     flavor = os_("flavor", "create", "--ram", "128", "--vcpus", "1", "--disk", "1", "small")
