@@ -13,6 +13,7 @@ from . import __version__
 from .cache import Cache
 from .deploy.cli import deploy
 from .errors import StackcrateError
+from .lab.cli import lab
 from .manifest import DEFAULT_MANIFEST
 from .reqs.cli import reqs
 from .ui import UI, err
@@ -167,6 +168,7 @@ def publish(obj: Ctx, src: str, dest: str) -> None:
 
 main.add_command(reqs)
 main.add_command(deploy)
+main.add_command(lab)
 
 
 def run(argv: list[str] | None = None) -> int:

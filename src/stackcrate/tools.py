@@ -11,18 +11,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 import xmlrpc.client
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
@@ -110,6 +112,45 @@ def spawn(argv: Sequence[str | Path], *, log_file: Path, env: Mapping[str, str] 
     finally:
         os.close(fd)
     return proc.pid
+
+
+def run_streaming(argv: Sequence[str | Path], *, on_line: Callable[[str], None], log_file: Path,
+                  env: Mapping[str, str] | None = None, cwd: Path | str | None = None,
+                  timeout: float = DEFAULT_TIMEOUT) -> int:
+    """Run a long program, handing each line of its output (stdout and stderr together) to on_line as it comes
+    and appending it to log_file; its exit status. Killed (with its process group) when it outlives timeout."""
+    import threading
+
+    args = [str(a) for a in argv]
+    log.debug("run: %s", shlex.join(args))
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=_env(env), cwd=cwd, text=True, errors="replace", start_new_session=True)
+    except FileNotFoundError:
+        raise StackcrateError(f"the program {args[0]} does not exist",
+                              hint="install it, or check the path it is run from") from None
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        with open(log_file, "a") as out:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                out.write(line)
+                out.flush()
+                on_line(line.rstrip("\n"))
+        proc.wait()
+    finally:
+        timer.cancel()
+    if timed_out.is_set():
+        raise ToolFailed(args, -9, "", f"killed after {timeout:.0f}s (see {log_file})", timed_out=timeout)
+    return proc.returncode
 
 
 def uv_bin() -> str:

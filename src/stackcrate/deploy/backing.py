@@ -44,6 +44,19 @@ SYSTEM_IMAGES = (
 )
 
 
+# The Debian packages each kind of host of a cloud needs (`deploy -i` installs them): python3-venv for stackcrate's
+# own venv, supervisor for the processes, the backing services' and OVN's packages on the control host, Open
+# vSwitch and ovn-controller on a compute host.
+HOST_PACKAGES = {
+    "control": ("python3-venv", "supervisor", *(p for i in SYSTEM_IMAGES if i.name != ovn.IMAGE for p in i.packages),
+                "ovn-central"),
+    "compute": ("python3-venv", "supervisor", "ovn-host", "openvswitch-switch"),
+}
+# The backing processes of a compute host (see processes.host_role): the chassis nova-compute plugs ports into,
+# and podman's API for the podman driver. Every other one runs on the control host.
+COMPUTE_BACKING = frozenset({*ovn.CHASSIS, podman_api.NAME})
+
+
 def backing_names(d: Deployment) -> tuple[str, ...]:
     """Every backing process of the deployment, in start order (the stop order is the reverse); OVN's where
     neutron runs (before neutron, which programs it)."""
@@ -168,6 +181,9 @@ def rabbitmq_set_password(d: Deployment, password: str, runner: Runner) -> None:
 
 
 def write_configs(d: Deployment, secrets: dict[str, str]) -> None:
+    """The backing services' files: the control host's (a compute host's OVS/OVN need none)."""
+    if not d.has("control"):
+        return
     if d.config.tls:
         from .tls import ensure
 

@@ -51,8 +51,65 @@ def _finish(obj, t: Timer, verb: str, data: dict, text: str, started: float) -> 
 
 
 @click.group()
-def deploy() -> None:
-    """Run a single-node OpenStack control plane from the built artifacts."""
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False),
+              help="An Ansible inventory: run the verb on its hosts (groups control and compute) through Ansible.")
+@click.option("--limit", metavar="PATTERN", help="With -i: only these hosts (an Ansible host pattern, e.g. node3).")
+@click.pass_obj
+def deploy(obj, inventory: str | None, limit: str | None) -> None:
+    """Run an OpenStack cloud from the built artifacts: on this host, or on many with -i INVENTORY."""
+    if limit and not inventory:
+        raise click.UsageError("--limit needs -i INVENTORY")
+    if obj is not None:
+        obj.inventory = Path(inventory).resolve() if inventory else None
+        obj.limit = limit
+
+
+def _many(obj, d: Deployment, *args: str) -> bool:
+    """With -i: run the verb on the inventory's hosts (True); without: False, the verb runs here."""
+    inventory = getattr(obj, "inventory", None)
+    if inventory is None:
+        return False
+    from . import multinode
+
+    t0 = time.monotonic()
+    from rich.markup import escape
+
+    # Ansible's lines are full of [brackets]: text, not markup
+    cloud, texts = multinode.run_verb(d, inventory, obj.cache, list(args), lambda s: obj.ui.info(escape(s)),
+                                      limit=getattr(obj, "limit", None))
+    took = time.monotonic() - t0
+    verb = args[0]
+    if verb in ("logs", "openstack"):
+        for h in cloud.hosts:
+            if h.name in texts:
+                if verb == "logs":
+                    click.echo(f"======== {h.name}")
+                click.echo(texts[h.name].rstrip())
+        return True
+    answers = {h: multinode.as_json(t) for h, t in texts.items()}
+    if verb == "status":
+        lines, code = [], 0
+        for h in cloud.hosts:
+            if h.name not in answers:
+                continue
+            a = answers[h.name]
+            lines += [f"== {h.name} ({'+'.join(h.roles)}, {h.address})", *status_lines(a.get("processes", [])), ""]
+            code = max(code, a.get("code", 1))
+        obj.ui.result(answers, "\n".join(lines).rstrip())
+        if code:
+            raise SystemExit(code)
+        return True
+    if verb == "verify":
+        a = answers.get(cloud.control.name, {})
+        obj.ui.result({"hosts": answers, "seconds": round(took, 2)},
+                      f"verified on {cloud.control.name}: token, image round trip, network, server "
+                      f"{a.get('server_status')} with its port on {a.get('port', {}).get('host')} "
+                      f"({took:.1f}s)")
+        return True
+    obj.ui.result({"hosts": answers, "seconds": round(took, 2)},
+                  f"{verb}: done on {', '.join(h.name for h in cloud.hosts if h.name in answers)} "
+                  f"({verb} took {took:.1f}s)")
+    return True
 
 
 @deploy.command()
@@ -117,6 +174,9 @@ def init(obj, d: Deployment, reinstall: bool) -> None:
     """Install artifacts; create databases, users, keys, catalog (idempotent)."""
     from . import lifecycle
 
+    if _many(obj, d, "init"):
+        return
+
     t0, t = _timer(obj)
     data = lifecycle.init(d, t, reinstall)
     _finish(obj, t, "init", data, f"initialised {d.state}", t0)
@@ -129,6 +189,9 @@ def init(obj, d: Deployment, reinstall: bool) -> None:
 def run(obj, d: Deployment, dry_run: bool) -> None:
     """Init if needed, then start everything in dependency order, each checked healthy."""
     from . import lifecycle
+
+    if not dry_run and _many(obj, d, "run"):
+        return
 
     if dry_run and d.backend != "local":
         from .containers import dry_run as commands
@@ -157,6 +220,9 @@ def start(obj, d: Deployment) -> None:
     """Start an initialised deployment (only what is not running)."""
     from . import lifecycle
 
+    if _many(obj, d, "start"):
+        return
+
     t0, t = _timer(obj)
     data = lifecycle.start(d, t)
     _finish(obj, t, "start", data, f"started {', '.join(data['started']) or 'nothing (all running)'}", t0)
@@ -168,6 +234,9 @@ def start(obj, d: Deployment) -> None:
 def stop(obj, d: Deployment) -> None:
     """Stop every process (SIGTERM, then SIGKILL after the deadline)."""
     from . import lifecycle
+
+    if _many(obj, d, "stop"):
+        return
 
     t0, t = _timer(obj)
     data = lifecycle.stop_all(d, t)
@@ -188,6 +257,8 @@ def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
                                                err=True):
         obj.ui.info("nothing removed")
         raise SystemExit(1)
+    if _many(obj, d, "rm", *(["--purge", "--yes"] if purge else [])):
+        return
     t0, t = _timer(obj)
     data = lifecycle.rm(d, t, purge)
     _finish(obj, t, "rm", data, f"removed {'everything in ' if purge else 'runtime files of '}{d.state}", t0)
@@ -203,17 +274,22 @@ def status(obj, d: Deployment) -> None:
     """
     from . import lifecycle
 
+    if _many(obj, d, "status"):
+        return
     data = lifecycle.status(d)
-    rows = data["processes"]
+    obj.ui.result({"state_dir": str(d.state), **data}, "\n".join(status_lines(data["processes"])))
+    if data["code"]:
+        raise SystemExit(data["code"])
+
+
+def status_lines(rows: list[dict]) -> list[str]:
     vw = max([len(r["version"] or "-") for r in rows] + [len("VERSION")]) + 2  # Debian's versions are long
     nw = max([len(r["name"]) for r in rows] + [len("NAME")]) + 2
     lines = [f"{'NAME':<{nw}}{'KIND':<9}{'STATE':<13}{'HEALTH':<9}{'VERSION':<{vw}}{'PID':<9}{'PORT':<7}DETAIL"]
     for r in rows:
         lines.append(f"{r['name']:<{nw}}{r['kind']:<9}{r['state']:<13}{r['health']:<9}{r['version'] or '-':<{vw}}"
                      f"{str(r['pid'] or '-'):<9}{str(r['port'] or '-'):<7}{r['detail']}")
-    obj.ui.result({"state_dir": str(d.state), **data}, "\n".join(lines))
-    if data["code"]:
-        raise SystemExit(data["code"])
+    return lines
 
 
 @deploy.command()
@@ -221,8 +297,11 @@ def status(obj, d: Deployment) -> None:
 @click.argument("service", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines to show from the end of each log.")
-def logs(d: Deployment, service: str | None, follow: bool, lines: int) -> None:
+@click.pass_obj
+def logs(obj, d: Deployment, service: str | None, follow: bool, lines: int) -> None:
     """Show the logs of one process (or all): the state folder's log files, or the container engine's logs."""
+    if not follow and _many(obj, d, "logs", *([service] if service else []), "-n", str(lines)):
+        return
     log_dir = d.state / "log"
     files = sorted(log_dir.glob("*.log")) if log_dir.is_dir() else []
     if service:
@@ -294,12 +373,47 @@ def verify(obj, d: Deployment) -> None:
     with the real `openstack` client; everything made is deleted."""
     from .verify import verify as do_verify
 
+    if _many(obj, d, "verify"):
+        return
     t0, t = _timer(obj)
     data = do_verify(d, t)
     server = (f"with its port {data['port']['status']} at {data['port']['ip']}" if "port" in data
               else f"(a container: {data.get('console', '')!r})")
     _finish(obj, t, "verify", data, f"verified: token, image round trip, network, server {data['server_status']} "
             f"{server}, all deleted", t0)
+
+
+@deploy.command(context_settings={"ignore_unknown_options": True})
+@deployment_options
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def openstack(obj, d: Deployment, args: tuple[str, ...]) -> None:
+    """Run the `openstack` client on this cloud as its admin (with -i: on the control host), e.g.
+    stackcrate deploy openstack -- compute service list"""
+    if _many(obj, d, "openstack", "--", *args):
+        return
+    from .verify import Client
+
+    client = Client(d)
+    proc = client.run(list(args))
+    click.echo(proc.stdout, nl=False)
+    click.echo(proc.stderr, nl=False, err=True)
+    if proc.returncode:
+        raise SystemExit(proc.returncode)
+
+
+@deploy.command("add-compute")
+@deployment_options
+@click.argument("hosts", nargs=-1)
+@click.pass_obj
+def add_compute(obj, d: Deployment, hosts: tuple[str, ...]) -> None:
+    """On the control host: map compute hosts (default: configuration.yaml's node.compute_hosts) into the cell
+    once their nova-compute runs, and wait until placement offers them."""
+    from . import lifecycle
+
+    t0, t = _timer(obj)
+    data = lifecycle.add_compute(d, t, list(hosts))
+    _finish(obj, t, "add-compute", data, f"compute host(s) {', '.join(data['compute_hosts'])} ready", t0)
 
 
 @deploy.command("instance-image")

@@ -116,6 +116,35 @@ class Engine(_Strict):
     args: list[str] = Field(default_factory=list, description="more arguments for every `<engine> run`")
 
 
+DEFAULT_HOST = "stackcrate"  # nova's host name (and the OVN chassis') in a one-node cloud
+
+
+class Node(_Strict):
+    """This host's part in a cloud of several hosts. `stackcrate deploy -i INVENTORY` writes it per host from the
+    inventory's groups; a one-node cloud leaves it out (this host is control and compute at once)."""
+
+    name: str = Field(DEFAULT_HOST, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$",
+                      description="This host's name in the cloud: nova's host, the OVN chassis' hostname")
+    roles: list[Literal["control", "compute"]] = Field(
+        default_factory=lambda: ["control", "compute"], min_length=1,
+        description="control: databases, message queue, APIs, conductor, scheduler, OVN's databases; "
+        "compute: nova-compute with Open vSwitch and ovn-controller")
+    control_address: Optional[str] = Field(None, description="Where this host reaches the control plane "
+                                           "(default: listen, i.e. this host is the control host)")
+    compute_hosts: list[str] = Field(default_factory=list, description="The compute hosts (names) the control "
+                                     "host maps into the cell and verify expects servers on (default: this host)")
+
+    @field_validator("control_address")
+    @classmethod
+    def _ip(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address") from None
+        return v
+
+
 class Configuration(_Strict):
     region: str = Field("RegionOne", pattern=r"^[A-Za-z0-9_-]+$")
     listen: str = Field("127.0.0.1", description="Address every process listens on (loopback by default)")
@@ -139,6 +168,7 @@ class Configuration(_Strict):
         "/run/podman/podman.sock (systemd's podman.socket)")
     tls: bool = Field(False, description="HTTPS at HAProxy with a CA made for the deployment (the catalog then "
                       "lists https URLs; `init` applies a change)")
+    node: Node = Field(default_factory=Node, description="This host's part in a cloud of several hosts")
     secrets: dict[str, str] = Field(default_factory=dict, description="Secrets to use instead of generated ones")
     overrides: dict[str, dict[str, dict[str, Any]]] = Field(
         default_factory=dict, description="service -> section -> option -> value, added to its config file")
@@ -208,7 +238,26 @@ class Deployment:
 
     @property
     def listen(self) -> str:
+        """The address this host's processes listen on."""
         return self.config.listen
+
+    @property
+    def control(self) -> str:
+        """The address the control plane (databases, broker, APIs, OVN's databases) is reached at."""
+        return self.config.node.control_address or self.config.listen
+
+    @property
+    def host(self) -> str:
+        """This host's name in the cloud (nova's `host`, the OVN chassis' hostname)."""
+        return self.config.node.name
+
+    def has(self, role: str) -> bool:
+        return role in self.config.node.roles
+
+    @property
+    def compute_hosts(self) -> list[str]:
+        """Every compute host of the cloud, as the control host knows them."""
+        return self.config.node.compute_hosts or ([self.host] if self.has("compute") else [])
 
     @property
     def id(self) -> str:

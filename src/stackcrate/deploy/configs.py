@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import ovn, podman_api
 from .layout import Layout
-from .openstack import COMPUTE_HOST, SERVICES
+from .openstack import SERVICES
 from .processes import wsgi_module
 from .secrets import private_file
 
@@ -43,6 +43,9 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
     common = {"DEFAULT": {"debug": False, "transport_url": lay.transport_url()}}
     cache = {"enabled": True, "backend": "oslo_cache.memcache_pool", "memcache_servers": lay.memcache()}
     enabled = d.services.enabled()
+    from .processes import services_here
+
+    here = services_here(d)  # a compute host has nova's venv only: no sections naming another service's files
     out: dict[str, dict[str, dict]] = {}
     out["keystone"] = {
         "DEFAULT": {"debug": False},
@@ -55,7 +58,7 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
         "credential": {"key_repository": lay.data("keystone") / "credential-keys"},
         "cache": cache,
     }
-    if "glance" in enabled:
+    if "glance" in here:
         g = lay.data("glance")
         out["glance"] = {
             "DEFAULT": {"debug": False, "enabled_backends": "fs:file", "bind_host": d.listen,
@@ -77,7 +80,7 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             "api": {"auth_strategy": "keystone"},
             "keystone_authtoken": lay.authtoken("placement"),
         }
-    if "neutron" in enabled:
+    if "neutron" in here:
         n = lay.data("neutron")
         out["neutron"] = _merge({
             # ML2/OVN: tenant networks are Geneve networks OVN implements (DHCP native, security groups as ACLs,
@@ -103,7 +106,7 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             # the fake driver that behaves like a real one-node driver: its node keeps one identity, which
             # nova-compute writes to <state_path>/compute_id at the first start and checks at every other
             "DEFAULT": {"compute_driver": "stackcrate_fake.FakeOVSDriver", "state_path": nv,
-                        "instances_path": nv / "instances", "my_ip": d.listen, "host": COMPUTE_HOST},
+                        "instances_path": nv / "instances", "my_ip": d.listen, "host": d.host},
                         # API workers: gunicorn's (processes.py)
             "wsgi": {"api_paste_config": lay.venv("nova") / "etc" / "nova" / "api-paste.ini"},
             "api_database": {"connection": lay.db_url("nova", "nova_api")},
@@ -132,7 +135,13 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
 
 
 def write_configs(lay: Layout) -> None:
+    """The config files of the services with a process on this host (a compute host: nova's alone)."""
+    from .processes import services_here
+
+    here = services_here(lay.d)
     for service, sections in configs(lay).items():
+        if service not in here:
+            continue
         lay.etc(service).mkdir(parents=True, exist_ok=True)
         os.chmod(lay.etc(service), 0o700)
         private_file(lay.conf_file(service), ini_text(sections))

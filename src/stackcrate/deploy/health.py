@@ -209,7 +209,7 @@ class Checker:
 
     def _keystone_url(self) -> str:
         ks = self.d.services.enabled()["keystone"]
-        return f"http://{self.d.listen}:{ks.backend_port}/v3"
+        return f"http://{self.d.control}:{ks.backend_port}/v3"
 
     def issue_token(self) -> tuple[str, float]:
         body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
@@ -253,7 +253,7 @@ class Checker:
         if nova is None:
             return None
         try:
-            r = self.api_get(f"http://{self.d.listen}:{nova.backend_port}/v2.1/os-services")
+            r = self.api_get(f"http://{self.d.control}:{nova.backend_port}/v2.1/os-services")
         except tools.FetchFailed:
             return None
         with self._lock:
@@ -266,7 +266,7 @@ class Checker:
         """A login as the OpenStack user; with a queue, how many consumers it has (passive declare)."""
         import amqp  # py-amqp: oslo.messaging's own transport library
 
-        conn = amqp.Connection(host=f"{self.d.listen}:{port}", userid="openstack",
+        conn = amqp.Connection(host=f"{self.d.control}:{port}", userid="openstack",
                                password=self.secrets.get("rabbitmq_password", ""), virtual_host="/",
                                connect_timeout=TIMEOUT, read_timeout=TIMEOUT, write_timeout=TIMEOUT)
         try:

@@ -34,8 +34,11 @@ def needed_components(d: Deployment, fmt: str) -> list[str]:
     """The components whose artifact of `fmt` the deployment needs: every service's and the client's, and for the
     images (a container backend) the backing services' too."""
     from .backing import images_needed
+    from .processes import services_here
 
-    needed = [s.component for s in d.services.enabled().values()] + [d.services.client]
+    enabled = d.services.enabled()
+    # a compute host of several hosts runs only nova-compute: nova's venv; the client goes where verify runs
+    needed = [enabled[s].component for s in services_here(d)] + ([d.services.client] if d.has("control") else [])
     if fmt == "oci":
         needed += images_needed(d)
     return list(dict.fromkeys(needed))

@@ -43,12 +43,12 @@ class Layout:
         """The URL in the catalog: HAProxy's frontend (https with `tls: true`)."""
         s = self.d.services.enabled()[service]
         scheme = "https" if self.d.config.tls else "http"
-        return f"{scheme}://{self.d.listen}:{s.port}{SERVICES[service].api_path}"
+        return f"{scheme}://{self.d.control}:{s.port}{SERVICES[service].api_path}"
 
     def backend_url(self, service: str) -> str:
         """The API process itself, behind HAProxy (plain HTTP on the listen address)."""
         s = self.d.services.enabled()[service]
-        return f"http://{self.d.listen}:{s.backend_port}{SERVICES[service].api_path}"
+        return f"http://{self.d.control}:{s.backend_port}{SERVICES[service].api_path}"
 
     def ca_file(self) -> Path | None:
         """The CA clients must trust for the catalog's URLs (None without TLS)."""
@@ -56,14 +56,14 @@ class Layout:
 
     def db_url(self, user: str, db: str | None = None) -> str:
         port = self.d.services.backing.mariadb.port
-        return f"mysql+pymysql://{user}:{self.secrets['db_' + user]}@{self.d.listen}:{port}/{db or user}"
+        return f"mysql+pymysql://{user}:{self.secrets['db_' + user]}@{self.d.control}:{port}/{db or user}"
 
     def transport_url(self) -> str:
         r = self.d.services.backing.rabbitmq
-        return f"rabbit://openstack:{self.secrets['rabbitmq_password']}@{self.d.listen}:{r.port}/"
+        return f"rabbit://openstack:{self.secrets['rabbitmq_password']}@{self.d.control}:{r.port}/"
 
     def memcache(self) -> str:
-        return f"{self.d.listen}:{self.d.services.backing.memcached.port}"
+        return f"{self.d.control}:{self.d.services.backing.memcached.port}"
 
     def auth_section(self, user: str) -> dict[str, str]:
         """A keystoneauth section (service user's credentials; the CA to trust with TLS)."""

@@ -26,8 +26,7 @@ from .install import artifacts, backend_format, install, prepare, record_use, re
 from .keystone_api import register
 from .layout import Layout
 from .manager import Manager, manager_for
-from .openstack import COMPUTE_HOST
-from .processes import ProcessDef, all_processes, make_written_folders, proc_name, process_names
+from .processes import ProcessDef, all_processes, make_written_folders, proc_name, process_names, services_here
 from .supervisor import orphans
 from .timer import Timer
 
@@ -270,36 +269,41 @@ def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------- readiness
 
-def discover_hosts(lay: Layout, sup: Manager, t: Timer) -> None:
-    """Map the compute host into cell1 once it has registered (nova-compute does that on start)."""
+def _sql_list(hosts: list[str]) -> str:
+    return ", ".join(f"'{h}'" for h in hosts)  # host names are validated: letters, digits, dots and dashes
+
+
+def discover_hosts(lay: Layout, sup: Manager, t: Timer, hosts: list[str]) -> None:
+    """Map the compute hosts into cell1 once each has registered (nova-compute does that on start)."""
     def count(q: str) -> int:
         return int(backing.sql(lay.d, q, sup).strip() or 0)
 
-    with t.step("Mapping the compute host (nova-manage cell_v2 discover_hosts)") as info:
-        if count(f"SELECT COUNT(*) FROM nova_api.host_mappings WHERE host='{COMPUTE_HOST}';"):
+    with t.step(f"Mapping the compute host(s) {', '.join(hosts)} (nova-manage cell_v2 discover_hosts)") as info:
+        if count(f"SELECT COUNT(*) FROM nova_api.host_mappings WHERE host IN ({_sql_list(hosts)});") == len(hosts):
             info["note"] = "already mapped"
             return
         deadline = time.monotonic() + 120
-        # Polling the database is instant; nova-manage takes ~3 s to start, so run it once the node exists.
-        while not count(f"SELECT COUNT(*) FROM nova.compute_nodes WHERE host='{COMPUTE_HOST}' AND deleted=0;"):
+        # Polling the database is instant; nova-manage takes ~3 s to start, so run it once the nodes exist.
+        while count(f"SELECT COUNT(DISTINCT host) FROM nova.compute_nodes WHERE host IN ({_sql_list(hosts)}) "
+                    "AND deleted=0;") < len(hosts):
             if time.monotonic() > deadline:
-                raise StackcrateError("nova-compute did not register within 120s",
-                                      hint="see `stackcrate deploy logs nova-compute`")
+                raise StackcrateError(f"nova-compute did not register on every one of {', '.join(hosts)} within "
+                                      "120s", hint="see `stackcrate deploy logs nova-compute` (on each host)")
             time.sleep(0.5)
         sup.run(bootstrap.management_call(lay, "nova", [lay.bin("nova", "nova-manage"), "--config-file",
                                                         str(lay.conf_file("nova")), "cell_v2", "discover_hosts"]),
                 timeout=300)
 
 
-def compute_in_placement(lay: Layout) -> str | None:
-    """Why placement cannot yet offer the compute node to the scheduler (None: it can)."""
+def compute_in_placement(lay: Layout, host: str) -> str | None:
+    """Why placement cannot yet offer the compute host to the scheduler (None: it can)."""
     placement = lay.d.services.enabled()["placement"]
-    base = f"http://{lay.d.listen}:{placement.backend_port}"
+    base = f"http://{lay.d.control}:{placement.backend_port}"
     checker = Checker(lay.d, lay.secrets)
     try:
-        rps = checker.api_get(f"{base}/resource_providers?name={COMPUTE_HOST}").json()["resource_providers"]
+        rps = checker.api_get(f"{base}/resource_providers?name={host}").json()["resource_providers"]
         if not rps:
-            return f"no resource provider {COMPUTE_HOST} in placement yet"
+            return f"no resource provider {host} in placement yet"
         inv = checker.api_get(f"{base}/resource_providers/{rps[0]['uuid']}/inventories").json()["inventories"]
     except tools.FetchFailed as exc:
         return f"placement: {exc.reason}"
@@ -307,21 +311,40 @@ def compute_in_placement(lay: Layout) -> str | None:
     return f"its inventory lacks {', '.join(missing)}" if missing else None
 
 
-def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer) -> None:
-    """Return once the cloud can build a server: the compute host mapped into its cell and offered by placement
-    (each nova process was already seen consuming its RPC queue)."""
+def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer, hosts: list[str] | None = None) -> None:
+    """Return once the cloud can build servers on `hosts`: each mapped into the cell and offered by placement
+    (each nova process was already seen consuming its RPC queue). By default this host when it is control and
+    compute at once; a control host of several hosts maps its compute hosts once they run (`add-compute`)."""
     nova = lay.d.services.enabled().get("nova")
     if nova is None or "compute" not in nova.processes:
         return
-    discover_hosts(lay, sup, t)
-    with t.step("Waiting until placement offers the compute node") as info:
+    d = lay.d
+    hosts = hosts if hosts is not None else ([d.host] if d.has("control") and d.has("compute") else [])
+    if not hosts:
+        return
+    discover_hosts(lay, sup, t, hosts)
+    with t.step(f"Waiting until placement offers {', '.join(hosts)}") as info:
         deadline = time.monotonic() + READY_TIMEOUT
-        while (why := compute_in_placement(lay)) is not None:
+        while why := next((f"{h}: {w}" for h in hosts if (w := compute_in_placement(lay, h))), None):
             if time.monotonic() > deadline:
                 raise StackcrateError(f"the cloud cannot build servers after {READY_TIMEOUT:.0f}s: {why}",
                                       hint="see `stackcrate deploy logs nova-compute` and `... logs placement`")
             time.sleep(0.5)
         info["note"] = "ready"
+
+
+def add_compute(d: Deployment, t: Timer, hosts: list[str]) -> dict:
+    """On the control host: map compute hosts that now run nova-compute into the cell and wait until placement
+    offers them (what a one-node `start` does for its own compute service)."""
+    if not d.has("control"):
+        raise StackcrateError(f"{d.host} is not a control host: add compute hosts where the databases run",
+                              hint="run it on the control host (configuration.yaml: node.roles has control)")
+    sup = manager_for(d)
+    if not sup.running():
+        raise StackcrateError(f"the deployment in {d.state} is not running", hint="run `stackcrate deploy start`")
+    lay = layout(d)
+    wait_cloud_ready(lay, sup, t, hosts or d.compute_hosts)
+    return {"compute_hosts": hosts or d.compute_hosts}
 
 
 # ---------------------------------------------------------------------------------------------- verbs
@@ -371,8 +394,9 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     with t.step("Writing configuration files") as info:
         changed = write_configs(lay)
         info["note"] = f"{changed} changed" if changed else "unchanged"
-    with t.step("MariaDB data directory") as info:
-        info["note"] = "created" if backing.mariadb_install(d, sup) else "kept"
+    if d.has("control"):
+        with t.step("MariaDB data directory") as info:
+            info["note"] = "created" if backing.mariadb_install(d, sup) else "kept"
     if ovn.enabled(d):
         with t.step("OVN and Open vSwitch databases") as info:
             info["note"] = ", ".join(ovn.create_databases(d, sup)) or "kept"
@@ -380,6 +404,12 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     # the broker may still hold an old password (set below): one that answers counts as started
     started = start_processes(d, sup, [p for p in all_processes(lay) if p.kind == "backing"], values, t, lay=lay,
                               login_optional=True)
+    if not d.has("control"):  # a compute host: nothing of the databases, the broker or keystone is here
+        secrets.record(d.state, values)
+        _marker(d).write_text(json.dumps({"services": services_here(d), "backend": d.backend,
+                                          "time": time.time()}))
+        return {"state": str(d.state), "started": started, "restarted": [], "secrets_applied": pending,
+                "created_in_keystone": 0}
     with t.step("Databases and database users"):
         backing.sql(d, bootstrap.db_sql(d, values), sup)
     if "rabbitmq_password" in pending or not Checker(d, values).amqp(d.services.backing.rabbitmq.port).ok:

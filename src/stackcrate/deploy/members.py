@@ -3,6 +3,7 @@ checking an artifact (nothing written) and again while unpacking it (tarfile's e
 
 from __future__ import annotations
 
+import copy
 import posixpath
 import tarfile
 
@@ -90,20 +91,20 @@ class MemberRules:
             if kind != "folder":
                 raise self._fail(m.name, f"is a {kind} where the folder {'/' + name} belongs")
             self.has_top |= name == self.top
-            return m.replace(name=".", deep=False) if name == self.top else None
+            return _replace(m, name=".") if name == self.top else None
         rel = self._inside(m.name, name, "lies")
         if m.islnk():
             target = _clean(m.linkname)
             if target is None or target not in self.seen:
                 raise self._fail(m.name, f"is a hard link to {m.linkname!r}, which is no member before it")
-            return m.replace(name=rel, linkname=self._inside(m.name, target, f"links to {target},"), deep=False)
+            return _replace(m, name=rel, linkname=self._inside(m.name, target, f"links to {target},"))
         if m.issym():
             self.symlinks.add(rel)
             if not m.linkname.startswith("/"):
                 resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), m.linkname))
                 if resolved == ".." or resolved.startswith("../"):
                     raise self._fail(m.name, f"is a symlink to {m.linkname!r}, out of {self.install_path}")
-        return m.replace(name=rel, deep=False)
+        return _replace(m, name=rel)
 
     def finish(self) -> None:
         """After the last member: the archive held the venv's folder and its interpreter."""
@@ -111,3 +112,11 @@ class MemberRules:
             raise BadMember(f"it has no entry for {self.install_path} itself (built for another install path?)")
         if f"{self.top}/bin/python" not in self.seen:
             raise BadMember(f"it has no {self.install_path}/bin/python: it is not a venv")
+
+
+def _replace(m: tarfile.TarInfo, **changes: str) -> tarfile.TarInfo:
+    """A copy of m with other attributes (TarInfo.replace exists from Python 3.11.4 on; Debian 12 has 3.11.2)."""
+    new = copy.copy(m)
+    for name, value in changes.items():
+        setattr(new, name, value)
+    return new

@@ -184,8 +184,5 @@ NOVA = ServiceSpec(
     data_dirs=("instances", "locks"),
 )
 
-# nova's [DEFAULT] host: the name of the one compute node (its RPC queue is compute.<host>)
-COMPUTE_HOST = "stackcrate"
-
 # The start order: keystone first (every other service checks tokens against it), nova last (it calls them all).
 SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (KEYSTONE, GLANCE, PLACEMENT, NEUTRON, NOVA)}

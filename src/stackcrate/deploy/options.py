@@ -29,6 +29,7 @@ from .config import Deployment
 from .configs import ini_value
 from .install import artifacts
 from .openstack import SERVICES
+from .processes import services_here
 from .timer import Timer
 
 PROBE = Path(__file__).with_name("option_probe.py")
@@ -98,7 +99,8 @@ def _did_you_mean(name: str, known: tuple[str, ...], brackets: str = "") -> str:
 def requests(d: Deployment) -> list[Request]:
     """One request per enabled service that has overrides (the others are not checked: nothing to check)."""
     enabled = d.services.enabled()
-    wanted = {s: o for s, o in d.config.overrides.items() if s in enabled and o}
+    here = services_here(d)  # a compute host has only nova's venv
+    wanted = {s: o for s, o in d.config.overrides.items() if s in enabled and s in here and o}
     if not wanted:
         return []
     on_host = d.backend == "local"

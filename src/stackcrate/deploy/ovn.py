@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import tools
-from .config import Deployment
-from .openstack import COMPUTE_HOST
+from .config import DEFAULT_HOST, Deployment
 from .processes import Call, Health, ProcessDef, Runner
 
 # Where each program is in Debian (in the image too), and its package (named when it is missing).
@@ -29,8 +28,11 @@ PACKAGES = {"ovsdb-server": "openvswitch-common", "ovsdb-tool": "openvswitch-com
             "ovn-controller": "ovn-host"}
 SCHEMAS = {"ovnnb_db": "/usr/share/ovn/ovn-nb.ovsschema", "ovnsb_db": "/usr/share/ovn/ovn-sb.ovsschema",
            "conf": "/usr/share/openvswitch/vswitch.ovsschema"}
-# The processes, in start order: the databases before what reads them.
-NAMES = ("ovn-nb-db", "ovn-sb-db", "ovn-northd", "openvswitch-db", "ovs-vswitchd", "ovn-controller")
+# The processes, in start order: the databases before what reads them. The central ones run on the control host,
+# the chassis on each compute host.
+CENTRAL = ("ovn-nb-db", "ovn-sb-db", "ovn-northd")
+CHASSIS = ("openvswitch-db", "ovs-vswitchd", "ovn-controller")
+NAMES = CENTRAL + CHASSIS
 IMAGE = "ovn"   # the image all of them run from on a container backend (backing.SYSTEM_IMAGES)
 KERNEL_MODULE = Path("/sys/module/openvswitch")
 
@@ -58,11 +60,11 @@ def ovs_socket(d: Deployment) -> Path:
 
 
 def nb_remote(d: Deployment) -> str:
-    return f"tcp:{d.listen}:{d.services.backing.ovn.nb_port}"
+    return f"tcp:{d.control}:{d.services.backing.ovn.nb_port}"
 
 
 def sb_remote(d: Deployment) -> str:
-    return f"tcp:{d.listen}:{d.services.backing.ovn.sb_port}"
+    return f"tcp:{d.control}:{d.services.backing.ovn.sb_port}"
 
 
 def _listen(port: int, d: Deployment) -> str:
@@ -81,7 +83,8 @@ def bridge(d: Deployment) -> str:
 
 
 def chassis(d: Deployment) -> str:
-    return f"stackcrate-{d.id}"
+    """The chassis' name in OVN's southbound database: one per host of the cloud."""
+    return f"stackcrate-{d.id}" if d.host == DEFAULT_HOST else f"{d.host}-{d.id}"
 
 
 def datapath(d: Deployment) -> str:
@@ -157,7 +160,7 @@ def chassis_settings(d: Deployment) -> Call:
     """What ovn-controller reads from Open vSwitch's database: which chassis it is (the compute host nova
     binds ports to), where the southbound database is, its tunnel endpoint and the bridge to make. Written
     before every start of ovs-vswitchd, so a changed listen address or port takes effect."""
-    ids = {"system-id": chassis(d), "hostname": COMPUTE_HOST, "ovn-remote": sb_remote(d),
+    ids = {"system-id": chassis(d), "hostname": d.host, "ovn-remote": sb_remote(d),
            "ovn-encap-type": "geneve", "ovn-encap-ip": d.listen, "ovn-bridge": bridge(d),
            "ovn-bridge-datapath-type": datapath(d)}
     sets = [f"external_ids:{k}={v}" for k, v in ids.items()]
@@ -172,7 +175,9 @@ def create_databases(d: Deployment, runner: Runner) -> list[str]:
         return []
     data_dir(d).mkdir(parents=True, exist_ok=True)
     done = []
-    for db, schema in SCHEMAS.items():
+    # the northbound and southbound databases on the control host, Open vSwitch's on each compute host
+    here = [db for db in SCHEMAS if d.has("compute" if db == "conf" else "control")]
+    for db, schema in ((db, SCHEMAS[db]) for db in here):
         path = data_dir(d) / f"{db}.db"
         if not path.exists():
             runner.run(_call(d, "ovsdb-tool", ["create", str(path), schema], (data_dir(d),)), timeout=60)

@@ -16,7 +16,7 @@ from typing import Protocol
 from .. import tools
 from .config import Deployment
 from .layout import Layout
-from .openstack import COMPUTE_HOST, SERVICES, Process, ServiceSpec
+from .openstack import SERVICES, Process, ServiceSpec
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def config_env(lay: Layout, spec: ServiceSpec) -> dict[str, str]:
 def health_of(lay: Layout, p: Process) -> Health:
     d = lay.d
     if p.probe.kind == "rpc":
-        return Health("rpc", queue=p.probe.queue.format(host=COMPUTE_HOST), binary=p.program, host=COMPUTE_HOST)
+        return Health("rpc", queue=p.probe.queue.format(host=d.host), binary=p.program, host=d.host)
     svc = next(s for n, s in d.services.enabled().items() if p in SERVICES[n].processes)
     return Health(p.probe.kind, url=f"http://{d.listen}:{svc.backend_port}{p.probe.path}", port=svc.backend_port)
 
@@ -164,33 +164,49 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
         health=health_of(lay, p), start_timeout=180)
 
 
-def openstack_processes(lay: Layout) -> list[ProcessDef]:
-    """Every OpenStack process the services file enables, in start order."""
+def host_role(name: str) -> str:
+    """Which hosts of a cloud run the process `name`: "compute" (nova-compute and the chassis it plugs ports
+    into) or "control" (everything else). A one-node cloud is both."""
+    from .backing import COMPUTE_BACKING
+
+    if name in COMPUTE_BACKING:
+        return "compute"
+    roles = {p.name: p.role for spec in SERVICES.values() for p in spec.processes}
+    return "compute" if roles.get(name) == "compute" else "control"
+
+
+def _enabled_processes(d: Deployment) -> list[tuple[ServiceSpec, Process]]:
+    """Every OpenStack process the services file enables and this host runs, in start order."""
     out = []
-    for name, svc in lay.d.services.enabled().items():
+    for name, svc in d.services.enabled().items():
         roles = getattr(svc, "processes", None)
-        for p in SERVICES[name].processes:
-            if roles is None or p.role in roles:
-                out.append(service_process(lay, SERVICES[name], p))
+        out += [(SERVICES[name], p) for p in SERVICES[name].processes
+                if (roles is None or p.role in roles) and d.has(host_role(p.name))]
     return out
 
 
+def services_here(d: Deployment) -> list[str]:
+    """The OpenStack services with a process on this host (all of them on a control host)."""
+    return list(dict.fromkeys(spec.name for spec, _ in _enabled_processes(d)))
+
+
+def openstack_processes(lay: Layout) -> list[ProcessDef]:
+    """Every OpenStack process the services file enables and this host runs, in start order."""
+    return [service_process(lay, spec, p) for spec, p in _enabled_processes(lay.d)]
+
+
 def process_names(d: Deployment) -> list[str]:
-    """Every process of the deployment, in start order, from the services file alone."""
+    """Every process this host runs, in start order, from the services file alone."""
     from .backing import backing_names
 
-    names = list(backing_names(d))
-    for name, svc in d.services.enabled().items():
-        roles = getattr(svc, "processes", None)
-        names += [p.name for p in SERVICES[name].processes if roles is None or p.role in roles]
-    return names
+    return [n for n in backing_names(d) if d.has(host_role(n))] + [p.name for _, p in _enabled_processes(d)]
 
 
 def all_processes(lay: Layout) -> list[ProcessDef]:
     """Backing services first, then OpenStack's: the start order (the stop order is its reverse)."""
     from .backing import backing_processes
 
-    return backing_processes(lay.d) + openstack_processes(lay)
+    return [p for p in backing_processes(lay.d) if lay.d.has(host_role(p.name))] + openstack_processes(lay)
 
 
 def definitions_for_status(d: Deployment) -> dict[str, ProcessDef]:

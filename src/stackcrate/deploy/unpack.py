@@ -59,10 +59,25 @@ def unpack(path: Path, install_path: str, sha256: str, target: Path) -> None:
             placed = rules.place(m)
             return None if placed is None else tarfile.tar_filter(placed, dest)
 
+        def kept(tf: tarfile.TarFile):
+            """Python < 3.11.4 (Debian 12's 3.11.2) has no extraction filters: the members our rules keep, with
+            what tarfile's `tar` filter would clear cleared (setuid/setgid/sticky, write for group and others)."""
+            for m in tf:
+                placed = rules.place(m)
+                if placed is not None:
+                    placed.mode &= ~0o7022
+                    yield placed
+
+        def extract(tf: tarfile.TarFile) -> None:
+            if hasattr(tarfile, "tar_filter"):
+                tf.extractall(tmp, filter=keep)
+            else:
+                tf.extractall(tmp, members=kept(tf))
+
         try:
-            got = read_tar_zst(path, lambda tf: tf.extractall(tmp, filter=keep))
+            got = read_tar_zst(path, extract)
             rules.finish()
-        except (BadArchive, BadMember, tarfile.FilterError) as exc:
+        except (BadArchive, BadMember, getattr(tarfile, "FilterError", BadMember)) as exc:
             raise bad_artifact(path, str(exc)) from None
         if got != sha256:
             raise bad_artifact(path, f"it changed while it was being installed (sha256 {got}, {sha256} expected)")

@@ -25,7 +25,6 @@ from . import podman_api
 from .config import Deployment
 from .configs import cloud_name
 from .install import artifacts, backend_format
-from .openstack import COMPUTE_HOST
 from .processes import Call
 from .timer import Timer
 
@@ -62,6 +61,11 @@ class Client:
                     reads=self.reads, writes=self.writes)
         proc = self.runner.run(call, timeout=300)
         return json.loads(proc.stdout) if fmt and proc.stdout.strip() else proc.stdout
+
+    def run(self, args: list[str], timeout: float = 300):
+        """The client with these arguments, as it is (its output, its exit status)."""
+        call = Call(self.component, self.bin, tuple(args), self.env, reads=self.reads, writes=self.writes)
+        return self.runner.run(call, timeout=timeout, check=False)
 
     def gone(self, kind: str, name: str) -> bool:
         try:
@@ -139,7 +143,7 @@ def verify(d: Deployment, t: Timer) -> dict:
         if podman_api.enabled(d):
             container_server(d, os_, t, name, work, cleanup, res)
         else:
-            fake_server(os_, t, name, image["id"], net["id"], cleanup, res)  # type: ignore[index]
+            fake_server(os_, t, name, image["id"], net["id"], cleanup, res, d.compute_hosts)  # type: ignore
         with t.step("Server deleted"):
             _delete_server(os_, res["server_id"])
         res["deleted"] = True
@@ -171,12 +175,13 @@ def _boot(os_: Client, name: str, image: str, nic: list[str], cleanup: ExitStack
     return shown  # type: ignore[return-value]
 
 
-def fake_server(os_: Client, t: Timer, name: str, image: str, net: str, cleanup: ExitStack, res: dict) -> None:
+def fake_server(os_: Client, t: Timer, name: str, image: str, net: str, cleanup: ExitStack, res: dict,
+                hosts: list[str]) -> None:
     with t.step("Server: create on the network, ACTIVE, list, show") as info:
         _boot(os_, name, image, ["--network", net], cleanup, res)
         info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
     with t.step("Server's port: ACTIVE, bound to the compute host, an address of the subnet") as info:
-        res["port"] = check_port(os_, res["server_id"], name)
+        res["port"] = check_port(os_, res["server_id"], name, hosts)
         info["note"] = f"{res['port']['ip']} on {res['port']['host']}"
 
 
@@ -204,9 +209,9 @@ def container_server(d: Deployment, os_: Client, t: Timer, name: str, work: Path
         info["note"] = res["console"]
 
 
-def check_port(os_: Client, sid: str, name: str) -> dict:
-    """The server's one port: ACTIVE (OVN's chassis claimed it), bound to the compute host, with an address of the
-    subnet."""
+def check_port(os_: Client, sid: str, name: str, hosts: list[str]) -> dict:
+    """The server's one port: ACTIVE (OVN's chassis claimed it), bound to a compute host of the cloud, with an
+    address of the subnet."""
     def active() -> dict | None:
         ports = os_("port", "list", "--server", sid)
         if len(ports) != 1:  # type: ignore[arg-type]
@@ -217,9 +222,9 @@ def check_port(os_: Client, sid: str, name: str) -> dict:
     port = _wait(f"the port of server {name} ACTIVE", PORT_TIMEOUT, active)
     shown = os_("port", "show", port["ID"])  # type: ignore[index]
     host = shown.get("binding_host_id")  # type: ignore[union-attr]
-    if host != COMPUTE_HOST or shown.get("binding_vif_type") in ("unbound", "binding_failed"):  # type: ignore
+    if host not in hosts or shown.get("binding_vif_type") in ("unbound", "binding_failed"):  # type: ignore
         raise StackcrateError(f"the port of server {name} is bound to {host!r} "  # type: ignore[union-attr]
-                              f"({shown.get('binding_vif_type')}), not to {COMPUTE_HOST}")
+                              f"({shown.get('binding_vif_type')}), not to {' or '.join(hosts)}")
     ips = [f["ip_address"] for f in shown.get("fixed_ips", [])]  # type: ignore[union-attr]
     if not any(ipaddress.ip_address(ip) in ipaddress.ip_network(SUBNET) for ip in ips):
         raise StackcrateError(f"the port of server {name} has no address in {SUBNET}: {ips}")

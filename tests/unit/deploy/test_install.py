@@ -224,6 +224,16 @@ GOOD = [(info("opt", tarfile.DIRTYPE, mode=0o755), b""), (info("opt/openstack", 
         (info(f"{VENV}/bin/python", tarfile.SYMTYPE, "/usr/bin/python3"), b"")]
 
 
+@pytest.fixture(params=["filters", "no-filters"])
+def tar_filters(request, monkeypatch):
+    """Both Pythons stackcrate meets: with tarfile's extraction filters (3.11.4 on) and without (Debian 12's
+    3.11.2, on the hosts of a cloud)."""
+    if request.param == "no-filters":
+        monkeypatch.delattr(tarfile, "tar_filter")
+        monkeypatch.delattr(tarfile.TarInfo, "replace")
+    return request.param
+
+
 @pytest.mark.parametrize("bad, why", [
     ([info("etc/cron.d/evil")], "lies outside /opt/openstack/glance-32.0.0"),
     ([info("/etc/evil")], "absolute name"),
@@ -236,7 +246,7 @@ GOOD = [(info("opt", tarfile.DIRTYPE, mode=0o755), b""), (info("opt/openstack", 
     ([info(f"{VENV}/x"), info(f"{VENV}/x")], "appears twice"),
 ], ids=["outside", "absolute", "dotdot", "device", "fifo", "symlink-out", "through-symlink", "hardlink-out",
         "twice"])
-def test_member_outside_its_venv_is_refused(d, dist, root, t, bad, why):
+def test_member_outside_its_venv_is_refused(d, dist, root, t, bad, why, tar_filters):
     dist.pack("glance", GOOD + [(m, b"evil\n" if m.isreg() else b"") for m in bad])
     with pytest.raises(StackcrateError) as exc:
         init_install(d, t, root=root)
@@ -264,13 +274,15 @@ def test_archive_of_another_install_path_is_refused(d, dist, root, t):
     assert not root.exists()
 
 
-def test_good_archive_of_members_installs(d, dist, root, t):
+def test_good_archive_of_members_installs_without_setuid_or_world_writable_bits(d, dist, root, t, tar_filters):
     dist.pack("glance", GOOD + [(info(f"{VENV}/bin/glance-api", mode=0o755), b"#!x\n"),
-                                (info(f"{VENV}/bin/same", tarfile.LNKTYPE, f"{VENV}/bin/glance-api"), b"")])
+                                (info(f"{VENV}/bin/same", tarfile.LNKTYPE, f"{VENV}/bin/glance-api"), b""),
+                                (info(f"{VENV}/bin/setuid", mode=0o4777), b"#!x\n")])
     init_install(d, t, root=root)
     g = venv(root, "glance")
     assert os.readlink(g / "bin" / "python") == "/usr/bin/python3"
     assert (g / "bin" / "same").read_text() == "#!x\n" and (g / "bin" / "same").samefile(g / "bin" / "glance-api")
+    assert (g / "bin" / "setuid").stat().st_mode & 0o7777 == 0o755
     assert temp_folders(root) == []
 
 
