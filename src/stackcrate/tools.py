@@ -153,6 +153,15 @@ def run_streaming(argv: Sequence[str | Path], *, on_line: Callable[[str], None],
     return proc.returncode
 
 
+def alive(pid: int) -> bool:
+    """The process runs: it exists and is not a zombie waiting for its parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def uv_bin() -> str:
     """The uv binary shipped with the `uv` Python package (so the version is the one we depend on)."""
     try:

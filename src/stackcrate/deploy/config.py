@@ -117,13 +117,23 @@ class Engine(_Strict):
 
 
 DEFAULT_HOST = "stackcrate"  # nova's host name (and the OVN chassis') in a one-node cloud
+HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9.-]*$"  # a host of the cloud: letters, digits, dots, dashes
+
+
+def ip_address(v: str) -> str:
+    """v, if it is an IP address (ValueError otherwise: pydantic turns it into a field error)."""
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IP address") from None
+    return v
 
 
 class Node(_Strict):
     """This host's part in a cloud of several hosts. `stackcrate deploy -i INVENTORY` writes it per host from the
     inventory's groups; a one-node cloud leaves it out (this host is control and compute at once)."""
 
-    name: str = Field(DEFAULT_HOST, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$",
+    name: str = Field(DEFAULT_HOST, pattern=HOST_NAME,
                       description="This host's name in the cloud: nova's host, the OVN chassis' hostname")
     roles: list[Literal["control", "compute"]] = Field(
         default_factory=lambda: ["control", "compute"], min_length=1,
@@ -137,12 +147,7 @@ class Node(_Strict):
     @field_validator("control_address")
     @classmethod
     def _ip(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None:
-            try:
-                ipaddress.ip_address(v)
-            except ValueError:
-                raise ValueError(f"{v!r} is not an IP address") from None
-        return v
+        return None if v is None else ip_address(v)
 
 
 class Configuration(_Strict):
@@ -176,11 +181,7 @@ class Configuration(_Strict):
     @field_validator("listen")
     @classmethod
     def _ip(cls, v: str) -> str:
-        try:
-            ipaddress.ip_address(v)
-        except ValueError:
-            raise ValueError(f"{v!r} is not an IP address") from None
-        return v
+        return ip_address(v)
 
     @field_validator("podman_api_socket")
     @classmethod

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import ovn, podman_api
 from .layout import Layout
 from .openstack import SERVICES
-from .processes import wsgi_module
+from .processes import services_here, wsgi_module
 from .secrets import private_file
 
 DRIVER_DIR = Path(__file__).with_name("nova_driver")  # modules nova loads, written into the deployment
@@ -38,26 +38,26 @@ def _merge(base: dict, overrides: dict) -> dict:
 
 
 def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
-    """service -> the sections of its config file (named in openstack.py), with the configuration's overrides."""
+    """service -> the sections of its config file (named in openstack.py), with the configuration's overrides:
+    for the services with a process on this host (a compute host: nova's alone; its venv is the only one here)."""
     d = lay.d
     common = {"DEFAULT": {"debug": False, "transport_url": lay.transport_url()}}
     cache = {"enabled": True, "backend": "oslo_cache.memcache_pool", "memcache_servers": lay.memcache()}
     enabled = d.services.enabled()
-    from .processes import services_here
-
-    here = services_here(d)  # a compute host has nova's venv only: no sections naming another service's files
+    here = services_here(d)
     out: dict[str, dict[str, dict]] = {}
-    out["keystone"] = {
-        "DEFAULT": {"debug": False},
-        "database": {"connection": lay.db_url("keystone")},
-        "token": {"provider": "fernet"},
-        "fernet_tokens": {"key_repository": lay.data("keystone") / "fernet-keys"},
-        # receipts (multi-factor auth) need keys too, or every keystone-manage bootstrap/keystone start fails on a
-        # machine without /etc/keystone/fernet-keys: keystone's default for both is that one folder, so ours too
-        "fernet_receipts": {"key_repository": lay.data("keystone") / "fernet-keys"},
-        "credential": {"key_repository": lay.data("keystone") / "credential-keys"},
-        "cache": cache,
-    }
+    if "keystone" in here:
+        out["keystone"] = {
+            "DEFAULT": {"debug": False},
+            "database": {"connection": lay.db_url("keystone")},
+            "token": {"provider": "fernet"},
+            "fernet_tokens": {"key_repository": lay.data("keystone") / "fernet-keys"},
+            # receipts (multi-factor auth) need keys too, or every keystone-manage bootstrap/keystone start fails on a
+            # machine without /etc/keystone/fernet-keys: keystone's default for both is that one folder, so ours too
+            "fernet_receipts": {"key_repository": lay.data("keystone") / "fernet-keys"},
+            "credential": {"key_repository": lay.data("keystone") / "credential-keys"},
+            "cache": cache,
+        }
     if "glance" in here:
         g = lay.data("glance")
         out["glance"] = {
@@ -73,7 +73,7 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             "keystone_authtoken": lay.authtoken("glance"),
             "oslo_concurrency": {"lock_path": g / "locks"},
         }
-    if "placement" in enabled:
+    if "placement" in here:
         out["placement"] = {
             "DEFAULT": {"debug": False},
             "placement_database": {"connection": lay.db_url("placement")},
@@ -100,7 +100,7 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
                     "ovn_metadata_enabled": False, "enable_distributed_floating_ip": False},
             **({"nova": lay.auth_section("nova")} if "nova" in enabled else {}),
         }, common)
-    if "nova" in enabled:
+    if "nova" in here:
         nv = lay.data("nova")
         out["nova"] = _merge({
             # the fake driver that behaves like a real one-node driver: its node keeps one identity, which
@@ -136,12 +136,7 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
 
 def write_configs(lay: Layout) -> None:
     """The config files of the services with a process on this host (a compute host: nova's alone)."""
-    from .processes import services_here
-
-    here = services_here(lay.d)
     for service, sections in configs(lay).items():
-        if service not in here:
-            continue
         lay.etc(service).mkdir(parents=True, exist_ok=True)
         os.chmod(lay.etc(service), 0o700)
         private_file(lay.conf_file(service), ini_text(sections))

@@ -353,6 +353,12 @@ def _marker(d: Deployment) -> Path:
     return d.state / "data" / "deployment.json"
 
 
+def _record_init(d: Deployment, values: dict[str, str]) -> None:
+    """The end of a successful init: the secrets every service now uses, and the marker `start` looks for."""
+    secrets.record(d.state, values)
+    _marker(d).write_text(json.dumps({"services": services_here(d), "backend": d.backend, "time": time.time()}))
+
+
 def initialised(d: Deployment) -> bool:
     return _marker(d).exists()
 
@@ -405,9 +411,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     started = start_processes(d, sup, [p for p in all_processes(lay) if p.kind == "backing"], values, t, lay=lay,
                               login_optional=True)
     if not d.has("control"):  # a compute host: nothing of the databases, the broker or keystone is here
-        secrets.record(d.state, values)
-        _marker(d).write_text(json.dumps({"services": services_here(d), "backend": d.backend,
-                                          "time": time.time()}))
+        _record_init(d, values)
         return {"state": str(d.state), "started": started, "restarted": [], "secrets_applied": pending,
                 "created_in_keystone": 0}
     with t.step("Databases and database users"):
@@ -435,9 +439,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
         info["note"] = f"{made} created" if made else "all present"
     # what ran before init with a config that changed now runs with the new one
     restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}) if was_running else []
-    secrets.record(d.state, values)
-    _marker(d).write_text(json.dumps({"services": list(d.services.enabled()), "backend": d.backend,
-                                      "time": time.time()}))
+    _record_init(d, values)
     return {"state": str(d.state), "created_in_keystone": made, "secrets_applied": pending, "started": started,
             "restarted": restarted, "boot_unit": str(d.state / "etc" / "systemd" / configs.boot_unit_name(d))}
 

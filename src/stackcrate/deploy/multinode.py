@@ -15,7 +15,6 @@ connection to a host.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -32,14 +31,14 @@ from ..cache import Cache, digest_of, sha256_file
 from ..errors import StackcrateError
 from . import secrets
 from .backing import HOST_PACKAGES
-from .config import Deployment
-from .install import needed_components
+from .config import HOST_NAME, Deployment, ip_address
+from .install import artifacts
 
 PLAYBOOKS = Path(__file__).with_name("ansible")
 HOST_ROOT = "/var/lib/stackcrate"   # on each host: <id>/state, <id>/dist (artifacts), <id>/wheels, <id>/venv
 HOST_ETC = "/etc/stackcrate"        # on each host: <id>/services.yaml, <id>/configuration.yaml (0600: secrets)
 PLAY_TIMEOUT = 3600.0
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+NAME = re.compile(HOST_NAME)
 
 
 @dataclass(frozen=True)
@@ -127,9 +126,9 @@ def cloud_of(inventory: Path, data: dict) -> Cloud:
         v = hostvars.get(name, {})
         address = str(v.get("stackcrate_address") or v.get("ansible_host") or name)
         try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            raise StackcrateError(f"host {name}: {address!r} is not an IP address", where=where,
+            ip_address(address)
+        except ValueError as exc:
+            raise StackcrateError(f"host {name}: {exc}", where=where,
                                   hint="set `stackcrate_address` (the address other hosts reach it at) or an IP "
                                   "`ansible_host`") from None
         roles = tuple(r for r, group in (("control", control), ("compute", compute)) if name in group)
@@ -157,17 +156,7 @@ def host_configuration(d: Deployment, cloud: Cloud, host: Host, values: dict[str
 
 def host_artifacts(d: Deployment, host: Host) -> list[str]:
     """The artifact files (paths on the deploy host) the host runs from: nova's alone on a compute host."""
-    from ..model.artifacts import ArtifactIndex
-
-    index = ArtifactIndex.load(d.artifacts_dir)
-    there = _as_host(d, host)
-    wanted = set(needed_components(there, "tar"))
-    files = [str(index.path(a)) for a in index.artifacts if a.format == "tar" and a.component in wanted]
-    missing = wanted - {a.component for a in index.artifacts if a.format == "tar"}
-    if missing:
-        raise StackcrateError(f"missing artifact(s) (tar) in {d.artifacts_dir}: {', '.join(sorted(missing))}",
-                              hint="run `stackcrate deploy -i INVENTORY build`")
-    return files
+    return [str(d.artifacts_dir / a.file) for a in artifacts(_as_host(d, host), "tar").values()]
 
 
 def _as_host(d: Deployment, host: Host) -> Deployment:

@@ -166,9 +166,9 @@ class Supervisor:
         except (OSError, xmlrpc.client.Error):
             pass
         deadline = time.monotonic() + timeout
-        while pid and _alive(pid) and time.monotonic() < deadline:
+        while pid and tools.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if pid and _alive(pid):
+        if pid and tools.alive(pid):
             os.kill(pid, signal.SIGKILL)
 
     def _pid(self) -> int | None:
@@ -214,7 +214,7 @@ class Supervisor:
         for pid in pids:
             _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(tools.alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         for pid in pids:
             _signal_group(pid, signal.SIGKILL)
@@ -234,18 +234,10 @@ def orphans(state: Path) -> dict[str, list[int]]:
         except OSError:
             continue
         for var in env.split(b"\0"):
-            if var.startswith(want) and _alive(int(entry.name)):
+            if var.startswith(want) and tools.alive(int(entry.name)):
                 out.setdefault(var[len(want):].decode(errors="replace"), []).append(int(entry.name))
                 break
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -82,7 +82,7 @@ def start(lab: LabDir, node: Node, nodes: list[Node], base: Path, public_key: st
     parent = tools.spawn(argv, log_file=d / "console.log", umask=0o022)
     deadline = time.monotonic() + START_WAIT
     while not (kids := _children(parent)):
-        if time.monotonic() > deadline or not _alive(parent):
+        if time.monotonic() > deadline or not tools.alive(parent):
             raise StackcrateError(f"lab node {node.name} did not start: {_tail(d / 'console.log')}",
                                   hint="run as root on a kernel with overlayfs and unprivileged namespaces off "
                                   "the table (stackcrate lab needs root)")
@@ -95,21 +95,6 @@ def _tail(path: Path, n: int = 1500) -> str:
         return path.read_text(errors="replace")[-n:].strip() or "(no output)"
     except OSError:
         return "(no output)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "X"
 
 
 def is_ours(lab: LabDir, node: Node) -> bool:
@@ -132,9 +117,9 @@ def stop(lab: LabDir, node: Node) -> bool:
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + wait
-        while (_alive(node.pid) or _alive(node.unshare_pid)) and time.monotonic() < deadline:
+        while (tools.alive(node.pid) or tools.alive(node.unshare_pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not (_alive(node.pid) or _alive(node.unshare_pid)):
+        if not (tools.alive(node.pid) or tools.alive(node.unshare_pid)):
             return True
     raise StackcrateError(f"lab node {node.name} (pid {node.pid}) did not end after SIGKILL",
                           hint=f"look at it with `ps -o pid,stat,cmd --ppid {node.pid}`")
