@@ -110,11 +110,13 @@ def busybox(running):
                 "busybox")
     flavor = os_("flavor", "create", "--ram", "128", "--vcpus", "1", "--disk", "1", "small")
     yield os_, image["id"], flavor["id"]
-    for s in os_("server", "list"):  # what a failed test left
-        if not os_.gone("server", s["ID"]):
-            os_("server", "delete", "--wait", s["ID"], fmt=False)
-    os_("image", "delete", image["id"], fmt=False)
-    os_("flavor", "delete", flavor["id"], fmt=False)
+    try:  # what a failed test left; a server listed may be on its way out already, so no delete may fail
+        for s in os_("server", "list"):
+            os_.run(["server", "delete", s["ID"]])
+        wait_for(lambda: os_("server", "list") == [], 90, "every server deleted", 1)
+    finally:  # the next test makes its own image and flavor of the same names
+        os_("image", "delete", image["id"], fmt=False)
+        os_("flavor", "delete", flavor["id"], fmt=False)
 
 
 def test_run_starts_podmans_api_and_verify_boots_a_container_server(running):
