@@ -23,11 +23,12 @@ from .package.oci import archive_index
 from .tools import ToolFailed, dpkg_deb, run, which
 
 
-def apt_repo(debs: list[Path], dest: Path, epoch: int) -> None:
+def apt_repo(debs: list[Path], dest: Path, epoch: int, place=shutil.copyfile) -> None:
+    """place(src, dst) puts each .deb into the repository (a copy; a caller may link instead)."""
     dest.mkdir(parents=True)
     stanzas = []
     for deb in sorted(debs):
-        shutil.copyfile(deb, dest / deb.name)
+        place(deb, dest / deb.name)
         control = dpkg_deb(["--field", deb]).stdout.strip()
         data = deb.read_bytes()
         stanzas.append(f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"

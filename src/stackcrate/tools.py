@@ -6,12 +6,16 @@
 - `uv`, `git`: those two with the environment that makes them depend only on our inputs;
 - `http`, `download`: one way to fetch over HTTP: time limits, retries on transient failures, and one error
   style naming the URL and what to do;
-- `xmlrpc_unix`: XML-RPC over HTTP on a unix socket (how we talk to supervisord).
+- `xmlrpc_unix`: XML-RPC over HTTP on a unix socket (how we talk to supervisord);
+- `serve_folder`: a folder served over HTTP for as long as a block runs (the apt repository hosts install from);
+- `in_netns`: the calling thread inside a named network namespace for a block (the lab's).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -20,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +32,7 @@ import xmlrpc.client
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.client import HTTPConnection
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -160,6 +166,65 @@ def alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int, what: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns into {what}: {os.strerror(err)}")
+
+
+def enter_netns(name: str) -> None:
+    """The calling thread into the network namespace `ip netns` knows as name (root only)."""
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        _setns(fd, name)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def in_netns(name: str | None):
+    """The calling thread inside the named network namespace for the block, then back where it was; a socket
+    made inside stays there. None: where it is."""
+    if name is None:
+        yield
+        return
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        enter_netns(name)
+        try:
+            yield
+        finally:
+            _setns(home, "the thread's own network namespace")
+    finally:
+        os.close(home)
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        log.debug("serve: %s %s", self.address_string(), format % args)
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path, host: str, netns: str | None = None):
+    """folder over HTTP at host on a free port (opened inside netns when given) while the block runs; yields the
+    base URL. Read-only: GET and HEAD of the folder's files."""
+    with in_netns(netns):
+        server = ThreadingHTTPServer((host, 0), functools.partial(_QuietFiles, directory=str(folder)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name=f"serve {folder}", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def uv_bin() -> str:

@@ -124,10 +124,11 @@ def build(obj, d: Deployment, constraints_dir: str | None) -> None:
     The local backend runs the tarballs; a container backend also needs the services' OCI images. Without a
     manifest in the configuration, only checks that every artifact is there.
     """
-    from .install import artifacts
+    from .install import artifacts, backend_format
 
     t0 = time.monotonic()
-    formats = ["tar"] if d.backend == "local" else ["oci"]
+    # many hosts (-i) install the services' Debian packages from the deploy host's apt repository
+    formats = ["deb"] if getattr(obj, "inventory", None) else [backend_format(d)]
     if d.manifest is None:
         for fmt in formats:
             artifacts(d, fmt)

@@ -158,6 +158,10 @@ class Configuration(_Strict):
     artifacts: str = Field("dist", description="Folder with artifacts.json (relative to this file)")
     manifest: Optional[str] = Field(None, description="Manifest used by `deploy build` to build missing artifacts")
     backend: Literal["local", "podman", "docker"] = "local"
+    venvs_from: Literal["archives", "debs"] = Field(
+        "archives", description="local backend: where the services' venvs come from: archives (the .tar.zst "
+        "artifacts, which stackcrate unpacks) or debs (the .deb artifacts, installed by dpkg; `deploy -i` has apt "
+        "install them on every host); checked against artifacts.json either way")
     stop_timeout: float = Field(10, gt=0, le=600, description="Seconds to wait after SIGTERM before SIGKILL")
     engine: Engine = Field(default_factory=Engine, description="container backends only")
     ovs_datapath: Literal["auto", "netdev", "system"] = Field(

@@ -7,6 +7,8 @@ they were built for, safely:
   only when asked (`init --reinstall`), and never while a process runs from it;
 - the deployments using each venv are recorded beside it (installed.py): `rm --purge` removes only the venvs no
   other deployment uses.
+With `venvs_from: debs` the venvs come from the .deb artifacts instead, installed by dpkg (apt on the hosts of
+`deploy -i`), and are checked against artifacts.json the same way before anything runs from them (debs.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Literal
 from ..cache import remove_tree, sha256_file
 from ..errors import StackcrateError
 from ..model.artifacts import Artifact, ArtifactIndex
-from . import installed, inuse, unpack
+from . import debs, installed, inuse, unpack
 from .checked import CheckedArtifacts, identity
 from .config import Deployment
 from .timer import Timer
@@ -45,12 +47,17 @@ def needed_components(d: Deployment, fmt: str) -> list[str]:
 
 
 def backend_format(d: Deployment) -> str:
-    """The artifact format the deployment's backend runs from: venv archives locally, images in containers."""
-    return "tar" if d.backend == "local" else "oci"
+    """The artifact format the deployment's backend runs from: venv archives (or Debian packages) locally,
+    images in containers."""
+    if d.backend != "local":
+        return "oci"
+    return "deb" if d.config.venvs_from == "debs" else "tar"
 
 
-def artifacts(d: Deployment, fmt: str = "tar") -> dict[str, Artifact]:
-    """component -> its artifact of format `fmt`, for every component the deployment needs."""
+def artifacts(d: Deployment, fmt: str | None = None) -> dict[str, Artifact]:
+    """component -> its artifact of format `fmt` (default: the one the deployment runs from), for every
+    component the deployment needs."""
+    fmt = fmt or backend_format(d)
     index = ArtifactIndex.load(d.artifacts_dir)
     by = {a.component: a for a in index.artifacts if a.format == fmt}
     missing = [c for c in needed_components(d, fmt) if c not in by or not index.path(by[c]).is_file()]
@@ -85,6 +92,8 @@ def _plan(d: Deployment, component: str, a: Artifact, root: Path, reinstall: boo
     def plan(action: Literal["keep", "install", "replace", "refuse"], why: str = "") -> Planned:
         return Planned(component, a, d.artifacts_dir / a.file, where, action, why)
 
+    if a.format == "deb":
+        return _plan_deb(plan, a, where, reinstall, look_inside)
     rec = installed.read(where)
     if not os.path.lexists(where):
         return plan("install", "it was missing" if rec else "")
@@ -103,13 +112,36 @@ def _plan(d: Deployment, component: str, a: Artifact, root: Path, reinstall: boo
     return plan("keep")
 
 
+def _plan_deb(plan, a: Artifact, where: Path, reinstall: bool, look_inside: bool) -> Planned:
+    """The same decision for a venv dpkg installs from a .deb (the .deb's own sha256 is checked next)."""
+    pkg = debs.package(a)
+    version = debs.installed_versions([pkg]).get(pkg)
+    differs = "replace" if reinstall else "refuse"
+    if version is None:
+        if os.path.lexists(where):  # dpkg would write over files it does not own
+            return plan(differs, f"{where} exists but dpkg did not install it (unpacked from a venv archive?)")
+        return plan("install", f"dpkg -i {a.file}")
+    if version != a.version:
+        return plan(differs, f"dpkg has {pkg} {version} installed, artifacts.json lists {a.version}")
+    deb = plan("keep").file
+    if deb.is_file() and debs.installed_digest(pkg) != debs.contents_digest(deb):
+        return plan(differs, f"{pkg} {version} as dpkg installed it holds other files than {a.file} (a package of "
+                             "the same name and version built otherwise?)")
+    if look_inside and (changed := debs.changed_files(pkg)):
+        return plan("replace" if reinstall else "keep",
+                    f"{len(changed)} file(s) of {pkg} changed after dpkg installed them ({', '.join(changed[:3])}"
+                    f"{', ...' if len(changed) > 3 else ''})")
+    return plan("keep")
+
+
 def _check_files(planned: list[Planned], memo: Path) -> None:
     """Each artifact file matches artifacts.json (first: an altered file is told as such, at once); one to be
     unpacked (or refused: a broken artifact is the first thing to tell) is then read whole with the member
     rules. Files unchanged since they last passed are not read again."""
     checked = CheckedArtifacts(memo)
     for p in planned:
-        whole_for = None if p.action == "keep" else p.artifact.install_path
+        # a venv archive to unpack is read whole with stackcrate's member rules; a .deb is dpkg's to unpack
+        whole_for = None if p.action == "keep" or p.artifact.format == "deb" else p.artifact.install_path
         sha = checked.sha256(p.file, whole_for)
         if sha is None:
             ident = identity(p.file)
@@ -185,6 +217,15 @@ def record_use(d: Deployment, root: Path = ROOT) -> None:
 
 
 def _apply(p: Planned, me: str, t: Timer) -> None:
+    if p.artifact.format == "deb":  # dpkg's: no record of stackcrate's (rm --purge never removes them)
+        if p.action == "keep" and p.why:
+            t.ui.warn(f"{p.component}: {p.why}; kept as it is (`stackcrate deploy init --reinstall` puts back the "
+                      "package's files)")
+        elif p.action != "keep":
+            with t.step(f"dpkg -i {p.file.name}") as info:
+                info["note"] = f"replaced: {p.why}" if p.action == "replace" else ""
+                debs.install([p.file])
+        return
     old = installed.read(p.target)
     if p.action == "keep":
         if p.why:
@@ -261,10 +302,20 @@ def venvs(d: Deployment, root: Path = ROOT) -> dict[str, str]:
     """component -> its installed venv, for every component the deployment needs: present, and installed from
     the artifact artifacts.json lists (cheap: no artifact is read)."""
     out = {}
-    for c, a in artifacts(d).items():
+    needed = artifacts(d)
+    packages = [debs.package(a) for a in needed.values() if a.format == "deb"]
+    dpkg_has = debs.installed_versions(packages) if packages else {}  # one dpkg-query for all
+    for c, a in needed.items():
         where = target(a, root)
         if not os.path.lexists(where / "bin" / "python"):
             raise StackcrateError(f"{c} is not installed at {where}", hint="run `stackcrate deploy init`")
+        if a.format == "deb":
+            pkg = debs.package(a)
+            if dpkg_has.get(pkg) != a.version:
+                raise StackcrateError(f"{c} at {where}: dpkg does not have {pkg} {a.version} installed",
+                                      hint="run `stackcrate deploy init` (it installs the .deb)")
+            out[c] = str(where)
+            continue
         rec = installed.read(where)
         if rec is None or rec.sha256 != a.sha256:
             raise StackcrateError(f"{c} at {where} was not installed from the artifact artifacts.json lists "

@@ -6,8 +6,11 @@ ovn-controller). A host in both is both.
 
 Everything a host runs is decided here, on the deploy host, from services.yaml and configuration.yaml: each host's
 own configuration.yaml (its address, its roles, where the control plane is, the secrets), the Debian packages it
-needs and the artifacts it runs. The playbooks shipped beside this module (ansible/) put them on the hosts and
-run stackcrate itself there, in a venv of its own (from wheels made here): on each host the same supervision,
+needs and the services' packages it runs. Those come from the deploy host's apt repository (`stackcrate
+publish`'s layout of the .deb artifacts), served over HTTP while the playbook runs; each host installs the
+versions artifacts.json names, pinned, after checking the sha256 of every .deb fetched. The playbooks shipped
+beside this module (ansible/) do that and run stackcrate itself there, in a venv of its own (from wheels made
+here), which checks once more what dpkg installed against artifacts.json: on each host the same supervision,
 configuration and health checks as a one-node deployment, started in the order the playbooks give (control,
 then compute, then the compute hosts mapped into the cell). Ansible does all remote work; nothing here opens a
 connection to a host.
@@ -18,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import socket
 import sys
 import tarfile
 import time
@@ -29,9 +34,12 @@ import yaml
 from .. import tools
 from ..cache import Cache, digest_of, sha256_file
 from ..errors import StackcrateError
+from ..model.artifacts import ArtifactIndex
+from ..publish import apt_repo
 from . import secrets
 from .backing import HOST_PACKAGES
 from .config import HOST_NAME, Deployment, ip_address
+from .debs import package
 from .install import artifacts
 
 PLAYBOOKS = Path(__file__).with_name("ansible")
@@ -52,6 +60,8 @@ class Host:
 class Cloud:
     inventory: Path
     hosts: tuple[Host, ...]
+    repo_address: str | None = None  # where the deploy host serves its apt repository (stackcrate_repo_address)
+    repo_netns: str | None = None    # the network namespace it serves from (a lab's; stackcrate_repo_netns)
 
     @property
     def control(self) -> Host:
@@ -133,7 +143,15 @@ def cloud_of(inventory: Path, data: dict) -> Cloud:
                                   "`ansible_host`") from None
         roles = tuple(r for r, group in (("control", control), ("compute", compute)) if name in group)
         hosts.append(Host(name, address, roles))
-    return Cloud(inventory, tuple(hosts))
+    v = hostvars.get(control[0], {})  # all:vars reach every host
+    repo = v.get("stackcrate_repo_address")
+    if repo is not None:
+        try:
+            ip_address(str(repo))
+        except ValueError as exc:
+            raise StackcrateError(f"stackcrate_repo_address: {exc}", where=where,
+                                  hint="the deploy host's IP address as the hosts reach it") from None
+    return Cloud(inventory, tuple(hosts), None if repo is None else str(repo), v.get("stackcrate_repo_netns"))
 
 
 # ------------------------------------------------------------------------------------------------ per host
@@ -149,14 +167,22 @@ def host_configuration(d: Deployment, cloud: Cloud, host: Host, values: dict[str
     raw.pop("manifest", None)  # hosts never build
     root = host_root(d)
     return {**raw, "listen": host.address, "state_dir": f"{root}/state", "artifacts": f"{root}/dist",
-            "backend": "local", "secrets": values,
+            "backend": "local", "venvs_from": "debs", "secrets": values,
             "node": {"name": host.name, "roles": list(host.roles), "control_address": cloud.control.address,
                      "compute_hosts": [h.name for h in cloud.compute]}}
 
 
-def host_artifacts(d: Deployment, host: Host) -> list[str]:
-    """The artifact files (paths on the deploy host) the host runs from: nova's alone on a compute host."""
-    return [str(d.artifacts_dir / a.file) for a in artifacts(_as_host(d, host), "tar").values()]
+def host_debs(d: Deployment, host: Host) -> list[dict]:
+    """The services' packages the host installs (nova's alone on a compute host): package, version, the .deb's
+    name and sha256 (the host checks what apt fetched against it)."""
+    return [{"package": package(a), "version": a.version, "file": a.file, "sha256": a.sha256}
+            for a in artifacts(_as_host(d, host), "deb").values()]
+
+
+def deb_depends(deb: Path) -> list[str]:
+    """The Debian packages a .deb depends on, as names apt installs (the first of alternatives, no versions)."""
+    field = tools.dpkg_deb(["--field", deb, "Depends"]).stdout
+    return [p.split("|")[0].split("(")[0].strip() for p in field.split(",") if p.strip()]
 
 
 def _as_host(d: Deployment, host: Host) -> Deployment:
@@ -169,12 +195,64 @@ def _as_host(d: Deployment, host: Host) -> Deployment:
 
 
 def host_vars(d: Deployment, cloud: Cloud, values: dict[str, str]) -> dict[str, dict]:
-    out = {}
+    out: dict[str, dict] = {}
+    depends: dict[str, list[str]] = {}
     for host in cloud.hosts:
-        packages = list(dict.fromkeys(p for r in host.roles for p in HOST_PACKAGES[r]))
-        out[host.name] = {"configuration": host_configuration(d, cloud, host, values), "packages": packages,
-                          "artifacts": host_artifacts(d, host)}
+        debs = host_debs(d, host)
+        for deb in debs:
+            if deb["file"] not in depends:
+                depends[deb["file"]] = deb_depends(d.artifacts_dir / deb["file"])
+        # apt installs the services' packages from the deploy host's repository alone: what they depend on
+        # comes first, from the host's own Debian sources
+        packages = [p for r in host.roles for p in HOST_PACKAGES[r]] + [p for deb in debs for p in depends[deb["file"]]]
+        out[host.name] = {"configuration": host_configuration(d, cloud, host, values),
+                          "packages": list(dict.fromkeys(packages)), "debs": debs}
     return out
+
+
+# ------------------------------------------------------------------------------------------------ the apt repository
+
+def repository(d: Deployment) -> Path:
+    """The deployment's .deb artifacts as an apt repository (stackcrate publish's flat layout) in the state
+    folder, made again only when they change; its files are hard links to the artifacts where possible."""
+    index = ArtifactIndex.load(d.artifacts_dir)
+    debs = [a for a in index.artifacts if a.format == "deb"]
+    key = digest_of({a.file: a.sha256 for a in debs})[:16]
+    repo = d.state / "ansible" / "apt"
+    if (repo / "KEY").is_file() and (repo / "KEY").read_text() == key:
+        return repo
+    work = repo.with_name(f".apt-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+
+    def link(src: Path, dst: Path) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another filesystem
+            shutil.copyfile(src, dst)
+
+    apt_repo([index.path(a) for a in debs], work, max((a.source_date_epoch for a in debs), default=0), place=link)
+    (work / "KEY").write_text(key)
+    shutil.rmtree(repo, ignore_errors=True)
+    work.rename(repo)
+    return repo
+
+
+def repo_address(cloud: Cloud) -> str:
+    """Where the hosts reach the deploy host: stackcrate_repo_address, else this host's address on the route to
+    the control host."""
+    if cloud.repo_address:
+        return cloud.repo_address
+    with socket.socket(socket.AF_INET6 if ":" in cloud.control.address else socket.AF_INET,
+                       socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((cloud.control.address, 9))  # a datagram socket: picks the route, sends nothing
+            return s.getsockname()[0]
+        except OSError as exc:
+            raise StackcrateError(f"this host has no route to the control host {cloud.control.address} ({exc}), "
+                                  "so the hosts cannot fetch the services' packages from it",
+                                  where=str(cloud.inventory),
+                                  hint="set stackcrate_repo_address (all:vars) to this host's address as the "
+                                       "hosts reach it") from None
 
 
 # ------------------------------------------------------------------------------------------------ stackcrate itself
@@ -285,6 +363,7 @@ def common_vars(d: Deployment, cloud: Cloud, cache: Cache, verb_args: list[str],
         values = secrets.desired(d.state, d.config.secrets)  # made once here, the same on every host
         wheels = wheelhouse(cache)
         extra.update(stackcrate_hosts=host_vars(d, cloud, values), stackcrate_wheels=str(wheels),
+                     stackcrate_repo=str(repository(d)),
                      stackcrate_wheels_key=(wheels / "KEY").read_text().strip(),
                      stackcrate_artifacts_index=str(d.artifacts_dir / "artifacts.json"))
     return extra
@@ -318,11 +397,14 @@ def run_verb(d: Deployment, inventory: Path, cache: Cache, args: list[str], prog
     if target:
         extra["stackcrate_target"] = target
     roles = ", ".join(f"{h.name} ({'+'.join(h.roles)})" for h in cloud.hosts)
-    answers = playbook(d, cloud, book, extra, progress, f"{verb} on {roles}{f' (limit: {limit})' if limit else ''}",
-                       limit=limit)
+    what = f"{verb} on {roles}{f' (limit: {limit})' if limit else ''}"
+    if prepare:  # the hosts install the services' packages from here, over HTTP, while the playbook runs
+        with tools.serve_folder(Path(extra["stackcrate_repo"]), repo_address(cloud), cloud.repo_netns) as url:
+            progress(f"apt repository {extra['stackcrate_repo']} served at {url}")
+            answers = playbook(d, cloud, book, {**extra, "stackcrate_repo_url": url}, progress, what, limit=limit)
+    else:
+        answers = playbook(d, cloud, book, extra, progress, what, limit=limit)
     if verb == "rm" and "--purge" in args:
-        import shutil
-
         shutil.rmtree(d.state / "ansible", ignore_errors=True)
         (d.state / "secrets.yaml").unlink(missing_ok=True)  # the cloud's secrets go with its data
     return cloud, answers

@@ -104,7 +104,7 @@ def requests(d: Deployment) -> list[Request]:
     if not wanted:
         return []
     on_host = d.backend == "local"
-    by_component = artifacts(d, "tar" if on_host else "oci")
+    by_component = artifacts(d)
     out = []
     for service, sections in wanted.items():
         a = by_component[enabled[service].component]

@@ -2,8 +2,9 @@
 
 Groups follow Kolla-Ansible's: `control` (databases, message queue, APIs, conductor, scheduler), `network`
 (neutron's control plane, with control for now) and `compute` (nova-compute). node1 is the control node, every
-other node a compute node; a one-node lab is both. The only thing lab-specific is how SSH gets in (the relay
-ProxyCommand into the lab's namespace): an inventory of real hosts is the same without it.
+other node a compute node; a one-node lab is both. The only things lab-specific are how SSH gets in (the relay
+ProxyCommand into the lab's namespace) and where the deploy host serves its apt repository (on the lab's bridge,
+inside that namespace): an inventory of real hosts is the same without them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .. import tools
-from .state import LabDir, Node
+from .state import CONTROLLER_IP, LabDir, Node
 
 
 def ensure_key(lab: LabDir) -> str:
@@ -36,7 +37,9 @@ def inventory(lab: LabDir, nodes: list[Node]) -> dict:
                 "-o StrictHostKeyChecking=accept-new")
     return {"all": {
         "vars": {"ansible_user": "root", "ansible_python_interpreter": "/usr/bin/python3",
-                 "ansible_ssh_private_key_file": str(lab.key), "ansible_ssh_common_args": ssh_args},
+                 "ansible_ssh_private_key_file": str(lab.key), "ansible_ssh_common_args": ssh_args,
+                 # the deploy host serves its apt repository on the bridge, inside the lab's namespace
+                 "stackcrate_repo_address": CONTROLLER_IP, "stackcrate_repo_netns": lab.netns},
         "hosts": {n.name: {"ansible_host": n.ip} for n in nodes},
         "children": {g: {"hosts": dict.fromkeys(members)}
                      for g, members in groups([n.name for n in nodes]).items()},

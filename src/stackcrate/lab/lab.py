@@ -24,6 +24,10 @@ BASE_PACKAGES = ("openssh-server", "python3", "python3-apt", "iproute2", "iputil
 # (deploy/backing.py: HOST_PACKAGES; a unit test keeps the two in step), installed once in the cached base.
 DEPLOY_PACKAGES = ("python3-venv", "supervisor", "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached",
                    "haproxy", "ovn-central", "ovn-host", "openvswitch-switch")
+# ... and the Debian packages that examples/deploy's own packages depend on (their Depends: apt must find them
+# installed when it installs openstack-nova-33.0.2 and the rest from the deploy host's repository).
+EXAMPLE_DEPENDS = ("gettext", "locales", "libmariadb-dev-compat", "lsscsi", "python3-all", "openssl",
+                   "openssh-client", "openvswitch-common")
 SSH_WAIT = 60.0  # seconds for every node's sshd to answer
 
 
@@ -46,7 +50,7 @@ def up(lab: LabDir, count: int, cache: Cache, target: str = "debian-bookworm", p
     started = time.monotonic()
     progress(f"base root filesystem ({target}: {', '.join(BASE_PACKAGES)} and what a deployment installs), "
              "made once and cached")
-    base = base_rootfs(get_target(target), cache, BASE_PACKAGES + DEPLOY_PACKAGES)
+    base = base_rootfs(get_target(target), cache, BASE_PACKAGES + DEPLOY_PACKAGES + EXAMPLE_DEPENDS)
     lab.path.mkdir(parents=True, exist_ok=True)
     public_key = inventory.ensure_key(lab)
     lab.known_hosts.unlink(missing_ok=True)  # new nodes, new host keys

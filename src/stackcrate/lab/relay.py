@@ -2,31 +2,20 @@
 inside the lab's network namespace and relays the connection over its standard input and output.
 
 This is how the controller, which runs in the host's namespace, reaches the nodes without a route, a veth or a
-NAT rule on the host. It needs root (setns) like the lab itself. Kept to the standard library: it is started
-once per SSH connection."""
+NAT rule on the host. It needs root (setns) like the lab itself. Kept small (the standard library and tools'
+setns): it is started once per SSH connection."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import selectors
 import socket
 import sys
 import time
 
-CLONE_NEWNET = 0x40000000
+from stackcrate.tools import enter_netns
+
 CONNECT_TIMEOUT = 10.0
-
-
-def enter_netns(name: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns into {name}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 def relay(sock: socket.socket, fd_in: int, fd_out: int) -> None:

@@ -25,6 +25,7 @@ class Cloud:
     def __init__(self, root: Path, stackcrate):
         self.root, self.stackcrate = root, stackcrate
         self.lab = root / "lab"
+        self.artifacts = root  # set by the fixture: the deploy host's artifacts folder
         self.timings: dict[str, float] = {}
         self.removed = False
 
@@ -68,6 +69,7 @@ def cloud(stackcrate, deploy_dist, tmp_path_factory):
         (root / "services.yaml").write_text((EXAMPLE / "services.yaml").read_text())  # the hosts' own ports
         conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
         conf.update(state_dir=str(root / "state"), artifacts=str(deploy_dist), manifest=str(copy_manifest(root)))
+        c.artifacts = deploy_dist
         conf["overrides"]["nova"]["DEFAULT"].update(report_interval=3, service_down_time=15)
         conf["stop_timeout"] = 3  # nova ignores SIGTERM: do not wait 10 s for it on every stop
         (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
@@ -106,6 +108,25 @@ def test_run_puts_the_control_plane_on_node1_and_nova_compute_on_node2_and_node3
     assert "nova-compute" not in healthy["node1"]
     for node in ("node2", "node3"):
         assert healthy[node] == {"openvswitch-db", "ovs-vswitchd", "ovn-controller", "nova-compute"}
+
+
+def test_each_host_runs_its_services_from_the_packages_apt_fetched_from_the_deploy_hosts_repository(cloud):
+    index = json.loads((cloud.artifacts / "artifacts.json").read_text())
+    debs = {a["component"]: a for a in index["artifacts"] if a["format"] == "deb"}
+    for node, components in (("node1", sorted(debs)), ("node2", ["nova"]), ("node3", ["nova"])):
+        listed = cloud.node(node, "dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n",
+                            "openstack-*")
+        wanted = {f"{debs[c]['file'].split('_')[0]} {debs[c]['version']} ii" for c in components}
+        # (the virtual packages they provide, openstack-<name>, are listed too, as not installed: "un")
+        assert {line.strip() for line in listed.splitlines() if line.strip().endswith(" ii")} == wanted, node
+        # the .debs apt fetched, kept where the host's stackcrate checked them, and apt's only source for them
+        kept = cloud.node(node, "sh", "-c", "cd /var/lib/stackcrate/*/dist && sha256sum *.deb")
+        assert {line.split()[1]: line.split()[0] for line in kept.splitlines()} == {
+            debs[c]["file"]: debs[c]["sha256"] for c in components}
+        sources = cloud.node(node, "sh", "-c", "cat /var/lib/stackcrate/*/apt/sources.list; echo ==; "
+                             "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true")
+        ours, theirs = sources.split("==")
+        assert ours.startswith("deb [trusted=yes] http://10.99.0.1:") and "10.99.0.1" not in theirs
 
 
 def test_compute_service_list_shows_nova_compute_up_on_node2_and_node3(cloud):
@@ -160,6 +181,7 @@ def test_rm_purge_then_lab_down_leave_nothing_behind(cloud, stackcrate):
         # what stays: the empty folders, and the record folder of installed venvs with its lock file
         left = cloud.node(node, "sh", "-c", "find /var/lib/stackcrate /etc/stackcrate /opt/openstack -mindepth 1 "
                           "! -path /opt/openstack/.stackcrate-installed ! -name .lock; "
+                          "dpkg-query -W 'openstack-*' 2>/dev/null; "
                           "ps -eo comm= | grep -c -e supervisord -e mariadbd -e beam -e nova- -e ovs || true")
         assert left.split() == ["0"], (node, left)
     r = stackcrate("lab", "down", "--dir", cloud.lab, timeout=300)

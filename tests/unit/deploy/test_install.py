@@ -484,3 +484,44 @@ def test_init_switching_versions_stops_using_the_old_venv(d, dist, root, t):
     assert installed.read(venv(root, "glance")).users == []
     assert installed.read(root / "opt" / "openstack" / "glance-33.0.0").users == [str(d.state)]
     assert str(venv(root, "glance")) not in inst.release(d.state)["removed"]  # no longer this deployment's
+
+
+@pytest.fixture
+def debs_mode(dep, tmp_path) -> Deployment:
+    """venvs_from: debs, with one tiny real .deb per component (packages this machine does not have)."""
+    entries = []
+    for name, version in COMPONENTS.items():
+        tree = tmp_path / "deb-trees" / name
+        (tree / "DEBIAN").mkdir(parents=True)
+        pkg = f"openstack-{name}-{version}-stackcrate-test"
+        (tree / "DEBIAN" / "control").write_text(f"Package: {pkg}\nVersion: {version}\nArchitecture: amd64\n"
+                                                 "Maintainer: t <t@example.com>\nDescription: t\n")
+        deb = dep["dist"] / f"{pkg}_{version}_amd64.deb"
+        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(tree), str(deb)], check=True,
+                       capture_output=True, timeout=60)
+        entries.append(index_entry(deb, name, version).model_copy(update={"format": "deb"}))
+    ArtifactIndex(stackcrate="test", artifacts=entries).write(dep["dist"])
+    conf = yaml.safe_load(dep["config"].read_text())
+    dep["config"].write_text(yaml.safe_dump({**conf, "venvs_from": "debs"}))
+    return Deployment(dep["services"], dep["config"])
+
+
+def test_debs_mode_plans_dpkg_for_a_missing_package_and_refuses_an_altered_deb_or_an_unowned_venv(debs_mode, root):
+    d = debs_mode
+    assert inst.backend_format(d) == "deb"
+    planned = inst.prepare(d)
+    assert {p.action for p in planned} == {"install"}
+    assert planned[0].why == f"dpkg -i {planned[0].file.name}" and planned[0].file.suffix == ".deb"
+    for name, version in COMPONENTS.items():  # venvs at their paths, which dpkg did not install
+        (root / f"opt/openstack/{name}-{version}/bin").mkdir(parents=True)
+        (root / f"opt/openstack/{name}-{version}/bin/python").symlink_to("/usr/bin/python3")
+    with pytest.raises(StackcrateError, match="dpkg does not have openstack-keystone-29.1.0-stackcrate-test"):
+        inst.venvs(d, root)
+    # a venv at the path that dpkg does not own (unpacked from an archive?) is not written over unless asked
+    with pytest.raises(StackcrateError, match="keystone-29.1.0 exists but dpkg did not install it"):
+        inst.prepare(d, root=root)
+    assert {p.action for p in inst.prepare(d, reinstall=True, root=root) if p.component == "keystone"} == {"replace"}
+    deb = planned[0].file
+    deb.write_bytes(deb.read_bytes() + b"\0")  # changed after the build: artifacts.json's sha256 no longer holds
+    with pytest.raises(StackcrateError, match="was changed or damaged after the build"):
+        inst.prepare(d)

@@ -14,9 +14,10 @@ import yaml
 
 from stackcrate.deploy.backing import HOST_PACKAGES
 from stackcrate.deploy.config import Deployment
-from stackcrate.deploy.multinode import cloud_of, host_configuration, host_vars, read_inventory
+from stackcrate.deploy.multinode import cloud_of, host_configuration, host_vars, read_inventory, repository
 from stackcrate.errors import StackcrateError
 from stackcrate.lab.lab import BASE_PACKAGES, DEPLOY_PACKAGES
+from stackcrate.tools import serve_folder
 from tests.conftest import REPO
 
 EXAMPLE = REPO / "examples" / "deploy"
@@ -58,10 +59,29 @@ def test_an_inventory_stackcrate_cannot_deploy_is_refused_naming_it(data, messag
     assert message in exc.value.message and exc.value.where == "/x/hosts.yml"
 
 
+def test_the_repository_address_and_namespace_come_from_the_inventory_and_a_bad_address_is_refused():
+    data = _listed({"a": "192.0.2.1"}, ["a"], ["a"])
+    data["_meta"]["hostvars"]["a"].update(stackcrate_repo_address="10.99.0.1", stackcrate_repo_netns="lab-x")
+    cloud = cloud_of(Path("hosts.yml"), data)
+    assert (cloud.repo_address, cloud.repo_netns) == ("10.99.0.1", "lab-x")
+    data["_meta"]["hostvars"]["a"]["stackcrate_repo_address"] = "deploy.example.org"
+    with pytest.raises(StackcrateError, match="stackcrate_repo_address: 'deploy.example.org' is not an IP"):
+        cloud_of(Path("hosts.yml"), data)
+
+
 def test_stackcrate_address_wins_over_ansible_host():
     data = _listed({"a": "192.0.2.1"}, ["a"], ["a"])
     data["_meta"]["hostvars"]["a"]["stackcrate_address"] = "198.51.100.1"
     assert cloud_of(Path("hosts.yml"), data).hosts[0].address == "198.51.100.1"
+
+
+def _deb(root: Path, out: Path, name: str, depends: str) -> None:
+    """A small real .deb (dpkg-deb, no root needed)."""
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: 1.0\nArchitecture: amd64\n"
+                                             f"Maintainer: t <t@example.com>\nDepends: {depends}\nDescription: t\n")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(out)], check=True,
+                   capture_output=True, timeout=60)
 
 
 @pytest.fixture
@@ -76,10 +96,13 @@ def d(tmp_path) -> Deployment:
     arts = []
     for c in comps:
         (dist / f"{c}-1.0.tar.zst").write_bytes(b"x")
-        arts.append({"component": c, "file": f"{c}-1.0.tar.zst", "format": "tar", "version": "1.0",
-                     "install_path": f"/opt/openstack/{c}-1.0", "sha256": "0" * 64, "size": 1, "series": "2026.1",
-                     "target": "debian-bookworm", "build_key": "k", "source": {"type": "pypi", "revision": "1.0"},
-                     "source_date_epoch": 0})
+        deb = dist / f"openstack-{c}-1.0_1.0_amd64.deb"
+        _deb(tmp_path / "debs" / c, deb, f"openstack-{c}-1.0", f"python3.11, {c}-needs (>= 2) | other")
+        for fmt, f in (("tar", f"{c}-1.0.tar.zst"), ("deb", deb.name)):
+            arts.append({"component": c, "file": f, "format": fmt, "version": "1.0",
+                         "install_path": f"/opt/openstack/{c}-1.0", "sha256": "0" * 64, "size": 1,
+                         "series": "2026.1", "target": "debian-bookworm", "build_key": "k",
+                         "source": {"type": "pypi", "revision": "1.0"}, "source_date_epoch": 0})
     (dist / "artifacts.json").write_text(json.dumps({"stackcrate": "0.1.0", "artifacts": arts}))
     return Deployment(tmp_path / "services.yaml", tmp_path / "configuration.yaml")
 
@@ -95,13 +118,42 @@ def test_each_host_gets_its_address_roles_the_control_address_and_the_same_secre
     assert node2["overrides"] == d.config.model_dump()["overrides"]  # the deploy host's settings carry over
 
 
-def test_a_compute_host_gets_novas_artifact_and_its_packages_the_control_host_every_artifact(d):
+def test_a_compute_host_gets_novas_package_and_what_it_depends_on_the_control_host_every_package(d):
     cloud = cloud_of(Path("hosts.yml"), THREE)
     per_host = host_vars(d, cloud, {})
-    assert [Path(f).name for f in per_host["node2"]["artifacts"]] == ["nova-1.0.tar.zst"]
-    assert len(per_host["node1"]["artifacts"]) == 6
-    assert per_host["node2"]["packages"] == list(HOST_PACKAGES["compute"])
+    assert per_host["node2"]["debs"] == [{"package": "openstack-nova-1.0", "version": "1.0",
+                                          "file": "openstack-nova-1.0_1.0_amd64.deb", "sha256": "0" * 64}]
+    assert len(per_host["node1"]["debs"]) == 6
+    # the Debian packages first (from the host's own sources), then those the .deb depends on (names only)
+    assert per_host["node2"]["packages"] == [*HOST_PACKAGES["compute"], "python3.11", "nova-needs"]
     assert "mariadb-server" in per_host["node1"]["packages"] and "ovn-host" not in per_host["node1"]["packages"]
+    assert "keystone-needs" in per_host["node1"]["packages"]
+    assert per_host["node2"]["configuration"]["venvs_from"] == "debs"
+
+
+def test_the_repository_lists_every_deb_links_them_and_is_made_again_only_when_they_change(d):
+    repo = repository(d)
+    packages = (repo / "Packages").read_text()
+    assert packages.count("Package: openstack-") == 6 and "Filename: ./openstack-nova-1.0_1.0_amd64.deb" in packages
+    deb = repo / "openstack-nova-1.0_1.0_amd64.deb"
+    assert deb.stat().st_ino == (d.artifacts_dir / deb.name).stat().st_ino  # a link, not a copy
+    made = (repo / "Release").stat().st_mtime_ns
+    assert repository(d) == repo and (repo / "Release").stat().st_mtime_ns == made
+    index = json.loads((d.artifacts_dir / "artifacts.json").read_text())
+    index["artifacts"] = [a for a in index["artifacts"] if "nova" not in a["file"]]
+    (d.artifacts_dir / "artifacts.json").write_text(json.dumps(index))
+    assert "openstack-nova" not in (repository(d) / "Packages").read_text()
+
+
+def test_serve_folder_serves_its_files_while_the_block_runs_and_stops_after(tmp_path):
+    import urllib.request
+
+    (tmp_path / "Packages").write_text("Package: x\n")
+    with serve_folder(tmp_path, "127.0.0.1") as url:
+        with urllib.request.urlopen(f"{url}/Packages", timeout=10) as r:
+            assert r.read() == b"Package: x\n"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/Packages", timeout=5)
 
 
 def test_the_lab_nodes_come_with_every_package_a_deployment_installs():

@@ -41,8 +41,10 @@ def test_ansible_reads_the_inventory_with_each_host_in_its_groups(tmp_path):
     node2 = out["_meta"]["hostvars"]["node2"]
     assert node2["ansible_host"] == "10.99.0.12"
     assert node2["ansible_ssh_private_key_file"] == str(lab.key)
-    # the only lab-specific part: SSH connects from inside the lab's namespace
+    # the lab-specific parts: SSH connects from inside the lab's namespace, where the deploy host also serves
+    # its apt repository (on the bridge)
     assert f"stackcrate.lab.relay {lab.netns} %h %p" in node2["ansible_ssh_common_args"]
+    assert (node2["stackcrate_repo_address"], node2["stackcrate_repo_netns"]) == ("10.99.0.1", lab.netns)
 
 
 def test_every_node_resolves_every_other_by_name_and_the_controller():
