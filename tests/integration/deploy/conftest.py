@@ -170,12 +170,18 @@ def deploy_dist(stackcrate, tmp_path_factory) -> Path:
     return Path(given) if given else tmp_path_factory.mktemp("deploy-dist") / "dist"
 
 
+# nova's workers do not finish a graceful stop (nova 33, oslo.service's threading backend: a worker's timers keep
+# it waiting after SIGTERM), so every stop waits stop_timeout for them before SIGKILL: 3 s in the tests, not the
+# example's 10 (about 15 stops and restarts in a run of the suite)
+STOP_TIMEOUT = 3
+
+
 def started(sc_env, dist: Path, root: Path, **config):
-    """A deployment of examples/deploy (with `config` changed) that `run` started; whatever happens, every process
-    is stopped and the state removed at the end, and the time of each step is printed."""
+    """A deployment of examples/deploy (with `config` changed, and stop_timeout STOP_TIMEOUT) that `run` started;
+    whatever happens, every process is stopped and the state removed at the end, and the time of each step is
+    printed."""
     d = deployment_files(root, dist, sc_env)
-    if config:
-        d.set_config(**config)
+    d.set_config(**{"stop_timeout": STOP_TIMEOUT, **config})
     built = d.ok("build", timeout=3600)
     d.timings["build"] = [{"step": "built" if built["built"] else "all present", "seconds": built.get("seconds", 0)}]
     try:
@@ -193,7 +199,7 @@ def started(sc_env, dist: Path, root: Path, **config):
 
 @pytest.fixture(scope="module")
 def deployment(sc_env, deploy_dist, tmp_path_factory):
-    """The module's deployment of examples/deploy as it is (see started)."""
+    """The module's deployment of examples/deploy as it is (but for stop_timeout: see started)."""
     yield from started(sc_env, deploy_dist, tmp_path_factory.mktemp("deploy"))
 
 

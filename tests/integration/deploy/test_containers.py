@@ -20,6 +20,7 @@ import yaml
 
 from tests.integration.deploy.conftest import (
     ALL,
+    STOP_TIMEOUT,
     Deploy,
     deployment_files,
     links,
@@ -46,7 +47,7 @@ def containers(d: Deploy) -> dict[str, dict]:
 def cdep(sc_env, tmp_path_factory):
     root = tmp_path_factory.mktemp("podman")
     d = deployment_files(root, root / "dist", sc_env)
-    d.set_config(backend="podman")
+    d.set_config(backend="podman", stop_timeout=STOP_TIMEOUT)
     built = d.ok("build", timeout=3600)
     d.timings["build --backend podman"] = [{"step": "images", "seconds": built.get("seconds", 0)}]
     d.images = built["images"]

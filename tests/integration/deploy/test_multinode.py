@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.deploy.conftest import EXAMPLE, copy_manifest, wait_for
+from tests.integration.deploy.conftest import EXAMPLE, STOP_TIMEOUT, copy_manifest, wait_for
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -71,7 +71,7 @@ def cloud(stackcrate, deploy_dist, tmp_path_factory):
         conf.update(state_dir=str(root / "state"), artifacts=str(deploy_dist), manifest=str(copy_manifest(root)))
         c.artifacts = deploy_dist
         conf["overrides"]["nova"]["DEFAULT"].update(report_interval=3, service_down_time=15)
-        conf["stop_timeout"] = 3  # nova ignores SIGTERM: do not wait 10 s for it on every stop
+        conf["stop_timeout"] = STOP_TIMEOUT  # nova's workers do not finish a graceful stop (conftest)
         (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
         c.ok("build", timeout=3600)
         try:
