@@ -14,13 +14,12 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import Requirement
 from packaging.specifiers import Specifier
 from packaging.version import InvalidVersion, Version
 
-from .check import CAP_OPS, global_line, marker_text
+from .check import CAP_OPS, global_line
 from .data import SeriesData
-from .projectfiles import ProjectReq
+from .projectfiles import ProjectReq, written_marker
 
 
 @dataclass
@@ -46,10 +45,10 @@ def _v(text: str) -> Version | None:
 
 def synced_requirement(r: ProjectReq, sd: SeriesData) -> str | None:
     """The requirement text global-requirements wants for this line (None: leave it as it is)."""
-    g = global_line(sd, r)
-    if g is None or r.name in sd.denylist:
+    gl = global_line(sd, r)
+    if gl is None or r.name in sd.denylist:
         return None
-    req = r.requirement
+    req, g = r.requirement, gl.requirement
     pins = [v for v in (_v(x) for x in sd.constraint_versions(r.name)) if v]
     ceiling = max(pins) if pins else None
     # The lower bound: the project's (or global's) highest; > stays >, while ~= and == become >=.
@@ -67,11 +66,9 @@ def synced_requirement(r: ProjectReq, sd: SeriesData) -> str | None:
         specs.append(str(Specifier(f"{'>' if strict else '>='}{lower}")))
     specs += sorted(str(s) for s in g.specifier if s.operator in CAP_OPS)
     extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-    marker = marker_text(g)
-    if marker_text(req) in {marker_text(x.requirement) for x in sd.global_reqs[r.name]}:
-        marker = marker_text(req)
+    marker = written_marker(gl.text)  # global_line chose the line whose marker text is the project's, if any
     if {str(s) for s in req.specifier} == set(specs):
-        if marker == marker_text(req):
+        if marker == r.marker:
             return None  # already right: no churn on clean files
         head = r.text.split(";", 1)[0].rstrip()  # same specifiers, keep them as written
     else:
@@ -90,7 +87,7 @@ def sync(reqs: list[ProjectReq], sd: SeriesData) -> SyncResult:
         else:
             new = synced_requirement(r, sd)
         # Key on the rewritten line: a marker fix can make it a repeat of an earlier one.
-        key = (r.rel, r.section, r.name, marker_text(Requirement(new) if new else r.requirement))
+        key = (r.rel, r.section, r.name, written_marker(new) if new else r.marker)
         if key in seen:
             edits.setdefault(r.path, {}).setdefault(r.lineno, []).append((r.start, r.end, None))  # drop line
             continue
