@@ -50,11 +50,13 @@ class Finding:
 
 
 def global_line(sd: SeriesData, r: ProjectReq) -> ConstraintLine | None:
-    """The global-requirements line for this requirement: the one with the same marker text, else the first."""
+    """The global-requirements line for this requirement: the one with the same marker text, else the one whose
+    marker means the same (so sync respells it, not picks another line's marker), else the first."""
     lines = sd.global_reqs.get(r.name)
     if not lines:
         return None
-    return next((g for g in lines if written_marker(g.text) == r.marker), lines[0])
+    return next((g for g in lines if written_marker(g.text) == r.marker), None) or next(
+        (g for g in lines if g.requirement.marker == r.requirement.marker), lines[0])
 
 
 def _accepts(spec, version: str) -> bool:

@@ -30,13 +30,6 @@ def series(tmp_path) -> Path:
     return write_series(tmp_path, GLOBAL, UC)
 
 
-@pytest.fixture
-def proj(tmp_path) -> Path:
-    p = tmp_path / "proj"
-    p.mkdir()
-    return p
-
-
 def findings(project: Path, series: Path) -> list[tuple[str, str, int, str]]:
     return sorted((f.rule, f.file, f.line, f.message) for f in check_project(project, series)[1])
 
