@@ -2,24 +2,27 @@
 
 The rules are the ones OpenStack's requirements job enforces on every project (openstack/requirements'
 check-requirements): a project may only use what global-requirements lists (denylisted packages are left to
-the project), with the same markers, no exclusions or caps the global list does not have, a lower bound, no
-duplicates; and the series' upper-constraints must satisfy both the project and the global list, since the
-gate installs exactly those pins.
+the project), spelled as there (name and marker text alike: the gate compares the text as written, not its
+meaning), on as many lines as there (one per marker), with no exclusions or caps the global list does not
+have, a lower bound, no duplicates; and the series' upper-constraints must satisfy both the project and the
+global list, since the gate installs exactly those pins.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
+from ..constraints import ConstraintLine
 from .data import SeriesData
-from .projectfiles import ProjectReq
+from .projectfiles import ProjectReq, written_marker
 
 RULES = {
     "not-in-global": "every requirement must be listed in global-requirements (unless denylisted)",
-    "marker-mismatch": "environment markers must match global-requirements",
+    "name-spelling": "a package name is spelled as in global-requirements",
+    "marker-mismatch": "environment markers must be written as in global-requirements",
+    "line-count": "a package global-requirements lists on several lines (one per marker) needs as many lines",
     "extra-exclusion": "no exclusions (!=) beyond those in global-requirements",
     "extra-cap": "no caps or pins (<, <=, ~=, ==) beyond those in global-requirements",
     "no-lower-bound": "every requirement needs a lower bound (>=)",
@@ -46,19 +49,14 @@ class Finding:
         return asdict(self)
 
 
-def marker_text(req: Requirement) -> str:
-    return str(req.marker) if req.marker else ""
-
-
-def global_line(sd: SeriesData, r: ProjectReq) -> Requirement | None:
-    """The global-requirements line for this requirement: the one with the same marker, else the first."""
+def global_line(sd: SeriesData, r: ProjectReq) -> ConstraintLine | None:
+    """The global-requirements line for this requirement: the one with the same marker text, else the one whose
+    marker means the same (so sync respells it, not picks another line's marker), else the first."""
     lines = sd.global_reqs.get(r.name)
     if not lines:
         return None
-    for g in lines:
-        if marker_text(g.requirement) == marker_text(r.requirement):
-            return g.requirement
-    return lines[0].requirement
+    return next((g for g in lines if written_marker(g.text) == r.marker), None) or next(
+        (g for g in lines if g.requirement.marker == r.requirement.marker), lines[0])
 
 
 def _accepts(spec, version: str) -> bool:
@@ -78,7 +76,7 @@ def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
         def add(rule: str, msg: str, _r: ProjectReq = r) -> None:
             findings.append(Finding(rule, _r.rel, _r.lineno, _r.requirement.name, msg))
 
-        key = (r.rel, r.section, r.name, marker_text(req))
+        key = (r.rel, r.section, r.name, r.marker)
         if key in seen:
             add("duplicate", f"{name} is already listed at line {seen[key].lineno}"
                 + (f" ({r.section})" if r.section else ""))
@@ -86,15 +84,18 @@ def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
         seen[key] = r
         if r.name in sd.denylist:
             continue  # denylisted packages are managed by each project as it sees fit
-        g = global_line(sd, r)
-        if g is None:
+        gl = global_line(sd, r)
+        if gl is None:
             add("not-in-global", f"{name} is not in {sd.series} global-requirements")
             continue
-        markers = {marker_text(x.requirement) for x in sd.global_reqs[r.name]}
-        if marker_text(req) not in markers:
+        g = gl.requirement
+        if name != g.name:
+            add("name-spelling", f"{name} is spelled {g.name} in global-requirements; write it so")
+        markers = {written_marker(x.text) for x in sd.global_reqs[r.name]}
+        if r.marker not in markers:
             want = " or ".join(repr(m) if m else "no marker" for m in sorted(markers))
-            add("marker-mismatch", f"{name} has marker {marker_text(req) or 'none'!r}; global-requirements has "
-                f"{want}")
+            add("marker-mismatch", f"{name} has marker {r.marker or 'none'!r}; global-requirements has {want} "
+                "(the text must be the same)")
         g_excl = {s.version for s in g.specifier if s.operator == "!="}
         g_caps = {str(s) for s in g.specifier if s.operator in CAP_OPS}
         extra_excl = sorted(s.version for s in req.specifier if s.operator == "!=" and s.version not in g_excl)
@@ -118,4 +119,24 @@ def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
                 findings.append(Finding("constraint-vs-global", sd.constraints_source, pins[0].lineno, name,
                                         f"the upper-constraints pin {pins[0].text} does not satisfy the global "
                                         f"requirement {g} (used at {r.where})"))
-    return findings
+    return findings + line_counts(list(seen.values()), sd)  # a duplicate is reported once, as such
+
+
+def line_counts(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
+    """A package global-requirements lists on n lines (one per marker) takes n lines in each file section
+    that lists it, counted per extra as the gate does (``oslo.db[mysql]`` apart from ``oslo.db``)."""
+    groups: dict[tuple, list[ProjectReq]] = {}
+    for r in reqs:
+        if r.name in sd.global_reqs and r.name not in sd.denylist:
+            for extra in sorted(r.requirement.extras) or [""]:
+                groups.setdefault((r.rel, r.section, r.name, extra), []).append(r)
+    out = []
+    for (_, _, name, extra), group in groups.items():
+        want = sd.global_reqs[name]
+        if len(group) != len(want):
+            first = group[0]
+            out.append(Finding("line-count", first.rel, first.lineno, first.requirement.name,
+                               f"{first.requirement.name}{f'[{extra}]' if extra else ''} is on {len(group)} "
+                               f"line(s) here, global-requirements has {len(want)}: "
+                               + "; ".join(g.text for g in want)))
+    return out

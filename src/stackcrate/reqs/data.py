@@ -27,8 +27,10 @@ def series_file(series: str, file: str, cache: Cache, constraints_dir: str | Non
     if cdir:
         p = Path(cdir).expanduser().resolve() / name / file
         if not p.is_file():
+            # Name what set the folder: the flag wins over the environment, and unsetting the latter won't help.
+            given = "pass another --constraints-dir" if constraints_dir else f"unset {CONSTRAINTS_DIR_ENV}"
             raise StackcrateError(f"no {file} for series {name} in the requirements folder: {p} does not exist",
-                                  hint=f"lay the folder out as <series>/{file}, or unset {CONSTRAINTS_DIR_ENV}")
+                                  hint=f"lay the folder out as <series>/{file}, or {given}")
         return str(p), p.read_text()
     branch = "master" if name == "master" else f"stable/{name}"
     url = RAW_URL.format(branch=branch, file=file)

@@ -1,22 +1,25 @@
 """A project's requirement files, read line by line so findings can name the line and sync can rewrite it.
 
-Read: requirements.txt, test-requirements.txt, the ``[extras]`` of setup.cfg (pbr) and, in pyproject.toml,
-``[project] dependencies`` and ``[project.optional-dependencies]``. Each requirement keeps the exact span of
-its text in the line, so a rewrite changes only that span (comments, order and layout stay).
+Read: requirements.txt, test-requirements.txt, doc/requirements.txt (and the files they include with -r/-c),
+the ``[extras]`` of setup.cfg (pbr) and, in pyproject.toml, ``[project] dependencies``,
+``[project.optional-dependencies]`` and ``[dependency-groups]`` (PEP 735). Each requirement keeps the exact
+span of its text in the line, so a rewrite changes only that span (comments, order and layout stay).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..errors import StackcrateError
 
-TXT_FILES = ("requirements.txt", "test-requirements.txt")
+TXT_FILES = ("requirements.txt", "test-requirements.txt", "doc/requirements.txt")  # what the gate reads
 
 
 @dataclass
@@ -29,6 +32,7 @@ class ProjectReq:
     end: int
     text: str             # the requirement as written
     requirement: Requirement
+    quote: str = ""       # in pyproject.toml: the quote around the string (a rewrite must not use it inside)
 
     @property
     def name(self) -> str:
@@ -37,6 +41,15 @@ class ProjectReq:
     @property
     def where(self) -> str:
         return f"{self.rel}:{self.lineno}"
+
+    @property
+    def marker(self) -> str:
+        return written_marker(self.text)
+
+
+def written_marker(text: str) -> str:
+    """The marker as written, spacing and quotes included: the gate compares this text, not its meaning."""
+    return text.split(";", 1)[1].strip() if ";" in text else ""
 
 
 def _parse(text: str, rel: str, lineno: int) -> Requirement:
@@ -47,9 +60,21 @@ def _parse(text: str, rel: str, lineno: int) -> Requirement:
                               hint="fix that line (PEP 508: name[extras]specifiers;marker)") from None
 
 
+def _text(path: Path, rel: str) -> str:
+    """The file's text; a file that is not UTF-8 (what pip and the gate read) is an error naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data[:exc.start].count(b"\n") + 1
+        raise StackcrateError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                              where=f"{rel}:{lineno}",
+                              hint="save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
 def read_txt(path: Path, rel: str) -> list[ProjectReq]:
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(_text(path, rel).splitlines(), 1):
         body = line.split("#", 1)[0]
         stripped = body.strip()
         if not stripped or stripped.startswith("-"):  # -r/-c/-e and options are not requirements
@@ -68,7 +93,7 @@ _STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 def read_setup_cfg(path: Path, rel: str) -> list[ProjectReq]:
     """pbr's ``[extras]``: ``name =`` then one requirement per indented line (or one on the key's line)."""
     out, section, extra = [], None, None
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(_text(path, rel).splitlines(), 1):
         m = _SECTION.match(line)
         if m:
             section, extra = m.group(1).strip(), None
@@ -95,18 +120,28 @@ def read_setup_cfg(path: Path, rel: str) -> list[ProjectReq]:
     return out
 
 
+_INLINE_TABLE = re.compile(r"\{[^}]*\}")
+
+
 def read_pyproject(path: Path, rel: str) -> list[ProjectReq]:
-    """String items of ``[project] dependencies`` and ``[project.optional-dependencies]`` arrays."""
+    """String items of ``[project] dependencies``, ``[project.optional-dependencies]`` and
+    ``[dependency-groups]`` arrays (a group's ``{include-group = ...}`` entries are not requirements)."""
     out, section, key, in_array = [], None, None, False
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    text = _text(path, rel)
+    try:  # the reader below goes line by line (to keep spans); TOML's own parser says if the file is valid
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StackcrateError(f"not valid TOML: {exc}", where=rel,
+                              hint="fix the TOML syntax where the message says") from None
+    for i, line in enumerate(text.splitlines(), 1):
         m = _SECTION.match(line)
         if m:
             section, key, in_array = m.group(1).strip(), None, False
             continue
-        wanted = section == "project.optional-dependencies" or section == "project"
-        if not wanted:
+        if section not in _PYPROJECT_LABELS:
             continue
-        code = _strip_toml_comment(line)
+        # Blank inline tables out (same length, so the spans stay right): their strings are no requirements.
+        code = _INLINE_TABLE.sub(lambda t: " " * len(t.group(0)), _strip_toml_comment(line))
         start_at = 0
         if not in_array:
             k = _KEY.match(code.strip())
@@ -118,13 +153,16 @@ def read_pyproject(path: Path, rel: str) -> list[ProjectReq]:
             in_array = True
             start_at = code.index("[") + 1
         for s in _STRING.finditer(code, start_at):
-            value = s.group(1) if s.group(1) is not None else s.group(2)
-            label = "dependencies" if section == "project" else f"extras: {key}"
-            out.append(ProjectReq(path, rel, i, label, s.start() + 1, s.end() - 1, value,
-                                  _parse(value, rel, i)))
+            value, quote = (s.group(1), '"') if s.group(1) is not None else (s.group(2), "'")
+            out.append(ProjectReq(path, rel, i, _PYPROJECT_LABELS[section].format(key), s.start() + 1,
+                                  s.end() - 1, value, _parse(value, rel, i), quote))
         if _closes(code[start_at:]):
             in_array = False
     return out
+
+
+_PYPROJECT_LABELS = {"project": "dependencies", "project.optional-dependencies": "extras: {}",
+                     "dependency-groups": "dependency-group: {}"}
 
 
 def _strip_toml_comment(line: str) -> str:
@@ -145,20 +183,54 @@ def _closes(code: str) -> bool:
     return "]" in _STRING.sub("", code)
 
 
+_INCLUDE = re.compile(r"^(?:-r|--requirement|-c|--constraint)(?:\s*=?\s*)(\S+)")
+
+
+def _includes(path: Path, rel: str) -> list[tuple[Path, str]]:
+    """The files a requirements file includes (-r/-c), relative to it as pip reads them; a missing one is an
+    error, since skipping it would hide its requirements from the check."""
+    out = []
+    for i, line in enumerate(_text(path, rel).splitlines(), 1):
+        m = _INCLUDE.match(line.split("#", 1)[0].strip())
+        if not m:
+            continue
+        target = path.parent / m.group(1)
+        target_rel = os.path.normpath(os.path.join(os.path.dirname(rel), m.group(1)))
+        if not target.is_file():
+            raise StackcrateError(f"{m.group(1)} (included here) does not exist: {target}", where=f"{rel}:{i}",
+                                  hint="add the file, or fix or remove the include line")
+        out.append((target, target_rel))
+    return out
+
+
 def read_project(root: Path) -> list[ProjectReq]:
     """Every requirement of the project at ``root`` (a folder, e.g. an unpacked sdist or a git checkout)."""
     root = Path(root)
+    if root.is_file():
+        raise StackcrateError(f"{root} is a file, not a project folder",
+                              hint=f"pass the folder holding it: {root.parent}")
     if not root.is_dir():
         raise StackcrateError(f"project folder {root} does not exist",
                               hint="pass the folder holding requirements.txt (e.g. an unpacked sdist)")
     reqs: list[ProjectReq] = []
     present = [n for n in (*TXT_FILES, "setup.cfg", "pyproject.toml") if (root / n).is_file()]
+    done: set[Path] = set()  # each file once, however often it is included (test-requirements -r requirements)
+
+    def read_txt_tree(path: Path, rel: str) -> None:
+        if path.resolve() in done:
+            return
+        done.add(path.resolve())
+        reqs.extend(read_txt(path, rel))
+        for target, target_rel in _includes(path, rel):
+            read_txt_tree(target, target_rel)
+
     for name in present:
-        reader = read_setup_cfg if name == "setup.cfg" else read_pyproject if name == "pyproject.toml" \
-            else read_txt
-        reqs += reader(root / name, name)
+        if name in TXT_FILES:
+            read_txt_tree(root / name, name)
+        else:
+            reqs.extend((read_setup_cfg if name == "setup.cfg" else read_pyproject)(root / name, name))
     if not any(n in present for n in TXT_FILES) and not reqs:
         raise StackcrateError(f"{root} holds no requirement files",
-                              hint="expected requirements.txt, test-requirements.txt, setup.cfg [extras] "
-                              "or pyproject.toml dependencies")
+                              hint="expected requirements.txt, test-requirements.txt, doc/requirements.txt, "
+                              "setup.cfg [extras] or pyproject.toml dependencies")
     return reqs

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from stackcrate.cache import Cache
-from stackcrate.reqs.check import check
-from stackcrate.reqs.data import load_series_data
 from stackcrate.reqs.projectfiles import read_project
 from stackcrate.reqs.sync import sync, write
+
+from .seriesdata import check_project, write_series
 
 GLOBAL = """\
 ## section:general
@@ -25,17 +24,12 @@ UC = "oslo.config===10.0.0\nrequests===2.32.3\nxattr===1.1.4\nboto3===1.35.0\nha
 
 @pytest.fixture
 def series(tmp_path) -> Path:
-    d = tmp_path / "data" / "2026.1"
-    d.mkdir(parents=True)
-    (d / "global-requirements.txt").write_text(GLOBAL)
-    (d / "upper-constraints.txt").write_text(UC)
-    (d / "denylist.txt").write_text("hacking\n")
-    return tmp_path / "data"
+    return write_series(tmp_path, GLOBAL, UC)
 
 
 def run_check(project: Path, series: Path):
-    sd = load_series_data("2026.1", Cache(project / ".cache"), str(series))
-    return sd, [(f.rule, f.file, f.line) for f in check(read_project(project), sd)]
+    sd, findings = check_project(project, series)
+    return sd, [(f.rule, f.file, f.line) for f in findings]
 
 
 def test_each_rule_on_its_line(tmp_path, series):
@@ -70,7 +64,7 @@ def test_sync_rewrites_only_the_requirement_span(tmp_path, series):
     write(sync(read_project(p), sd))
     assert (p / "requirements.txt").read_text() == (
         "# keep me\noslo.config>=9.0.0  # Apache\nrequests>=2.14 # Apache\n"
-        "xattr>=1.0;sys_platform != \"win32\"  # MIT\nboto3>=1.35.0,<1.36  # Apache\n"
+        "xattr>=1.0;sys_platform!='win32'  # MIT\nboto3>=1.35.0,<1.36  # Apache\n"
         "ovs>3.3.0 # a strict bound stays strict\n")
     assert (p / "setup.cfg").read_text() == "[extras]\nfast =\n  oslo.config>=10.0.0 # too new\n"
     assert run_check(p, series)[1] == []
