@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from ..package.oci import archive_ref_name, tag
+from ..package.oci import archive_image_id, archive_ref_name, tag
 from .config import Deployment
 from .install import artifacts
 from .processes import Call, ProcessDef, make_written_folders
@@ -230,10 +230,12 @@ class Containers:
         return copied
 
     def load(self, imgs: dict[str, Image] | None = None) -> list[str]:
-        """Copy into the engine's store every image it does not hold yet; returns the ones copied."""
+        """Copy into the engine's store every image it does not hold yet, or holds under that name from another
+        build (same version, other bits: a rebuild with other system packages); returns the ones copied."""
         copied = []
         for i in (imgs or images(self.d)).values():
-            if self._cli("image", "exists", i.name, check=False).returncode == 0:
+            held = self._cli("image", "inspect", "--format", "{{.Id}}", i.name, check=False)
+            if held.returncode == 0 and held.stdout.strip().removeprefix("sha256:") == archive_image_id(i.archive):
                 continue
             tools.run([tools.which("skopeo"), "copy", "--quiet", f"oci-archive:{i.archive}:{i.ref_name}",
                        f"{ENGINE_STORE[self.engine]}:{i.name}"], timeout=1800)

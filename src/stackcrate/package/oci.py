@@ -378,16 +378,25 @@ def archive_ref_name(archive: Path) -> str:
                               hint="build it again (`stackcrate build --format oci`)") from None
 
 
-def archive_layers(archive: Path) -> list[tuple[str, int]]:
-    """(digest, size) of every layer of the image in an oci-archive, bottom up."""
+def archive_manifest(archive: Path) -> dict:
+    """The image manifest of the one image in an oci-archive written by write_archive."""
     try:
         with tarfile.open(archive) as tf:
             mdesc = archive_index(tf)["manifests"][0]
-            manifest = json.load(tf.extractfile("blobs/sha256/" + mdesc["digest"].split(":", 1)[1]))  # type: ignore
-            return [(d["digest"], d["size"]) for d in manifest["layers"]]
+            return json.load(tf.extractfile("blobs/sha256/" + mdesc["digest"].split(":", 1)[1]))  # type: ignore
     except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
         raise StackcrateError(f"{archive} is not an OCI image archive built by stackcrate",
                               hint="build it again (`stackcrate build --format oci`)") from None
+
+
+def archive_layers(archive: Path) -> list[tuple[str, int]]:
+    """(digest, size) of every layer of the image in an oci-archive, bottom up."""
+    return [(d["digest"], d["size"]) for d in archive_manifest(archive)["layers"]]
+
+
+def archive_image_id(archive: Path) -> str:
+    """The image ID engines give the image in an oci-archive (the sha256 of its config, hex)."""
+    return archive_manifest(archive)["config"]["digest"].split(":", 1)[1]
 
 
 @dataclass(frozen=True)
