@@ -11,7 +11,8 @@ import click
 series_option = click.option("-s", "--series", required=True, help="OpenStack series, e.g. 2026.1.")
 cdir_option = click.option("--constraints-dir", type=click.Path(file_okay=False),
                            help="Folder of openstack/requirements data (<series>/upper-constraints.txt, "
-                           "global-requirements.txt, denylist.txt); default $STACKCRATE_CONSTRAINTS_DIR.")
+                           "global-requirements.txt, denylist.txt or blacklist.txt); "
+                           "default $STACKCRATE_CONSTRAINTS_DIR.")
 
 
 def _emit(obj, fmt: str, data, text: str) -> None:
