@@ -5,11 +5,13 @@ check-requirements): a project may only use what global-requirements lists (deny
 the project), spelled as there (name and marker text alike: the gate compares the text as written, not its
 meaning), on as many lines as there (one per marker), with no exclusions or caps the global list does not
 have, a lower bound, no duplicates; and the series' upper-constraints must satisfy both the project and the
-global list, since the gate installs exactly those pins.
+global list, since the gate installs exactly those pins. The last two (BEYOND_GATE) are stackcrate's own:
+each such finding says so, and ``gate=True`` leaves them out so the verdict is exactly the gate's.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from packaging.version import InvalidVersion, Version
@@ -30,6 +32,14 @@ RULES = {
     "constraint-mismatch": "the series' upper-constraints pin must satisfy the requirement",
     "constraint-vs-global": "the series' upper-constraints pin must satisfy global-requirements",
 }
+# Rules the gate does not have: its job checks a project's files against global-requirements only.
+BEYOND_GATE = ("constraint-mismatch", "constraint-vs-global")
+BEYOND_GATE_NOTE = " (stackcrate's rule, not the gate's)"
+# The gate lets a marker that only says "Python 3" stand for no marker, both ways (py2 is gone, so such a
+# marker is always true). Its test is a match at the start of the marker text as written, so spacing counts
+# and anything after the python_version clause is ignored; the global side may only narrow to ==, >=, >.
+PY3_ONLY_GLOBAL = re.compile(r"""python_version(?:==|>=|>)['"]3\.\d+['"]""")
+PY3_ONLY_LOCAL = re.compile(r"""python_version(?:==|>=|>|<=|<)['"]3\.\d+['"]""")
 CAP_OPS = ("<", "<=", "~=", "==", "===")
 LOWER_OPS = (">=", ">", "~=", "==", "===")
 
@@ -49,6 +59,15 @@ class Finding:
         return asdict(self)
 
 
+def marker_accepted(local: str, global_: str) -> bool:
+    """Whether the gate takes the project's marker text for global-requirements' one."""
+    if local == global_:
+        return True
+    if not local:
+        return bool(PY3_ONLY_GLOBAL.match(global_))
+    return not global_ and bool(PY3_ONLY_LOCAL.match(local))
+
+
 def global_line(sd: SeriesData, r: ProjectReq) -> ConstraintLine | None:
     """The global-requirements line for this requirement: the one with the same marker text, else the one whose
     marker means the same (so sync respells it, not picks another line's marker), else the first."""
@@ -59,6 +78,14 @@ def global_line(sd: SeriesData, r: ProjectReq) -> ConstraintLine | None:
         (g for g in lines if g.requirement.marker == r.requirement.marker), lines[0])
 
 
+def gate_line(sd: SeriesData, r: ProjectReq) -> ConstraintLine | None:
+    """The line the gate compares the requirement with: one whose marker it accepts (a py3-only one stands for
+    none), else global_line's choice."""
+    lines = sd.global_reqs.get(r.name) or []
+    return next((g for g in lines if written_marker(g.text) == r.marker), None) or next(
+        (g for g in lines if marker_accepted(r.marker, written_marker(g.text))), None) or global_line(sd, r)
+
+
 def _accepts(spec, version: str) -> bool:
     try:
         return spec.contains(Version(version), prereleases=True)
@@ -66,7 +93,8 @@ def _accepts(spec, version: str) -> bool:
         return True  # a legacy version string: nothing to say about it
 
 
-def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
+def check(reqs: list[ProjectReq], sd: SeriesData, gate: bool = False) -> list[Finding]:
+    """The findings on reqs; with gate, only the gate's rules (none of BEYOND_GATE)."""
     findings: list[Finding] = []
     seen: dict[tuple, ProjectReq] = {}
     global_checked: set[str] = set()
@@ -84,7 +112,7 @@ def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
         seen[key] = r
         if r.name in sd.denylist:
             continue  # denylisted packages are managed by each project as it sees fit
-        gl = global_line(sd, r)
+        gl = gate_line(sd, r)
         if gl is None:
             add("not-in-global", f"{name} is not in {sd.series} global-requirements")
             continue
@@ -92,7 +120,7 @@ def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
         if name != g.name:
             add("name-spelling", f"{name} is spelled {g.name} in global-requirements; write it so")
         markers = {written_marker(x.text) for x in sd.global_reqs[r.name]}
-        if r.marker not in markers:
+        if not any(marker_accepted(r.marker, m) for m in markers):
             want = " or ".join(repr(m) if m else "no marker" for m in sorted(markers))
             add("marker-mismatch", f"{name} has marker {r.marker or 'none'!r}; global-requirements has {want} "
                 "(the text must be the same)")
@@ -108,17 +136,19 @@ def check(reqs: list[ProjectReq], sd: SeriesData) -> list[Finding]:
                 f"({g}) does not")
         if not any(s.operator in LOWER_OPS for s in req.specifier):
             add("no-lower-bound", f"{name} has no lower bound; add >=VERSION")
+        if gate:
+            continue
         pins = sd.constraints.get(r.name, [])
         versions = sd.constraint_versions(r.name)
         if versions and not any(_accepts(req.specifier, v) for v in versions):
             add("constraint-mismatch", f"{name}{req.specifier} rejects the {sd.series} upper-constraints pin "
-                f"{', '.join(versions)}")
+                f"{', '.join(versions)}{BEYOND_GATE_NOTE}")
         if versions and r.name not in global_checked:
             global_checked.add(r.name)
             if not any(_accepts(g.specifier, v) for v in versions):
                 findings.append(Finding("constraint-vs-global", sd.constraints_source, pins[0].lineno, name,
                                         f"the upper-constraints pin {pins[0].text} does not satisfy the global "
-                                        f"requirement {g} (used at {r.where})"))
+                                        f"requirement {g} (used at {r.where}){BEYOND_GATE_NOTE}"))
     return findings + line_counts(list(seen.values()), sd)  # a duplicate is reported once, as such
 
 

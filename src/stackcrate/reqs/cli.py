@@ -11,7 +11,8 @@ import click
 series_option = click.option("-s", "--series", required=True, help="OpenStack series, e.g. 2026.1.")
 cdir_option = click.option("--constraints-dir", type=click.Path(file_okay=False),
                            help="Folder of openstack/requirements data (<series>/upper-constraints.txt, "
-                           "global-requirements.txt, denylist.txt); default $STACKCRATE_CONSTRAINTS_DIR.")
+                           "global-requirements.txt, denylist.txt or blacklist.txt); "
+                           "default $STACKCRATE_CONSTRAINTS_DIR.")
 
 
 def _emit(obj, fmt: str, data, text: str) -> None:
@@ -30,14 +31,17 @@ def reqs() -> None:
 @click.argument("project", type=click.Path())
 @series_option
 @cdir_option
+@click.option("--gate", is_flag=True,
+              help="Only the rules of OpenStack's requirements gate (check-requirements): leave out stackcrate's "
+              "own upper-constraints rules (constraint-mismatch, constraint-vs-global), so the verdict is the gate's.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
-def check(obj, project, series, constraints_dir, fmt) -> None:
+def check(obj, project, series, constraints_dir, gate, fmt) -> None:
     """Check PROJECT's requirement files against the series' global-requirements and upper-constraints.
 
-    Exit status 1 when there are findings.  Example: stackcrate reqs check ./keystone-29.1.0 -s 2026.1
+    Exit status 1 when there are findings.  Example: stackcrate reqs check ./keystone-29.1.0 -s 2026.1 --gate
     """
-    from .check import RULES
+    from .check import BEYOND_GATE, RULES
     from .check import check as do_check
     from .data import load_series_data
     from .projectfiles import read_project
@@ -45,13 +49,15 @@ def check(obj, project, series, constraints_dir, fmt) -> None:
     root = Path(project)
     reqs_ = read_project(root)
     sd = load_series_data(series, obj.cache, constraints_dir)
-    findings = do_check(reqs_, sd)
-    data = {"project": str(root), "series": sd.series, "requirements": len(reqs_),
-            "findings": [f.to_dict() for f in findings], "rules": RULES}
+    findings = do_check(reqs_, sd, gate=gate)
+    rules = {k: v for k, v in RULES.items() if not (gate and k in BEYOND_GATE)}
+    data = {"project": str(root), "series": sd.series, "requirements": len(reqs_), "gate": gate,
+            "findings": [f.to_dict() for f in findings], "rules": rules, "beyond_gate": list(BEYOND_GATE)}
     files = sorted({r.rel for r in reqs_})
     text = "\n".join(f.render() for f in findings)
     text += ("\n" if findings else "") + (
-        f"{len(findings)} finding(s) in {len(reqs_)} requirements ({', '.join(files)}) against {sd.series}")
+        f"{len(findings)} finding(s) in {len(reqs_)} requirements ({', '.join(files)}) against {sd.series}"
+        + (" (the gate's rules only)" if gate else ""))
     _emit(obj, fmt, data, text)
     if findings:
         raise SystemExit(1)

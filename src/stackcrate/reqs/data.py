@@ -1,7 +1,7 @@
 """A series' requirement data from openstack/requirements: global-requirements.txt and denylist.txt.
 
 Same folder layout as the upper-constraints (``$STACKCRATE_CONSTRAINTS_DIR/<series>/<file>``), else fetched
-from opendev.org and cached like the constraints.
+from opendev.org or GitHub (the ref per series: upstream.py) and cached like the constraints.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from ..cache import Cache
 from ..constraints import CONSTRAINTS_DIR_ENV, ConstraintLine, fetch_cached, parse_requirement_lines
 from ..errors import StackcrateError
 from ..series import get_series
-
-RAW_URL = "https://opendev.org/openstack/requirements/raw/branch/{branch}/{file}"
+from .upstream import candidate_urls, file_names
 
 
 def series_file(series: str, file: str, cache: Cache, constraints_dir: str | None = None) -> tuple[str, str]:
@@ -25,16 +24,29 @@ def series_file(series: str, file: str, cache: Cache, constraints_dir: str | Non
     name = get_series(series).name
     cdir = constraints_dir or os.environ.get(CONSTRAINTS_DIR_ENV)
     if cdir:
-        p = Path(cdir).expanduser().resolve() / name / file
+        folder = Path(cdir).expanduser().resolve() / name
+        p = next((folder / n for n in file_names(file) if (folder / n).is_file()), folder / file)
         if not p.is_file():
             # Name what set the folder: the flag wins over the environment, and unsetting the latter won't help.
             given = "pass another --constraints-dir" if constraints_dir else f"unset {CONSTRAINTS_DIR_ENV}"
             raise StackcrateError(f"no {file} for series {name} in the requirements folder: {p} does not exist",
-                                  hint=f"lay the folder out as <series>/{file}, or {given}")
+                                  hint=f"lay the folder out as <series>/{' or '.join(file_names(file))}, "
+                                  f"or {given}")
         return str(p), p.read_text()
-    branch = "master" if name == "master" else f"stable/{name}"
-    url = RAW_URL.format(branch=branch, file=file)
-    return url, fetch_cached(url, cache, True, what=file)
+    return fetch_first(candidate_urls(name, file), cache, file, name)
+
+
+def fetch_first(urls: list[str], cache: Cache, file: str, series: str) -> tuple[str, str]:
+    """(url, text) of the first URL that answers: a series' files moved between refs (and names) over time."""
+    failures, what = [], f"{file} of series {series}"
+    for url in urls:
+        try:
+            return url, fetch_cached(url, cache, True, what=what)
+        except StackcrateError as exc:
+            failures.append(exc.message)
+    raise StackcrateError(f"cannot fetch {what} from any of {len(urls)} places: " + "; ".join(failures),
+                          hint=f"check the network, or work offline with {CONSTRAINTS_DIR_ENV}=DIR "
+                          f"(DIR/{series}/{file})")
 
 
 @dataclass

@@ -1,19 +1,16 @@
-"""Render an inventory (see inventory.py) as Markdown, or as one self-contained HTML page with an SVG graph.
-
-The graph is drawn here, without a layout library: packages are put in layers by their distance from the
-components (components left, their direct dependencies next, ...), a layer taller than ROWS wraps into more
-columns, and each column is ordered by the mean position of the node's parents, which keeps most edges short.
-"""
+"""Render an inventory (see inventory.py) as Markdown, or as one self-contained HTML page with an SVG graph
+(graph.py)."""
 
 from __future__ import annotations
 
 import html
-from collections import deque
+
+from packaging.utils import canonicalize_name
+
+from .graph import graph_section
 
 NO_LOCK = ("Direct requirements only, read from the components' requirement files without a lock (e.g. for a "
            "series that cannot be built on today's Python); versions are the series' upper-constraints pins.")
-KIND_COLOURS = {"component": "#1f5fbf", "openstack": "#c0392b", "third-party": "#6b7280"}
-ROWS, NODE_W, NODE_H, ROW_GAP, COL_GAP, PAD = 40, 190, 16, 4, 50, 20
 
 
 def _title(inv: dict) -> str:
@@ -23,14 +20,8 @@ def _title(inv: dict) -> str:
 
 
 def _parents_in(inv: dict, name: str, comp: dict) -> list[str]:
-    inside = set(comp["openstack"]) | set(comp["third_party"]) | {_key(comp["name"])}
+    inside = set(comp["openstack"]) | set(comp["third_party"]) | {canonicalize_name(comp["name"])}
     return [p for p in inv["packages"][name]["required_by"] if p in inside]
-
-
-def _key(name: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(name)
 
 
 def markdown(inv: dict) -> str:
@@ -67,88 +58,13 @@ def markdown(inv: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def layers(inv: dict) -> list[list[str]]:
-    """Packages by their distance from the nearest component (breadth-first over the dependency edges)."""
-    pk = inv["packages"]
-    depth = {k: 0 for k, p in pk.items() if p["kind"] == "component"}
-    todo = deque(depth)
-    while todo:
-        n = todo.popleft()
-        for d in pk[n]["requires"]:
-            if d in pk and d not in depth:
-                depth[d] = depth[n] + 1
-                todo.append(d)
-    for k in pk:  # not reachable (should not happen in a lock): last layer
-        depth.setdefault(k, max(depth.values(), default=0) + 1)
-    out: list[list[str]] = [[] for _ in range(max(depth.values(), default=0) + 1)]
-    for k in sorted(pk):
-        out[depth[k]].append(k)
-    return out
-
-
-def svg_graph(inv: dict) -> str:
-    pk = inv["packages"]
-    pos: dict[str, tuple[float, float]] = {}
-    col = 0
-    height = 0
-    for layer in layers(inv):
-        # order by the mean row of the parents already placed (barycentre), then by name
-        def bary(n: str) -> float:
-            ys = [pos[p][1] for p in pk[n]["required_by"] if p in pos]
-            return sum(ys) / len(ys) if ys else 0.0
-        ordered = sorted(layer, key=lambda n: (bary(n), n))
-        for i, n in enumerate(ordered):
-            c, r = col + i // ROWS, i % ROWS
-            pos[n] = (PAD + c * (NODE_W + COL_GAP), PAD + r * (NODE_H + ROW_GAP))
-            height = max(height, pos[n][1] + NODE_H + PAD)
-        col += max(1, -(-len(layer) // ROWS))
-    width = PAD * 2 + col * (NODE_W + COL_GAP) - COL_GAP
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" '
-             f'viewBox="0 0 {width} {height + 30}" font-family="sans-serif" font-size="10" role="img">'),
-             "<title>Dependency graph: components on the left, their dependencies to the right</title>",
-             '<g fill="none" stroke-width="0.8">']
-    for n, p in pk.items():
-        x1, y1 = pos[n]
-        for d in p["requires"]:
-            if d not in pos:
-                continue
-            x2, y2 = pos[d]
-            sx, sy, ex, ey = x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2
-            if ex <= sx:  # same column or backwards: route around the right of the source
-                ex, ey = x2 + NODE_W, y2 + NODE_H / 2
-                path = f"M{sx},{sy} C{sx + 30},{sy} {ex + 30},{ey} {ex},{ey}"
-            else:
-                mx = (sx + ex) / 2
-                path = f"M{sx},{sy} C{mx},{sy} {mx},{ey} {ex},{ey}"
-            colour = KIND_COLOURS[p["kind"]]
-            parts.append(f'<path d="{path}" stroke="{colour}" stroke-opacity="0.18"/>')
-    parts.append("</g>")
-    for n, p in pk.items():
-        x, y = pos[n]
-        tip = (f"{p['name']} {p['version'] or ''} ({p['kind']})\nrequired by: {', '.join(p['required_by']) or '-'}"
-               f"\ncomponents: {', '.join(p['components'])}")
-        label = f"{p['name']} {p['version'] or ''}".strip()
-        if len(label) > 34:
-            label = label[:33] + "…"
-        parts.append(f'<g><title>{html.escape(tip)}</title><rect x="{x}" y="{y}" width="{NODE_W}" '
-                     f'height="{NODE_H}" rx="3" fill="{KIND_COLOURS[p["kind"]]}"/>'
-                     f'<text x="{x + 4}" y="{y + 11.5}" fill="#fff">{html.escape(label)}</text></g>')
-    lx = PAD
-    for kind, colour in KIND_COLOURS.items():
-        parts.append(f'<rect x="{lx}" y="{height + 8}" width="12" height="12" fill="{colour}"/>'
-                     f'<text x="{lx + 16}" y="{height + 18}" font-size="12">{kind}</text>')
-        lx += 120
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#1f2328;max-width:none}
 h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 h3{font-size:14px;margin-bottom:4px}
 table{border-collapse:collapse;font-size:12px;margin-bottom:12px}
 td,th{border:1px solid #d0d7de;padding:2px 8px;text-align:left;vertical-align:top}
-th{background:#f6f8fa}.graph{overflow:auto;border:1px solid #d0d7de;background:#fcfcfc}
+th{background:#f6f8fa}
 .k-component{color:#1f5fbf}.k-openstack{color:#c0392b}.k-third-party{color:#6b7280}
 .cols{display:flex;gap:24px;flex-wrap:wrap}.summary{font-size:14px}
 """
@@ -165,7 +81,8 @@ def html_page(inv: dict) -> str:
             + (f"; overrides: {e(', '.join(inv['overrides']))}" if inv["overrides"] else "") + ".</p>"]
     if inv["mode"] == "requirements":
         body.append(f"<p>{html.escape(NO_LOCK)}</p>")
-    body += ["<h2>Dependency graph</h2>", f'<div class="graph">{svg_graph(inv)}</div>']
+    graph_css, graph_html = graph_section(inv)
+    body += ['<h2 id="graph">Dependency graph</h2>', graph_html]
     for c in inv["components"]:
         body.append(f"<h2>{e(c['name'])} {e(c['version'] or '')}</h2>")
         body.append(f"<p>{len(c['direct'])} direct requirements; {len(c['openstack'])} OpenStack libraries and "
@@ -190,4 +107,4 @@ def html_page(inv: dict) -> str:
     body.append("<h2>All packages and who pulls them in</h2><table><tr><th>package</th><th>version</th>"
                 f"<th>kind</th><th>required by</th><th>components</th></tr>{rows}</table>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(_title(inv))}</title>'
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<style>{CSS}{graph_css}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
