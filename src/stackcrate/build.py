@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,7 +15,7 @@ from urllib.parse import unquote, urlparse
 from . import __version__
 from .archive import write_tar_zst
 from .buildroot import Bind, base_rootfs, chroot_run
-from .cache import Cache, digest_of, remove_tree, sha256_file
+from .cache import Cache, digest_of, link_or_copy, remove_tree, sha256_file
 from .errors import StackcrateError
 from .manifest import LoadedManifest
 from .model.built import BuiltComponent
@@ -117,11 +116,7 @@ def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], insta
     house.mkdir()
     reqs = []
     for key, path in sorted(wheels.items()):
-        dest = house / path.name
-        try:
-            os.link(path, dest)
-        except OSError:
-            shutil.copy2(path, dest)
+        link_or_copy(path, house / path.name)
         pkg = lock.packages[key]
         reqs.append(f"{pkg.name}=={pkg.version} --hash=sha256:{sha256_file(path)}")
     (work / "requirements.txt").write_text("\n".join(reqs) + "\n")

@@ -111,6 +111,17 @@ def file_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def link_or_copy(src: Path, dst: Path) -> None:
+    """dst as a hard link to src (no bytes written twice), a copy where a link cannot be made (another
+    filesystem); a missing src raises FileNotFoundError either way."""
+    try:
+        os.link(src, dst)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def remove_tree(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)

@@ -65,14 +65,19 @@ def changed_files(pkg: str) -> list[str]:
     return [line.split(None, 2)[-1] for line in r.stdout.splitlines() if line.strip()]
 
 
+def depends(deb: Path) -> list[str]:
+    """The Debian packages a .deb depends on, as names apt installs (the first of alternatives, no versions)."""
+    field = tools.dpkg_deb(["--field", deb, "Depends"]).stdout
+    return [p.split("|")[0].split("(")[0].strip() for p in field.split(",") if p.strip()]
+
+
 def install(debs: list[Path]) -> None:
     """dpkg -i the files (a missing package, or one replaced when asked); a clear error when their Debian
     dependencies are not there."""
     r = tools.run(["dpkg", "--install", *debs], check=False, timeout=INSTALL_TIMEOUT)
     if r.returncode != 0:
-        depends = {d.strip() for deb in debs
-                   for d in tools.dpkg_deb(["--field", deb, "Depends"]).stdout.split(",") if d.strip()}
+        needed = {name for deb in debs for name in depends(deb)}
         raise StackcrateError(f"dpkg could not install {', '.join(p.name for p in debs)}: "
                               f"{(r.stderr or r.stdout).strip()[-1500:]}",
                               hint="install their Debian dependencies first (apt-get install "
-                                   f"{' '.join(sorted(depends))}); `stackcrate deploy -i` does it on every host")
+                                   f"{' '.join(sorted(needed))}); `stackcrate deploy -i` does it on every host")

@@ -93,7 +93,7 @@ def _plan(d: Deployment, component: str, a: Artifact, root: Path, reinstall: boo
         return Planned(component, a, d.artifacts_dir / a.file, where, action, why)
 
     if a.format == "deb":
-        return _plan_deb(plan, a, where, reinstall, look_inside)
+        return _plan_deb(plan, a, d.artifacts_dir / a.file, where, reinstall, look_inside)
     rec = installed.read(where)
     if not os.path.lexists(where):
         return plan("install", "it was missing" if rec else "")
@@ -112,7 +112,7 @@ def _plan(d: Deployment, component: str, a: Artifact, root: Path, reinstall: boo
     return plan("keep")
 
 
-def _plan_deb(plan, a: Artifact, where: Path, reinstall: bool, look_inside: bool) -> Planned:
+def _plan_deb(plan, a: Artifact, deb: Path, where: Path, reinstall: bool, look_inside: bool) -> Planned:
     """The same decision for a venv dpkg installs from a .deb (the .deb's own sha256 is checked next)."""
     pkg = debs.package(a)
     version = debs.installed_versions([pkg]).get(pkg)
@@ -123,7 +123,6 @@ def _plan_deb(plan, a: Artifact, where: Path, reinstall: bool, look_inside: bool
         return plan("install", f"dpkg -i {a.file}")
     if version != a.version:
         return plan(differs, f"dpkg has {pkg} {version} installed, artifacts.json lists {a.version}")
-    deb = plan("keep").file
     if deb.is_file() and debs.installed_digest(pkg) != debs.contents_digest(deb):
         return plan(differs, f"{pkg} {version} as dpkg installed it holds other files than {a.file} (a package of "
                              "the same name and version built otherwise?)")

@@ -32,14 +32,14 @@ from pathlib import Path
 import yaml
 
 from .. import tools
-from ..cache import Cache, digest_of, sha256_file
+from ..cache import Cache, digest_of, link_or_copy, sha256_file
 from ..errors import StackcrateError
 from ..model.artifacts import ArtifactIndex
 from ..publish import apt_repo
 from . import secrets
 from .backing import HOST_PACKAGES
 from .config import HOST_NAME, Deployment, ip_address
-from .debs import package
+from .debs import depends, package
 from .install import artifacts
 
 PLAYBOOKS = Path(__file__).with_name("ansible")
@@ -179,12 +179,6 @@ def host_debs(d: Deployment, host: Host) -> list[dict]:
             for a in artifacts(_as_host(d, host), "deb").values()]
 
 
-def deb_depends(deb: Path) -> list[str]:
-    """The Debian packages a .deb depends on, as names apt installs (the first of alternatives, no versions)."""
-    field = tools.dpkg_deb(["--field", deb, "Depends"]).stdout
-    return [p.split("|")[0].split("(")[0].strip() for p in field.split(",") if p.strip()]
-
-
 def _as_host(d: Deployment, host: Host) -> Deployment:
     """The deployment as `host` sees it (its roles), for what depends on them."""
     import copy
@@ -196,15 +190,15 @@ def _as_host(d: Deployment, host: Host) -> Deployment:
 
 def host_vars(d: Deployment, cloud: Cloud, values: dict[str, str]) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    depends: dict[str, list[str]] = {}
+    needs: dict[str, list[str]] = {}
     for host in cloud.hosts:
         debs = host_debs(d, host)
         for deb in debs:
-            if deb["file"] not in depends:
-                depends[deb["file"]] = deb_depends(d.artifacts_dir / deb["file"])
+            if deb["file"] not in needs:
+                needs[deb["file"]] = depends(d.artifacts_dir / deb["file"])
         # apt installs the services' packages from the deploy host's repository alone: what they depend on
         # comes first, from the host's own Debian sources
-        packages = [p for r in host.roles for p in HOST_PACKAGES[r]] + [p for deb in debs for p in depends[deb["file"]]]
+        packages = [p for r in host.roles for p in HOST_PACKAGES[r]] + [p for deb in debs for p in needs[deb["file"]]]
         out[host.name] = {"configuration": host_configuration(d, cloud, host, values),
                           "packages": list(dict.fromkeys(packages)), "debs": debs}
     return out
@@ -223,14 +217,8 @@ def repository(d: Deployment) -> Path:
         return repo
     work = repo.with_name(f".apt-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
-
-    def link(src: Path, dst: Path) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:  # another filesystem
-            shutil.copyfile(src, dst)
-
-    apt_repo([index.path(a) for a in debs], work, max((a.source_date_epoch for a in debs), default=0), place=link)
+    apt_repo([index.path(a) for a in debs], work, max((a.source_date_epoch for a in debs), default=0),
+             place=link_or_copy)
     (work / "KEY").write_text(key)
     shutil.rmtree(repo, ignore_errors=True)
     work.rename(repo)

@@ -28,7 +28,7 @@ import zstandard
 
 from ..archive import walk_sorted
 from ..buildroot import base_rootfs
-from ..cache import Cache, digest_of, remove_tree
+from ..cache import Cache, digest_of, link_or_copy, remove_tree
 from ..errors import StackcrateError
 from ..model.built import BuiltComponent
 from ..model.source import LockedGit
@@ -325,12 +325,10 @@ def write_layout(config: dict, ref: str, epoch: int, layers: list[dict], cache: 
     for d in layers:
         dest = layout / "blobs/sha256" / d["digest"].split(":", 1)[1]
         try:
-            os.link(_blob(d, cache), dest)
+            link_or_copy(_blob(d, cache), dest)
         except FileNotFoundError:
             raise StackcrateError(f"cached layer {d['digest']} is missing",
                                   hint="remove the cache's packages/oci-blobs folder and build again") from None
-        except OSError:
-            dest.write_bytes(_blob(d, cache).read_bytes())
     cdesc = _put(layout, _json(config))
     manifest = {
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
