@@ -87,6 +87,7 @@ class ServiceSpec:
     # Sections stackcrate's config names itself, whose options the service registers under another group only
     # at run time (section -> that group); options.py checks overrides of them against that group.
     section_aliases: tuple[tuple[str, str], ...] = ()
+    wsgi_env: tuple[tuple[str, str], ...] = ()  # more environment of the API process (gunicorn)
 
 
 def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = ()) -> Command:
@@ -181,6 +182,9 @@ NOVA = ServiceSpec(
                        sockets=("run/openvswitch",))),
     # nova loads its paste pipeline from the first config file: the venv's api-paste.ini
     venv_config_files=("etc/nova/api-paste.ini",),
+    # nova's API before 33 (2025.2's 32) monkey-patches with eventlet when imported unless told not to, and then
+    # never answers under gunicorn's threaded worker ("RLock(s) were not greened"); 33 runs without eventlet
+    wsgi_env=(("OS_NOVA_DISABLE_EVENTLET_PATCHING", "true"),),
     data_dirs=("instances", "locks"),
 )
 
