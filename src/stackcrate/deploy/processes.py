@@ -117,6 +117,27 @@ def venv_version(venv: Path, distribution: str) -> Version | None:
     return None
 
 
+def running_version(pid: int, distribution: str) -> str | None:
+    """The version of `distribution` in the venv a process of this host runs from (the first venv its command
+    line names: the interpreter or the script); None when it names none or the process is gone."""
+    import re
+
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    name = re.sub(r"[-_.]+", "_", distribution).lower()
+    for arg in argv:
+        venv = Path(arg.split("/bin/")[0]) if arg.startswith("/") and "/bin/" in arg else None
+        if venv is not None and (venv / "pyvenv.cfg").is_file():
+            for info in venv.glob("lib/python3*/site-packages/*.dist-info"):
+                dist, _, version = info.name.removesuffix(".dist-info").partition("-")
+                if dist.lower() == name:
+                    return version
+            return None
+    return None
+
+
 def gunicorn_args(lay: Layout, spec: ServiceSpec) -> tuple[str, ...]:
     d, svc = lay.d, lay.d.services.enabled()[spec.name]
     gunicorn = venv_version(lay.venv(spec.name), "gunicorn")
