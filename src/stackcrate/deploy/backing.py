@@ -19,6 +19,7 @@ from .secrets import private_file
 
 # Debian package of each program: named in the error when it is missing.
 PACKAGES = {"mariadbd": "mariadb-server", "mariadb-install-db": "mariadb-server", "mariadb": "mariadb-client",
+            "mariadb-dump": "mariadb-client",
             "epmd": "erlang-base", "rabbitmq-server": "rabbitmq-server", "rabbitmqctl": "rabbitmq-server",
             "memcached": "memcached", "haproxy": "haproxy", "supervisord": "supervisor"}
 # not /usr/sbin's wrappers, which switch to the rabbitmq user and its home (another Erlang cookie)
@@ -26,10 +27,12 @@ RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 # Where each program is in Debian (and so in the images a container backend runs them from).
 DEBIAN_PATHS = {"mariadbd": "/usr/sbin/mariadbd", "mariadb-install-db": "/usr/bin/mariadb-install-db",
-                "mariadb": "/usr/bin/mariadb", "epmd": "/usr/bin/epmd", "rabbitmq-server": RABBITMQ_SERVER,
+                "mariadb": "/usr/bin/mariadb", "mariadb-dump": "/usr/bin/mariadb-dump", "epmd": "/usr/bin/epmd",
+                "rabbitmq-server": RABBITMQ_SERVER,
                 "rabbitmqctl": RABBITMQCTL, "memcached": "/usr/bin/memcached", "haproxy": "/usr/sbin/haproxy"}
 # The image each backing program runs from (epmd and rabbitmqctl come with RabbitMQ, the client with MariaDB).
-IMAGE_OF = {"mariadbd": "mariadb", "mariadb-install-db": "mariadb", "mariadb": "mariadb", "epmd": "rabbitmq",
+IMAGE_OF = {"mariadbd": "mariadb", "mariadb-install-db": "mariadb", "mariadb": "mariadb", "mariadb-dump": "mariadb",
+            "epmd": "rabbitmq",
             "rabbitmq-server": "rabbitmq", "rabbitmqctl": "rabbitmq", "memcached": "memcached", "haproxy": "haproxy"}
 
 

@@ -267,6 +267,55 @@ def rm(obj, d: Deployment, purge: bool, yes: bool) -> None:
 
 @deploy.command()
 @deployment_options
+@click.option("--to", "to", type=click.Path(file_okay=False, exists=True),
+              help="The artifacts of the next series (a folder with artifacts.json, built from its manifest).")
+@click.option("--commit", is_flag=True, help="End the upgrade that awaits commit: remove its snapshot (no "
+              "rollback after this).")
+@click.option("--remove-old", is_flag=True, help="With --commit: also remove the old release's venvs that no "
+              "other deployment uses.")
+@click.pass_obj
+def upgrade(obj, d: Deployment, to: str | None, commit: bool, remove_old: bool) -> None:
+    """Move the cloud to the next series: preflight, snapshot, install beside, migrate, switch, verify.
+
+    Until `--commit`, `stackcrate deploy rollback` restores the snapshot and the old release; writes made after
+    the snapshot are lost on rollback.
+    """
+    from . import upgrade as upgrading
+
+    if bool(to) == commit:
+        raise click.UsageError("give either --to ARTIFACTS_DIR or --commit")
+    if remove_old and not commit:
+        raise click.UsageError("--remove-old goes with --commit")
+    t0, t = _timer(obj)
+    if commit:
+        data = upgrading.commit(d, t, remove_old)
+        _finish(obj, t, "commit", data, f"upgrade to {data['series']} committed: snapshot removed", t0)
+        return
+    data = upgrading.upgrade(d, Path(to), t)
+    phases = ", ".join(f"{k} {v:.0f}s" for k, v in data["phases"].items())
+    _finish(obj, t, "upgrade", data, f"upgraded {data['from']['series']} → {data['to']['series']} ({phases}; "
+            f"snapshot {data['snapshot_bytes'] / 1e6:.1f} MB): {_versions(data['versions'])}; "
+            "`stackcrate deploy rollback` until `stackcrate deploy upgrade --commit`", t0)
+
+
+@deploy.command()
+@deployment_options
+@click.pass_obj
+def rollback(obj, d: Deployment) -> None:
+    """Go back to the release an upgrade started from: its snapshot restored (later writes are lost)."""
+    from . import upgrade as upgrading
+
+    t0, t = _timer(obj)
+    data = upgrading.rollback(d, t)
+    _finish(obj, t, "rollback", data, f"rolled back to {data['series']}: {_versions(data['versions'])}", t0)
+
+
+def _versions(versions: dict[str, str]) -> str:
+    return ", ".join(f"{n} {v}" for n, v in versions.items())
+
+
+@deploy.command()
+@deployment_options
 @click.pass_obj
 def status(obj, d: Deployment) -> None:
     """Each process: state, health (a check that exercises what it depends on), version, pid, port.
@@ -277,8 +326,11 @@ def status(obj, d: Deployment) -> None:
 
     if _many(obj, d, "status"):
         return
+    from .upgrade import describe
+
     data = lifecycle.status(d)
-    obj.ui.result({"state_dir": str(d.state), **data}, "\n".join(status_lines(data["processes"])))
+    data["release"] = rel = describe(d)
+    obj.ui.result({"state_dir": str(d.state), **data}, "\n".join([*status_lines(data["processes"]), rel["text"]]))
     if data["code"]:
         raise SystemExit(data["code"])
 

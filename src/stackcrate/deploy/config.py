@@ -117,6 +117,7 @@ class Engine(_Strict):
 
 
 DEFAULT_HOST = "stackcrate"  # nova's host name (and the OVN chassis') in a one-node cloud
+RELEASE = "data/release.json"  # the artifacts a deployment runs once an upgrade or rollback switched it
 HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9.-]*$"  # a host of the cloud: letters, digits, dots, dashes
 
 
@@ -219,10 +220,30 @@ class Deployment:
         self.config: Configuration = _load(self.config_path, Configuration, "configuration file")
         base = self.config_path.parent
         self.state = (Path(state_dir) if state_dir else base / self.config.state_dir).resolve()
-        self.artifacts_dir = (Path(artifacts) if artifacts else base / self.config.artifacts).resolve()
+        self.configured_artifacts = (base / self.config.artifacts).resolve()
+        self.artifacts_dir = self._artifacts(Path(artifacts).resolve() if artifacts else None)
         self.manifest = (base / self.config.manifest).resolve() if self.config.manifest else None
         self.backend = self._backend(backend)
         self.cache = cache or Cache()  # the command line's --cache-dir (what is learnt about the venvs goes there)
+
+    def _artifacts(self, given: Path | None) -> Path:
+        """The artifacts the deployment runs: those `deploy upgrade` or `rollback` switched it to (recorded in its
+        state folder, RELEASE) else the command line's else the configuration's. A command line naming other
+        artifacts than the recorded ones is refused: the switch is the upgrade's to make."""
+        import json
+
+        try:
+            recorded = Path(json.loads((self.state / RELEASE).read_text())["artifacts"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return given or self.configured_artifacts
+        if given and given != recorded:
+            from ..errors import StackcrateError
+
+            raise StackcrateError(f"the deployment in {self.state} runs the artifacts in {recorded} (switched to by "
+                                  f"`stackcrate deploy upgrade` or `rollback`), not {given}",
+                                  hint="leave out --artifacts; `stackcrate deploy upgrade --to DIR` moves it to "
+                                       "other artifacts")
+        return recorded
 
     def _backend(self, given: str | None) -> str:
         """The backend: the one the deployment was initialised with (init records it) else the one given on the

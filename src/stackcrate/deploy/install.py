@@ -209,10 +209,10 @@ def install(d: Deployment, t: Timer, reinstall: bool = False, root: Path = ROOT,
             _apply(now, str(d.state), t)
 
 
-def record_use(d: Deployment, root: Path = ROOT) -> None:
+def record_use(d: Deployment, root: Path = ROOT, also: list[Path] = ()) -> None:
     """Record in the state folder which venvs this deployment uses (init calls it once its checks passed: nothing
-    is written there before)."""
-    _record_used(d.state, [target(a, root) for a in artifacts(d).values()])
+    is written there before); `also`: venvs it keeps a claim on (an upgrade's old release, until commit)."""
+    _record_used(d.state, list(dict.fromkeys([*(target(a, root) for a in artifacts(d).values()), *also])))
 
 
 def _apply(p: Planned, me: str, t: Timer) -> None:
@@ -266,11 +266,12 @@ def _record_used(state: Path, venvs: list[Path]) -> None:
     tmp.replace(state / USED)
 
 
-def release(state: Path) -> dict[str, list]:
-    """For `rm --purge`: remove this deployment from the users of its venvs, and remove each venv no other
-    deployment uses and no process runs from. Users whose state folder is gone are dropped."""
+def release(state: Path, venvs: list[Path] | None = None) -> dict[str, list]:
+    """For `rm --purge` (every venv it uses) and an upgrade's end (the release left behind): remove this
+    deployment from the users of the venvs, and remove each one no other deployment uses and no process runs
+    from. Users whose state folder is gone are dropped."""
     removed, kept = [], []
-    for venv in _used(state):
+    for venv in _used(state) if venvs is None else venvs:
         if not venv.parent.is_dir():
             continue
         with installed.locked(venv.parent):

@@ -26,7 +26,15 @@ from .install import artifacts, backend_format, install, prepare, record_use, re
 from .keystone_api import register
 from .layout import Layout
 from .manager import Manager, manager_for
-from .processes import ProcessDef, all_processes, make_written_folders, proc_name, process_names, services_here
+from .processes import (
+    ProcessDef,
+    all_processes,
+    make_written_folders,
+    proc_name,
+    process_names,
+    running_version,
+    services_here,
+)
 from .supervisor import orphans
 from .timer import Timer
 
@@ -249,10 +257,20 @@ def stop_names(d: Deployment, sup: Manager, names: list[str], t: Timer, verb: st
                 out.update(zip(tier1, pool.map(stop, tier1), strict=True))
             killed = [n for n in tier1 if out[n] != "stopped"]
             info["note"] = f"killed after {d.config.stop_timeout:g}s: {', '.join(killed)}" if killed else ""
+            _wait_ports_closed(d, tier1)
     for name in [n for n in order if n in backing.backing_names(d)]:
         with t.step(f"{verb} {name}") as info:
             out[name] = info["note"] = stop(name)
     return out
+
+
+def _wait_ports_closed(d: Deployment, names: list[str], timeout: float = 20) -> None:
+    """A WSGI server's workers may still hold its port a moment after their master exited: wait (bounded) until
+    the stopped processes' ports are free, so what starts next finds them so (its preflight names any left)."""
+    wanted = [port for n in names for port in ports(d).get(n, [])]
+    deadline = time.monotonic() + timeout
+    while any(not _port_free(d.listen, port) for port in wanted) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
@@ -378,10 +396,12 @@ def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
     return {str(lay.wsgi_dir() / f"sc_wsgi_{p.service}.py")} if p.service else set()
 
 
-def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
+def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False, keep_venvs: list[Path] = ()) -> dict:
     """Install, configure, create databases/users/keys/catalog, apply changed secrets. Idempotent. Leaves the
     backing services and keystone running (and restarts what runs with a changed config).
-    reinstall: replace installed venvs that differ from the artifacts (refused otherwise)."""
+    reinstall: replace installed venvs that differ from the artifacts (refused otherwise).
+    ordered: migrations one service after the other in the table's order (an upgrade's documented order:
+    keystone, glance, placement before nova); keep_venvs: venvs the deployment keeps a claim on."""
     preflight(d, t)
     sup = manager_for(d)
     if d.backend == "local":
@@ -392,7 +412,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     options.check(d, t, options_runner(d, sup))  # needs the venvs; before anything of the deployment is written
     private_dirs(d)
     if d.backend == "local":
-        record_use(d)
+        record_use(d, also=keep_venvs)
     pending = secrets.pending(d.state, d.config.secrets)
     values = secrets.desired(d.state, d.config.secrets)
     lay = layout(d, values)
@@ -429,9 +449,12 @@ def init(d: Deployment, t: Timer, reinstall: bool = False) -> dict:
     # Each service's migrations touch only its own database: run them all at once (keystone's include its
     # key setup and bootstrap, which also re-sets the admin password).
     names = list(d.services.enabled())
-    with t.step("Schema migrations and keystone bootstrap (in parallel)") as info:
-        with ThreadPoolExecutor(max_workers=len(names)) as pool:
-            took = list(pool.map(sync, names))
+    with t.step(f"Schema migrations and keystone bootstrap ({'in order' if ordered else 'in parallel'})") as info:
+        if ordered:  # a failed migration stops the ones after it
+            took = [sync(n) for n in names]
+        else:
+            with ThreadPoolExecutor(max_workers=len(names)) as pool:
+                took = list(pool.map(sync, names))
         info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec in took)
     started += _converge(d, lay, sup, t, only={"keystone"})
     with t.step("Service users, services and endpoints in keystone") as info:
@@ -516,8 +539,11 @@ def status(d: Deployment) -> dict:
             row["restarts"] = st.restarts
             if st.restarts:  # it died and the engine's restart policy brought it back: say so
                 row["detail"] = f"{row['detail']}; restarted {st.restarts}× by {d.backend}".lstrip("; ")
-        if p is not None and p.component and not row["version"]:  # what the process says first, else its artifact
-            row["version"] = versions.get(p.component)
+        if p is not None and p.component and not row["version"]:
+            # what the process says first, else the venv it runs from (an upgrade's two releases are both
+            # installed), else its artifact
+            running = running_version(st.pid, p.component) if st and st.pid and d.backend == "local" else None
+            row["version"] = running or versions.get(p.component)
         return row
 
     names = process_names(d)

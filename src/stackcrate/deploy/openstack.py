@@ -87,6 +87,12 @@ class ServiceSpec:
     # Sections stackcrate's config names itself, whose options the service registers under another group only
     # at run time (section -> that group); options.py checks overrides of them against that group.
     section_aliases: tuple[tuple[str, str], ...] = ()
+    wsgi_env: tuple[tuple[str, str], ...] = ()  # more environment of the API process (gunicorn)
+    # `deploy upgrade`: the new release's readiness check, run before anything changes (exit 1 is a warning,
+    # 2 a failure), and the data migrations run once the new release serves, until they report nothing left
+    # (exit 1: some migrated, run again; 0: none left)
+    upgrade_check: Command | None = None
+    online_migrations: Command | None = None
 
 
 def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = ()) -> Command:
@@ -110,6 +116,7 @@ KEYSTONE = ServiceSpec(
     ),
     processes=(Process("keystone", "gunicorn", Probe("token")),), health_path="/v3",
     data_dirs=("fernet-keys", "credential-keys"),
+    upgrade_check=_cmd("keystone-status", "upgrade", "check", ok_exit=(0, 1)),
 )
 
 GLANCE = ServiceSpec(
@@ -123,6 +130,7 @@ GLANCE = ServiceSpec(
     # other two are glance's reserved stores; all take glance_store's options.
     section_aliases=(("fs", "glance_store"), ("os_glance_staging_store", "glance_store"),
                      ("os_glance_tasks_store", "glance_store")),
+    upgrade_check=_cmd("glance-status", "upgrade", "check", ok_exit=(0, 1)),
 )
 
 PLACEMENT = ServiceSpec(
@@ -131,6 +139,7 @@ PLACEMENT = ServiceSpec(
     db_user="placement", databases=("placement",),
     sync=(_cmd("placement-manage", "db", "sync"),),
     processes=(Process("placement", "gunicorn", Probe("api", "/resource_providers")),),
+    upgrade_check=_cmd("placement-status", "upgrade", "check", ok_exit=(0, 1)),
 )
 
 NEUTRON = ServiceSpec(
@@ -146,6 +155,7 @@ NEUTRON = ServiceSpec(
     # the mappers; neutron-server's own start-up triggers that, loading the WSGI app alone does not.
     wsgi_after_import=("from sqlalchemy import orm", "orm.configure_mappers()"),
     data_dirs=("locks",),
+    upgrade_check=_cmd("neutron-status", "upgrade", "check", ok_exit=(0, 1)),
 )
 
 # nova's URL templates ({{...}}: braces for nova to fill, not placeholders of ours)
@@ -181,7 +191,12 @@ NOVA = ServiceSpec(
                        sockets=("run/openvswitch",))),
     # nova loads its paste pipeline from the first config file: the venv's api-paste.ini
     venv_config_files=("etc/nova/api-paste.ini",),
+    # nova's API before 33 (2025.2's 32) monkey-patches with eventlet when imported unless told not to, and then
+    # never answers under gunicorn's threaded worker ("RLock(s) were not greened"); 33 runs without eventlet
+    wsgi_env=(("OS_NOVA_DISABLE_EVENTLET_PATCHING", "true"),),
     data_dirs=("instances", "locks"),
+    upgrade_check=_cmd("nova-status", "upgrade", "check", ok_exit=(0, 1)),
+    online_migrations=_cmd("nova-manage", "db", "online_data_migrations", ok_exit=(0, 1)),
 )
 
 # The start order: keystone first (every other service checks tokens against it), nova last (it calls them all).

@@ -21,9 +21,11 @@ from .processes import Call, Health, ProcessDef, Runner
 
 # Where each program is in Debian (in the image too), and its package (named when it is missing).
 PATHS = {"ovsdb-server": "/usr/sbin/ovsdb-server", "ovsdb-tool": "/usr/bin/ovsdb-tool",
+         "ovsdb-client": "/usr/bin/ovsdb-client",
          "ovs-vsctl": "/usr/bin/ovs-vsctl", "ovs-vswitchd": "/usr/lib/openvswitch-switch/ovs-vswitchd",
          "ovn-northd": "/usr/bin/ovn-northd", "ovn-controller": "/usr/bin/ovn-controller"}
 PACKAGES = {"ovsdb-server": "openvswitch-common", "ovsdb-tool": "openvswitch-common",
+            "ovsdb-client": "openvswitch-common",
             "ovs-vsctl": "openvswitch-switch", "ovs-vswitchd": "openvswitch-switch", "ovn-northd": "ovn-central",
             "ovn-controller": "ovn-host"}
 SCHEMAS = {"ovnnb_db": "/usr/share/ovn/ovn-nb.ovsschema", "ovnsb_db": "/usr/share/ovn/ovn-sb.ovsschema",
@@ -189,6 +191,18 @@ def create_databases(d: Deployment, runner: Runner) -> list[str]:
             runner.run(_call(d, "ovsdb-tool", ["convert", str(path), schema], (data_dir(d),)), timeout=120)
             done.append(f"{db} converted")
     return done
+
+
+# The central databases an upgrade's snapshot keeps (neutron writes the northbound one): name -> (remote, schema)
+def _central(d: Deployment) -> dict[str, tuple[str, str]]:
+    return {"ovnnb_db": (nb_remote(d), "OVN_Northbound"), "ovnsb_db": (sb_remote(d), "OVN_Southbound")}
+
+
+def backup(d: Deployment, runner: Runner) -> dict[str, str]:
+    """The central databases' contents as ovsdb-server serves them now (`ovsdb-client backup`): each a database
+    file ovsdb-server opens as it is (put back while it is stopped)."""
+    return {name: runner.run(_call(d, "ovsdb-client", ["backup", remote, schema]), timeout=120).stdout
+            for name, (remote, schema) in _central(d).items()}
 
 
 def ensure_netns(d: Deployment) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from packaging.version import Version
+
 from .. import tools
 from .config import Deployment
 from .layout import Layout
@@ -101,13 +103,51 @@ class Runner(Protocol):
     def run(self, call: Call, timeout: float = 600, check: bool = True) -> tools.CompletedProcess: ...
 
 
+CONTROL_SOCKET_SINCE = Version("25")  # gunicorn's control socket (and its --control-socket option) came in 25
+
+
+def venv_version(venv: Path, distribution: str) -> Version | None:
+    """The version of a distribution installed in a venv on this host; None when it is not (or the venv is in an
+    image, not here)."""
+    import importlib.metadata
+
+    for dist in importlib.metadata.distributions(path=[str(p) for p in venv.glob("lib/python3*/site-packages")]):
+        if (dist.metadata["Name"] or "").lower() == distribution:
+            return Version(dist.version)
+    return None
+
+
+def running_version(pid: int, distribution: str) -> str | None:
+    """The version of `distribution` in the venv a process of this host runs from (the first venv its command
+    line names: the interpreter or the script); None when it names none or the process is gone."""
+    import re
+
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    name = re.sub(r"[-_.]+", "_", distribution).lower()
+    for arg in argv:
+        venv = Path(arg.split("/bin/")[0]) if arg.startswith("/") and "/bin/" in arg else None
+        if venv is not None and (venv / "pyvenv.cfg").is_file():
+            for info in venv.glob("lib/python3*/site-packages/*.dist-info"):
+                dist, _, version = info.name.removesuffix(".dist-info").partition("-")
+                if dist.lower() == name:
+                    return version
+            return None
+    return None
+
+
 def gunicorn_args(lay: Layout, spec: ServiceSpec) -> tuple[str, ...]:
     d, svc = lay.d, lay.d.services.enabled()[spec.name]
+    gunicorn = venv_version(lay.venv(spec.name), "gunicorn")
+    # gunicorn 25's control socket would default to ~/.gunicorn/gunicorn.ctl, shared by every master on the host
+    # (in a container, HOME is the container's own); older gunicorn (2025.2 pins 23) has no such option
+    control = ("--control-socket", str(lay.d.state / "run" / f"{proc_name(spec.name)}.ctl")) \
+        if gunicorn is not None and gunicorn >= CONTROL_SOCKET_SINCE else ()
     return ("--pythonpath", str(lay.wsgi_dir()), "--bind", f"{d.listen}:{svc.backend_port}",
             "--workers", str(svc.workers), "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
-            "--graceful-timeout", "5", "--name", f"stackcrate-{proc_name(spec.name)}",
-            # gunicorn's control socket would default to ~/.gunicorn/gunicorn.ctl, shared by every master
-            "--control-socket", str(lay.d.state / "run" / f"{proc_name(spec.name)}.ctl"),
+            "--graceful-timeout", "5", "--name", f"stackcrate-{proc_name(spec.name)}", *control,
             f"{wsgi_module(spec.name)}:application")
 
 
@@ -126,6 +166,7 @@ def config_env(lay: Layout, spec: ServiceSpec) -> dict[str, str]:
     if spec.config_files_env:
         files = [str(lay.venv(spec.name) / f) for f in spec.venv_config_files] + [spec.config_file]
         env[spec.config_files_env] = ";".join(files)
+    env.update(spec.wsgi_env)
     return env
 
 

@@ -20,8 +20,11 @@ NAMES = ["admin_password", "service_password", "rabbitmq_password", "memcache_se
          "db_keystone", "db_glance", "db_placement", "db_nova", "db_neutron"]
 
 
+FILE = "secrets.yaml"  # in the state folder
+
+
 def _path(state: Path) -> Path:
-    return state / "secrets.yaml"
+    return state / FILE
 
 
 def applied(state: Path) -> dict[str, str]:

@@ -87,13 +87,13 @@ class Deploy:
     env: dict = field(default_factory=dict)
 
 
-def copy_manifest(root: Path) -> Path:
-    """examples/deploy/stackcrate.yaml in root (its lock goes beside it), its local sources (the nova driver) where
-    the example names them."""
-    manifest = yaml.safe_load((EXAMPLE / "stackcrate.yaml").read_text())
+def copy_manifest(root: Path, source: Path = EXAMPLE / "stackcrate.yaml") -> Path:
+    """examples/deploy/stackcrate.yaml (or another example manifest) in root (its lock goes beside it), its local
+    sources (the nova driver) where the example names them."""
+    manifest = yaml.safe_load(source.read_text())
     for comp in manifest["components"]:
         if "path" in comp:
-            comp["path"] = str((EXAMPLE / comp["path"]).resolve())
+            comp["path"] = str((source.parent / comp["path"]).resolve())
     (root / "stackcrate.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return root / "stackcrate.yaml"
 

@@ -188,3 +188,31 @@ def test_the_nova_compute_launcher_puts_stackcrates_driver_into_nova_virt(dep, t
                          text=True, env={"PYTHONPATH": str(fake)}, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "stackcrate_fake ['--config-file', 'nova.conf']"
+
+
+def _fake_venv(venv: Path, gunicorn: str | None) -> None:
+    site = venv / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    if gunicorn:
+        info = site / f"gunicorn-{gunicorn}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: gunicorn\nVersion: {gunicorn}\n")
+
+
+@pytest.mark.parametrize("gunicorn, control", [("25.2.0", True), ("23.0.0", False), (None, False)],
+                         ids=["2026.1-gunicorn-25", "2025.2-gunicorn-23", "venv-in-an-image"])
+def test_the_control_socket_option_is_given_only_to_a_gunicorn_that_has_it(dep, tmp_path, gunicorn, control):
+    d = Deployment(dep["services"], dep["config"])
+    venvs = {c: str(tmp_path / "venvs" / c) for c in artifacts(d)}
+    for v in venvs.values():
+        _fake_venv(Path(v), gunicorn)
+    keystone = next(p for p in openstack_processes(Layout(d, venvs, secrets={})) if p.name == "keystone")
+    assert ("--control-socket" in keystone.args) is control
+    if control:
+        assert keystone.args[keystone.args.index("--control-socket") + 1] == str(d.state / "run" / "keystone.ctl")
+
+
+def test_novas_api_runs_without_eventlets_monkey_patching(dep):
+    procs = openstack_processes(local_layout(Deployment(dep["services"], dep["config"])))
+    assert next(p for p in procs if p.name == "nova-api").env["OS_NOVA_DISABLE_EVENTLET_PATCHING"] == "true"
+    assert "OS_NOVA_DISABLE_EVENTLET_PATCHING" not in next(p for p in procs if p.name == "keystone").env
