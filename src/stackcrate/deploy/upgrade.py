@@ -1,8 +1,9 @@
-"""`stackcrate deploy upgrade --to DIR`, `rollback` and `upgrade --commit`: move a local deployment to the
-artifacts of another series, and back.
+"""`stackcrate deploy upgrade --to DIR`, `rollback` and `upgrade --commit`: move a deployment to the artifacts of
+another series, and back.
 
-The new release's venvs are installed beside the old ones (each at its versioned path), so switching is a
-matter of which artifacts the deployment runs (config.RELEASE). Before anything changes, a snapshot keeps what
+The new release's venvs are installed beside the old ones (each at its versioned path; on a container backend,
+its images are copied into the engine's store beside the old ones), so switching is a matter of which artifacts
+the deployment runs (config.RELEASE). Before anything changes, a snapshot keeps what
 the migrations change and cannot undo: every service database (one consistent dump), OVN's databases, keystone's
 keys, the secrets and the generated configuration, and the record of what ran. OpenStack's migrations go one
 way; rollback restores the snapshot, so writes made after it are lost.
@@ -24,7 +25,7 @@ from pathlib import Path
 from ..errors import StackcrateError
 from . import backing, bootstrap, lifecycle, ovn
 from .config import RELEASE, Deployment
-from .install import artifacts, install, prepare, record_use, release, summary, target, venvs
+from .install import artifacts, install, prepare, record_use, release, summary, target
 from .layout import Layout
 from .manager import manager_for
 from .openstack import SERVICES, Command
@@ -110,7 +111,20 @@ def running(d: Deployment, to: str | Path) -> Deployment:
 
 
 def _venvs_of(d: Deployment) -> list[Path]:
-    return [target(a) for a in artifacts(d).values()]
+    """The venvs the deployment's artifacts put on this host (a container backend's are inside its images)."""
+    return [target(a) for a in artifacts(d).values()] if d.backend == "local" else []
+
+
+def _claim(d: Deployment, also: list[Path] = ()) -> None:
+    """Record the venvs the deployment uses (and keeps a claim on) on this host; images need no such record."""
+    if d.backend == "local":
+        record_use(d, also=also)
+
+
+def _release(d: Deployment, venvs: list[Path]) -> dict[str, list]:
+    """Remove these venvs where no other deployment uses them (a container backend's images stay in the
+    engine's store, where `deploy rm --purge` removes them)."""
+    return release(d.state, venvs) if d.backend == "local" else {"removed": [], "kept": []}
 
 
 # ------------------------------------------------------------------------------------------------------- steps
@@ -237,10 +251,6 @@ def restore_databases(d: Deployment) -> None:
 def upgrade(d: Deployment, to: Path, t: Timer) -> dict:
     from .verify import verify
 
-    if d.backend != "local":
-        raise StackcrateError(f"`deploy upgrade` runs on the local backend; this deployment runs on {d.backend}",
-                              hint="on a container backend, rebuild with the new manifest and `deploy rm` + `run` "
-                                   "(the data is kept); upgrade with images is not built yet")
     if not lifecycle.initialised(d):
         raise StackcrateError(f"the deployment in {d.state} is not initialised: there is nothing to upgrade",
                               hint="`stackcrate deploy run` it first")
@@ -279,13 +289,16 @@ def upgrade(d: Deployment, to: Path, t: Timer) -> dict:
             runs = online_migrations(lifecycle.layout(d))
             info["note"] = f"{old_rel.series} healthy; online data migrations done ({runs} run(s))"
         with phase("install") as info:
-            planned = prepare(new)
-            info["note"] = summary(planned)
-            install(new, t, planned=planned)
-            record_use(d, also=new_venvs)  # both releases' venvs are this deployment's until commit or rollback
+            if d.backend == "local":
+                planned = prepare(new)
+                info["note"] = summary(planned)
+                install(new, t, planned=planned)
+            else:  # the new images into the engine's store, and a container of one started as a test
+                copied = manager_for(new).preflight()  # type: ignore[union-attr]
+                info["note"] = f"{len(copied)} image(s) copied in" if copied else "images already there"
+            _claim(d, also=new_venvs)  # both releases' venvs are this deployment's until commit or rollback
         with phase("upgrade checks") as info:
-            new_lay = Layout(new, venvs(new), lifecycle.layout(d).secrets)
-            warned = upgrade_checks(new_lay, t)
+            warned = upgrade_checks(lifecycle.layout(new), t)
             info["note"] = f"warnings from {', '.join(warned)}" if warned else "passed"
         took["preflight"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
@@ -296,8 +309,8 @@ def upgrade(d: Deployment, to: Path, t: Timer) -> dict:
         took["snapshot"] = round(time.monotonic() - t0, 1)
     except StackcrateError:
         shutil.rmtree(folder(d), ignore_errors=True)
-        record_use(d)
-        release(d.state, [v for v in new_venvs if v not in old_venvs])
+        _claim(d)
+        _release(d, [v for v in new_venvs if v not in old_venvs])
         raise
     # -- from here a failure stops the cloud on the new release; rollback brings the old one back
     step = "stop"
@@ -306,6 +319,8 @@ def upgrade(d: Deployment, to: Path, t: Timer) -> dict:
         with phase("stop"):
             services = [n for n in lifecycle.process_names(d) if n not in backing.backing_names(d)]
             lifecycle.stop_names(d, sup, services, t)
+        took["stop"] = round(time.monotonic() - t0, 1)
+        t0 = time.monotonic()
         _switch(d, to)
         rec["phase"] = step = "migrations"
         _write_record(d, rec)
@@ -372,10 +387,11 @@ def rollback(d: Deployment, t: Timer) -> dict:
     t0 = time.monotonic()
     verified = verify(old, t)
     took["verify"] = round(time.monotonic() - t0, 1)
-    record_use(old)
-    with t.step(f"Removing the {rec['to']['series']} venvs no other deployment uses") as info:
-        gone = release(d.state, [v for v in new_venvs if v not in _venvs_of(old)])
-        info["note"] = f"{len(gone['removed'])} removed, {len(gone['kept'])} kept"
+    _claim(old)
+    if new_venvs:
+        with t.step(f"Removing the {rec['to']['series']} venvs no other deployment uses") as info:
+            gone = _release(old, [v for v in new_venvs if v not in _venvs_of(old)])
+            info["note"] = f"{len(gone['removed'])} removed, {len(gone['kept'])} kept"
     shutil.rmtree(folder(d), ignore_errors=True)
     return {"series": rec["from"]["series"], "from": rec["to"], "phases": took, "verify": verified,
             "versions": running_versions(old)}
@@ -390,11 +406,11 @@ def commit(d: Deployment, t: Timer, remove_old: bool) -> dict:
                               f"{(rec.get('failed') or {}).get('step', rec['phase'])}): it cannot be committed",
                               hint="`stackcrate deploy rollback` brings back the old release")
     old_venvs = _venvs_of(running(d, rec["from"]["artifacts"]))
-    record_use(d)
+    _claim(d)
     out: dict = {"series": rec["to"]["series"], "snapshot_removed": str(folder(d) / "snapshot")}
-    if remove_old:
+    if remove_old and old_venvs:
         with t.step(f"Removing the {rec['from']['series']} venvs no other deployment uses") as info:
-            out["venvs"] = release(d.state, [v for v in old_venvs if v not in _venvs_of(d)])
+            out["venvs"] = _release(d, [v for v in old_venvs if v not in _venvs_of(d)])
             info["note"] = f"{len(out['venvs']['removed'])} removed, {len(out['venvs']['kept'])} kept"
     shutil.rmtree(folder(d), ignore_errors=True)
     return out

@@ -96,7 +96,7 @@ def test_upgrade_to_2026_1_runs_the_new_versions_and_keeps_what_was_made_before(
     assert out["verify"]["server_status"] == "ACTIVE" and out["verify"]["deleted"]
     assert {n: out["versions"][n] for n in NEW} == NEW == versions(cloud)
     assert out["snapshot_bytes"] > 100_000 and (cloud.state / "upgrade" / "snapshot" / "databases.sql").is_file()
-    assert set(out["phases"]) == {"preflight", "snapshot", "migrations", "switch", "verify",
+    assert set(out["phases"]) == {"preflight", "snapshot", "stop", "migrations", "switch", "verify",
                                    "online data migrations"}
     status = cloud.ok("status")
     assert status["release"]["series"] == "2026.1" and status["release"]["upgrade"]["phase"] == "done"
