@@ -130,8 +130,9 @@ def diff(obj, old, new, constraints_dir, fmt, python) -> None:
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "html"]), default="markdown",
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (default: stdout).")
+@click.option("--tests", is_flag=True, help="Without a lock: also the components' test requirements.")
 @click.pass_obj
-def inventory(obj, manifest_path, lock_path, series, components, constraints_dir, fmt, output) -> None:
+def inventory(obj, manifest_path, lock_path, series, components, constraints_dir, fmt, output, tests) -> None:
     """Inventory: per component, OpenStack libraries, third-party and system packages, and who pulls in what.
 
     \b
@@ -144,8 +145,9 @@ def inventory(obj, manifest_path, lock_path, series, components, constraints_dir
     from .report import html_page, markdown
 
     if manifest_path or lock_path:
-        if series or components:
-            raise StackcrateError("give either a manifest/lock, or --series with --component, not both")
+        if series or components or tests:
+            raise StackcrateError("give either a manifest/lock, or --series with --component (and --tests), "
+                                  "not both")
         if lock_path:
             path = Path(lock_path)
         else:
@@ -156,7 +158,7 @@ def inventory(obj, manifest_path, lock_path, series, components, constraints_dir
             inv = from_lock(Lock.load(path), obj.cache, path.parent)
     elif series:
         with obj.ui.step(f"Reading requirement files against {series} upper-constraints"):
-            inv = from_requirements(series, list(components), obj.cache, constraints_dir)
+            inv = from_requirements(series, list(components), obj.cache, constraints_dir, tests=tests)
     else:
         raise StackcrateError("nothing to report on",
                               hint="give -m MANIFEST (or --lock FILE), or --series with -c COMPONENT")

@@ -21,10 +21,12 @@ from ..distmeta import all_metadata
 from ..errors import StackcrateError
 from ..model.lock import Lock, LockedComponent
 from ..model.source import LockedPath, LockedPypi
-from ..sources import built_source_file, download, index_files
+from ..sources import built_source_file, download, index_files, index_versions
 from .bindep import system_packages
 from .classify import is_openstack
 from .data import load_series_data
+from .legacy import Index, settle
+from .legacy import services as config_services
 from .projectfiles import read_txt
 
 BINDEP_FILES = ("bindep.txt", "other-requirements.txt")  # the latter: bindep's name before mitaka
@@ -36,12 +38,28 @@ def _sdist_member(name: str, version: str, cache: Cache, members: tuple[str, ...
     memo = cache.dir("sdist-files") / f"{canonicalize_name(name)}-{version}-{'+'.join(members)}.json"
     if memo.exists():
         return json.loads(memo.read_text())["text"]
-    text = _sdist_member_uncached(name, version, cache, members)
+    texts = _sdist_texts(name, version, cache, lambda m: m in members)
+    text = next((texts[m] for m in members if m in texts), None)
     memo.write_text(json.dumps({"text": text}))
     return text
 
 
-def _sdist_member_uncached(name: str, version: str, cache: Cache, members: tuple[str, ...]) -> str | None:
+def _sdist_configs(name: str, version: str, cache: Cache) -> dict[str, str]:
+    """The sample configuration files (etc/...*.conf*, *.ini) in the component's sdist, by path (cached)."""
+    memo = cache.dir("sdist-files") / f"{canonicalize_name(name)}-{version}-etc.json"
+    if memo.exists():
+        return json.loads(memo.read_text())
+    texts = _sdist_texts(name, version, cache, _is_config)
+    memo.write_text(json.dumps(texts))
+    return texts
+
+
+def _is_config(member: str) -> bool:
+    return member.startswith("etc/") and (".conf" in member.rsplit("/", 1)[-1] or member.endswith(".ini"))
+
+
+def _sdist_texts(name: str, version: str, cache: Cache, want) -> dict[str, str]:
+    """The files of the component's sdist (paths below its top folder) that `want` picks, as text."""
     for f in index_files(name):
         fn = f["filename"]
         try:
@@ -52,12 +70,21 @@ def _sdist_member_uncached(name: str, version: str, cache: Cache, members: tuple
             continue
         path = download(f["url"], f["hashes"]["sha256"], fn, cache)
         with tarfile.open(path) as tf:
-            by_name = {m.name.split("/", 1)[-1]: m for m in tf.getmembers() if m.name.count("/") == 1}
-            for want in members:
-                if want in by_name:
-                    return tf.extractfile(by_name[want]).read().decode()  # type: ignore[union-attr]
-        return None
-    return None
+            picked = {m.name.split("/", 1)[-1]: m for m in tf.getmembers()
+                      if "/" in m.name and m.isfile() and want(m.name.split("/", 1)[-1])}
+            return {k: tf.extractfile(m).read().decode(errors="replace")  # type: ignore[union-attr]
+                    for k, m in picked.items()}
+    return {}
+
+
+def _tree_configs(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text(errors="replace") for p in sorted((root / "etc").rglob("*"))
+            if p.is_file() and _is_config(str(p.relative_to(root)))} if (root / "etc").is_dir() else {}
+
+
+def index_releases(name: str) -> list[str]:
+    """Every version the package index has of a project."""
+    return sorted(index_versions(index_files(name)))
 
 
 def _tree_member(root: Path, members: tuple[str, ...]) -> str | None:
@@ -134,8 +161,24 @@ def parse_component_spec(spec: str) -> tuple[str, str | None, Path | None]:
     return (name or p.resolve().name), None, p
 
 
-def from_requirements(series: str, specs: list[str], cache: Cache, constraints_dir: str | None = None) -> dict:
-    """Direct requirements of each component, versions from the series' upper-constraints."""
+def _component_files(name: str, version: str | None, path: Path | None, cache: Cache,
+                     file: str) -> tuple[list, str] | None:
+    """A requirements file of a component (its tree's, or its sdist's from PyPI): its lines and where it is."""
+    if path is not None:
+        req_file = path / file
+        return (read_txt(req_file, str(req_file)), str(req_file)) if req_file.is_file() else None
+    text = _sdist_member(name, version, cache, (file,))  # type: ignore[arg-type]
+    if text is None:
+        return None
+    tmp = cache.tempdir("inv-") / file
+    tmp.write_text(text)
+    return read_txt(tmp, f"{name}-{version}/{file}"), f"{name}-{version}/{file}"
+
+
+def from_requirements(series: str, specs: list[str], cache: Cache, constraints_dir: str | None = None,
+                      tests: bool = False, index: Index | None = index_releases) -> dict:
+    """Direct requirements of each component (and its test requirements when asked), each package at a version
+    every component accepts (legacy.settle: the series' upper-constraints pin where it is accepted)."""
     from ..series import get_series
 
     if not specs:
@@ -149,46 +192,53 @@ def from_requirements(series: str, specs: list[str], cache: Cache, constraints_d
     components = []
     for spec in specs:
         name, version, path = parse_component_spec(spec)
+        found = _component_files(name, version, path, cache, "requirements.txt")
+        if found is None:
+            raise StackcrateError(f"{path / 'requirements.txt' if path else f'{name} {version}'}: no "
+                                  "requirements.txt" + ("" if path else " in its sdist on the index"),
+                                  hint="point at the component's source tree" if path else
+                                  "give the source tree instead: -c NAME=FOLDER")
+        runtime = found[0]
+        test_found = _component_files(name, version, path, cache, "test-requirements.txt") if tests else None
         if path is not None:
-            req_file = path / "requirements.txt"
-            if not req_file.is_file():
-                raise StackcrateError(f"{req_file} does not exist", hint="point at the component's source tree")
-            reqs = read_txt(req_file, str(req_file))
-            bindep = _tree_member(path, BINDEP_FILES)
+            bindep, configs = _tree_member(path, BINDEP_FILES), _tree_configs(path)
         else:
-            text = _sdist_member(name, version, cache, ("requirements.txt",))
-            if text is None:
-                raise StackcrateError(f"{name} {version}: no sdist with a requirements.txt on the index",
-                                      hint="give the source tree instead: -c NAME=FOLDER")
-            tmp = cache.tempdir("inv-") / "requirements.txt"
-            tmp.write_text(text)
-            reqs = read_txt(tmp, f"{name}-{version}/requirements.txt")
-            bindep = _sdist_member(name, version, cache, BINDEP_FILES)
+            bindep = _sdist_member(name, version, cache, BINDEP_FILES)  # type: ignore[arg-type]
+            configs = {} if bindep else _sdist_configs(name, version, cache)  # type: ignore[arg-type]
         key = canonicalize_name(name)
-        direct = []
-        for r in reqs:
-            req: Requirement = r.requirement
-            if req.marker and not req.marker.evaluate(env):
-                continue
-            n = r.name
-            direct.append(n)
-            pins = sd.constraint_versions(n)
-            entry = packages.setdefault(n, {
-                "name": req.name, "version": pins[0] if pins else None,
-                "kind": "openstack" if is_openstack(n, None) else "third-party", "summary": "",
-                "requires": [], "required_by": [], "components": [], "specifiers": {}})
-            entry["required_by"] = sorted(set(entry["required_by"]) | {key})
-            entry["components"] = sorted(set(entry["components"]) | {name})
-            entry["specifiers"][name] = str(req.specifier)
+        direct, test_names = [], []
+        for reqs, is_test in ((runtime, False), (test_found[0] if test_found else [], True)):
+            for r in reqs:
+                req: Requirement = r.requirement
+                if req.marker and not req.marker.evaluate(env):
+                    continue
+                n = r.name
+                (test_names if is_test else direct).append(n)
+                pins = sd.constraint_versions(n)
+                entry = packages.setdefault(n, {
+                    "name": req.name, "version": pins[0] if pins else None,
+                    "kind": "openstack" if is_openstack(n, None) else "third-party", "summary": "",
+                    "requires": [], "required_by": [], "components": [], "specifiers": {}, "test_only": True})
+                entry["test_only"] = entry["test_only"] and is_test
+                entry["required_by"] = sorted(set(entry["required_by"]) | {key})
+                entry["components"] = sorted(set(entry["components"]) | {name})
+                prior = entry["specifiers"].get(name)
+                entry["specifiers"][name] = ",".join(x for x in (prior, str(req.specifier)) if x)
         packages[key] = {"name": name, "version": version, "kind": "component", "summary": "",
-                         "requires": sorted(set(direct)), "required_by": [], "components": [name]}
+                         "requires": sorted(set(direct) | set(test_names)), "required_by": [], "components": [name]}
+        system = _sysdeps(bindep, f"{path}/bindep.txt" if path else f"{name}-{version} sdist: bindep.txt")
+        if bindep is None:  # what its configuration needs, since it does not say which system packages
+            system["services"] = config_services(configs, direct)
         components.append({
             "name": name, "version": version, "source": "pypi" if path is None else "path",
-            "direct": sorted(set(direct)),
+            "direct": sorted(set(direct)), "test": sorted(set(test_names) - set(direct)),
             "openstack": sorted({n for n in direct if packages[n]["kind"] == "openstack"}),
             "third_party": sorted({n for n in direct if packages[n]["kind"] == "third-party"}),
-            "system": _sysdeps(bindep, f"{path}/bindep.txt" if path else f"{name}-{version} sdist: bindep.txt"),
+            "system": system,
         })
+    for p in packages.values():
+        if p["kind"] != "component":
+            p.update(settle(p["name"], p["version"], p["specifiers"], index))
     return {"mode": "requirements", "series": sd.series, "target": None,
             "python": f"{hi[0]}.{hi[1]}", "overrides": [], "components": components,
             "packages": dict(sorted(packages.items()))}

@@ -10,7 +10,25 @@ from packaging.utils import canonicalize_name
 from .graph import graph_section
 
 NO_LOCK = ("Direct requirements only, read from the components' requirement files without a lock (e.g. for a "
-           "series that cannot be built on today's Python); versions are the series' upper-constraints pins.")
+           "series that cannot be built on today's Python). Each version is the series' upper-constraints pin "
+           "where every component accepts it; otherwise one inside every component's range, marked ⚠ (see "
+           "\"Upper-constraints conflicts\").")
+
+
+def _version(p: dict) -> str:
+    return (p["version"] or "not pinned") + (" ⚠" if p.get("conflicts") or p.get("version_from") == "unknown"
+                                             else "")
+
+
+def _conflicts(inv: dict) -> list[dict]:
+    return [p for p in inv["packages"].values() if p.get("conflicts") or p.get("version_from") == "unknown"]
+
+
+def _no_bindep(c: dict) -> str:
+    found = c["system"].get("services") or []
+    needs = "; ".join(f"{s['what']} (from {s['from']})" for s in found)
+    return ("No bindep.txt available for this component" +
+            (f"; its configuration needs {needs}." if needs else "."))
 
 
 def _title(inv: dict) -> str:
@@ -40,20 +58,29 @@ def markdown(inv: dict) -> str:
         for title, names in (("OpenStack libraries", c["openstack"]), ("Third-party packages", c["third_party"])):
             out += [f"### {title}", "", "| package | version | pulled in by |", "|---|---|---|"]
             for n in names:
-                out.append(f"| {pk[n]['name']} | {pk[n]['version'] or 'not pinned'} | "
-                           f"{', '.join(_parents_in(inv, n, c))} |")
+                out.append(f"| {pk[n]['name']} | {_version(pk[n])} | {', '.join(_parents_in(inv, n, c))} |")
             out.append("")
+        if c.get("test"):
+            out += ["### Test requirements", "", ", ".join(f"{pk[n]['name']} {_version(pk[n])}" for n in c["test"]),
+                    ""]
         out += ["### System packages (bindep)", ""]
         if c["system"]["source"] is None:
-            out += ["No bindep.txt available for this component.", ""]
+            out += [_no_bindep(c), ""]
         else:
             out += ["| platform | packages |", "|---|---|"]
             out += [f"| {fam} | {' '.join(names) or '-'} |" for fam, names in c["system"]["packages"].items()]
             out.append("")
+    if conflicts := _conflicts(inv):
+        out += ["## Upper-constraints conflicts", "",
+                f"{len(conflicts)} package(s) whose upper-constraints pin a component rejects (or that have none).",
+                "", "| package | upper-constraints | reported | why |", "|---|---|---|---|"]
+        out += [f"| {p['name']} | {p['upper_constraints'] or '-'} | {p['version'] or '-'} | {p['why']} |"
+                for p in conflicts]
+        out.append("")
     out += ["## All packages and who pulls them in", "",
             "| package | version | kind | required by | components |", "|---|---|---|---|---|"]
     for p in pk.values():
-        out.append(f"| {p['name']} | {p['version'] or 'not pinned'} | {p['kind']} | {', '.join(p['required_by'])} "
+        out.append(f"| {p['name']} | {_version(p)} | {p['kind']} | {', '.join(p['required_by'])} "
                    f"| {', '.join(p['components'])} |")
     return "\n".join(out) + "\n"
 
@@ -88,20 +115,25 @@ def html_page(inv: dict) -> str:
         body.append(f"<p>{len(c['direct'])} direct requirements; {len(c['openstack'])} OpenStack libraries and "
                     f"{len(c['third_party'])} third-party packages.</p><div class='cols'>")
         for title, names in (("OpenStack libraries", c["openstack"]), ("Third-party packages", c["third_party"])):
-            rows = "".join(f"<tr><td>{e(pk[n]['name'])}</td><td>{e(pk[n]['version'] or 'not pinned')}</td>"
+            rows = "".join(f"<tr><td>{e(pk[n]['name'])}</td><td>{e(_version(pk[n]))}</td>"
                            f"<td>{e(', '.join(_parents_in(inv, n, c)))}</td></tr>" for n in names)
             body.append(f"<div><h3>{title}</h3><table><tr><th>package</th><th>version</th><th>pulled in by</th>"
                         f"</tr>{rows}</table></div>")
         sysp = c["system"]
         if sysp["source"] is None:
-            body.append("<div><h3>System packages (bindep)</h3><p>No bindep.txt available.</p></div>")
+            body.append(f"<div><h3>System packages (bindep)</h3><p>{e(_no_bindep(c))}</p></div>")
         else:
             rows = "".join(f"<tr><td>{e(f)}</td><td>{e(' '.join(n) or '-')}</td></tr>"
                            for f, n in sysp["packages"].items())
             body.append(f"<div><h3>System packages (bindep)</h3><table><tr><th>platform</th><th>packages</th>"
                         f"</tr>{rows}</table></div>")
         body.append("</div>")
-    rows = "".join(f"<tr><td class='k-{p['kind']}'>{e(p['name'])}</td><td>{e(p['version'] or 'not pinned')}</td>"
+    if conflicts := _conflicts(inv):
+        rows = "".join(f"<tr><td>{e(p['name'])}</td><td>{e(p['upper_constraints'] or '-')}</td>"
+                       f"<td>{e(p['version'] or '-')}</td><td>{e(p['why'])}</td></tr>" for p in conflicts)
+        body.append("<h2>Upper-constraints conflicts</h2><table><tr><th>package</th><th>upper-constraints</th>"
+                    f"<th>reported</th><th>why</th></tr>{rows}</table>")
+    rows = "".join(f"<tr><td class='k-{p['kind']}'>{e(p['name'])}</td><td>{e(_version(p))}</td>"
                    f"<td>{p['kind']}</td><td>{e(', '.join(p['required_by']))}</td>"
                    f"<td>{e(', '.join(p['components']))}</td></tr>" for p in pk.values())
     body.append("<h2>All packages and who pulls them in</h2><table><tr><th>package</th><th>version</th>"

@@ -93,10 +93,26 @@ def _edit(r: ProjectReq, new: str) -> tuple[int, int, str]:
     return r.start, r.end, new
 
 
+def _drop(r: ProjectReq, line: str) -> tuple[int, int, str | None]:
+    """How a repeated requirement goes: its whole line where it is alone on it (None), else, in an inline
+    pyproject array, only its string and one comma beside it."""
+    if not r.quote:
+        return r.start, r.end, None
+    start, end = r.start - 1, r.end + 1  # with its quotes
+    if after := re.match(r"\s*,\s*", line[end:]):
+        end += after.end()
+    elif before := re.search(r",\s*$", line[:start]):
+        start = before.start()
+    if not (line[:start] + line[end:]).strip(" \t\r\n,"):
+        return r.start, r.end, None
+    return start, end, ""
+
+
 def sync(reqs: list[ProjectReq], sd: SeriesData) -> SyncResult:
     result = SyncResult()
     edits: dict[Path, dict[int, list[tuple[int, int, str | None]]]] = {}
     seen: dict[tuple, ProjectReq] = {}
+    lines: dict[Path, list[str]] = {}
     for r in reqs:
         new = None
         if r.name not in sd.global_reqs and r.name not in sd.denylist:
@@ -106,7 +122,9 @@ def sync(reqs: list[ProjectReq], sd: SeriesData) -> SyncResult:
         # Key on the rewritten line: a marker fix can make it a repeat of an earlier one.
         key = (r.rel, r.section, r.name, written_marker(new) if new else r.marker)
         if key in seen:
-            edits.setdefault(r.path, {}).setdefault(r.lineno, []).append((r.start, r.end, None))  # drop line
+            if r.path not in lines:
+                lines[r.path] = _read_keeping_newlines(r.path).splitlines(keepends=True)
+            edits.setdefault(r.path, {}).setdefault(r.lineno, []).append(_drop(r, lines[r.path][r.lineno - 1]))
             continue
         seen[key] = r
         if new is not None:
@@ -152,7 +170,7 @@ def _apply(old: str, by_line: dict[int, list[tuple[int, int, str | None]]], appe
     for i, line in enumerate(old.splitlines(keepends=True), 1):
         changes = by_line.get(i, [])
         if any(new is None for _, _, new in changes):
-            continue  # a repeated requirement (one per line in these files): remove its line
+            continue  # a repeated requirement alone on its line: remove the line
         text = line
         for start, end, new in sorted(changes, reverse=True):
             text = text[:start] + new + text[end:]

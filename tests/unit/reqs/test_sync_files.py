@@ -123,3 +123,16 @@ def test_sync_respells_a_marker_to_the_global_line_meaning_the_same(proj, series
     sync_and_parse(proj, sd)
     assert (proj / "requirements.txt").read_text() == (
         "twolines>=2.0;python_version>='3.12'\ntwolines>=2.0;python_version<'3.12'\n")
+
+
+def test_sync_removes_a_repeat_inside_an_inline_array_and_keeps_the_rest_of_the_line(proj, series):
+    (proj / "pyproject.toml").write_text(
+        '[project]\nname = "proj"\ndependencies = ["SQLAlchemy>=2.0", "oslo.config>=9.0", "SQLAlchemy>=2.0"]\n'
+        "[project.optional-dependencies]\nfs = ['SQLAlchemy>=2.0', 'SQLAlchemy>=2.0', 'xattr>=1.0']\n"
+        'db = [\n    "SQLAlchemy>=2.0",\n    "SQLAlchemy>=2.0",\n]\n')
+    sd, _ = check_project(proj, series)
+    assert sync_and_parse(proj, sd) == [proj / "pyproject.toml"]
+    assert (proj / "pyproject.toml").read_text() == (
+        '[project]\nname = "proj"\ndependencies = ["SQLAlchemy>=2.0", "oslo.config>=9.0"]\n'
+        "[project.optional-dependencies]\nfs = ['SQLAlchemy>=2.0', \"xattr>=1.0;sys_platform!='win32'\"]\n"
+        'db = [\n    "SQLAlchemy>=2.0",\n]\n')
