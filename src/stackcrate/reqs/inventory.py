@@ -82,6 +82,21 @@ def _tree_configs(root: Path) -> dict[str, str]:
             if p.is_file() and _is_config(str(p.relative_to(root)))} if (root / "etc").is_dir() else {}
 
 
+def _until_unreachable(index: Index) -> Index:
+    """The index, asked no more once it could not be reached (each ask would wait out its retries again)."""
+    failed: list[StackcrateError] = []
+
+    def look(name: str) -> list[str]:
+        if failed:
+            raise failed[0]
+        try:
+            return index(name)
+        except StackcrateError as exc:
+            failed.append(exc)
+            raise
+    return look
+
+
 def index_releases(name: str) -> list[str]:
     """Every version the package index has of a project."""
     return sorted(index_versions(index_files(name)))
@@ -236,9 +251,10 @@ def from_requirements(series: str, specs: list[str], cache: Cache, constraints_d
             "third_party": sorted({n for n in direct if packages[n]["kind"] == "third-party"}),
             "system": system,
         })
+    look = _until_unreachable(index) if index else None
     for p in packages.values():
         if p["kind"] != "component":
-            p.update(settle(p["name"], p["version"], p["specifiers"], index))
+            p.update(settle(p["name"], p["version"], p["specifiers"], look))
     return {"mode": "requirements", "series": sd.series, "target": None,
             "python": f"{hi[0]}.{hi[1]}", "overrides": [], "components": components,
             "packages": dict(sorted(packages.items()))}
