@@ -267,7 +267,8 @@ def stop_names(d: Deployment, sup: Manager, names: list[str], t: Timer, verb: st
 def _wait_ports_closed(d: Deployment, names: list[str], timeout: float = 20) -> None:
     """A WSGI server's workers may still hold its port a moment after their master exited: wait (bounded) until
     the stopped processes' ports are free, so what starts next finds them so (its preflight names any left)."""
-    wanted = [port for n in names for port in ports(d).get(n, [])]
+    held = ports(d)
+    wanted = [port for n in names for port in held.get(n, [])]
     deadline = time.monotonic() + timeout
     while any(not _port_free(d.listen, port) for port in wanted) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -107,34 +107,30 @@ CONTROL_SOCKET_SINCE = Version("25")  # gunicorn's control socket (and its --con
 
 
 def venv_version(venv: Path, distribution: str) -> Version | None:
-    """The version of a distribution installed in a venv on this host; None when it is not (or the venv is in an
-    image, not here)."""
-    import importlib.metadata
+    """The version of a distribution installed in a venv on this host, from its .dist-info folder's name; None
+    when it is not (or the venv is in an image, not here)."""
+    import re
 
-    for dist in importlib.metadata.distributions(path=[str(p) for p in venv.glob("lib/python3*/site-packages")]):
-        if (dist.metadata["Name"] or "").lower() == distribution:
-            return Version(dist.version)
+    name = re.sub(r"[-_.]+", "_", distribution).lower()
+    for info in venv.glob("lib/python3*/site-packages/*.dist-info"):
+        dist, _, version = info.name.removesuffix(".dist-info").partition("-")
+        if re.sub(r"[-_.]+", "_", dist).lower() == name:
+            return Version(version)
     return None
 
 
 def running_version(pid: int, distribution: str) -> str | None:
     """The version of `distribution` in the venv a process of this host runs from (the first venv its command
     line names: the interpreter or the script); None when it names none or the process is gone."""
-    import re
-
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return None
-    name = re.sub(r"[-_.]+", "_", distribution).lower()
     for arg in argv:
         venv = Path(arg.split("/bin/")[0]) if arg.startswith("/") and "/bin/" in arg else None
         if venv is not None and (venv / "pyvenv.cfg").is_file():
-            for info in venv.glob("lib/python3*/site-packages/*.dist-info"):
-                dist, _, version = info.name.removesuffix(".dist-info").partition("-")
-                if dist.lower() == name:
-                    return version
-            return None
+            found = venv_version(venv, distribution)
+            return str(found) if found else None
     return None
 
 
