@@ -338,6 +338,43 @@ def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: M
     raise last
 
 
+class WebSession:
+    """A browser's HTTP conversation with one site: cookies kept between requests (a login's session and CSRF
+    cookies), redirects followed; each request has a time limit. Any answer of 400 or more raises FetchFailed
+    with its status."""
+
+    def __init__(self, timeout: float = 30, context: Any = None):
+        import http.cookiejar
+
+        self.cookies = http.cookiejar.CookieJar()
+        self.timeout = timeout
+        handlers: list = [urllib.request.HTTPCookieProcessor(self.cookies)]
+        if context is not None:  # an ssl.SSLContext trusting the site's CA
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.cookies if c.name == name), None)
+
+    def request(self, url: str, form: Mapping[str, str] | None = None,
+                headers: Mapping[str, str] | None = None) -> tuple[str, Response]:
+        """GET url, or POST the form to it; returns the URL answered after redirects and the answer."""
+        import urllib.parse
+
+        body = urllib.parse.urlencode(dict(form)).encode() if form is not None else None
+        req = urllib.request.Request(url, data=body, headers=dict(headers or {}))
+        log.debug("http: %s %s", "POST" if body is not None else "GET", url)
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                return resp.geturl(), Response(resp.status, resp.headers, resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode("utf-8", "replace").strip() if exc.fp else ""
+            raise FetchFailed(url, f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else ""),
+                              exc.code, None) from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise FetchFailed(url, str(getattr(exc, "reason", exc)), None, None) from None
+
+
 def download(url: str, dest: Path, *, timeout: float = 120, retries: int = 2, hint: str | None = None) -> str:
     """Stream url into dest (written beside it, renamed into place); returns the sha256 of what was written."""
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")

@@ -252,8 +252,10 @@ def haproxy_config(d: Deployment) -> str:
              "    option http-server-close", "    retries 3", ""]
     for name, s in d.services.enabled().items():
         tls = f" ssl crt {d.state / 'data' / 'tls' / 'server.pem'}" if d.config.tls else ""
-        lines += [f"frontend {name}", f"    bind {d.listen}:{s.port}{tls}", f"    default_backend {name}", "",
-                  f"backend {name}", f"    server {name} {d.listen}:{s.backend_port}", ""]
+        # with TLS ended here, the backend is told so (the dashboard then checks a login form's https Origin)
+        proto = ["    http-request set-header X-Forwarded-Proto https"] if d.config.tls else []
+        lines += [f"frontend {name}", f"    bind {d.listen}:{s.port}{tls}", *proto, f"    default_backend {name}",
+                  "", f"backend {name}", f"    server {name} {d.listen}:{s.backend_port}", ""]
     return "\n".join(lines)
 
 

@@ -4,10 +4,13 @@ service's migrations and setup commands. Every step is idempotent, so `init` can
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
 import re
+from pathlib import Path
 
+from ..cache import digest_of
 from ..errors import StackcrateError
 from .config import Deployment
 from .layout import Layout
@@ -16,8 +19,9 @@ from .processes import Call, Runner
 
 
 def databases(d: Deployment) -> dict[str, tuple[str, ...]]:
-    """database user -> its databases, for every enabled service."""
-    return {SERVICES[name].db_user: SERVICES[name].databases for name in d.services.enabled()}
+    """database user -> its databases, for every enabled service that has any (the dashboard has none)."""
+    return {SERVICES[name].db_user: SERVICES[name].databases for name in d.services.enabled()
+            if SERVICES[name].databases}
 
 
 def db_sql(d: Deployment, secrets: dict[str, str]) -> str:
@@ -54,7 +58,9 @@ def fill(text: str, values: dict[str, str], secrets: dict[str, str] | None = Non
 
 
 def command_values(lay: Layout, service: str) -> dict[str, str]:
-    return {"config_file": str(lay.conf_file(service)), "public_url": lay.public_url(service),
+    return {"config_file": str(lay.conf_file(service)), "config_dir": str(lay.etc(service)),
+            "venv": str(lay.venv(service)),
+            "public_url": lay.public_url(service),
             "region": lay.d.config.region, "user": pwd.getpwuid(os.getuid()).pw_name,
             "group": grp.getgrgid(os.getgid()).gr_name}
 
@@ -82,9 +88,27 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600) -> Non
             sql(lay.d, "\n".join(fill(s, {}) for s in cmd.statements) + "\n", runner)
             continue
         argv, env = command_argv(lay, service, cmd)
+        stamp, key = _stamp(lay, service, cmd, argv)
+        if stamp is not None and stamp.is_file() and stamp.read_text() == key:
+            continue
         proc = runner.run(management_call(lay, service, argv, env), timeout=timeout, check=False)
         if proc.returncode not in cmd.ok_exit:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-            raise StackcrateError(f"{service}: `{cmd.program} {' '.join(cmd.args[2:4])}` failed "
-                                  f"(exit {proc.returncode}):\n{tail}",
+            args = cmd.args[2:] if cmd.args[:1] == ("--config-file",) else cmd.args
+            what = " ".join(args[:2])
+            raise StackcrateError(f"{service}: `{cmd.program} {what}` failed (exit {proc.returncode}):\n{tail}",
                                   hint=f"see {lay.d.state / 'log'} and the service's configuration overrides")
+        if stamp is not None:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(key)
+
+
+def _stamp(lay: Layout, service: str, cmd: Command, argv: list[str]) -> tuple[Path | None, str]:
+    """Where a command with `unless_same` records its last success, and what it records: the digest of its
+    argv (the venv's path in it) and of the file it depends on."""
+    if cmd.unless_same is None:
+        return None, ""
+    dep = lay.etc(service) / cmd.unless_same
+    key = digest_of({"argv": argv, "depends": dep.read_text() if dep.is_file() else None})
+    name = hashlib.sha256(" ".join(cmd.args).encode()).hexdigest()[:16]
+    return lay.data(service) / ".done" / f"{cmd.program}-{name}", key

@@ -326,11 +326,17 @@ def status(obj, d: Deployment) -> None:
 
     if _many(obj, d, "status"):
         return
+    from .dashboard import enabled, url
     from .upgrade import describe
 
     data = lifecycle.status(d)
     data["release"] = rel = describe(d)
-    obj.ui.result({"state_dir": str(d.state), **data}, "\n".join([*status_lines(data["processes"]), rel["text"]]))
+    lines = [*status_lines(data["processes"]), rel["text"]]
+    if enabled(d):
+        data["dashboard"] = url(d)
+        lines.append(f"dashboard: {data['dashboard']} (user admin, password: admin_password in "
+                     f"{d.state / 'secrets.yaml'})")
+    obj.ui.result({"state_dir": str(d.state), **data}, "\n".join(lines))
     if data["code"]:
         raise SystemExit(data["code"])
 

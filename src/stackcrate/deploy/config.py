@@ -69,6 +69,7 @@ class Services(_Strict):
     placement: Optional[Service] = None
     neutron: Optional[Service] = None  # before nova: the order is the start order
     nova: Optional[Nova] = None
+    horizon: Optional[Service] = None  # the dashboard (last: it calls every other service)
 
     @model_validator(mode="after")
     def _deps(self) -> "Services":

@@ -8,6 +8,7 @@
   ovn-controller "connected" to the southbound database, ovs-vswitchd the datapath it forwards with);
 - keystone: a token issued (database, fernet keys, cache);
 - the other APIs: an authenticated call that reads their database, sent to the process itself (not HAProxy);
+- the dashboard: its login page, rendered (templates and compressed static files in place);
 - nova's conductor, scheduler and compute: "up" in nova's service list *and* consuming their RPC queue (a
   killed nova-compute stays "up" in the list for a minute; its queue consumer is gone at once).
 
@@ -177,6 +178,15 @@ def unixctl(path: str, command: str) -> Verdict:
     return Verdict(True, first, version)
 
 
+def html_page(url: str) -> Verdict:
+    """A GET answered 200 with an HTML page holding a form (the dashboard's login page: Django's templates and
+    the compressed static files it names are all there)."""
+    r = tools.http(url, headers={"Accept": "text/html"}, timeout=TIMEOUT, retries=0, quiet=True)
+    if b"<form" not in r.body:
+        return Verdict(False, f"HTTP {r.status} on {url.split('/', 3)[-1]} but no form in the page")
+    return Verdict(True, f"HTTP {r.status} on {url.split('/', 3)[-1]}")
+
+
 def podman_ping(path: str) -> Verdict:
     """podman's API (its Docker-compatible /version) over its unix socket."""
     with _connect(f"unix:{path}") as s:
@@ -318,6 +328,8 @@ class Checker:
             if h.kind == "token":
                 _, took = self.issue_token()
                 return Verdict(True, f"token issued in {took:.2f}s")
+            if h.kind == "page":
+                return html_page(h.url)  # type: ignore[arg-type]
             if h.kind == "api":
                 r = self.api_get(h.url)  # type: ignore[arg-type]
                 return Verdict(True, f"HTTP {r.status} on {h.url.split('/', 3)[-1]}")  # type: ignore[union-attr]

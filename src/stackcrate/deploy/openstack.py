@@ -2,8 +2,9 @@
 steps, the local backend and the container backend all read (in the spirit of cibuildwheel's options as data).
 
 Adding a service means adding a row here (and its config file's content in configs.py), nothing else.
-Strings in commands may hold placeholders filled in at run time: {config_file}, {public_url}, {region},
-{user}, {group} and, in environments only, {secret:NAME} (read from secrets.yaml, never put on a command line).
+Strings in commands may hold placeholders filled in at run time: {config_file}, {config_dir}, {venv},
+{public_url}, {region}, {user}, {group} and, in environments only, {secret:NAME} (read from secrets.yaml, never
+put on a command line).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ class Command:
     args: tuple[str, ...]
     ok_exit: tuple[int, ...] = (0,)         # exit statuses that mean success (e.g. "already exists")
     env: tuple[tuple[str, str], ...] = ()   # environment (secrets go here, never on the command line)
+    # a file of the service's config folder whose content, with the venv, decides what the command makes: when
+    # both are as at its last success, it is not run again (horizon's static files take ~40 s to compress)
+    unless_same: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,9 @@ class Sql:
 @dataclass(frozen=True)
 class Probe:
     """How to tell a process serves (health.py runs it): "token" (keystone issues one), "api" (an authenticated
-    GET of `path` on the process's own port, which reads its database), "rpc" (up in nova's service list and
-    consuming its RPC queue `queue`; {host} is the compute host)."""
+    GET of `path` on the process's own port, which reads its database), "page" (a GET of `path` answers 200 with
+    an HTML page: the dashboard's login page, rendered from its templates and compressed static files), "rpc" (up
+    in nova's service list and consuming its RPC queue `queue`; {host} is the compute host)."""
 
     kind: str
     path: str = ""
@@ -69,7 +74,8 @@ class Process:
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str                                # the key in services.yaml
-    catalog: tuple[str, str] | None          # (type, name) registered in keystone; None: keystone itself
+    catalog: tuple[str, str] | None          # (type, name) registered in keystone, with a service user; None:
+                                             # keystone itself (it registers at bootstrap), or the dashboard
     api_path: str                            # path of the API root in the catalog URL
     wsgi_app: str                            # module whose `application` gunicorn serves
     config_file: str                         # the generated config file (under <state>/etc/<service>/)
@@ -93,6 +99,9 @@ class ServiceSpec:
     # (exit 1: some migrated, run again; 0: none left)
     upgrade_check: Command | None = None
     online_migrations: Command | None = None
+    # "ini": an oslo.config file; "django": a Django settings module (horizon's local_settings.py), whose
+    # overrides are settings (overrides: {horizon: {local_settings: {NAME: value}}})
+    config_format: str = "ini"
 
 
 def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = ()) -> Command:
@@ -123,7 +132,9 @@ GLANCE = ServiceSpec(
     name="glance", catalog=("image", "glance"), api_path="", wsgi_app="glance.wsgi.api",
     config_file="glance-api.conf", config_dir_env="OS_GLANCE_CONFIG_DIR", config_files_env=None,
     db_user="glance", databases=("glance",),
-    sync=(_cmd("glance-manage", "db_sync"),),
+    # the metadata definitions shipped in the venv (what devstack loads too): the dashboard's Launch Instance
+    # offers them, and fails on a glance that has none; namespaces already loaded are skipped
+    sync=(_cmd("glance-manage", "db_sync"), _cmd("glance-manage", "db_load_metadefs", "{venv}/etc/glance/metadefs")),
     processes=(Process("glance", "gunicorn", Probe("api", "/v2/images?limit=1")),),
     data_dirs=("images", "staging", "tasks", "locks"),
     # glance_store's backend sections: "fs" is the store configs.py names in enabled_backends ("fs:file"), the
@@ -199,5 +210,33 @@ NOVA = ServiceSpec(
     online_migrations=_cmd("nova-manage", "db", "online_data_migrations", ok_exit=(0, 1)),
 )
 
-# The start order: keystone first (every other service checks tokens against it), nova last (it calls them all).
-SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (KEYSTONE, GLANCE, PLACEMENT, NEUTRON, NOVA)}
+# Horizon's settings: openstack_dashboard.settings imports `local.local_settings` (a top-level `local`, found on
+# sys.path); the deployment's config folder, first on PYTHONPATH, holds local/local_settings.py, so nothing is
+# written into the versioned venv.
+DJANGO_ENV = (("DJANGO_SETTINGS_MODULE", "openstack_dashboard.settings"), ("PYTHONPATH", "{config_dir}"))
+HORIZON_STATIC = "static.json"  # what its static files depend on (configs.py writes it beside local/)
+
+HORIZON = ServiceSpec(
+    name="horizon", catalog=None, api_path="", wsgi_app="openstack_dashboard.wsgi",
+    config_file="local/local_settings.py", config_dir_env="PYTHONPATH", config_files_env=None,
+    db_user="", databases=(),
+    # static files: collected from the venv's packages into the data folder, then compressed ahead
+    # (COMPRESS_OFFLINE: no page compresses anything while serving); both only when the venv or what they depend
+    # on changed
+    sync=(Command("django-admin", ("collectstatic", "--noinput", "--clear", "--verbosity", "0"), env=DJANGO_ENV,
+                  unless_same=HORIZON_STATIC),
+          Command("django-admin", ("compress", "--force", "--verbosity", "0"), env=DJANGO_ENV,
+                  unless_same=HORIZON_STATIC)),
+    processes=(Process("horizon", "gunicorn", Probe("page", "/auth/login/")),),
+    # gunicorn serves the static files too, through WhiteNoise around Django's application
+    wsgi_after_import=("from django.conf import settings", "from whitenoise import WhiteNoise",
+                       "application = WhiteNoise(application, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)"),
+    wsgi_env=(("DJANGO_SETTINGS_MODULE", "openstack_dashboard.settings"),),
+    health_path="/auth/login/",
+    data_dirs=("static",),
+    config_format="django",
+)
+
+# The start order: keystone first (every other service checks tokens against it), nova after the services it
+# calls, the dashboard last (it calls them all).
+SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (KEYSTONE, GLANCE, PLACEMENT, NEUTRON, NOVA, HORIZON)}

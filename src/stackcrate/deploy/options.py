@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,11 +71,15 @@ class Problem:
         return ".".join(p for p in ("overrides", self.service, self.section, self.option) if p)
 
     def message(self) -> str:
+        if self.kind == "section" and len(self.known) == 1:
+            return f"{self.service} has no section [{self.section}]: its only one is [{self.known[0]}]"
         if self.kind == "section":
             return f"{self.service} has no section [{self.section}]{_did_you_mean(self.section, self.known, '[]')}"
         if self.kind == "option":
             return (f"{self.service} has no option {self.option!r} in [{self.section}]"
                     f"{_did_you_mean(self.option or '', self.known)}")
+        if self.kind == "setting":
+            return f"{self.option!r} is not a Django setting's name (upper case letters, digits and _)"
         if self.kind == "not-scalar" and self.value is None:
             return "no value: write '' for an empty one, or remove the option"
         if self.kind == "not-scalar":
@@ -100,7 +105,8 @@ def requests(d: Deployment) -> list[Request]:
     """One request per enabled service that has overrides (the others are not checked: nothing to check)."""
     enabled = d.services.enabled()
     here = services_here(d)  # a compute host has only nova's venv
-    wanted = {s: o for s, o in d.config.overrides.items() if s in enabled and s in here and o}
+    wanted = {s: o for s, o in d.config.overrides.items()
+              if s in enabled and s in here and o and SERVICES[s].config_format == "ini"}
     if not wanted:
         return []
     on_host = d.backend == "local"
@@ -183,8 +189,29 @@ def error(problems: list[Problem], config_path: Path, unloadable: dict[str, str]
                            hint=hint)
 
 
+SETTING = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def settings_problems(d: Deployment) -> list[Problem]:
+    """Overrides of a service configured by a Django settings module (the dashboard): one section,
+    local_settings, of settings named as Django names them; any YAML value (lists and mappings too)."""
+    out = []
+    for service, sections in d.config.overrides.items():
+        if service not in SERVICES or SERVICES[service].config_format != "django":
+            continue
+        for section, options in sections.items():
+            if section != "local_settings":
+                out.append(Problem(service, section, None, "section", known=("local_settings",)))
+                continue
+            out += [Problem(service, section, name, "setting") for name in options if not SETTING.match(name)]
+    return out
+
+
 def check(d: Deployment, t: Timer, run: Runner = tools.run) -> None:
     """Refuse the deployment's overrides before anything is written if a service would not accept them."""
+    early = settings_problems(d)
+    if early:
+        raise error(early, d.config_path, {})
     reqs = requests(d)
     if not reqs:
         return

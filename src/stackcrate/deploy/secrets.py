@@ -17,7 +17,7 @@ import yaml
 from ..errors import StackcrateError
 
 NAMES = ["admin_password", "service_password", "rabbitmq_password", "memcache_secret_key", "metadata_secret",
-         "db_keystone", "db_glance", "db_placement", "db_nova", "db_neutron"]
+         "db_keystone", "db_glance", "db_placement", "db_nova", "db_neutron", "horizon_secret_key"]
 
 
 FILE = "secrets.yaml"  # in the state folder

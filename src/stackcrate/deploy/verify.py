@@ -2,10 +2,11 @@
 
 Every run makes its own resources, with a name of its own, and removes them: a token, an image uploaded and
 downloaded byte for byte, a network with a subnet and a router, a flavor and a server on that network that must
-go ACTIVE, listed, shown, its port ACTIVE, bound to the compute host with an address of the subnet, then all
-deleted. With compute_driver podman the server is a container instead: stackcrate's busybox image (container_format
-docker) booted with --nic none (the driver runs instances without a network), ACTIVE, its container's output in
-`openstack console log show`. Nothing of an earlier run is reused, so a verify that passes says the cloud works now.
+go ACTIVE, listed, shown, its port ACTIVE, bound to the compute host with an address of the subnet (with the
+dashboard: a login that finds the server on its Instances page), then all deleted. With compute_driver podman
+the server is a container instead: stackcrate's busybox image (container_format docker) booted with --nic none
+(the driver runs instances without a network), ACTIVE, its container's output in `openstack console log show`.
+Nothing of an earlier run is reused, so a verify that passes says the cloud works now.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from pathlib import Path
 from .. import tools
 from ..errors import StackcrateError
 from ..tools import ToolFailed
-from . import podman_api
+from . import dashboard, podman_api
 from .config import Deployment
 from .configs import cloud_name
 from .install import artifacts, backend_format
 from .layout import Layout
 from .processes import Call
+from .secrets import applied as applied_secrets
 from .timer import Timer
 
 COMPUTE_MICROVERSION = "2.37"  # the first that accepts `--nic none`
@@ -166,6 +168,9 @@ def verify(d: Deployment, t: Timer) -> dict:
             container_server(d, os_, t, name, work, cleanup, res)
         else:
             fake_server(os_, t, name, image["id"], net["id"], cleanup, res, d.compute_hosts)  # type: ignore
+        if dashboard.enabled(d):
+            with t.step("Dashboard: log in, the project's overview, the server on its Instances page, log out"):
+                res["dashboard"] = dashboard.check(d, applied_secrets(d.state)["admin_password"], name)
         with t.step("Server deleted"):
             _delete_server(os_, res["server_id"])
         res["deleted"] = True

@@ -112,7 +112,7 @@ def deployment_files(root: Path, dist: Path, env: dict) -> Deploy:
 
 ALL = ["mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "ovn-nb-db", "ovn-sb-db", "ovn-northd",
        "openvswitch-db", "ovs-vswitchd", "ovn-controller", "keystone", "glance", "placement", "neutron",
-       "neutron-ovn-maintenance-worker", "nova-api", "nova-conductor", "nova-scheduler", "nova-compute"]
+       "neutron-ovn-maintenance-worker", "nova-api", "nova-conductor", "nova-scheduler", "nova-compute", "horizon"]
 
 
 def ovn_ctl(d: "Deploy", program: str, *args: str) -> str:

@@ -88,9 +88,10 @@ def test_every_process_runs_in_a_container_of_an_image_the_build_made(up):
             assert "libpod" in cgroup, (pid, cmdline)
 
 
-def test_verify_with_the_client_in_a_container(up):
+def test_verify_with_the_client_in_a_container_and_the_dashboard_in_its_own(up):
     data = up.ok("verify")
     assert data["server_status"] == "ACTIVE" and data["deleted"]
+    assert data["dashboard"]["instances"] == "lists the server" and data["dashboard"]["logout"] == "ok"
 
 
 def test_a_killed_container_process_is_reported_and_restarted_by_the_engine(up):

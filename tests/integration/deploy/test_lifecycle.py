@@ -267,6 +267,90 @@ def test_rm_keeps_data_and_run_brings_it_back(running):
     assert running.ok("verify")["server_status"] == "ACTIVE"
 
 
+def admin_password(running) -> str:
+    return yaml.safe_load((running.state / "secrets.yaml").read_text())["admin_password"]
+
+
+def test_status_names_the_dashboard_and_verify_logs_in_and_finds_its_server_there(running):
+    port = running.services["services"]["horizon"]["port"]
+    data = json.loads(running.sc("status").stdout)
+    assert data["dashboard"] == f"http://127.0.0.1:{port}/"
+    assert f"dashboard: http://127.0.0.1:{port}/" in running.sc("status", json_out=False).stdout
+    assert running.ok("verify")["dashboard"] == {"url": f"http://127.0.0.1:{port}/", "login": "ok", "overview": "ok",
+                                                 "instances": "lists the server", "logout": "ok"}
+    static = running.state / "data" / "horizon" / "static"
+    assert (static / "dashboard" / "manifest.json").is_file()  # compressed ahead (COMPRESS_OFFLINE)
+
+
+def test_a_wrong_dashboard_password_gets_the_login_error_not_a_server_error_and_stays_out_of_logs(running):
+    from stackcrate.deploy.config import Deployment
+    from stackcrate.deploy.dashboard import Browser, on_login_page
+
+    wrong = "wrong-" + os.urandom(8).hex()
+    where, page = Browser(Deployment(running.root / "services.yaml", running.root / "configuration.yaml")).login(
+        "admin", wrong)
+    assert on_login_page(where) and "Invalid credentials" in page
+    for log in (running.state / "log").glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert wrong not in text and admin_password(running) not in text, log
+
+
+@pytest.fixture
+def browser(running):
+    from tests.integration.deploy.browser import Dashboard, chromium
+
+    driver = chromium()
+    try:
+        yield Dashboard(driver, f"http://127.0.0.1:{running.services['services']['horizon']['port']}/")
+    finally:
+        driver.quit()
+
+
+def test_the_dashboard_in_a_browser_shows_the_clouds_image_and_server_and_launches_one(running, browser):
+    """Issue 19's walk: log in as the admin, the project's overview, the image and the server made with the client
+    on the Images and Instances pages, a server launched from the dashboard going Active, log out; screenshots of
+    each page in test-artifacts/dashboard."""
+    os_ = client(running)
+    made = server_on_a_network(running, os_, "dash")
+    log = running.state / "log" / "horizon.log"
+    seen = log.stat().st_size
+    try:
+        t0 = time.monotonic()
+        browser.login("admin", admin_password(running))
+        browser.wait("the first page after the login",
+                     lambda: browser.xpath("//form[contains(@action, '/auth/logout')]"))
+        print(f"\ndashboard: login to the first page {time.monotonic() - t0:.1f}s")
+        browser.open("project/")
+        browser.wait("the project's overview", lambda: "Overview" in browser.text())
+        browser.shot("overview")
+        browser.open("project/images/")
+        browser.wait("the image on the Images page", lambda: browser.row_with("dash"))
+        browser.shot("images")
+        browser.open("project/instances/")
+        browser.wait("the server Active on the Instances page",
+                     lambda: any("Active" in r.text for r in browser.row_with("dash")))
+        browser.shot("instances")
+        t0 = time.monotonic()
+        browser.launch_instance("dash-launched", image="dash", flavor="dash", network="dash")
+        browser.wait("the launched server Active on the Instances page",
+                     lambda: any("Active" in r.text for r in browser.row_with("dash-launched")), timeout=180,
+                     reload_every=10)
+        print(f"dashboard: launched server Active in {time.monotonic() - t0:.1f}s")
+        browser.shot("instances-launched")
+        assert os_("server", "show", "dash-launched")["status"] == "ACTIVE"
+        browser.logout()
+        browser.wait("the login page after logging out", lambda: browser.visible("//input[@id='id_username']"))
+        browser.shot("logged-out")
+        with log.open(errors="replace") as f:  # every page and call of the walk answered without an error
+            f.seek(seen)
+            assert "Traceback" not in f.read()
+    finally:
+        launched = [s["ID"] for s in os_("server", "list", "--name", "^dash-launched$")]
+        for sid in launched:
+            os_("server", "delete", "--wait", sid, fmt=False)
+        remove_server_and_network(os_, made, "dash")
+
+
 def test_state_is_private_and_secrets_stay_out_of_logs_and_status(running):
     state = running.state
     for d in (state, state / "etc", state / "data", state / "run", state / "log"):
@@ -277,7 +361,7 @@ def test_state_is_private_and_secrets_stay_out_of_logs_and_status(running):
         assert stat.S_IMODE(f.stat().st_mode) & 0o007 == 0, f
     images = list((state / "data" / "glance" / "images").iterdir())
     assert images and all(stat.S_IMODE(p.stat().st_mode) & 0o007 == 0 for p in images)
-    for name in ("keystone", "glance", "placement", "neutron", "nova-api"):  # gunicorn's control sockets
+    for name in ("keystone", "glance", "placement", "neutron", "nova-api", "horizon"):  # gunicorn's control sockets
         assert (state / "run" / f"{name}.ctl").is_socket(), name
     secrets = yaml.safe_load((state / "secrets.yaml").read_text())
     values = [v for v in secrets.values() if len(v) >= 16]

@@ -16,7 +16,7 @@ from tests.fixtures import services_with_free_ports
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "deploy"
 COMPONENTS = {"keystone": "29.1.0", "glance": "32.0.0", "openstack-placement": "15.0.0", "nova": "33.0.2",
-              "neutron": "28.0.2", "python-openstackclient": "9.0.0"}
+              "neutron": "28.0.2", "horizon": "25.7.3", "python-openstackclient": "9.0.0"}
 # the backing services' images (Debian packages' versions)
 IMAGES = {"mariadb": "1:10.11.6-0+deb12u1", "rabbitmq": "3.10.8-1.1+deb12u1", "memcached": "1.6.18-1",
           "haproxy": "2.6.12-1+deb12u1", "ovn": "23.03.1-1~deb12u2"}

@@ -118,7 +118,7 @@ def test_container_dry_run_loads_the_built_images_and_runs_every_process_from_th
     assert set(by_name) == {"mariadb", "epmd", "rabbitmq", "memcached", "haproxy", "ovn-nb-db", "ovn-sb-db",
                             "ovn-northd", "openvswitch-db", "ovs-vswitchd", "ovn-controller", "keystone", "glance",
                             "placement", "neutron", "neutron-ovn-maintenance-worker", "nova-api", "nova-conductor",
-                            "nova-scheduler", "nova-compute"}
+                            "nova-scheduler", "nova-compute", "horizon"}
     for name, svc in d["services"].items():
         oci = ocis[svc["component"]]
         image = loaded[(dep["dist"] / oci["file"]).resolve()]
@@ -200,7 +200,7 @@ def test_docker_gets_the_same_containers_through_its_own_cli(stackcrate, dep):
         return [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
 
     podman, docker = commands("podman"), commands("docker")
-    assert [c[0] for c in docker if c[0] != "skopeo"] == ["docker"] * 20
+    assert [c[0] for c in docker if c[0] != "skopeo"] == ["docker"] * 21
     assert {c[3].split(":", 1)[0] for c in docker if c[0] == "skopeo"} == {"docker-daemon"}
 
     def run_part(c: list[str]) -> list[str]:

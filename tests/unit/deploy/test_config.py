@@ -18,7 +18,7 @@ def load(dep) -> Deployment:
 
 def test_example_files_load(dep):
     d = load(dep)
-    assert list(d.services.enabled()) == ["keystone", "glance", "placement", "neutron", "nova"]
+    assert list(d.services.enabled()) == ["keystone", "glance", "placement", "neutron", "nova", "horizon"]
     assert d.listen == "127.0.0.1"
     assert d.state == dep["state"].resolve()
 

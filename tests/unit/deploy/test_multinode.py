@@ -92,7 +92,7 @@ def d(tmp_path) -> Deployment:
     (tmp_path / "configuration.yaml").write_text(yaml.safe_dump(conf))
     dist = tmp_path / "dist"
     dist.mkdir()
-    comps = ["keystone", "glance", "openstack-placement", "neutron", "nova", "python-openstackclient"]
+    comps = ["keystone", "glance", "openstack-placement", "neutron", "nova", "horizon", "python-openstackclient"]
     arts = []
     for c in comps:
         (dist / f"{c}-1.0.tar.zst").write_bytes(b"x")
@@ -123,7 +123,7 @@ def test_a_compute_host_gets_novas_package_and_what_it_depends_on_the_control_ho
     per_host = host_vars(d, cloud, {})
     assert per_host["node2"]["debs"] == [{"package": "openstack-nova-1.0", "version": "1.0",
                                           "file": "openstack-nova-1.0_1.0_amd64.deb", "sha256": "0" * 64}]
-    assert len(per_host["node1"]["debs"]) == 6
+    assert len(per_host["node1"]["debs"]) == 7
     # the Debian packages first (from the host's own sources), then those the .deb depends on (names only)
     assert per_host["node2"]["packages"] == [*HOST_PACKAGES["compute"], "python3.11", "nova-needs"]
     assert "mariadb-server" in per_host["node1"]["packages"] and "ovn-host" not in per_host["node1"]["packages"]
@@ -134,7 +134,7 @@ def test_a_compute_host_gets_novas_package_and_what_it_depends_on_the_control_ho
 def test_the_repository_lists_every_deb_links_them_and_is_made_again_only_when_they_change(d):
     repo = repository(d)
     packages = (repo / "Packages").read_text()
-    assert packages.count("Package: openstack-") == 6 and "Filename: ./openstack-nova-1.0_1.0_amd64.deb" in packages
+    assert packages.count("Package: openstack-") == 7 and "Filename: ./openstack-nova-1.0_1.0_amd64.deb" in packages
     deb = repo / "openstack-nova-1.0_1.0_amd64.deb"
     assert deb.stat().st_ino == (d.artifacts_dir / deb.name).stat().st_ino  # a link, not a copy
     made = (repo / "Release").stat().st_mtime_ns
