@@ -39,7 +39,10 @@ def constraints_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    path = Path(os.environ.get("STACKCRATE_TEST_CACHE") or tmp_path_factory.mktemp("cache"))
+    # one cache for every worker of a run (pytest-xdist): a build one worker made is the other's too (the cache
+    # locks each entry while it is filled)
+    shared = tmp_path_factory.getbasetemp().parent / "cache" if os.environ.get("PYTEST_XDIST_WORKER") else None
+    path = Path(os.environ.get("STACKCRATE_TEST_CACHE") or shared or tmp_path_factory.mktemp("cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
 

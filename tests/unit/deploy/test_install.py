@@ -509,7 +509,7 @@ def debs_mode(dep, tmp_path) -> Deployment:
 def test_debs_mode_plans_dpkg_for_a_missing_package_and_refuses_an_altered_deb_or_an_unowned_venv(debs_mode, root):
     d = debs_mode
     assert inst.backend_format(d) == "deb"
-    planned = inst.prepare(d)
+    planned = inst.prepare(d, root=root)  # never the machine's own /opt/openstack: a deployment may run from it
     assert {p.action for p in planned} == {"install"}
     assert planned[0].why == f"dpkg -i {planned[0].file.name}" and planned[0].file.suffix == ".deb"
     for name, version in COMPONENTS.items():  # venvs at their paths, which dpkg did not install
@@ -524,4 +524,4 @@ def test_debs_mode_plans_dpkg_for_a_missing_package_and_refuses_an_altered_deb_o
     deb = planned[0].file
     deb.write_bytes(deb.read_bytes() + b"\0")  # changed after the build: artifacts.json's sha256 no longer holds
     with pytest.raises(StackcrateError, match="was changed or damaged after the build"):
-        inst.prepare(d)
+        inst.prepare(d, root=root / "another")
