@@ -87,6 +87,8 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600) -> Non
         if isinstance(cmd, Sql):
             sql(lay.d, "\n".join(fill(s, {}) for s in cmd.statements) + "\n", runner)
             continue
+        if cmd.unless_sql and sql(lay.d, cmd.unless_sql + "\n", runner).strip():
+            continue
         argv, env = command_argv(lay, service, cmd)
         stamp, key = _stamp(lay, service, cmd, argv)
         if stamp is not None and stamp.is_file() and stamp.read_text() == key:

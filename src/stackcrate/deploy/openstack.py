@@ -23,6 +23,10 @@ class Command:
     # a file of the service's config folder whose content, with the venv, decides what the command makes: when
     # both are as at its last success, it is not run again (horizon's static files take ~40 s to compress)
     unless_same: str | None = None
+    # SQL (run as the database's administrator) whose answer, when not empty, says the command's work is done:
+    # for a command that cannot tell by itself (nova-manage cell_v2 create_cell compares the URLs it is given
+    # with the cells' URLs filled in from nova.conf, so templates never match and each run adds a cell)
+    unless_sql: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,12 +190,20 @@ NOVA = ServiceSpec(
         # URLs by an older stackcrate are turned into templates here; on a new cloud this changes nothing.)
         Sql((f"UPDATE nova_api.cell_mappings SET database_connection='{CELL0_DB}' WHERE uuid='{CELL0_UUID}';",
              (f"UPDATE nova_api.cell_mappings SET database_connection='{CELL_DB}', transport_url='{CELL_MQ}' "
-              "WHERE name='cell1';"))),
+              "WHERE name='cell1';"),
+             # the copies of cell1 that every init of an older stackcrate added (see create_cell below): one cell
+             # listed twice makes nova list each of its servers twice (and horizon's usage page loop forever);
+             # a copy that hosts or servers are mapped to is kept
+             ("DELETE FROM nova_api.cell_mappings WHERE name = 'cell1' "
+              "AND id > (SELECT f.id FROM (SELECT MIN(id) AS id FROM nova_api.cell_mappings WHERE name = 'cell1') f) "
+              "AND id NOT IN (SELECT cell_id FROM nova_api.host_mappings) "
+              "AND id NOT IN (SELECT cell_id FROM nova_api.instance_mappings WHERE cell_id IS NOT NULL);"))),
         _cmd("nova-manage", "cell_v2", "map_cell0", "--database_connection", CELL0_DB),  # 0 also when mapped
         _cmd("nova-manage", "db", "sync"),
-        # 2: a cell with this transport URL and database already exists (a second init)
-        _cmd("nova-manage", "cell_v2", "create_cell", "--name", "cell1", "--database_connection", CELL_DB,
-             "--transport-url", CELL_MQ, ok_exit=(0, 2)),
+        # once: nova's own check (exit 2, "already exists") never matches templates
+        Command("nova-manage", ("--config-file", "{config_file}", "cell_v2", "create_cell", "--name", "cell1",
+                                "--database_connection", CELL_DB, "--transport-url", CELL_MQ), ok_exit=(0, 2),
+                unless_sql="SELECT uuid FROM nova_api.cell_mappings WHERE name = 'cell1' LIMIT 1;"),
     ),
     processes=(Process("nova-api", "gunicorn", Probe("api", "/v2.1/os-services"), "api"),
                Process("nova-conductor", "nova-conductor", Probe("rpc", queue="conductor"), "conductor"),

@@ -197,6 +197,12 @@ def test_init_again_loses_nothing_and_restarts_nothing(running):
     assert (running.state / "secrets.yaml").read_text() == before
     assert sorted(p.name for p in (running.state / "data" / "keystone" / "fernet-keys").iterdir()) == keys
     assert {n: r["pid"] for n, r in running.status().items()} == pids
+    # nova's cells once each (every init once added another cell1, so nova listed each server twice)
+    nova = Path(client(running).bin).parents[2] / f"nova-{running.status()['nova-api']['version']}"
+    cells = subprocess.run([str(nova / "bin" / "nova-manage"), "--config-file",
+                            str(running.state / "etc" / "nova" / "nova.conf"), "cell_v2", "list_cells"],
+                           capture_output=True, text=True, timeout=120, check=True).stdout
+    assert sorted(line.split("|")[1].strip() for line in cells.splitlines() if "://" in line) == ["cell0", "cell1"]
 
 
 def test_changed_secrets_are_refused_by_start_and_applied_by_init(running):
