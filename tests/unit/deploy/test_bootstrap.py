@@ -29,7 +29,7 @@ class Database:
 def test_cell1_is_created_once_whatever_nova_manage_would_say(dep):
     d = Deployment(dep["services"], dep["config"])
     lay = Layout(d, {s.component: f"/opt/openstack/{s.component}-1" for s in d.services.enabled().values()},
-                 {n: "x" for n in secrets.NAMES})
+                 dict.fromkeys(secrets.NAMES, "x"))
     first = Database([])
     bootstrap.sync(lay, "nova", first)
     assert "cell_v2 create_cell" in first.calls
