@@ -21,6 +21,46 @@ SHARED_REQS = REPO.parent / "shared" / "data" / "openstack-requirements"
 SNAPSHOT_REQS = REPO / "tests" / "data" / "openstack-requirements"
 
 
+# The suite runs in two workers (pytest-xdist, `-n 2 --dist loadscope` in pyproject.toml) and every module is a
+# unit of work: its module-scoped fixtures (e.g. a deployment) are made once, in one worker. The deployment
+# modules form two lanes whose modules run one after the other: the local backend's deployments share
+# /opt/openstack's venvs and check them (install safety's byte-for-byte snapshot, the upgrade removing its
+# venvs), so no two of them run at once; the container engine's, the lab's and the multi-node ones keep their
+# venvs in images and in the nodes' own root filesystems, so they run beside the first lane. Every other module
+# fills in where a worker is free.
+ENGINE_LANE = ("tests/integration/deploy/test_containers.py", "tests/integration/deploy/test_multinode.py",
+               "tests/integration/lab/test_lab.py")
+LANES = ("local-deployments", "engine-and-node-deployments")
+
+
+def lane_of(module: str) -> str | None:
+    """The lane of a module (its path from the repository's root), None for one outside both."""
+    if module in ENGINE_LANE:
+        return LANES[1]
+    if module.startswith("tests/integration/deploy/test_"):  # any new deployment module: the safe lane
+        return LANES[0]
+    return None
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """loadscope with the lanes as scopes. (xdist's own loadgroup marks groups by renaming test ids, which
+    pytest 9's read-only node ids no longer allow: its groups come apart.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Lanes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return lane_of(module) or module
+
+    return Lanes(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    # the lanes first (in LANES' order): the short modules fill the gaps after them
+    rank = {lane: i for i, lane in enumerate(LANES)}
+    items.sort(key=lambda it: rank.get(lane_of(it.nodeid.split("::", 1)[0]) or "", len(rank)))
+
+
 def requirements_dir(*series: str) -> Path:
     """A folder holding openstack/requirements data of every given series: the shared snapshot when it has
     them, else the project's small one; the test is skipped (with the reason) when neither has them all."""

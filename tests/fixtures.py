@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -94,7 +95,15 @@ def assert_clean_failure(res, out: Path, *needles: str) -> None:
 
 
 def free_ports(n: int, host: str = "127.0.0.1", low: int = 20000, high: int = 32000) -> list[int]:
-    """n distinct ports nothing listens on, below the ephemeral range."""
+    """n distinct ports nothing listens on, below the ephemeral range. Each worker of a run (pytest-xdist) picks
+    from its own share of the range: a port is only free until the deployment that got it binds it, minutes
+    later, and the other worker's deployment must not take it meanwhile."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        share = (high - low) // count
+        low += share * int(worker.removeprefix("gw"))
+        high = low + share
     out: list[int] = []
     for port in random.sample(range(low, high), 400):
         with socket.socket() as s:

@@ -16,32 +16,11 @@ import pytest
 
 from tests.conftest import REPO
 
-# The suite runs in two workers (pytest-xdist, `-n 2 --dist loadgroup` in pyproject.toml). Each module is a group
-# (its module-scoped fixtures, e.g. a deployment, are made once, in one worker), and the deployment modules form
-# two lanes whose modules run one after the other: the local backend's deployments share /opt/openstack's venvs
-# and check them (install safety's byte-for-byte snapshot, the upgrade removing its venvs), so they never run
-# beside each other; the container engine's, the lab's and the multi-node ones keep their venvs in images and
-# in the nodes' own root filesystems, so they run beside the first lane. The rest fills in where a worker is free.
-LANES = {
-    "local-deployments": ("deploy/test_lifecycle.py", "deploy/test_upgrade.py", "deploy/test_podman_instances.py",
-                          "deploy/test_overrides.py", "deploy/test_install_safety.py"),
-    "engine-and-node-deployments": ("deploy/test_containers.py", "deploy/test_multinode.py", "lab/test_lab.py"),
-}
-LANE_OF = {module: lane for lane, modules in LANES.items() for module in modules}
-
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        path = str(item.fspath)
-        if "tests/integration/" not in path:
-            continue
-        if item.get_closest_marker("timeout") is None:
+        if "tests/integration/" in str(item.fspath) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(1800))
-        module = path.split("tests/integration/", 1)[1]
-        item.add_marker(pytest.mark.xdist_group(LANE_OF.get(module, module)))
-    # the lanes first, the longest first: the short modules fill the gaps after
-    rank = {lane: i for i, lane in enumerate(LANES)}
-    items.sort(key=lambda it: rank.get(LANE_OF.get(str(it.fspath).split("tests/integration/", 1)[-1]), len(rank)))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -83,6 +83,7 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600) -> Non
     """Migrations and setup of one service, in the table's order."""
     from .backing import sql
 
+    stamped_ran = False  # once a stamped command ran, the stamped ones after it run too (they build on it)
     for cmd in SERVICES[service].sync:
         if isinstance(cmd, Sql):
             sql(lay.d, "\n".join(fill(s, {}) for s in cmd.statements) + "\n", runner)
@@ -91,26 +92,35 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600) -> Non
             continue
         argv, env = command_argv(lay, service, cmd)
         stamp, key = _stamp(lay, service, cmd, argv)
-        if stamp is not None and stamp.is_file() and stamp.read_text() == key:
+        if stamp is not None and not stamped_ran and stamp.is_file() and stamp.read_text() == key:
             continue
         proc = runner.run(management_call(lay, service, argv, env), timeout=timeout, check=False)
         if proc.returncode not in cmd.ok_exit:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-            args = cmd.args[2:] if cmd.args[:1] == ("--config-file",) else cmd.args
-            what = " ".join(args[:2])
-            raise StackcrateError(f"{service}: `{cmd.program} {what}` failed (exit {proc.returncode}):\n{tail}",
-                                  hint=f"see {lay.d.state / 'log'} and the service's configuration overrides")
+            args = argv[3:] if argv[1:2] == ["--config-file"] else argv[1:]
+            raise StackcrateError(
+                f"{service}: `{cmd.program} {' '.join(args[:3])}` failed (exit {proc.returncode}):\n{tail}",
+                hint=f"see {lay.d.state / 'log'} and the service's configuration overrides")
         if stamp is not None:
+            stamped_ran = True
             stamp.parent.mkdir(parents=True, exist_ok=True)
             stamp.write_text(key)
 
 
 def _stamp(lay: Layout, service: str, cmd: Command, argv: list[str]) -> tuple[Path | None, str]:
     """Where a command with `unless_same` records its last success, and what it records: the digest of its
-    argv (the venv's path in it) and of the file it depends on."""
+    argv, of the artifact its venv (or image) came from (a rebuild at the same version differs) and of the file
+    it depends on."""
     if cmd.unless_same is None:
         return None, ""
+    from .install import artifacts, backend_format
+
+    component = lay.d.services.enabled()[service].component
+    try:
+        artifact = artifacts(lay.d, backend_format(lay.d))[component].sha256
+    except (StackcrateError, KeyError):
+        artifact = None  # no artifacts.json to read: the venv's path (in argv) alone
     dep = lay.etc(service) / cmd.unless_same
-    key = digest_of({"argv": argv, "depends": dep.read_text() if dep.is_file() else None})
+    key = digest_of({"argv": argv, "artifact": artifact, "depends": dep.read_text() if dep.is_file() else None})
     name = hashlib.sha256(" ".join(cmd.args).encode()).hexdigest()[:16]
     return lay.data(service) / ".done" / f"{cmd.program}-{name}", key

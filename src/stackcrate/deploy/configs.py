@@ -5,6 +5,7 @@ openstack.py; what goes into each file is here."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from . import ovn, podman_api
@@ -142,7 +143,8 @@ def horizon_settings(lay: Layout) -> dict[str, object]:
     d = lay.d
     port = d.services.enabled()["horizon"].port
     scheme = "https" if d.config.tls else "http"
-    hosts = list(dict.fromkeys([d.control, d.listen, "localhost", "127.0.0.1"]))
+    # the names and addresses a browser may reach it by (more: overrides' ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS)
+    hosts = list(dict.fromkeys([d.control, d.listen, "localhost", "127.0.0.1", socket.gethostname()]))
     out: dict[str, object] = {
         "DEBUG": False,
         "SECRET_KEY": lay.secrets["horizon_secret_key"],
@@ -165,12 +167,6 @@ def horizon_settings(lay: Layout) -> dict[str, object]:
         out.update(OPENSTACK_SSL_CACERT=str(lay.ca_file()), SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
                    SESSION_COOKIE_SECURE=True, CSRF_COOKIE_SECURE=True)
     return out
-
-
-# The settings the collected and compressed static files depend on (with the venv): when they are as at the last
-# init, `collectstatic` and `compress` are not run again.
-STATIC_SETTINGS = ("STATIC_ROOT", "STATIC_URL", "WEBROOT", "COMPRESS_OFFLINE", "COMPRESS_ENABLED",
-                   "AVAILABLE_THEMES", "DEFAULT_THEME", "SELECTABLE_THEMES", "THEME_COLLECTION_DIR")
 
 
 def django_text(settings: dict[str, object]) -> str:
@@ -208,7 +204,9 @@ def write_django_settings(lay: Layout, service: str, settings: dict[str, object]
     package.mkdir(exist_ok=True)
     private_file(package / "__init__.py", "")
     private_file(lay.conf_file(service), django_text(settings))
-    static = {k: settings[k] for k in STATIC_SETTINGS if k in settings}
+    # the static files may depend on any setting (apps, themes, URLs, COMPRESS_*): all of them but the secret key
+    # (a rotated key leaves them as they are); compressing again takes ~3 s
+    static = {k: v for k, v in settings.items() if k != "SECRET_KEY"}
     private_file(lay.etc(service) / HORIZON_STATIC, json.dumps(static, sort_keys=True, default=str) + "\n")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ssl
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import tools
@@ -113,7 +112,3 @@ def check(d: Deployment, password: str, server_name: str | None = None) -> dict:
     out["logout"] = "ok"
     return out
 
-
-def static_size(static_root: Path) -> int:
-    """Bytes of the collected and compressed static files (the figure the README quotes)."""
-    return sum(p.stat().st_size for p in static_root.rglob("*") if p.is_file())

@@ -20,12 +20,12 @@ class Command:
     args: tuple[str, ...]
     ok_exit: tuple[int, ...] = (0,)         # exit statuses that mean success (e.g. "already exists")
     env: tuple[tuple[str, str], ...] = ()   # environment (secrets go here, never on the command line)
-    # a file of the service's config folder whose content, with the venv, decides what the command makes: when
-    # both are as at its last success, it is not run again (horizon's static files take ~40 s to compress)
+    # a file of the service's config folder whose content, with the venv's artifact, decides what the command
+    # makes: when both are as at its last success, it is not run again (nor are the stamped commands after it,
+    # unless it did not run)
     unless_same: str | None = None
     # SQL (run as the database's administrator) whose answer, when not empty, says the command's work is done:
-    # for a command that cannot tell by itself (nova-manage cell_v2 create_cell compares the URLs it is given
-    # with the cells' URLs filled in from nova.conf, so templates never match and each run adds a cell)
+    # for a command that cannot tell by itself (nova's create_cell, below)
     unless_sql: str | None = None
 
 
@@ -108,8 +108,9 @@ class ServiceSpec:
     config_format: str = "ini"
 
 
-def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = ()) -> Command:
-    return Command(program, ("--config-file", "{config_file}", *args), ok_exit, env)
+def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = (),
+         unless_sql: str | None = None) -> Command:
+    return Command(program, ("--config-file", "{config_file}", *args), ok_exit, env, unless_sql=unless_sql)
 
 
 KEYSTONE = ServiceSpec(
@@ -178,6 +179,8 @@ CELL0_UUID = "00000000-0000-0000-0000-000000000000"
 CELL0_DB = "{{scheme}}://{{username}}:{{password}}@{{hostname}}:{{port}}/nova_cell0"
 CELL_DB = "{{scheme}}://{{username}}:{{password}}@{{hostname}}:{{port}}/{{path}}"
 CELL_MQ = "{{scheme}}://{{username}}:{{password}}@{{hostname}}:{{port}}/{{path}}"
+ALL_CELL1 = "SELECT id FROM nova_api.cell_mappings WHERE name = 'cell1'"
+FIRST_CELL1 = "SELECT MIN(id) AS id FROM nova_api.cell_mappings WHERE name = 'cell1'"
 
 NOVA = ServiceSpec(
     name="nova", catalog=("compute", "nova"), api_path="/v2.1", wsgi_app="nova.wsgi.osapi_compute",
@@ -192,18 +195,22 @@ NOVA = ServiceSpec(
              (f"UPDATE nova_api.cell_mappings SET database_connection='{CELL_DB}', transport_url='{CELL_MQ}' "
               "WHERE name='cell1';"),
              # the copies of cell1 that every init of an older stackcrate added (see create_cell below): one cell
-             # listed twice makes nova list each of its servers twice (and horizon's usage page loop forever);
-             # a copy that hosts or servers are mapped to is kept
-             ("DELETE FROM nova_api.cell_mappings WHERE name = 'cell1' "
-              "AND id > (SELECT f.id FROM (SELECT MIN(id) AS id FROM nova_api.cell_mappings WHERE name = 'cell1') f) "
-              "AND id NOT IN (SELECT cell_id FROM nova_api.host_mappings) "
-              "AND id NOT IN (SELECT cell_id FROM nova_api.instance_mappings WHERE cell_id IS NOT NULL);"))),
+             # listed twice makes nova list each of its servers twice (and horizon's usage page loop forever).
+             # All point at the same database (made templates just above): the hosts and servers mapped to a
+             # copy are mapped to the first cell1, then the copies go. (Running nova processes keep the cells
+             # they read at start until they are restarted.)
+             *(f"UPDATE nova_api.{table} SET cell_id = (SELECT f.id FROM ({FIRST_CELL1}) f) "
+               f"WHERE cell_id IN (SELECT c.id FROM ({ALL_CELL1}) c);"
+               for table in ("host_mappings", "instance_mappings")),
+             (f"DELETE FROM nova_api.cell_mappings WHERE name = 'cell1' "
+              f"AND id > (SELECT f.id FROM ({FIRST_CELL1}) f);"))),
         _cmd("nova-manage", "cell_v2", "map_cell0", "--database_connection", CELL0_DB),  # 0 also when mapped
         _cmd("nova-manage", "db", "sync"),
-        # once: nova's own check (exit 2, "already exists") never matches templates
-        Command("nova-manage", ("--config-file", "{config_file}", "cell_v2", "create_cell", "--name", "cell1",
-                                "--database_connection", CELL_DB, "--transport-url", CELL_MQ), ok_exit=(0, 2),
-                unless_sql="SELECT uuid FROM nova_api.cell_mappings WHERE name = 'cell1' LIMIT 1;"),
+        # once: nova's own check (exit 2, "already exists") compares the cells' URLs filled in from nova.conf with
+        # the templates it is given, which never match: it would add a cell1 at every init
+        _cmd("nova-manage", "cell_v2", "create_cell", "--name", "cell1", "--database_connection", CELL_DB,
+             "--transport-url", CELL_MQ, ok_exit=(0, 2),
+             unless_sql="SELECT uuid FROM nova_api.cell_mappings WHERE name = 'cell1' LIMIT 1;"),
     ),
     processes=(Process("nova-api", "gunicorn", Probe("api", "/v2.1/os-services"), "api"),
                Process("nova-conductor", "nova-conductor", Probe("rpc", queue="conductor"), "conductor"),
@@ -226,15 +233,15 @@ NOVA = ServiceSpec(
 # sys.path); the deployment's config folder, first on PYTHONPATH, holds local/local_settings.py, so nothing is
 # written into the versioned venv.
 DJANGO_ENV = (("DJANGO_SETTINGS_MODULE", "openstack_dashboard.settings"), ("PYTHONPATH", "{config_dir}"))
-HORIZON_STATIC = "static.json"  # what its static files depend on (configs.py writes it beside local/)
+HORIZON_STATIC = "static.json"  # what its static files depend on: its settings but the secret key (configs.py)
 
 HORIZON = ServiceSpec(
     name="horizon", catalog=None, api_path="", wsgi_app="openstack_dashboard.wsgi",
     config_file="local/local_settings.py", config_dir_env="PYTHONPATH", config_files_env=None,
     db_user="", databases=(),
     # static files: collected from the venv's packages into the data folder, then compressed ahead
-    # (COMPRESS_OFFLINE: no page compresses anything while serving); both only when the venv or what they depend
-    # on changed
+    # (COMPRESS_OFFLINE: no page compresses anything while serving; ~3 s on two cores); both only when the venv
+    # or a setting changed
     sync=(Command("django-admin", ("collectstatic", "--noinput", "--clear", "--verbosity", "0"), env=DJANGO_ENV,
                   unless_same=HORIZON_STATIC),
           Command("django-admin", ("compress", "--force", "--verbosity", "0"), env=DJANGO_ENV,
@@ -244,7 +251,6 @@ HORIZON = ServiceSpec(
     wsgi_after_import=("from django.conf import settings", "from whitenoise import WhiteNoise",
                        "application = WhiteNoise(application, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)"),
     wsgi_env=(("DJANGO_SETTINGS_MODULE", "openstack_dashboard.settings"),),
-    health_path="/auth/login/",
     data_dirs=("static",),
     config_format="django",
 )

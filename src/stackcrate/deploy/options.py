@@ -59,7 +59,7 @@ class Problem:
     service: str
     section: str
     option: str | None        # None: the section itself is unknown
-    kind: str                 # "section", "option", "value" or "not-scalar"
+    kind: str                 # "section", "option", "value", "not-scalar"; Django's: "setting", "not-literal"
     value: Any = None
     reason: str = ""
     type: str | None = None
@@ -80,6 +80,9 @@ class Problem:
                     f"{_did_you_mean(self.option or '', self.known)}")
         if self.kind == "setting":
             return f"{self.option!r} is not a Django setting's name (upper case letters, digits and _)"
+        if self.kind == "not-literal":
+            return (f"a {type(self.value).__name__} is not a value a settings module can hold: use text, numbers, "
+                    "true/false, lists and mappings")
         if self.kind == "not-scalar" and self.value is None:
             return "no value: write '' for an empty one, or remove the option"
         if self.kind == "not-scalar":
@@ -204,7 +207,20 @@ def settings_problems(d: Deployment) -> list[Problem]:
                 out.append(Problem(service, section, None, "section", known=("local_settings",)))
                 continue
             out += [Problem(service, section, name, "setting") for name in options if not SETTING.match(name)]
+            out += [Problem(service, section, name, "not-literal", value) for name, value in options.items()
+                    if SETTING.match(name) and not _literal(value)]
     return out
+
+
+def _literal(value: Any) -> bool:
+    """Whether the settings module can hold value as it is written there (repr, read back as a literal): YAML
+    dates or .inf cannot be."""
+    import ast
+
+    try:
+        return ast.literal_eval(repr(value)) == value
+    except (ValueError, SyntaxError):
+        return False
 
 
 def check(d: Deployment, t: Timer, run: Runner = tools.run) -> None:

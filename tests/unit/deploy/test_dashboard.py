@@ -79,18 +79,24 @@ def test_with_tls_the_dashboard_trusts_the_ca_and_haproxy_says_https(dep):
 
 def test_overrides_are_settings_and_win(dep):
     d = deployment(dep, overrides={"horizon": {"local_settings": {
-        "SESSION_TIMEOUT": 600, "OPENSTACK_NEUTRON_NETWORK": {"enable_router": False}}}})
+        "TIME_ZONE": "Europe/Paris", "SESSION_TIMEOUT": 600, "OPENSTACK_NEUTRON_NETWORK": {"enable_router": False}}}})
     options.check(d, Timer(UI(quiet=True)), run=lambda *a, **k: pytest.fail("no probe for Django settings"))
     s = settings_module(layout(d))
+    assert s["TIME_ZONE"] == "Europe/Paris"  # over stackcrate's own UTC
     assert s["SESSION_TIMEOUT"] == 600 and s["OPENSTACK_NEUTRON_NETWORK"] == {"enable_router": False}
 
 
 def test_a_bad_dashboard_override_names_its_line_and_field(dep):
-    d = deployment(dep, overrides={"horizon": {"DEFAULT": {"debug": True}, "local_settings": {"debug": True}}})
+    import datetime
+
+    d = deployment(dep, overrides={"horizon": {"DEFAULT": {"debug": True}, "local_settings": {
+        "debug": True, "SINCE": datetime.date(2026, 1, 1), "LIMIT": float("inf")}}})
     with pytest.raises(StackcrateError) as e:
         options.check(d, Timer(UI(quiet=True)))
     msg = str(e.value)
-    assert e.value.exit_code == 2 and "2 config override(s)" in msg
+    assert e.value.exit_code == 2 and "4 config override(s)" in msg
+    assert "overrides.horizon.local_settings.SINCE: a date is not a value a settings module can hold" in msg
+    assert "overrides.horizon.local_settings.LIMIT: a float is not a value" in msg
     assert "overrides.horizon.DEFAULT: horizon has no section [DEFAULT]: its only one is [local_settings]" in msg
     assert "overrides.horizon.local_settings.debug: 'debug' is not a Django setting's name" in msg
     assert "configuration.yaml:" in msg
@@ -109,7 +115,7 @@ class Recorder:
         return SimpleNamespace(returncode=0, stdout="", stderr="")
 
 
-def test_static_files_are_made_again_only_when_the_venv_or_what_they_depend_on_changes(dep):
+def test_static_files_are_made_again_only_when_the_venv_or_a_setting_changes(dep):
     d = deployment(dep)
     lay = layout(d)
     configs.write_configs(lay)
@@ -118,14 +124,36 @@ def test_static_files_are_made_again_only_when_the_venv_or_what_they_depend_on_c
     assert [c[:2] for c in runner.calls] == [("django-admin", "collectstatic"), ("django-admin", "compress")]
     bootstrap.sync(lay, "horizon", runner)
     assert len(runner.calls) == 2  # nothing changed: nothing run
-    d2 = deployment(dep, overrides={"horizon": {"local_settings": {"SESSION_TIMEOUT": 60}}})
-    configs.write_configs(layout(d2))  # a setting the static files do not depend on
-    bootstrap.sync(layout(d2), "horizon", runner)
+    rotated = Layout(d, lay.venvs, {**lay.secrets, "horizon_secret_key": "another"})
+    configs.write_configs(rotated)  # a new secret key: the static files stay as they are
+    bootstrap.sync(rotated, "horizon", runner)
     assert len(runner.calls) == 2
-    assert json.loads((lay.etc("horizon") / HORIZON_STATIC).read_text())["STATIC_URL"] == "/static/"
+    assert "SECRET_KEY" not in json.loads((lay.etc("horizon") / HORIZON_STATIC).read_text())
+    d2 = deployment(dep, overrides={"horizon": {"local_settings": {"COMPRESS_ENABLED": False}}})
+    configs.write_configs(layout(d2))  # any other setting: made again
+    bootstrap.sync(layout(d2), "horizon", runner)
+    assert len(runner.calls) == 4
     other = Layout(d2, {**layout(d2).venvs, "horizon": "/opt/openstack/horizon-2"}, layout(d2).secrets)
     bootstrap.sync(other, "horizon", runner)  # a new venv (an upgrade)
-    assert len(runner.calls) == 4
+    assert len(runner.calls) == 6
+
+
+def test_compress_runs_again_whenever_collectstatic_did(dep):
+    """collectstatic --clear removes what compress made: compress must follow it even when its stamp matches."""
+    d = deployment(dep)
+    lay = layout(d)
+    configs.write_configs(lay)
+    runner = Recorder()
+    bootstrap.sync(lay, "horizon", runner)
+    collect = SERVICES["horizon"].sync[0]
+    stamp, _ = bootstrap._stamp(lay, "horizon", collect, bootstrap.command_argv(lay, "horizon", collect)[0])
+    stamp.unlink()  # collectstatic's stamp lost (compress's still matches)
+    bootstrap.sync(lay, "horizon", runner)
+    assert [c[:2] for c in runner.calls[2:]] == [("django-admin", "collectstatic"), ("django-admin", "compress")]
+    for stamp in (lay.data("horizon") / ".done").iterdir():
+        stamp.unlink()
+    bootstrap.sync(lay, "horizon", runner)  # both gone: both run, in order
+    assert [c[:2] for c in runner.calls[-2:]] == [("django-admin", "collectstatic"), ("django-admin", "compress")]
 
 
 def test_a_failed_static_step_is_run_again_at_the_next_init(dep):
@@ -140,7 +168,7 @@ def test_a_failed_static_step_is_run_again_at_the_next_init(dep):
             super().run(call)
             return SimpleNamespace(returncode=1, stdout="", stderr="CommandError: boom")
 
-    with pytest.raises(StackcrateError, match="horizon: `django-admin collectstatic --noinput` failed"):
+    with pytest.raises(StackcrateError, match="horizon: `django-admin collectstatic --noinput --clear` failed"):
         bootstrap.sync(lay, "horizon", Failing())
     runner = Recorder()
     bootstrap.sync(lay, "horizon", runner)
@@ -168,7 +196,8 @@ def test_the_login_form_is_read_as_a_browser_sends_it():
     assert not on_login_page("http://127.0.0.1:28080/project/")
 
 
-def test_the_dashboard_is_in_the_table_without_database_or_catalog_entry():
-    spec = SERVICES["horizon"]
-    assert spec.databases == () and spec.catalog is None and spec.config_format == "django"
-    assert list(SERVICES)[-1] == "horizon"  # started last: it calls every other service
+def test_the_dashboard_needs_no_database_user_or_catalog_entry(dep):
+    d = deployment(dep)
+    assert SERVICES["horizon"].catalog is None  # keystone_api registers no service user or endpoint for it
+    assert "" not in bootstrap.databases(d) and "horizon" in d.services.enabled()
+    assert "horizon" not in bootstrap.db_sql(d, {f"db_{u}": "x" for u in bootstrap.databases(d)})
