@@ -158,7 +158,10 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
             ui.info(line)
     return Lock(series=series.name, target=target.name, python_version=target.python_version,
                 python_platform=target.uv_platform,
-                inputs={"manifest": manifest_digest(manifest, extra_overrides), "constraints": constraints.digest},
+                # the --override pins of this lock, apart from the manifest's: an override later removed from the
+                # manifest must make the lock stale, not pass for one given on the command line
+                inputs={"manifest": manifest_digest(manifest, extra_overrides), "constraints": constraints.digest,
+                        "extra_overrides": ",".join(sorted(set(extra_overrides)))},
                 constraints_source=constraints.source, overrides=overrides, packages=packages,
                 components=components, requires_python=f">={target.python_minor}")
 
@@ -281,7 +284,9 @@ def stale_reasons(lock_: Lock, manifest: LoadedManifest, cache: Cache, constrain
     """
     reasons = []
     _, _, constraints = load_inputs(manifest, cache, constraints_dir, refresh=False)
-    if extra_overrides is None:
+    if extra_overrides is None and "extra_overrides" in lock_.inputs:
+        extra_overrides = [o for o in lock_.inputs["extra_overrides"].split(",") if o]
+    elif extra_overrides is None:  # a lock of an older stackcrate: its overrides the manifest lacks were extra
         extra_overrides = [o for o in lock_.overrides if o not in manifest.model.overrides]
     if manifest_digest(manifest, extra_overrides) != lock_.inputs.get("manifest"):
         reasons.append(f"the manifest {manifest.path.name} changed since {lock_path.name} was written")

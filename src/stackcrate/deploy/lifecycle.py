@@ -226,7 +226,24 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
                 sup.start(p.name)
             info["note"] = wait_healthy(d, sup, p, values, login_optional).detail
         started.append(p.name)
+    wait_settled(d, sup, [p for p in plist if p.name in started])
     return started
+
+
+def wait_settled(d: Deployment, sup: Manager, plist: list[ProcessDef]) -> None:
+    """Until supervisord counts each of these processes as RUNNING: it calls one STARTING for `settle` seconds
+    after its spawn even once it serves, and a `start` that returned must leave nothing `status` shows as
+    starting (the dashboard, last, is healthy within about a second)."""
+    deadline = time.monotonic() + max((p.settle for p in plist), default=0) + 10
+    names = {p.name for p in plist}
+    while True:
+        starting = sorted(n for n, st in sup.states().items() if n in names and st.state == "STARTING")
+        if not starting:
+            return
+        if time.monotonic() > deadline:
+            raise StackcrateError(f"{', '.join(starting)} still starting (restarted by supervisord?)",
+                                  hint="the end of its log:\n" + log_tail(d, starting[0]))
+        time.sleep(0.2)
 
 
 def before_start(d: Deployment, sup: Manager, p: ProcessDef) -> None:

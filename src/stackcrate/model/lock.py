@@ -102,7 +102,7 @@ class Lock:
     target: str
     python_version: str
     python_platform: str
-    inputs: dict[str, str]           # {manifest: sha256, constraints: sha256}
+    inputs: dict[str, str]           # {manifest: sha256, constraints: sha256, extra_overrides: "a==1,b==2"}
     constraints_source: str
     overrides: list[str]
     packages: dict[str, LockedPackage]

@@ -301,6 +301,17 @@ def test_a_wrong_dashboard_password_gets_the_login_error_not_a_server_error_and_
         assert wrong not in text and admin_password(running) not in text, log
 
 
+# ... but horizon's own: its REST API's metadata-definition list calls futurist's ThreadPoolExecutor with one
+# worker per namespace, and glance has no namespace for one of the resource types the Launch Instance wizard asks
+# about (max_workers=0 raises; the wizard goes on without those definitions)
+KNOWN_HORIZON_BUG = "ValueError: max_workers must be greater than zero"
+
+
+def unexpected_tracebacks(log: str) -> list[str]:
+    blocks = log.split("Traceback (most recent call last):")[1:]
+    return [b[:2000] for b in blocks if KNOWN_HORIZON_BUG not in b]
+
+
 @pytest.fixture
 def browser(running):
     from tests.integration.deploy.browser import Dashboard, chromium
@@ -347,9 +358,9 @@ def test_the_dashboard_in_a_browser_shows_the_clouds_image_and_server_and_launch
         browser.logout()
         browser.wait("the login page after logging out", lambda: browser.visible("//input[@id='id_username']"))
         browser.shot("logged-out")
-        with log.open(errors="replace") as f:  # every page and call of the walk answered without an error
+        with log.open(errors="replace") as f:  # every page and call of the walk answered without an error ...
             f.seek(seen)
-            assert "Traceback" not in f.read()
+            assert unexpected_tracebacks(f.read()) == []
     finally:
         launched = [s["ID"] for s in os_("server", "list", "--name", "^dash-launched$")]
         for sid in launched:

@@ -97,3 +97,35 @@ def test_example_lock_names_its_inputs():
     (ks,) = lock.components
     assert isinstance(ks.source, LockedPypi) and not ks.source.built_here and ks.revision == "29.1.0"
     assert set(ks.closure) <= set(lock.packages) and "keystone" in ks.closure
+
+
+def test_an_override_removed_from_the_manifest_makes_the_lock_stale_one_given_on_the_command_line_does_not(tmp_path):
+    from stackcrate.cache import Cache
+    from stackcrate.manifest import load
+    from stackcrate.model.lock import Lock
+    from stackcrate.resolve import load_inputs, manifest_digest, stale_reasons
+    from tests.conftest import SNAPSHOT_REQS
+
+    body = 'series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n'
+    path = tmp_path / "m.yaml"
+    path.write_text(body + 'overrides: ["pbr==6.1.1"]\n')
+    cache = Cache(tmp_path / "cache")
+    with_override = load(path)
+    _, _, constraints = load_inputs(with_override, cache, str(SNAPSHOT_REQS))
+
+    def lock_of(manifest, extra: list[str]) -> Lock:
+        return Lock(series="2026.1", target="debian-bookworm", python_version="3.11.2",
+                    python_platform="x86_64-manylinux_2_36", constraints_source="uc.txt",
+                    overrides=sorted({*manifest.model.overrides, *extra}), packages={}, components=[],
+                    inputs={"manifest": manifest_digest(manifest, extra), "constraints": constraints.digest,
+                            "extra_overrides": ",".join(extra)})
+
+    def stale(lock_: Lock, manifest) -> list[str]:
+        return stale_reasons(lock_, manifest, cache, str(SNAPSHOT_REQS), tmp_path / "m.lock")
+
+    made_with_it = lock_of(with_override, [])
+    assert stale(made_with_it, with_override) == []
+    path.write_text(body)  # the override taken out of the manifest
+    assert "the manifest m.yaml changed" in stale(made_with_it, load(path))[0]
+    given_on_the_command_line = lock_of(load(path), ["pbr==6.1.1"])
+    assert stale(given_on_the_command_line, load(path)) == []
