@@ -79,12 +79,15 @@ def management_call(lay: Layout, service: str, argv: list[str], env: dict[str, s
                 reads=(str(lay.etc(service)),), writes=(str(lay.data(service)),))
 
 
-def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600) -> None:
-    """Migrations and setup of one service, in the table's order."""
+def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_only: bool = False) -> None:
+    """Migrations and setup of one service, in the table's order. files_only: only the commands that make files
+    from the venv and the settings (`unless_same`), e.g. after a rollback put back the old release's databases."""
     from .backing import sql
 
     stamped_ran = False  # once a stamped command ran, the stamped ones after it run too (they build on it)
     for cmd in SERVICES[service].sync:
+        if files_only and (isinstance(cmd, Sql) or cmd.unless_same is None):
+            continue
         if isinstance(cmd, Sql):
             sql(lay.d, "\n".join(fill(s, {}) for s in cmd.statements) + "\n", runner)
             continue

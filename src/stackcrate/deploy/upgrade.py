@@ -29,6 +29,7 @@ from .install import artifacts, install, prepare, record_use, release, summary, 
 from .layout import Layout
 from .manager import manager_for
 from .openstack import SERVICES, Command
+from .processes import services_here
 from .secrets import FILE as SECRETS
 from .secrets import private_file
 from .timer import Timer
@@ -380,6 +381,12 @@ def rollback(d: Deployment, t: Timer) -> dict:
     with t.step("Restoring the snapshot's databases") as info:
         restore_databases(old)
         info["note"] = f"taken {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec['started']))}"
+    made = [s for s in services_here(old)
+            if any(isinstance(c, Command) and c.unless_same for c in SERVICES[s].sync)]
+    if made:  # the old release's own (the dashboard's static files were made again for the new one)
+        with t.step(f"Files the old release makes from its venvs ({', '.join(made)})"):
+            for service in made:
+                bootstrap.sync(lay, service, sup, files_only=True)
     took["restore"] = round(time.monotonic() - t0, 1)
     t0 = time.monotonic()
     lifecycle.start(old, t)

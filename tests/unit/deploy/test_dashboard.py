@@ -201,3 +201,16 @@ def test_the_dashboard_needs_no_database_user_or_catalog_entry(dep):
     assert SERVICES["horizon"].catalog is None  # keystone_api registers no service user or endpoint for it
     assert "" not in bootstrap.databases(d) and "horizon" in d.services.enabled()
     assert "horizon" not in bootstrap.db_sql(d, {f"db_{u}": "x" for u in bootstrap.databases(d)})
+
+
+def test_a_rollback_makes_the_old_releases_files_again_and_touches_no_database(dep):
+    d = deployment(dep)
+    lay = layout(d)
+    configs.write_configs(lay)
+    runner = Recorder()
+    bootstrap.sync(lay, "horizon", runner)
+    old = Layout(d, {**lay.venvs, "horizon": "/opt/openstack/horizon-0"}, lay.secrets)  # the release rolled back to
+    bootstrap.sync(old, "horizon", runner, files_only=True)
+    assert [c[:2] for c in runner.calls[2:]] == [("django-admin", "collectstatic"), ("django-admin", "compress")]
+    bootstrap.sync(layout(d), "nova", runner, files_only=True)  # nova has no such files: no command, no SQL
+    assert len(runner.calls) == 4
