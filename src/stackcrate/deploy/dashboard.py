@@ -12,7 +12,7 @@ from ..errors import StackcrateError
 from .config import Deployment
 
 LOGIN = "auth/login/"
-LOGOUT = "auth/logout/"  # POST only (the user menu's Sign Out form)
+LOGOUT = "auth/logout/"
 
 
 def enabled(d: Deployment) -> bool:
@@ -80,8 +80,10 @@ class Browser:
         return where, r.text()
 
     def logout(self, page: str) -> str:
-        """Sign out through the form of the user menu on `page` (a POST with its CSRF token, as the button does);
-        returns where the dashboard sent the user."""
+        """Sign out as the user menu on `page` does: its Sign Out form (a POST with its CSRF token; horizon 25.7),
+        else its link (a GET; horizon 25.5 and older). Returns where the dashboard sent the user."""
+        if f'action="/{LOGOUT}"' not in page:
+            return self.get(LOGOUT)[0]
         where, _ = self.web.request(self.base + LOGOUT, form=form_fields(page, LOGOUT),
                                     headers={"Referer": self.base, "Origin": self.base.rstrip("/")})
         return where
