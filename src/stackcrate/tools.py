@@ -308,6 +308,12 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
+def _opener() -> urllib.request.OpenerDirector:
+    """urllib's opener with the proxies the environment names now (urlopen's own keeps those of its first call
+    in the process for good)."""
+    return urllib.request.build_opener()
+
+
 def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: Mapping[str, str] | None = None,
          timeout: float = 30, retries: int = 2, hint: str | None = None, quiet: bool = False) -> Response:
     """One HTTP request. Network errors and 429/5xx answers are retried (idempotent methods only) with a
@@ -324,7 +330,7 @@ def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: M
         if not quiet:
             log.debug("http: %s %s", method, url)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with _opener().open(req, timeout=timeout) as resp:
                 return Response(resp.status, resp.headers, resp.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode("utf-8", "replace").strip() if exc.fp else ""
@@ -384,7 +390,7 @@ def download(url: str, dest: Path, *, timeout: float = 120, retries: int = 2, hi
         h = hashlib.sha256()
         try:
             log.debug("download: %s", url)
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as fh:
+            with _opener().open(url, timeout=timeout) as resp, open(tmp, "wb") as fh:
                 _copy(resp, fh, h)
             tmp.replace(dest)
             return h.hexdigest()
