@@ -314,6 +314,14 @@ def _opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener()
 
 
+def _failed(url: str, exc: Exception, hint: str | None) -> FetchFailed:
+    """What went wrong with a request: an answer's status and the start of its body, or why none came."""
+    if isinstance(exc, urllib.error.HTTPError):
+        detail = exc.read()[:300].decode("utf-8", "replace").strip() if exc.fp else ""
+        return FetchFailed(url, f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else ""), exc.code, hint)
+    return FetchFailed(url, str(getattr(exc, "reason", exc)), None, hint)
+
+
 def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: Mapping[str, str] | None = None,
          timeout: float = 30, retries: int = 2, hint: str | None = None, quiet: bool = False) -> Response:
     """One HTTP request. Network errors and 429/5xx answers are retried (idempotent methods only) with a
@@ -333,13 +341,11 @@ def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: M
             with _opener().open(req, timeout=timeout) as resp:
                 return Response(resp.status, resp.headers, resp.read())
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace").strip() if exc.fp else ""
-            last = FetchFailed(url, f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else ""),
-                               exc.code, hint)
+            last = _failed(url, exc, hint)
             if exc.code not in RETRY_STATUSES:
                 raise last from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            last = FetchFailed(url, str(getattr(exc, "reason", exc)), None, hint)
+            last = _failed(url, exc, hint)
     assert last is not None
     raise last
 
@@ -373,12 +379,8 @@ class WebSession:
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 return resp.geturl(), Response(resp.status, resp.headers, resp.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace").strip() if exc.fp else ""
-            raise FetchFailed(url, f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else ""),
-                              exc.code, None) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise FetchFailed(url, str(getattr(exc, "reason", exc)), None, None) from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # HTTPError is a URLError
+            raise _failed(url, exc, None) from None
 
 
 def download(url: str, dest: Path, *, timeout: float = 120, retries: int = 2, hint: str | None = None) -> str:

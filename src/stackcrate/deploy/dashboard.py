@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from .. import tools
 from ..errors import StackcrateError
 from .config import Deployment
+from .layout import Layout
 
 LOGIN = "auth/login/"
 LOGOUT = "auth/logout/"
@@ -21,8 +22,7 @@ def enabled(d: Deployment) -> bool:
 
 def url(d: Deployment) -> str:
     """The dashboard's address (HAProxy's frontend), ending in /."""
-    scheme = "https" if d.config.tls else "http"
-    return f"{scheme}://{d.control}:{d.services.enabled()['horizon'].port}/"
+    return Layout(d, {}, {}).public_url("horizon") + "/"
 
 
 class _Form(HTMLParser):
@@ -62,7 +62,7 @@ class Browser:
 
     def __init__(self, d: Deployment, timeout: float = 60):
         self.base = url(d)
-        ca = d.state / "data" / "tls" / "ca.crt" if d.config.tls else None
+        ca = Layout(d, {}, {}).ca_file()
         self.web = tools.WebSession(timeout=timeout, context=ssl.create_default_context(cafile=str(ca)) if ca
                                     else None)
 

@@ -115,12 +115,18 @@ class Recorder:
         return SimpleNamespace(returncode=0, stdout="", stderr="")
 
 
-def test_static_files_are_made_again_only_when_the_venv_or_a_setting_changes(dep):
+def synced_once(dep) -> tuple[Deployment, Layout, "Recorder"]:
+    """The example deployment with its config files written and horizon's init steps run once (recorded)."""
     d = deployment(dep)
     lay = layout(d)
     configs.write_configs(lay)
     runner = Recorder()
     bootstrap.sync(lay, "horizon", runner)
+    return d, lay, runner
+
+
+def test_static_files_are_made_again_only_when_the_venv_or_a_setting_changes(dep):
+    d, lay, runner = synced_once(dep)
     assert [c[:2] for c in runner.calls] == [("django-admin", "collectstatic"), ("django-admin", "compress")]
     bootstrap.sync(lay, "horizon", runner)
     assert len(runner.calls) == 2  # nothing changed: nothing run
@@ -140,11 +146,7 @@ def test_static_files_are_made_again_only_when_the_venv_or_a_setting_changes(dep
 
 def test_compress_runs_again_whenever_collectstatic_did(dep):
     """collectstatic --clear removes what compress made: compress must follow it even when its stamp matches."""
-    d = deployment(dep)
-    lay = layout(d)
-    configs.write_configs(lay)
-    runner = Recorder()
-    bootstrap.sync(lay, "horizon", runner)
+    d, lay, runner = synced_once(dep)
     collect = SERVICES["horizon"].sync[0]
     stamp, _ = bootstrap._stamp(lay, "horizon", collect, bootstrap.command_argv(lay, "horizon", collect)[0])
     stamp.unlink()  # collectstatic's stamp lost (compress's still matches)
@@ -204,11 +206,7 @@ def test_the_dashboard_needs_no_database_user_or_catalog_entry(dep):
 
 
 def test_a_rollback_makes_the_old_releases_files_again_and_touches_no_database(dep):
-    d = deployment(dep)
-    lay = layout(d)
-    configs.write_configs(lay)
-    runner = Recorder()
-    bootstrap.sync(lay, "horizon", runner)
+    d, lay, runner = synced_once(dep)
     old = Layout(d, {**lay.venvs, "horizon": "/opt/openstack/horizon-0"}, lay.secrets)  # the release rolled back to
     bootstrap.sync(old, "horizon", runner, files_only=True)
     assert [c[:2] for c in runner.calls[2:]] == [("django-admin", "collectstatic"), ("django-admin", "compress")]
