@@ -55,6 +55,10 @@ HOST_PACKAGES = {
                 "ovn-central"),
     "compute": ("python3-venv", "supervisor", "ovn-host", "openvswitch-switch"),
 }
+# ... and a host that runs its processes in containers (`stackcrate_backend: podman`) instead of each role's: the
+# engine, the runtime (runc: crun refuses a hybrid cgroup layout), skopeo (the images come from the deploy host's
+# registry) and catatonit (each container's --init).
+CONTAINER_HOST_PACKAGES = ("python3-venv", "podman", "runc", "skopeo", "catatonit")
 # The backing processes of a compute host (see processes.host_role): the chassis nova-compute plugs ports into,
 # and podman's API for the podman driver. Every other one runs on the control host.
 COMPUTE_BACKING = frozenset({*ovn.CHASSIS, podman_api.NAME})
@@ -68,8 +72,9 @@ def backing_names(d: Deployment) -> tuple[str, ...]:
 
 
 def images_needed(d: Deployment) -> list[str]:
-    """The backing images a container backend runs for this deployment."""
-    return sorted(set(IMAGE_OF.values()) | ({ovn.IMAGE} if ovn.enabled(d) else set()))
+    """The backing images a container backend runs on this host: the databases', broker's, cache's and proxy's on
+    a control host, OVN's wherever neutron's OVN runs (its databases on control, the chassis on compute)."""
+    return sorted((set(IMAGE_OF.values()) if d.has("control") else set()) | ({ovn.IMAGE} if ovn.enabled(d) else set()))
 
 
 def path_of(d: Deployment, name: str, required: bool = True) -> str:

@@ -127,8 +127,15 @@ def build(obj, d: Deployment, constraints_dir: str | None) -> None:
     from .install import artifacts, backend_format
 
     t0 = time.monotonic()
-    # many hosts (-i) install the services' Debian packages from the deploy host's apt repository
-    formats = ["deb"] if getattr(obj, "inventory", None) else [backend_format(d)]
+    # many hosts (-i) install the services' Debian packages from the deploy host's apt repository, or (podman
+    # hosts) pull the images from its registry
+    inventory = getattr(obj, "inventory", None)
+    if inventory:
+        from .multinode import read_inventory
+
+        formats = read_inventory(d, inventory).formats
+    else:
+        formats = [backend_format(d)]
     if d.manifest is None:
         for fmt in formats:
             artifacts(d, fmt)
@@ -141,7 +148,7 @@ def build(obj, d: Deployment, constraints_dir: str | None) -> None:
     manifest = load(d.manifest)
     report = run_build(manifest, manifest.lock_path(), d.artifacts_dir, obj.cache, obj.ui, formats=formats,
                        constraints_dir=constraints_dir,
-                       system_images=SYSTEM_IMAGES if d.backend != "local" else ())
+                       system_images=SYSTEM_IMAGES if "oci" in formats else ())
     data: dict = {}
     for fmt in formats:
         found = artifacts(d, fmt)  # the manifest makes every artifact the services file needs

@@ -41,21 +41,50 @@ LIMITS = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC}
 RUN_TIMEOUT = 120.0
 
 
+# images_from: engine (a host of `deploy -i`): the images are in the engine's store already, pulled by digest from
+# the deploy host's registry; this file beside artifacts.json says which, by name and image ID.
+HELD_IMAGES = "images.json"
+
+
 @dataclass(frozen=True)
 class Image:
     component: str
-    archive: Path        # the oci-archive in the artifacts folder
-    name: str            # what the engine calls it once copied in
+    archive: Path | None  # the oci-archive in the artifacts folder; None: the engine's store holds it already
+    name: str             # what the engine calls it once copied in
+    held_id: str = ""     # images_from engine: the image ID (hex) the deploy host's build gave it
 
     @property
     def ref_name(self) -> str:
-        return archive_ref_name(self.archive)
+        return archive_ref_name(self.archive) if self.archive else ""
+
+    @property
+    def image_id(self) -> str:
+        return archive_image_id(self.archive) if self.archive else self.held_id
 
 
 def images(d: Deployment) -> dict[str, Image]:
     """component -> its image, for every component the deployment runs in a container."""
-    return {c: Image(c, (d.artifacts_dir / a.file).resolve(), f"localhost/stackcrate/{c}:{tag(a.version)}")
-            for c, a in artifacts(d, "oci").items()}
+    found = artifacts(d, "oci")
+    named = {c: f"localhost/stackcrate/{c}:{tag(a.version)}" for c, a in found.items()}
+    if d.config.images_from == "engine":
+        return held_images(d, named)
+    return {c: Image(c, (d.artifacts_dir / a.file).resolve(), named[c]) for c, a in found.items()}
+
+
+def held_images(d: Deployment, named: dict[str, str]) -> dict[str, Image]:
+    """The images `deploy -i` put into the engine's store (images.json), checked against artifacts.json."""
+    path = d.artifacts_dir / HELD_IMAGES
+    hint = "run `stackcrate deploy -i INVENTORY run` (or init) on the deploy host: it writes it with the images"
+    try:
+        listed = json.loads(path.read_text())
+        held = {c: Image(c, None, listed[c]["name"], listed[c]["id"]) for c in named if c in listed}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StackcrateError(f"{path} cannot be read ({exc}), so the images to run are unknown", hint=hint) from None
+    wrong = [c for c in named if c not in held or held[c].name != named[c]]
+    if wrong:
+        raise StackcrateError(f"{path} does not list the images artifacts.json names for: {', '.join(wrong)}",
+                              hint=hint)
+    return held
 
 
 def hybrid_cgroups() -> bool:
@@ -172,7 +201,7 @@ def call_input(call: Call) -> str | None:
 
 def load_commands(d: Deployment) -> list[list[str]]:
     return [["skopeo", "copy", f"oci-archive:{i.archive}:{i.ref_name}", f"{ENGINE_STORE[d.backend]}:{i.name}"]
-            for i in images(d).values()]
+            for i in images(d).values() if i.archive]
 
 
 def dry_run(d: Deployment, procs: list[ProcessDef]) -> list[str]:
@@ -235,8 +264,15 @@ class Containers:
         copied = []
         for i in (imgs or images(self.d)).values():
             held = self._cli("image", "inspect", "--format", "{{.Id}}", i.name, check=False)
-            if held.returncode == 0 and held.stdout.strip().removeprefix("sha256:") == archive_image_id(i.archive):
+            holds = held.stdout.strip().removeprefix("sha256:") if held.returncode == 0 else ""
+            if holds == i.image_id:
                 continue
+            if i.archive is None:
+                raise StackcrateError(
+                    f"{self.engine}'s store does not hold {i.name} as the deploy host built it (image ID "
+                    f"{i.image_id[:12]}; {f'it holds {holds[:12]}' if holds else 'it has no such image'})",
+                    hint="run `stackcrate deploy -i INVENTORY run` (or init) on the deploy host: it pulls the images "
+                         "from its registry")
             tools.run([tools.which("skopeo"), "copy", "--quiet", f"oci-archive:{i.archive}:{i.ref_name}",
                        f"{ENGINE_STORE[self.engine]}:{i.name}"], timeout=1800)
             copied.append(i.name)

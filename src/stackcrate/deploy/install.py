@@ -60,7 +60,9 @@ def artifacts(d: Deployment, fmt: str | None = None) -> dict[str, Artifact]:
     fmt = fmt or backend_format(d)
     index = ArtifactIndex.load(d.artifacts_dir)
     by = {a.component: a for a in index.artifacts if a.format == fmt}
-    missing = [c for c in needed_components(d, fmt) if c not in by or not index.path(by[c]).is_file()]
+    # images_from engine: the archives stay on the deploy host (the engine's store holds the images)
+    held = fmt == "oci" and d.config.images_from == "engine"
+    missing = [c for c in needed_components(d, fmt) if c not in by or not (held or index.path(by[c]).is_file())]
     if missing:
         raise StackcrateError(f"missing artifact(s) ({fmt}) in {d.artifacts_dir}: {', '.join(missing)}",
                               hint="run `stackcrate deploy build` (with the configuration's backend), "

@@ -14,10 +14,16 @@ here), which checks once more what dpkg installed against artifacts.json: on eac
 configuration and health checks as a one-node deployment, started in the order the playbooks give (control,
 then compute, then the compute hosts mapped into the cell). Ansible does all remote work; nothing here opens a
 connection to a host.
+
+A host with `stackcrate_backend: podman` (inventory) runs its processes in containers instead: it pulls the images
+it runs (nova's and OVN's on a compute host) by digest from the deploy host's registry (Debian's docker-registry,
+filled by `skopeo copy` from the oci-archive artifacts; deploy/registry.py), checks their image IDs, and its
+stackcrate runs them as a one-node container deployment does (`images_from: engine`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,9 +42,10 @@ from ..cache import Cache, digest_of, link_or_copy, sha256_file
 from ..errors import StackcrateError
 from ..model.artifacts import ArtifactIndex
 from ..publish import apt_repo
-from . import secrets
-from .backing import HOST_PACKAGES
+from . import containers, registry, secrets
+from .backing import CONTAINER_HOST_PACKAGES, HOST_PACKAGES
 from .config import HOST_NAME, Deployment, ip_address
+from .containers import Image
 from .debs import depends, package
 from .install import artifacts
 
@@ -49,11 +56,15 @@ PLAY_TIMEOUT = 3600.0
 NAME = re.compile(HOST_NAME)
 
 
+BACKENDS = ("local", "podman")  # how a host runs its processes: supervisord and venvs, or podman containers
+
+
 @dataclass(frozen=True)
 class Host:
     name: str
     address: str            # where the other hosts reach it (stackcrate_address, else ansible_host)
     roles: tuple[str, ...]  # control, compute
+    backend: str = "local"  # stackcrate_backend, else configuration.yaml's backend
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,14 @@ class Cloud:
     @property
     def compute(self) -> list[Host]:
         return [h for h in self.hosts if "compute" in h.roles]
+
+    def runs(self, backend: str) -> list[Host]:
+        return [h for h in self.hosts if h.backend == backend]
+
+    @property
+    def formats(self) -> list[str]:
+        """The artifact formats the hosts install: .deb packages (local hosts), images (podman hosts)."""
+        return [f for f, b in (("deb", "local"), ("oci", "podman")) if self.runs(b)]
 
 
 # ------------------------------------------------------------------------------------------------ the inventory
@@ -105,10 +124,10 @@ def read_inventory(d: Deployment, inventory: Path) -> Cloud:
     if data is None:
         raise StackcrateError(f"Ansible cannot read the inventory {inventory}: {r.stderr.strip()[-800:]}",
                               hint="fix it; `ansible-inventory -i FILE --list` shows what Ansible understands")
-    return cloud_of(inventory, data)
+    return cloud_of(inventory, data, d.config.backend)
 
 
-def cloud_of(inventory: Path, data: dict) -> Cloud:
+def cloud_of(inventory: Path, data: dict, backend: str = "local") -> Cloud:
     """The hosts of `ansible-inventory --list` output, with their roles and addresses."""
     def members(group: str) -> list[str]:
         seen, todo = [], [group]
@@ -142,7 +161,12 @@ def cloud_of(inventory: Path, data: dict) -> Cloud:
                                   hint="set `stackcrate_address` (the address other hosts reach it at) or an IP "
                                   "`ansible_host`") from None
         roles = tuple(r for r, group in (("control", control), ("compute", compute)) if name in group)
-        hosts.append(Host(name, address, roles))
+        runs = str(v.get("stackcrate_backend", backend))
+        if runs not in BACKENDS:
+            raise StackcrateError(f"host {name}: backend {runs!r}: a host of `deploy -i` runs its processes with "
+                                  f"{' or '.join(BACKENDS)}", where=where,
+                                  hint="set `stackcrate_backend: podman` (or local) for the host in the inventory")
+        hosts.append(Host(name, address, roles, runs))
     v = hostvars.get(control[0], {})  # all:vars reach every host
     repo = v.get("stackcrate_repo_address")
     if repo is not None:
@@ -165,9 +189,13 @@ def host_configuration(d: Deployment, cloud: Cloud, host: Host, values: dict[str
     control plane is, and the cloud's secrets (the same on every host)."""
     raw = yaml.safe_load(d.config_path.read_text()) or {}
     raw.pop("manifest", None)  # hosts never build
+    for key in ("backend", "venvs_from", "images_from"):
+        raw.pop(key, None)
+    # a local host runs the venvs dpkg installed; a podman host the images pulled from the deploy host's registry
+    source = {"venvs_from": "debs"} if host.backend == "local" else {"images_from": "engine"}
     root = host_root(d)
     return {**raw, "listen": host.address, "state_dir": f"{root}/state", "artifacts": f"{root}/dist",
-            "backend": "local", "venvs_from": "debs", "secrets": values,
+            "backend": host.backend, **source, "secrets": values,
             "node": {"name": host.name, "roles": list(host.roles), "control_address": cloud.control.address,
                      "compute_hosts": [h.name for h in cloud.compute]}}
 
@@ -175,8 +203,15 @@ def host_configuration(d: Deployment, cloud: Cloud, host: Host, values: dict[str
 def host_debs(d: Deployment, host: Host) -> list[dict]:
     """The services' packages the host installs (nova's alone on a compute host): package, version, the .deb's
     name and sha256 (the host checks what apt fetched against it)."""
+    if host.backend != "local":
+        return []
     return [{"package": package(a), "version": a.version, "file": a.file, "sha256": a.sha256}
             for a in artifacts(_as_host(d, host), "deb").values()]
+
+
+def host_images(d: Deployment, host: Host) -> dict[str, Image]:
+    """The images a podman host runs (nova's and OVN's on a compute host), from the deploy host's archives."""
+    return containers.images(_as_host(d, host)) if host.backend == "podman" else {}
 
 
 def _as_host(d: Deployment, host: Host) -> Deployment:
@@ -188,7 +223,10 @@ def _as_host(d: Deployment, host: Host) -> Deployment:
     return there
 
 
-def host_vars(d: Deployment, cloud: Cloud, values: dict[str, str]) -> dict[str, dict]:
+def host_vars(d: Deployment, cloud: Cloud, values: dict[str, str],
+              pushed: dict[str, registry.Pushed] | None = None) -> dict[str, dict]:
+    """What each host gets: its configuration, the Debian packages it needs, the services' packages (local
+    hosts) or the images and where it pulls them from (podman hosts; `pushed`, by component)."""
     out: dict[str, dict] = {}
     needs: dict[str, list[str]] = {}
     for host in cloud.hosts:
@@ -198,9 +236,23 @@ def host_vars(d: Deployment, cloud: Cloud, values: dict[str, str]) -> dict[str, 
                 needs[deb["file"]] = depends(d.artifacts_dir / deb["file"])
         # apt installs the services' packages from the deploy host's repository alone: what they depend on
         # comes first, from the host's own Debian sources
-        packages = [p for r in host.roles for p in HOST_PACKAGES[r]] + [p for deb in debs for p in needs[deb["file"]]]
+        if host.backend == "local":
+            packages = [p for r in host.roles for p in HOST_PACKAGES[r]]
+        else:
+            packages = list(CONTAINER_HOST_PACKAGES)
+        packages += [p for deb in debs for p in needs[deb["file"]]]
+        images = [(pushed or {})[c].to_json() for c in host_images(d, host)]
         out[host.name] = {"configuration": host_configuration(d, cloud, host, values),
-                          "packages": list(dict.fromkeys(packages)), "debs": debs}
+                          "packages": list(dict.fromkeys(packages)), "debs": debs, "images": images}
+    return out
+
+
+def image_archives(d: Deployment, cloud: Cloud) -> dict[str, tuple[Path, str]]:
+    """component -> (its oci-archive, the name the engine gives it), for every image a podman host runs."""
+    out: dict[str, tuple[Path, str]] = {}
+    for host in cloud.runs("podman"):
+        for c, image in host_images(d, host).items():
+            out[c] = (image.archive, image.name)  # type: ignore[assignment] - the deploy host's archives
     return out
 
 
@@ -343,14 +395,15 @@ def explain(failures: list[str]) -> str:
     return "\n".join(out)
 
 
-def common_vars(d: Deployment, cloud: Cloud, cache: Cache, verb_args: list[str], with_hosts: bool) -> dict:
+def common_vars(d: Deployment, cloud: Cloud, cache: Cache, verb_args: list[str], with_hosts: bool,
+                pushed: dict[str, registry.Pushed] | None = None) -> dict:
     extra = {"stackcrate_id": d.id, "stackcrate_root": host_root(d), "stackcrate_etc": f"{HOST_ETC}/{d.id}",
              "stackcrate_args": verb_args,
              "stackcrate_services": yaml.safe_load(d.services_path.read_text())}
     if with_hosts:
         values = secrets.desired(d.state, d.config.secrets)  # made once here, the same on every host
         wheels = wheelhouse(cache)
-        extra.update(stackcrate_hosts=host_vars(d, cloud, values), stackcrate_wheels=str(wheels),
+        extra.update(stackcrate_hosts=host_vars(d, cloud, values, pushed), stackcrate_wheels=str(wheels),
                      stackcrate_repo=str(repository(d)),
                      stackcrate_wheels_key=(wheels / "KEY").read_text().strip(),
                      stackcrate_artifacts_index=str(d.artifacts_dir / "artifacts.json"))
@@ -374,25 +427,51 @@ VERBS = {
 }
 
 
+def close_connections(d: Deployment) -> list[str]:
+    """End the SSH connections Ansible keeps open to the hosts (ControlPersist masters, one per host, in
+    state/ansible/cp): `rm --purge` leaves no process behind. The sockets closed."""
+    closed = []
+    for sock in sorted((d.state / "ansible" / "cp").glob("*")):
+        r = tools.run([tools.which("ssh", "openssh-client"), "-o", f"ControlPath={sock}", "-O", "exit", "host"],
+                      check=False, timeout=15)
+        if r.returncode == 0:
+            closed.append(sock.name)
+    return closed
+
+
+def _verb_vars(ok: tuple[int, ...], target: str | None) -> dict:
+    """The exit codes that are answers, and the hosts each.yml runs on."""
+    return {"stackcrate_ok": list(ok), **({"stackcrate_target": target} if target else {})}
+
+
 def run_verb(d: Deployment, inventory: Path, cache: Cache, args: list[str], progress,
              limit: str | None = None) -> tuple[Cloud, dict[str, str]]:
     """`stackcrate deploy -i INVENTORY <args>` on every host it concerns; each host's answer."""
     verb = args[0]
     book, prepare, target, ok = VERBS[verb]
     cloud = read_inventory(d, inventory)
-    extra = common_vars(d, cloud, cache, args, with_hosts=prepare)
-    extra["stackcrate_ok"] = list(ok)
-    if target:
-        extra["stackcrate_target"] = target
-    roles = ", ".join(f"{h.name} ({'+'.join(h.roles)})" for h in cloud.hosts)
+    roles = ", ".join(f"{h.name} ({'+'.join(h.roles)}{', podman' if h.backend == 'podman' else ''})"
+                      for h in cloud.hosts)
     what = f"{verb} on {roles}{f' (limit: {limit})' if limit else ''}"
-    if prepare:  # the hosts install the services' packages from here, over HTTP, while the playbook runs
-        with tools.serve_folder(Path(extra["stackcrate_repo"]), repo_address(cloud), cloud.repo_netns) as url:
+    if not prepare:
+        extra = common_vars(d, cloud, cache, args, with_hosts=False)
+        answers = playbook(d, cloud, book, {**extra, **_verb_vars(ok, target)}, progress, what, limit=limit)
+    else:  # the hosts fetch the services' packages and images from here, over HTTP, while the playbook runs
+        with contextlib.ExitStack() as serving:
+            address = repo_address(cloud)
+            pushed: dict[str, registry.Pushed] = {}
+            if cloud.runs("podman"):
+                where = serving.enter_context(registry.served(d, address, cloud.repo_netns))
+                progress(f"registry {registry.folder(d)} served at http://{where}")
+                pushed = {p.component: p for p in
+                          registry.push(d, image_archives(d, cloud), where, cloud.repo_netns, progress)}
+            extra = common_vars(d, cloud, cache, args, with_hosts=True, pushed=pushed)
+            url = serving.enter_context(tools.serve_folder(Path(extra["stackcrate_repo"]), address, cloud.repo_netns))
             progress(f"apt repository {extra['stackcrate_repo']} served at {url}")
-            answers = playbook(d, cloud, book, {**extra, "stackcrate_repo_url": url}, progress, what, limit=limit)
-    else:
-        answers = playbook(d, cloud, book, extra, progress, what, limit=limit)
+            answers = playbook(d, cloud, book, {**extra, **_verb_vars(ok, target), "stackcrate_repo_url": url},
+                               progress, what, limit=limit)
     if verb == "rm" and "--purge" in args:
+        close_connections(d)
         shutil.rmtree(d.state / "ansible", ignore_errors=True)
         (d.state / "secrets.yaml").unlink(missing_ok=True)  # the cloud's secrets go with its data
     return cloud, answers

@@ -21,9 +21,12 @@ from .state import MAX_NODES, LabDir, LabState, Node, node_ip
 # module, which would otherwise try to install it), ip and ping to look at the network ...
 BASE_PACKAGES = ("openssh-server", "python3", "python3-apt", "iproute2", "iputils-ping", "procps")
 # ... and, since a lab's nodes reach no Debian mirror, every package `stackcrate deploy -i` installs on a host
-# (deploy/backing.py: HOST_PACKAGES; a unit test keeps the two in step), installed once in the cached base.
+# (deploy/backing.py: HOST_PACKAGES and CONTAINER_HOST_PACKAGES; a unit test keeps them in step), installed once
+# in the cached base.
 DEPLOY_PACKAGES = ("python3-venv", "supervisor", "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached",
-                   "haproxy", "ovn-central", "ovn-host", "openvswitch-switch")
+                   "haproxy", "ovn-central", "ovn-host", "openvswitch-switch",
+                   # a host running its processes in containers (CONTAINER_HOST_PACKAGES)
+                   "podman", "runc", "skopeo", "catatonit")
 # ... and the Debian packages that examples/deploy's own packages depend on (their Depends: apt must find them
 # installed when it installs openstack-nova-33.0.2 and the rest from the deploy host's repository).
 EXAMPLE_DEPENDS = ("gettext", "locales", "libmariadb-dev-compat", "lsscsi", "python3-all", "openssl",

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Becomes PID 1 of a lab node's new PID namespace (started by `unshare`), still seeing the host's root:
 # mounts the node's root filesystem, pivots into it and execs the node's init.
-#   $1: the node's folder (upper, work, merged, inject)   $2: the base root filesystem   $3: the hostname
+#   $1: the node's folder (upper, work, merged, inject, containers)   $2: the base root filesystem   $3: the hostname
 set -eu
 D=$1; BASE=$2; R=$D/merged
 mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$D/upper,workdir=$D/work" "$R"
@@ -12,6 +12,11 @@ mount -o remount,bind,ro "$R/proc/sys"
 mount --bind "$R/proc/sys/net" "$R/proc/sys/net"
 mount -o remount,bind,rw "$R/proc/sys/net"
 mount -t sysfs -o ro sysfs "$R/sys"
+# the host's cgroup hierarchies, for podman's containers (runc puts each in a cgroup; the node's own sysfs has none)
+mount --rbind /sys/fs/cgroup "$R/sys/fs/cgroup"
+# podman's image store on the host's file system: its overlay driver cannot use the node's overlay root as upper
+mkdir -p "$D/containers" "$R/var/lib/containers"
+mount --bind "$D/containers" "$R/var/lib/containers"
 # a /dev of its own: a few device nodes of the host's, never the host's devtmpfs with its disks
 mount -t tmpfs -o mode=755,size=1m,nosuid tmpfs "$R/dev"
 for d in null zero full random urandom tty; do

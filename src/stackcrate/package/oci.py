@@ -376,15 +376,26 @@ def archive_ref_name(archive: Path) -> str:
                               hint="build it again (`stackcrate build --format oci`)") from None
 
 
-def archive_manifest(archive: Path) -> dict:
-    """The image manifest of the one image in an oci-archive written by write_archive."""
+def _descriptor_and_manifest(archive: Path) -> tuple[dict, dict]:
     try:
         with tarfile.open(archive) as tf:
             mdesc = archive_index(tf)["manifests"][0]
-            return json.load(tf.extractfile("blobs/sha256/" + mdesc["digest"].split(":", 1)[1]))  # type: ignore
+            return mdesc, json.load(tf.extractfile("blobs/sha256/" + mdesc["digest"].split(":", 1)[1]))  # type: ignore
     except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
         raise StackcrateError(f"{archive} is not an OCI image archive built by stackcrate",
                               hint="build it again (`stackcrate build --format oci`)") from None
+
+
+def archive_manifest(archive: Path) -> dict:
+    """The image manifest of the one image in an oci-archive written by write_archive."""
+    return _descriptor_and_manifest(archive)[1]
+
+
+def archive_manifest_digest(archive: Path) -> tuple[str, str]:
+    """The manifest digest ("sha256:...", what a registry knows the image by) and the image ID (hex) of the
+    image in an oci-archive."""
+    mdesc, manifest = _descriptor_and_manifest(archive)
+    return mdesc["digest"], manifest["config"]["digest"].split(":", 1)[1]
 
 
 def archive_layers(archive: Path) -> list[tuple[str, int]]:

@@ -1,5 +1,8 @@
 """examples/deploy on three hosts through Ansible: a lab of three namespace nodes (`stackcrate lab up`), node1 the
-control host and node2, node3 compute hosts, driven by `stackcrate deploy -i lab/hosts.yml`.
+control host and node2, node3 compute hosts, driven by `stackcrate deploy -i lab/hosts.yml`. node1 and node2 run
+their processes from the .deb packages apt fetched from the deploy host's repository; node3
+(`stackcrate_backend: podman` in the inventory) in containers of the images it pulled from the deploy host's
+registry.
 
 One cloud for the module (lab up, build, run), checked by several tests; the last one removes it (rm --purge,
 lab down) and checks that nothing is left. nova's report interval is shortened (3 s, down after 15 s) so a stopped
@@ -66,6 +69,7 @@ def cloud(stackcrate, deploy_dist, tmp_path_factory):
     assert up.returncode == 0, up.stderr
     c.timings["lab up"] = round(time.monotonic() - t0, 1)
     try:
+        _run_in_containers(c.lab / "hosts.yml", "node3")
         (root / "services.yaml").write_text((EXAMPLE / "services.yaml").read_text())  # the hosts' own ports
         conf = yaml.safe_load((EXAMPLE / "configuration.yaml").read_text())
         conf.update(state_dir=str(root / "state"), artifacts=str(deploy_dist), manifest=str(copy_manifest(root)))
@@ -84,6 +88,15 @@ def cloud(stackcrate, deploy_dist, tmp_path_factory):
             c.sc("rm", "--purge", "--yes", timeout=600)
             stackcrate("lab", "down", "--dir", c.lab, timeout=300)
         print("\nmulti-node timings (s): " + ", ".join(f"{k} {v}" for k, v in c.timings.items()))
+
+
+def _run_in_containers(inventory: Path, host: str) -> None:
+    """What an operator writes in the inventory for a host that runs its processes in containers."""
+    text = inventory.read_text()
+    data = yaml.safe_load(text)
+    data["all"]["hosts"][host]["stackcrate_backend"] = "podman"
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    inventory.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
 
 
 def _host_logs(c: Cloud) -> str:
@@ -113,7 +126,7 @@ def test_run_puts_the_control_plane_on_node1_and_nova_compute_on_node2_and_node3
 def test_each_host_runs_its_services_from_the_packages_apt_fetched_from_the_deploy_hosts_repository(cloud):
     index = json.loads((cloud.artifacts / "artifacts.json").read_text())
     debs = {a["component"]: a for a in index["artifacts"] if a["format"] == "deb"}
-    for node, components in (("node1", sorted(debs)), ("node2", ["nova"]), ("node3", ["nova"])):
+    for node, components in (("node1", sorted(debs)), ("node2", ["nova"])):
         listed = cloud.node(node, "dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n",
                             "openstack-*")
         wanted = {f"{debs[c]['file'].split('_')[0]} {debs[c]['version']} ii" for c in components}
@@ -127,6 +140,27 @@ def test_each_host_runs_its_services_from_the_packages_apt_fetched_from_the_depl
                              "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true")
         ours, theirs = sources.split("==")
         assert ours.startswith("deb [trusted=yes] http://10.99.0.1:") and "10.99.0.1" not in theirs
+
+
+def test_node3_runs_its_processes_in_containers_of_the_images_the_deploy_host_built(cloud):
+    from stackcrate.package.oci import archive_manifest_digest
+
+    index = json.loads((cloud.artifacts / "artifacts.json").read_text())
+    built = {a["component"]: archive_manifest_digest(cloud.artifacts / a["file"])
+             for a in index["artifacts"] if a["format"] == "oci" and a["component"] in ("nova", "ovn")}
+    running = json.loads(cloud.node("node3", "podman", "ps", "--format", "json"))
+    by_process = {c["Labels"]["stackcrate.process"]: c for c in running}
+    assert set(by_process) == {"openvswitch-db", "ovs-vswitchd", "ovn-controller", "nova-compute"}
+    assert by_process["nova-compute"]["Image"].startswith("localhost/stackcrate/nova:")
+    for component, (digest, image_id) in built.items():
+        name = next(c["Image"] for c in running if c["Image"].startswith(f"localhost/stackcrate/{component}:"))
+        held = json.loads(cloud.node("node3", "podman", "image", "inspect", name))[0]
+        # pulled by the digest of the manifest the build wrote, and run as the image ID the build gave it
+        assert (held["Digest"], held["Id"]) == (digest, image_id), component
+    # no service package on node3, and nothing of the control plane
+    listed = cloud.node("node3", "sh", "-c", "dpkg-query -W 'openstack-*' 2>/dev/null; podman images --format "
+                        "'{{.Repository}}'")
+    assert sorted(listed.split()) == ["localhost/stackcrate/nova", "localhost/stackcrate/ovn"]
 
 
 def test_compute_service_list_shows_nova_compute_up_on_node2_and_node3(cloud):
@@ -182,7 +216,9 @@ def test_rm_purge_then_lab_down_leave_nothing_behind(cloud, stackcrate):
         left = cloud.node(node, "sh", "-c", "find /var/lib/stackcrate /etc/stackcrate /opt/openstack -mindepth 1 "
                           "! -path /opt/openstack/.stackcrate-installed ! -name .lock; "
                           "dpkg-query -W 'openstack-*' 2>/dev/null; "
-                          "ps -eo comm= | grep -c -e supervisord -e mariadbd -e beam -e nova- -e ovs || true")
+                          "podman ps --all --quiet; podman images --quiet; "
+                          "ps -eo comm= | grep -c -e supervisord -e mariadbd -e beam -e nova- -e ovs -e conmon "
+                          "|| true")
         assert left.split() == ["0"], (node, left)
     r = stackcrate("lab", "down", "--dir", cloud.lab, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -191,3 +227,6 @@ def test_rm_purge_then_lab_down_leave_nothing_behind(cloud, stackcrate):
     assert not any(Path(f"/proc/{n['pid']}").exists() for n in lab_json["nodes"])
     assert str(cloud.lab) not in Path("/proc/self/mountinfo").read_text()
     assert not cloud.lab.exists()
+    # the deploy host's registry ran only while `run` did, and its store went with the deployment's state
+    assert str(cloud.root) not in subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    assert not (cloud.root / "state" / "ansible").exists()

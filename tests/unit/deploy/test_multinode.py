@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stackcrate.deploy.backing import HOST_PACKAGES
+from stackcrate.deploy.backing import CONTAINER_HOST_PACKAGES, HOST_PACKAGES
 from stackcrate.deploy.config import Deployment
 from stackcrate.deploy.multinode import cloud_of, host_configuration, host_vars, read_inventory, repository
 from stackcrate.errors import StackcrateError
@@ -157,7 +157,7 @@ def test_serve_folder_serves_its_files_while_the_block_runs_and_stops_after(tmp_
 
 
 def test_the_lab_nodes_come_with_every_package_a_deployment_installs():
-    wanted = {p for packages in HOST_PACKAGES.values() for p in packages}
+    wanted = {p for packages in [*HOST_PACKAGES.values(), CONTAINER_HOST_PACKAGES] for p in packages}
     assert wanted <= set(BASE_PACKAGES + DEPLOY_PACKAGES)
 
 
@@ -187,3 +187,75 @@ def test_playbooks_are_valid_for_ansible(d):
         r = subprocess.run([str(program), "--syntax-check", "-i", str(inventory), "-e", extra, str(book)],
                            capture_output=True, text=True, env={**os.environ, **ansible_env(d)}, timeout=60)
         assert r.returncode == 0, (book.name, r.stdout + r.stderr)
+
+
+def _with_podman_node3(data: dict, backend: str = "podman") -> dict:
+    data = json.loads(json.dumps(data))
+    data["_meta"]["hostvars"]["node3"]["stackcrate_backend"] = backend
+    return data
+
+
+def test_a_host_with_stackcrate_backend_podman_runs_containers_and_the_cloud_needs_debs_and_images():
+    cloud = cloud_of(Path("hosts.yml"), _with_podman_node3(THREE))
+    assert [h.backend for h in cloud.hosts] == ["local", "local", "podman"]
+    assert cloud.formats == ["deb", "oci"]
+    assert cloud_of(Path("hosts.yml"), THREE, "podman").formats == ["oci"]  # configuration.yaml's backend
+    with pytest.raises(StackcrateError, match="host node3: backend 'docker'"):
+        cloud_of(Path("hosts.yml"), _with_podman_node3(THREE, "docker"))
+
+
+def test_a_podman_compute_host_pulls_novas_and_ovns_images_and_gets_no_debs(d):
+    from stackcrate.deploy.registry import Pushed
+
+    index = json.loads((d.artifacts_dir / "artifacts.json").read_text())
+    for c in ("nova", "keystone", "ovn", "mariadb"):
+        (d.artifacts_dir / f"{c}.oci.tar").write_bytes(b"x")
+        index["artifacts"].append({**index["artifacts"][0], "component": c, "format": "oci",
+                                   "file": f"{c}.oci.tar", "version": "1.0+x"})
+    (d.artifacts_dir / "artifacts.json").write_text(json.dumps(index))
+    cloud = cloud_of(Path("hosts.yml"), _with_podman_node3(THREE))
+    pushed = {c: Pushed(c, f"localhost/stackcrate/{c}:1.0_x", f"10.99.0.1:5000/stackcrate/{c}@sha256:{c}", c * 3)
+              for c in ("nova", "ovn")}
+    per_host = host_vars(d, cloud, {}, pushed)
+    node3 = per_host["node3"]
+    assert node3["debs"] == [] and node3["packages"] == list(CONTAINER_HOST_PACKAGES)
+    assert [i["name"] for i in node3["images"]] == ["localhost/stackcrate/nova:1.0_x", "localhost/stackcrate/ovn:1.0_x"]
+    assert node3["images"][0] == {"component": "nova", "name": "localhost/stackcrate/nova:1.0_x",
+                                  "pull": "10.99.0.1:5000/stackcrate/nova@sha256:nova", "id": "novanovanova"}
+    conf = node3["configuration"]
+    assert (conf["backend"], conf["images_from"]) == ("podman", "engine") and "venvs_from" not in conf
+    assert per_host["node2"]["images"] == [] and per_host["node2"]["configuration"]["venvs_from"] == "debs"
+
+
+def test_a_host_running_images_the_engine_holds_checks_them_against_images_json(d):
+    from stackcrate.deploy.containers import HELD_IMAGES, images
+
+    index = json.loads((d.artifacts_dir / "artifacts.json").read_text())
+    for c in ("nova", "ovn"):  # the archives stay on the deploy host: not in this artifacts folder
+        index["artifacts"].append({**index["artifacts"][0], "component": c, "format": "oci",
+                                   "file": f"{c}.oci.tar", "version": "1.0"})
+    (d.artifacts_dir / "artifacts.json").write_text(json.dumps(index))
+    conf = yaml.safe_load(d.config_path.read_text())
+    conf.update(backend="podman", images_from="engine",
+                node={"name": "node3", "roles": ["compute"], "control_address": "10.99.0.11"})
+    d.config_path.write_text(yaml.safe_dump(conf))
+    host = Deployment(d.services_path, d.config_path)
+    with pytest.raises(StackcrateError, match="images.json cannot be read"):
+        images(host)
+    held = d.artifacts_dir / HELD_IMAGES
+    listed = {c: {"name": f"localhost/stackcrate/{c}:1.0", "id": c} for c in ("nova", "ovn")}
+    held.write_text(json.dumps({**listed, "nova": {"name": "localhost/stackcrate/nova:0.9", "id": "x"}}))
+    with pytest.raises(StackcrateError, match="does not list the images artifacts.json names for: nova"):
+        images(host)
+    held.write_text(json.dumps(listed))
+    assert {c: (i.archive, i.name, i.image_id) for c, i in images(host).items()} == {
+        "nova": (None, "localhost/stackcrate/nova:1.0", "nova"), "ovn": (None, "localhost/stackcrate/ovn:1.0", "ovn")}
+
+
+def test_the_registry_serves_plain_http_from_the_state_folder_at_the_given_address(tmp_path):
+    from stackcrate.deploy.registry import config
+
+    conf = config(tmp_path, "10.99.0.1", 5123)
+    assert conf["http"]["addr"] == "10.99.0.1:5123" and "tls" not in conf["http"]
+    assert conf["storage"]["filesystem"]["rootdirectory"] == str(tmp_path / "data")
+    assert config(tmp_path, "fd00::1", 5123)["http"]["addr"] == "[fd00::1]:5123"
