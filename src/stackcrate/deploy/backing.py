@@ -6,6 +6,7 @@ Each keeps its data under the state folder and listens on the configured loopbac
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -274,7 +275,15 @@ def haproxy_procs(d: Deployment) -> list[ProcessDef]:
                      config_files=(cfg, *((tls / "server.pem",) if d.config.tls else ())), more_ports=others)]
 
 
+# What each backing process needs serving before it starts (lifecycle.waves starts the others together): the
+# broker its port mapper, OVN's northd both databases, Open vSwitch's switch its database, the chassis its switch
+# and the southbound database. None of the others needs another.
+STARTS_AFTER = {"rabbitmq": ("epmd",), "ovn-northd": ("ovn-nb-db", "ovn-sb-db"), "ovs-vswitchd": ("openvswitch-db",),
+                "ovn-controller": ("ovs-vswitchd", "ovn-sb-db")}
+
+
 def backing_processes(d: Deployment) -> list[ProcessDef]:
     """Every backing process, in start order (backing_names)."""
-    return (mariadb_procs(d) + rabbitmq_procs(d) + memcached_procs(d) + haproxy_procs(d) + ovn.processes(d)
-            + podman_api.processes(d))
+    return [dataclasses.replace(p, after=STARTS_AFTER.get(p.name, ())) for p in
+            mariadb_procs(d) + rabbitmq_procs(d) + memcached_procs(d) + haproxy_procs(d) + ovn.processes(d)
+            + podman_api.processes(d)]

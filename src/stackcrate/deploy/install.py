@@ -200,15 +200,24 @@ def install(d: Deployment, t: Timer, reinstall: bool = False, root: Path = ROOT,
     """Install what prepare() planned (planned here when not given) and record this deployment as a user of
     every venv it needs. Each venv is planned again under its prefix's lock: another deployment may have
     installed or replaced it meanwhile."""
-    for p in planned if planned is not None else prepare(d, reinstall, root):
-        with installed.locked(p.target.parent):
-            now = _plan(d, p.component, p.artifact, root, reinstall, look_inside=False)
-            if now.action == "keep" and p.action != "install":
-                now = p  # what only prepare()'s look inside the venv tells
-            _check_files([now], d.cache.dir("artifacts-checked"))  # reads a file again only if it changed
-            _refuse_differing([now])
-            _refuse_busy([now], d.state)
-            _apply(now, str(d.state), t)
+    plan = planned if planned is not None else prepare(d, reinstall, root)
+    for prefix in dict.fromkeys(p.target.parent for p in plan):
+        with installed.locked(prefix):
+            nows = []
+            for p in (p for p in plan if p.target.parent == prefix):
+                now = _plan(d, p.component, p.artifact, root, reinstall, look_inside=False)
+                if now.action == "keep" and p.action != "install":
+                    now = p  # what only prepare()'s look inside the venv tells
+                _check_files([now], d.cache.dir("artifacts-checked"))  # reads a file again only if it changed
+                _refuse_differing([now])
+                _refuse_busy([now], d.state)
+                nows.append(now)
+            unpacked = [n for n in nows if n.artifact.format != "deb" and n.action != "keep"]
+            for now in nows:
+                if len(unpacked) < 2 or now not in unpacked:
+                    _apply(now, str(d.state), t)
+            if len(unpacked) > 1:
+                _unpack_together(unpacked, str(d.state), t)
 
 
 def record_use(d: Deployment, root: Path = ROOT, also: list[Path] = ()) -> None:
@@ -246,6 +255,48 @@ def _apply(p: Planned, me: str, t: Timer) -> None:
             sha256=p.artifact.sha256, tree=installed.tree_digest(p.target),
             users=[*(u for u in (old.users if old else []) if u != me), me],
             unlisted_users=bool(old and old.unlisted_users)))
+
+
+def _unpack_one(file: Path, install_path: str, sha256: str, target: Path) -> tuple[str, str | None, str | None]:
+    """In a worker process: unpack one venv (as _apply does); ("ok", its tree digest, None) or ("error",
+    message, hint)."""
+    try:
+        for leftover in unpack.leftovers(target):  # of earlier installs that were killed (the caller holds the lock)
+            remove_tree(leftover)
+        unpack.unpack(file, install_path, sha256, target)
+        return "ok", installed.tree_digest(target), None
+    except StackcrateError as exc:
+        return "error", exc.message, exc.hint
+
+
+def _unpack_together(todo: list[Planned], me: str, t: Timer) -> None:
+    """Unpack several venvs at once, one worker process per core (unpacking is Python's tarfile, bound to one
+    core per process); each record is written as its venv is in place. The first failure is the answer (the
+    venvs already in place stay: each is whole, and recorded)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(len(todo), os.cpu_count() or 1)
+    failure: StackcrateError | None = None
+    with t.step(f"Installing {len(todo)} venvs together ({workers} at a time): "
+                f"{', '.join(p.artifact.file for p in todo)}") as info:
+        # forked: a worker starts at once, with what this process has imported (it only unpacks, logs nothing)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            jobs = [pool.submit(_unpack_one, p.file, p.artifact.install_path, p.artifact.sha256, p.target)
+                    for p in todo]
+            for p, job in zip(todo, jobs, strict=True):
+                outcome, digest, hint = job.result()
+                if outcome != "ok":
+                    failure = failure or StackcrateError(str(digest), hint)
+                    continue
+                old = installed.read(p.target)
+                installed.write(p.target, installed.VenvRecord(
+                    sha256=p.artifact.sha256, tree=str(digest),
+                    users=[*(u for u in (old.users if old else []) if u != me), me],
+                    unlisted_users=bool(old and old.unlisted_users)))
+        info["note"] = ", ".join(f"{p.component} ({p.action})" for p in todo)
+    if failure is not None:
+        raise failure
 
 
 def _used(state: Path) -> list[Path]:

@@ -69,6 +69,10 @@ class Process:
     role: str = "api"       # what services.yaml selects (nova: api, conductor, scheduler, compute)
     launcher: Launcher | None = None
     sockets: tuple[str, ...] = ()  # folders of the state folder with sockets it connects to (mounted read-write)
+    # the OpenStack processes that must serve before it starts (the backing services always start first): the
+    # processes whose `after` is satisfied start together (lifecycle.waves). keystone first, every other one
+    # checks tokens against it
+    after: tuple[str, ...] = ("keystone",)
 
     @property
     def wsgi(self) -> bool:
@@ -128,7 +132,7 @@ KEYSTONE = ServiceSpec(
              "--bootstrap-public-url", "{public_url}",
              env=(("OS_BOOTSTRAP_PASSWORD", "{secret:admin_password}"),)),
     ),
-    processes=(Process("keystone", "gunicorn", Probe("token")),), health_path="/v3",
+    processes=(Process("keystone", "gunicorn", Probe("token"), after=()),), health_path="/v3",
     data_dirs=("fernet-keys", "credential-keys"),
     upgrade_check=_cmd("keystone-status", "upgrade", "check", ok_exit=(0, 1)),
 )
@@ -166,7 +170,8 @@ NEUTRON = ServiceSpec(
     # the API serves under gunicorn; with ML2/OVN, the OVN maintenance worker keeps neutron's database and OVN's
     # in step (and, started first, sets OVN's defaults up); it has no port: alive is what there is to check
     processes=(Process("neutron", "gunicorn", Probe("api", "/v2.0/networks?limit=1")),
-               Process("neutron-ovn-maintenance-worker", "neutron-ovn-maintenance-worker", Probe("none"))),
+               Process("neutron-ovn-maintenance-worker", "neutron-ovn-maintenance-worker", Probe("none"),
+                       after=("neutron",))),
     # neutron's get_ports reads Port.port_forwardings, a backref that only exists once SQLAlchemy has configured
     # the mappers; neutron-server's own start-up triggers that, loading the WSGI app alone does not.
     wsgi_after_import=("from sqlalchemy import orm", "orm.configure_mappers()"),
@@ -215,10 +220,11 @@ NOVA = ServiceSpec(
     processes=(Process("nova-api", "gunicorn", Probe("api", "/v2.1/os-services"), "api"),
                Process("nova-conductor", "nova-conductor", Probe("rpc", queue="conductor"), "conductor"),
                Process("nova-scheduler", "nova-scheduler", Probe("rpc", queue="scheduler"), "scheduler"),
-               # its driver plugs ports through Open vSwitch's database socket (ovn.py's run/openvswitch)
+               # its driver plugs ports through Open vSwitch's database socket (ovn.py's run/openvswitch); it
+               # registers with the conductor and reports its resources to placement as it starts
                Process("nova-compute", "nova-compute", Probe("rpc", queue="compute.{host}"), "compute",
                        Launcher("nova.virt", "nova.cmd.compute:main", ("stackcrate_fake.py",)),
-                       sockets=("run/openvswitch",))),
+                       sockets=("run/openvswitch",), after=("keystone", "nova-conductor", "placement"))),
     # nova loads its paste pipeline from the first config file: the venv's api-paste.ini
     venv_config_files=("etc/nova/api-paste.ini",),
     # nova's API before 33 (2025.2's 32) monkey-patches with eventlet when imported unless told not to, and then
@@ -255,6 +261,7 @@ HORIZON = ServiceSpec(
     config_format="django",
 )
 
-# The start order: keystone first (every other service checks tokens against it), nova after the services it
-# calls, the dashboard last (it calls them all).
+# The start order (and the order of the lines in `status`): keystone first (every other service checks tokens
+# against it), nova after the services it calls, the dashboard last (it calls them all). Processes start
+# together as their `after` allows.
 SERVICES: dict[str, ServiceSpec] = {s.name: s for s in (KEYSTONE, GLANCE, PLACEMENT, NEUTRON, NOVA, HORIZON)}

@@ -59,6 +59,9 @@ class ProcessDef:
     devices: tuple[str, ...] = ()             # host devices it opens (passed into its container)
     capabilities: tuple[str, ...] = ()        # capabilities beyond a container's default set
     before_start: tuple["Call", ...] = ()     # run to their end before each start (settings it reads)
+    # the processes that must serve before it starts; None: every process before it in the start order (the
+    # backing services, one after the other)
+    after: tuple[str, ...] | None = None
 
     @property
     def argv(self) -> list[str]:
@@ -185,7 +188,7 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
             # run/ for gunicorn's control socket; its WSGI module below it is only read
             reads=(str(lay.etc(spec.name)), str(lay.wsgi_dir())),
             writes=(str(lay.data(spec.name)), str(lay.d.state / "run")),
-            ports=(svc.backend_port,), health=health_of(lay, p), start_timeout=180)
+            ports=(svc.backend_port,), health=health_of(lay, p), start_timeout=180, after=p.after)
     from . import podman_api  # it defines processes of its own
 
     program, args, reads = lay.bin(spec.name, p.program), (), (str(lay.etc(spec.name)),)
@@ -198,7 +201,7 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
         component=svc.component, service=spec.name, config_files=config_files,
         reads=reads, writes=(str(lay.data(spec.name)), *(str(lay.d.state / f) for f in p.sockets),
                              *(podman_api.mounts(lay.d) if p.role == "compute" else ())),
-        health=health_of(lay, p), start_timeout=180)
+        health=health_of(lay, p), start_timeout=180, after=p.after)
 
 
 def host_role(name: str) -> str:

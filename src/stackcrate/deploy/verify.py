@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -127,61 +128,114 @@ def instance_image(d: Deployment, out: Path) -> Path:
     return ii.build(get_target(artifacts(d, backend_format(d))[nova].target), d.cache, out)
 
 
+def together(*jobs):
+    """Run the jobs (callables) beside each other (the client's calls are processes: two cores serve two); their
+    results in order. Every job runs to its end; then the first failure, if any, is raised."""
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        wait(futures)
+    for f in futures:
+        f.result()
+    return [f.result() for f in futures]
+
+
 def verify(d: Deployment, t: Timer) -> dict:
     os_ = Client(d)
     name = f"stackcrate-verify-{secrets.token_hex(4)}"
     res: dict = {"name": name}
     work = d.state / "data" / "verify"
     work.mkdir(parents=True, exist_ok=True)
+    made: dict[str, object] = {}  # what exists, for the cleanup (jobs beside each other add to it)
     with ExitStack() as cleanup:
+        cleanup.callback(_remove, os_, made)
         with t.step("Token issue"):
             tok = os_("token", "issue")
             if not tok.get("id"):  # type: ignore[union-attr]
                 raise StackcrateError("keystone issued no token")
             os_._token = str(tok["id"])  # type: ignore[index]  # the one its status polls use
             res["token"] = "ok"
-        with t.step("Image upload and download, byte for byte"):
-            src, back = work / f"{name}.bin", work / f"{name}.download"
-            cleanup.callback(src.unlink, missing_ok=True)
-            cleanup.callback(back.unlink, missing_ok=True)
-            src.write_bytes(os.urandom(1 << 20))
-            image = os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(src),
-                        name)
-            cleanup.callback(os_, "image", "delete", image["id"], fmt=False)  # type: ignore[index]
-            os_("image", "save", "--file", str(back), image["id"], fmt=False)  # type: ignore[index]
-            if _sha(back) != _sha(src):
-                raise StackcrateError(f"image {name} downloaded differs from what was uploaded")
-            res["image_sha256"] = _sha(back)
-        with t.step("Network: network, subnet, router") as info:
-            net = os_("network", "create", name)
-            cleanup.callback(os_, "network", "delete", net["id"], fmt=False)  # type: ignore[index]
-            subnet = os_("subnet", "create", "--network", net["id"], "--subnet-range", SUBNET,  # type: ignore
-                         name)
-            router = os_("router", "create", name)
-            cleanup.callback(os_, "router", "delete", router["id"], fmt=False)  # type: ignore[index]
-            os_("router", "add", "subnet", router["id"], subnet["id"], fmt=False)  # type: ignore[index]
-            cleanup.callback(os_, "router", "remove", "subnet", router["id"], subnet["id"],  # type: ignore[index]
-                             fmt=False)
-            res["network"] = {"network": net["id"], "subnet": SUBNET, "router": router["id"]}  # type: ignore
+        with t.step("Image upload and download byte for byte; network, subnet, router; flavor (together)") as info:
+            image, network, flavor = together(lambda: _image_round_trip(os_, name, work, made, res),
+                                              lambda: _network(os_, name, made),
+                                              lambda: _flavor(os_, name, made))
+            res["network"] = network
             info["note"] = f"{SUBNET}, routed"
         if podman_api.enabled(d):
-            container_server(d, os_, t, name, work, cleanup, res)
+            container_server(d, os_, t, name, work, flavor, cleanup, res)
         else:
-            fake_server(os_, t, name, image["id"], net["id"], cleanup, res, d.compute_hosts)  # type: ignore
-        if dashboard.enabled(d):
-            with t.step("Dashboard: log in, the project's overview, the server on its Instances page, log out"):
-                res["dashboard"] = dashboard.check(d, applied_secrets(d.state)["admin_password"], name)
-        with t.step("Server deleted"):
-            _delete_server(os_, res["server_id"])
-        res["deleted"] = True
+            fake_server(d, os_, t, name, image, network["network"], flavor, cleanup, res)
+        with t.step("Server deleted, then its network and router; its image and flavor meanwhile"):
+            def server_gone() -> None:
+                _delete_server(os_, res["server_id"])
+                res["deleted"] = True
+
+            _remove(os_, made, first=server_gone)
     return res
 
 
-def _boot(os_: Client, name: str, image: str, nic: list[str], cleanup: ExitStack, res: dict) -> dict:
-    """A flavor and a server of `image` ACTIVE, listed and shown (deleted on failure, before the network)."""
+def _image_round_trip(os_: Client, name: str, work: Path, made: dict, res: dict) -> str:
+    """An image of 1 MiB of random bytes uploaded, then downloaded: the same bytes. Its ID."""
+    src, back = work / f"{name}.bin", work / f"{name}.download"
+    try:
+        src.write_bytes(os.urandom(1 << 20))
+        image = os_("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(src),
+                    name)
+        made["image"] = image["id"]  # type: ignore[index]
+        os_("image", "save", "--file", str(back), image["id"], fmt=False)  # type: ignore[index]
+        if _sha(back) != _sha(src):
+            raise StackcrateError(f"image {name} downloaded differs from what was uploaded")
+        res["image_sha256"] = _sha(back)
+    finally:
+        src.unlink(missing_ok=True)
+        back.unlink(missing_ok=True)
+    return image["id"]  # type: ignore[index]
+
+
+def _network(os_: Client, name: str, made: dict) -> dict:
+    """A network, a subnet of SUBNET on it, a router with the subnet added."""
+    net = os_("network", "create", name)
+    made["network"] = net["id"]  # type: ignore[index]
+    subnet = os_("subnet", "create", "--network", net["id"], "--subnet-range", SUBNET, name)  # type: ignore
+    router = os_("router", "create", name)
+    made["router"] = router["id"]  # type: ignore[index]
+    os_("router", "add", "subnet", router["id"], subnet["id"], fmt=False)  # type: ignore[index]
+    made["router_subnet"] = subnet["id"]  # type: ignore[index]
+    return {"network": net["id"], "subnet": SUBNET, "router": router["id"]}  # type: ignore[index]
+
+
+def _flavor(os_: Client, name: str, made: dict) -> str:
     flavor = os_("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", name)
-    cleanup.callback(os_, "flavor", "delete", flavor["id"], fmt=False)  # type: ignore[index]
-    server = os_("server", "create", "--flavor", flavor["id"], "--image", image, *nic, name)  # type: ignore[index]
+    made["flavor"] = flavor["id"]  # type: ignore[index]
+    return flavor["id"]  # type: ignore[index]
+
+
+def _remove(os_: Client, made: dict, first=None) -> None:
+    """Delete what verify made besides the server, each kind beside the others: `first` (the server's deletion:
+    its port holds the subnet), the router's interface, the router, then the network; the image; the flavor
+    (nova and glance let both go while a server uses them). Whatever was not made is skipped; each is taken from
+    `made` as it goes (a second call does nothing)."""
+    def network() -> None:
+        if first is not None:
+            first()
+        if "router_subnet" in made:
+            os_("router", "remove", "subnet", str(made["router"]), str(made.pop("router_subnet")), fmt=False)
+        if "router" in made:
+            os_("router", "delete", str(made.pop("router")), fmt=False)
+        if "network" in made:
+            os_("network", "delete", str(made.pop("network")), fmt=False)
+
+    def one(kind: str) -> None:
+        if kind in made:
+            os_(kind, "delete", str(made.pop(kind)), fmt=False)
+
+    together(network, lambda: one("image"), lambda: one("flavor"))
+
+
+def _boot(os_: Client, name: str, image: str, flavor: str, nic: list[str], cleanup: ExitStack, res: dict,
+          meanwhile=None) -> dict:
+    """A server of `image` ACTIVE, listed and shown (deleted on failure, before the network); `meanwhile` (a
+    callable) runs while it boots, its result in res["meanwhile"]."""
+    server = os_("server", "create", "--flavor", flavor, "--image", image, *nic, name)
     sid = server["id"]  # type: ignore[index]
     res["server_id"] = sid
     # on failure, before the network goes (its port holds the subnet)
@@ -194,27 +248,40 @@ def _boot(os_: Client, name: str, image: str, nic: list[str], cleanup: ExitStack
             raise StackcrateError(f"server {name} went to ERROR: {server.get('fault')}")
         return server.get("status") == "ACTIVE"
 
-    _wait(f"server {name} ACTIVE", ACTIVE_TIMEOUT, active, POLL_INTERVAL)
-    res["server_active_seconds"] = round(time.monotonic() - t0, 1)
-    shown = os_("server", "show", sid)
-    if name not in [s["Name"] for s in os_("server", "list")]:  # type: ignore[union-attr]
+    def boot() -> None:
+        _wait(f"server {name} ACTIVE", ACTIVE_TIMEOUT, active, POLL_INTERVAL)
+        res["server_active_seconds"] = round(time.monotonic() - t0, 1)
+
+    if meanwhile is None:
+        boot()
+    else:
+        res["meanwhile"] = together(boot, meanwhile)[1]
+    shown, listed = together(lambda: os_("server", "show", sid), lambda: os_("server", "list"))
+    if name not in [s["Name"] for s in listed]:  # type: ignore[union-attr]
         raise StackcrateError(f"server {name} missing from `openstack server list`")
     res["server_status"] = shown["status"]  # type: ignore[index]
     return shown  # type: ignore[return-value]
 
 
-def fake_server(os_: Client, t: Timer, name: str, image: str, net: str, cleanup: ExitStack, res: dict,
-                hosts: list[str]) -> None:
-    with t.step("Server: create on the network, ACTIVE, list, show") as info:
-        _boot(os_, name, image, ["--network", net], cleanup, res)
+def fake_server(d: Deployment, os_: Client, t: Timer, name: str, image: str, net: str, flavor: str,
+                cleanup: ExitStack, res: dict) -> None:
+    # the dashboard is checked while the server boots: its Instances page lists the server from its creation
+    look = (lambda: dashboard.check(d, applied_secrets(d.state)["admin_password"], name)) \
+        if dashboard.enabled(d) else None
+    what = "; the dashboard meanwhile: log in, the overview, the server on its Instances page, log out" \
+        if look else ""
+    with t.step(f"Server: create on the network, ACTIVE, list, show{what}") as info:
+        _boot(os_, name, image, flavor, ["--network", net], cleanup, res, meanwhile=look)
+        if look:
+            res["dashboard"] = res.pop("meanwhile")
         info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
     with t.step("Server's port: ACTIVE, bound to the compute host, an address of the subnet") as info:
-        res["port"] = check_port(os_, res["server_id"], name, hosts)
+        res["port"] = check_port(os_, res["server_id"], name, d.compute_hosts)
         info["note"] = f"{res['port']['ip']} on {res['port']['host']}"
 
 
-def container_server(d: Deployment, os_: Client, t: Timer, name: str, work: Path, cleanup: ExitStack,
-                     res: dict) -> None:
+def container_server(d: Deployment, os_: Client, t: Timer, name: str, work: Path, flavor: str,
+                     cleanup: ExitStack, res: dict) -> None:
     from .instance_image import GREETING
 
     with t.step("Container image: stackcrate's busybox, uploaded (container format docker)") as info:
@@ -225,7 +292,7 @@ def container_server(d: Deployment, os_: Client, t: Timer, name: str, work: Path
         cleanup.callback(os_, "image", "delete", image["id"], fmt=False)  # type: ignore[index]
         info["note"] = f"{archive.stat().st_size / 1e6:.1f} MB"
     with t.step("Server: a podman container (--nic none), ACTIVE, list, show") as info:
-        _boot(os_, name, image["id"], ["--nic", "none"], cleanup, res)  # type: ignore[index]
+        _boot(os_, name, image["id"], flavor, ["--nic", "none"], cleanup, res)  # type: ignore[index]
         info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
     with t.step("Server's console log: what the container printed") as info:
         def printed() -> str | None:
@@ -235,6 +302,9 @@ def container_server(d: Deployment, os_: Client, t: Timer, name: str, work: Path
         res["console"] = str(_wait(f"the console log of server {name} to show {GREETING!r}", CONSOLE_TIMEOUT,
                                    printed)).strip().splitlines()[0]
         info["note"] = res["console"]
+    if dashboard.enabled(d):
+        with t.step("Dashboard: log in, the project's overview, the server on its Instances page, log out"):
+            res["dashboard"] = dashboard.check(d, applied_secrets(d.state)["admin_password"], name)
 
 
 def check_port(os_: Client, sid: str, name: str, hosts: list[str]) -> dict:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -376,27 +377,32 @@ def test_reinstall_is_refused_while_a_process_runs_from_the_venv(d, dist, root, 
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "reinstall"])
-def test_interrupted_extraction_leaves_no_temp_folder(d, dist, root, t, monkeypatch, fresh):
+def test_interrupted_extraction_leaves_no_temp_folder(d, dist, root, t, tmp_path, monkeypatch, fresh):
+    """Each extraction interrupted at its 4th member (as Ctrl-C reaches every process): fresh, every venv to
+    install, unpacked together in worker processes; reinstall, glance alone, in this process."""
     if not fresh:
         init_install(d, t, root=root)
         dist.build("glance", extra="  # patched")
     before = listing(root)
-    real, calls = tarfile.tar_filter, []
+    real, calls = tarfile.tar_filter, tmp_path / "calls"  # a file: the workers are forked processes
 
     def interrupted(member, dest):
-        calls.append(member.name)
-        if len(calls) == 4:
+        with calls.open("a") as f:
+            f.write(f"{dest} {member.name}\n")
+        if sum(line.split()[0] == str(dest) for line in calls.read_text().splitlines()) == 4:
             raise KeyboardInterrupt
         return real(member, dest)
 
     monkeypatch.setattr(tarfile, "tar_filter", interrupted)
     with pytest.raises(KeyboardInterrupt):
         init_install(d, t, reinstall=not fresh, root=root)
-    assert len(calls) == 4 and temp_folders(root) == []
-    if fresh:
-        assert not venv(root, "keystone").exists()  # the first venv unpacked: interrupted
+    per_extraction = Counter(line.split()[0] for line in calls.read_text().splitlines())
+    assert set(per_extraction.values()) == {4} and temp_folders(root) == []
+    if fresh:  # every venv's extraction began, and none is in place
+        assert len(per_extraction) == len(inst.artifacts(d))
+        assert not [c for c in inst.artifacts(d) if venv(root, c).exists()]
     else:
-        assert listing(root) == before
+        assert len(per_extraction) == 1 and listing(root) == before
 
 
 def test_killed_install_leftovers_are_removed_by_the_next_one(d, dist, root, t):

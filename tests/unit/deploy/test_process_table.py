@@ -219,3 +219,21 @@ def test_novas_api_runs_without_eventlets_monkey_patching(dep):
     procs = openstack_processes(local_layout(Deployment(dep["services"], dep["config"])))
     assert next(p for p in procs if p.name == "nova-api").env["OS_NOVA_DISABLE_EVENTLET_PATCHING"] == "true"
     assert "OS_NOVA_DISABLE_EVENTLET_PATCHING" not in next(p for p in procs if p.name == "keystone").env
+
+
+def test_backing_services_then_keystone_then_the_other_services_start_together_as_their_needs_allow(dep):
+    from stackcrate.deploy.lifecycle import waves
+    from stackcrate.deploy.processes import all_processes
+
+    d = Deployment(dep["services"], dep["config"])
+    groups = [[p.name for p in wave] for wave in waves(all_processes(local_layout(d)))]
+    assert groups == [
+        ["mariadb", "epmd", "memcached", "haproxy", "ovn-nb-db", "ovn-sb-db", "openvswitch-db"],
+        ["rabbitmq", "ovn-northd", "ovs-vswitchd"],   # after their port mapper, databases, switch database
+        ["ovn-controller"],                            # after the switch and the southbound database
+        ["keystone"],                                  # after every backing process
+        ["glance", "placement", "neutron", "nova-api", "nova-conductor", "nova-scheduler", "horizon"],
+        ["neutron-ovn-maintenance-worker", "nova-compute"]]
+    # a compute host of several: what nova-compute waits for runs elsewhere (the chassis here comes first)
+    compute_only = [p for p in all_processes(local_layout(d)) if p.name in ("ovn-controller", "nova-compute")]
+    assert [[p.name for p in w] for w in waves(compute_only)] == [["ovn-controller"], ["nova-compute"]]
