@@ -89,11 +89,14 @@ class Deploy:
 
 def copy_manifest(root: Path, source: Path = EXAMPLE / "stackcrate.yaml") -> Path:
     """examples/deploy/stackcrate.yaml (or another example manifest) in root (its lock goes beside it), its local
-    sources (the nova driver) where the example names them."""
+    sources (the nova driver) and patches (oslo.messaging's) where the example names them."""
     manifest = yaml.safe_load(source.read_text())
     for comp in manifest["components"]:
         if "path" in comp:
             comp["path"] = str((source.parent / comp["path"]).resolve())
+        comp["patches"] = [str((source.parent / p).resolve()) for p in comp.get("patches", [])] or None
+        if comp["patches"] is None:
+            del comp["patches"]
     (root / "stackcrate.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return root / "stackcrate.yaml"
 
