@@ -120,6 +120,14 @@ def spawn(argv: Sequence[str | Path], *, log_file: Path, env: Mapping[str, str] 
     return proc.pid
 
 
+def log_end(log_file: Path, chars: int = 1500) -> str:
+    """The end of a spawned program's log file, for an error that says why it did not start."""
+    try:
+        return log_file.read_text(errors="replace")[-chars:].strip() or "(no output)"
+    except OSError:
+        return "(no output)"
+
+
 def run_streaming(argv: Sequence[str | Path], *, on_line: Callable[[str], None], log_file: Path,
                   env: Mapping[str, str] | None = None, cwd: Path | str | None = None,
                   timeout: float = DEFAULT_TIMEOUT) -> int:

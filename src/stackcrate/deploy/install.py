@@ -212,12 +212,14 @@ def install(d: Deployment, t: Timer, reinstall: bool = False, root: Path = ROOT,
                 _refuse_differing([now])
                 _refuse_busy([now], d.state)
                 nows.append(now)
-            unpacked = [n for n in nows if n.artifact.format != "deb" and n.action != "keep"]
+            # two venvs or more to unpack: together, in worker processes; the rest one by one, here
+            together = [n for n in nows if n.artifact.format != "deb" and n.action != "keep"]
+            together = together if len(together) > 1 else []
             for now in nows:
-                if len(unpacked) < 2 or now not in unpacked:
+                if now not in together:
                     _apply(now, str(d.state), t)
-            if len(unpacked) > 1:
-                _unpack_together(unpacked, str(d.state), t)
+            if together:
+                _unpack_together(together, str(d.state), t)
 
 
 def record_use(d: Deployment, root: Path = ROOT, also: list[Path] = ()) -> None:
@@ -236,8 +238,8 @@ def _apply(p: Planned, me: str, t: Timer) -> None:
                 info["note"] = f"replaced: {p.why}" if p.action == "replace" else ""
                 debs.install([p.file])
         return
-    old = installed.read(p.target)
     if p.action == "keep":
+        old = installed.read(p.target)
         if p.why:
             t.ui.warn(f"{p.component}: {p.why}; kept as it is (`stackcrate deploy init --reinstall` puts back the "
                       "artifact's files)")
@@ -248,23 +250,30 @@ def _apply(p: Planned, me: str, t: Timer) -> None:
         return
     with t.step(f"Installing {p.artifact.file} at {p.target}") as info:
         info["note"] = f"replaced: {p.why}" if p.action == "replace" else p.why
-        for leftover in unpack.leftovers(p.target):  # of earlier installs that were killed (we hold the lock)
-            remove_tree(leftover)
-        unpack.unpack(p.file, p.artifact.install_path, p.artifact.sha256, p.target)
-        installed.write(p.target, installed.VenvRecord(
-            sha256=p.artifact.sha256, tree=installed.tree_digest(p.target),
-            users=[*(u for u in (old.users if old else []) if u != me), me],
-            unlisted_users=bool(old and old.unlisted_users)))
+        _record_installed(p, me, _place(p.file, p.artifact.install_path, p.artifact.sha256, p.target))
+
+
+def _place(file: Path, install_path: str, sha256: str, target: Path) -> str:
+    """Unpack one venv as target, after removing what earlier installs that were killed left (the caller holds
+    the prefix's lock); its tree digest."""
+    for leftover in unpack.leftovers(target):
+        remove_tree(leftover)
+    unpack.unpack(file, install_path, sha256, target)
+    return installed.tree_digest(target)
+
+
+def _record_installed(p: Planned, me: str, tree: str) -> None:
+    """The record of a venv just placed: its artifact, its tree, this deployment among its users."""
+    old = installed.read(p.target)
+    installed.write(p.target, installed.VenvRecord(
+        sha256=p.artifact.sha256, tree=tree, users=[*(u for u in (old.users if old else []) if u != me), me],
+        unlisted_users=bool(old and old.unlisted_users)))
 
 
 def _unpack_one(file: Path, install_path: str, sha256: str, target: Path) -> tuple[str, str | None, str | None]:
-    """In a worker process: unpack one venv (as _apply does); ("ok", its tree digest, None) or ("error",
-    message, hint)."""
+    """In a worker process: _place; ("ok", the tree digest, None) or ("error", message, hint)."""
     try:
-        for leftover in unpack.leftovers(target):  # of earlier installs that were killed (the caller holds the lock)
-            remove_tree(leftover)
-        unpack.unpack(file, install_path, sha256, target)
-        return "ok", installed.tree_digest(target), None
+        return "ok", _place(file, install_path, sha256, target), None
     except StackcrateError as exc:
         return "error", exc.message, exc.hint
 
@@ -289,11 +298,7 @@ def _unpack_together(todo: list[Planned], me: str, t: Timer) -> None:
                 if outcome != "ok":
                     failure = failure or StackcrateError(str(digest), hint)
                     continue
-                old = installed.read(p.target)
-                installed.write(p.target, installed.VenvRecord(
-                    sha256=p.artifact.sha256, tree=str(digest),
-                    users=[*(u for u in (old.users if old else []) if u != me), me],
-                    unlisted_users=bool(old and old.unlisted_users)))
+                _record_installed(p, me, str(digest))
         info["note"] = ", ".join(f"{p.component} ({p.action})" for p in todo)
     if failure is not None:
         raise failure

@@ -64,23 +64,16 @@ def _wait_ready(url: str, netns: str | None, pid: int, log: Path) -> None:
     deadline = time.monotonic() + READY_WAIT
     while True:
         if not tools.alive(pid):
-            raise StackcrateError(f"{PROGRAM} exited at once: {_tail(log)}", hint=f"its log is {log}")
+            raise StackcrateError(f"{PROGRAM} exited at once: {tools.log_end(log, 800)}", hint=f"its log is {log}")
         try:
             with tools.in_netns(netns):
                 tools.http(f"{url}/v2/", timeout=5)
             return
         except StackcrateError:
             if time.monotonic() > deadline:
-                raise StackcrateError(f"{PROGRAM} did not answer at {url}/v2/ within {READY_WAIT:.0f}s: {_tail(log)}",
-                                      hint=f"its log is {log}") from None
+                raise StackcrateError(f"{PROGRAM} did not answer at {url}/v2/ within {READY_WAIT:.0f}s: "
+                                      f"{tools.log_end(log, 800)}", hint=f"its log is {log}") from None
             time.sleep(0.2)
-
-
-def _tail(log: Path) -> str:
-    try:
-        return log.read_text(errors="replace")[-800:].strip() or "(no output)"
-    except OSError:
-        return "(no output)"
 
 
 def _stop(pid: int) -> None:

@@ -83,18 +83,11 @@ def start(lab: LabDir, node: Node, nodes: list[Node], base: Path, public_key: st
     deadline = time.monotonic() + START_WAIT
     while not (kids := _children(parent)):
         if time.monotonic() > deadline or not tools.alive(parent):
-            raise StackcrateError(f"lab node {node.name} did not start: {_tail(d / 'console.log')}",
+            raise StackcrateError(f"lab node {node.name} did not start: {tools.log_end(d / 'console.log')}",
                                   hint="run as root on a kernel with overlayfs and unprivileged namespaces off "
                                   "the table (stackcrate lab needs root)")
         time.sleep(0.01)
     return Node(node.name, node.ip, kids[0], parent)
-
-
-def _tail(path: Path, n: int = 1500) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:].strip() or "(no output)"
-    except OSError:
-        return "(no output)"
 
 
 def is_ours(lab: LabDir, node: Node) -> bool:
