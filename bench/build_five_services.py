@@ -53,6 +53,19 @@ def timed(argv: list[str], env: dict, cwd: Path | None = None) -> tuple[float, s
     return took, proc
 
 
+# The build's steps by kind, from the start of each step's text (`--json` lists every step with its seconds).
+KINDS = {"Preparing the": "build root", "Downloading": "downloads", "Byte-compiling": "bytecode",
+         "Installing": "installs", "Packing": "packing"}
+
+
+def breakdown(steps: list[dict]) -> dict[str, float]:
+    out = dict.fromkeys(KINDS.values(), 0.0)
+    for step in steps:
+        kind = next((k for start, k in KINDS.items() if step["step"].startswith(start)), "other")
+        out[kind] = out.get(kind, 0.0) + step["seconds"]
+    return out
+
+
 def run_stackcrate(work: Path, env: dict) -> dict[str, float]:
     manifest = work / "five.yaml"
     sc = [sys.executable, "-m", "stackcrate", "--json"]
@@ -61,10 +74,17 @@ def run_stackcrate(work: Path, env: dict) -> dict[str, float]:
         manifest.write_text(manifest_text(changed))
         t_lock, _ = timed([*sc, "lock", "-m", str(manifest)], env)
         t_build, proc = timed([*sc, "build", "--locked", "-m", str(manifest), "--out", str(work / "dist")], env)
-        rebuilt = [a["component"] for a in json.loads(proc.stdout)["artifacts"] if a["rebuilt"]]
+        report = json.loads(proc.stdout)
+        rebuilt = [a["component"] for a in report["artifacts"] if a["rebuilt"]]
         results[label] = t_lock + t_build
         print(f"  stackcrate {label:<22} lock {t_lock:6.1f}s  build {t_build:6.1f}s  "
               f"rebuilt: {', '.join(rebuilt) or 'nothing'}", flush=True)
+        if label == "cold":
+            parts = breakdown(report["steps"])
+            print("    where the cold build's time went (seconds in each kind of step; the build root is made "
+                  "while the\n    wheels download, and two components build side by side, so these add up to "
+                  "more than the build):\n    "
+                  + "  ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True)
     return results
 
 

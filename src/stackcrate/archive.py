@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import zstandard
+
+from .tools import output_of, run, which
 
 ZSTD_LEVEL = 9
 
@@ -26,40 +27,33 @@ def walk_sorted(root: Path) -> Iterator[Path]:
     return iter(entries)
 
 
-def normalized_info(tf: tarfile.TarFile, path: Path, arcname: str, epoch: int) -> tarfile.TarInfo:
-    info = tf.gettarinfo(str(path), arcname)
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    info.mtime = min(int(info.mtime), epoch)
-    info.mode = stat.S_IMODE(info.mode)
-    if info.isdir() or info.isreg() and info.mode & 0o111:
-        info.mode = info.mode & ~0o022 | 0o755 if info.isdir() else info.mode & ~0o022
-    else:
-        info.mode &= ~0o022
-    return info
+# GNU tar's own switches for an archive that depends only on the tree's names, contents, link targets and
+# executable bits: sorted entries; owner root (0); every mtime the epoch; group and others may not write, all
+# may read (and enter folders, and run what someone may run); PAX without atime/ctime or per-process header
+# names; hard links stored as files.
+TAR_REPRODUCIBLE = ["--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+                    "--sort=name", "--owner=root:0", "--group=root:0", "--mode=go-w,a+rX", "--hard-dereference"]
 
 
 def write_tar_zst(root: Path, out: Path, epoch: int) -> None:
-    """Pack everything below root (which stands for /) into out."""
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=0)
-    with open(out, "wb") as raw, cctx.stream_writer(raw, closefd=False) as zf, \
-            tarfile.open(fileobj=zf, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-        for path in walk_sorted(root):
-            info = normalized_info(tf, path, path.relative_to(root).as_posix(), epoch)
-            if info.isreg():
-                with open(path, "rb") as fh:
-                    tf.addfile(info, fh)
-            else:
-                tf.addfile(info)
+    """Pack everything below root (which stands for /) into out.
+
+    GNU tar writes the archive (C, outside our process: two builds side by side do not take turns on the
+    interpreter) and zstd compresses it on every core. zstd's multi-threaded output is the same for any number
+    of threads ≥ 1 (it cuts the input into jobs by size, not by thread), so the bytes do not depend on the
+    machine; threads=0 would be a different (single-threaded) format of output."""
+    names = sorted(os.listdir(root))
+    argv = [which("tar"), "--create", "--file=-", *TAR_REPRODUCIBLE, f"--mtime=@{epoch}", "--directory", root,
+            *(["--", *names] if names else ["--files-from=/dev/null"])]
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=-1)
+    with output_of(argv) as tar, open(out, "wb") as raw:
+        cctx.copy_stream(tar, raw, read_size=1 << 20, write_size=1 << 20)
 
 
 def extract_tar_zst(archive: Path, dest: Path) -> None:
-    dctx = zstandard.ZstdDecompressor()
-    with open(archive, "rb") as raw, dctx.stream_reader(raw) as zf, tarfile.open(fileobj=zf, mode="r|") as tf:
-        try:
-            tf.extractall(dest, filter="tar")
-        except TypeError:  # Python < 3.11.4
-            tf.extractall(dest)
+    """Unpack one of our own archives (from the cache: trusted) below dest, with GNU tar and zstd."""
+    run([which("tar"), "--extract", "--file", archive, f"--use-compress-program={which('zstd')}",
+         "--directory", dest])
 
 
 class BadArchive(Exception):

@@ -5,16 +5,15 @@ everything that affects the tree. Making other formats from it is the package st
 from __future__ import annotations
 
 import json
-import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from . import __version__
+from . import __version__, bytecode
 from .archive import write_tar_zst
-from .buildroot import Bind, base_rootfs, chroot_run
+from .buildroot import Bind, build_root, chroot_run
 from .cache import Cache, digest_of, link_or_copy, remove_tree, sha256_file
 from .errors import StackcrateError
 from .manifest import LoadedManifest
@@ -22,38 +21,42 @@ from .model.built import BuiltComponent
 from .model.lock import Lock, LockedComponent, LockedPackage
 from .sources import build_wheel, download, prepare
 from .targets import Target
-from .tools import ToolFailed, uv_bin
+from .tools import ToolFailed, run, uv_bin, which
 from .ui import UI
 
-BUILD_FORMAT = 3  # bump when the way we build a component changes
-COMPILE_CHUNKS = 4  # fixed, not the core count: the output must not depend on the machine
+BUILD_FORMAT = 4  # bump when the way we build a component changes
 INSTALL_TIMEOUT = 1800.0
 
 
-def fetch_wheels(lock: Lock, comp: LockedComponent, manifest: LoadedManifest, cache: Cache,
-                 target: Target, ui: UI | None = None) -> dict[str, Path]:
-    """Every wheel the component's venv needs, verified against the lock, keyed by package name (downloads shown
-    as a step: on a cold cache they are most of a build's time)."""
-    jobs, out = [], {}
+def fetch_wheels(lock: Lock, comps: list[LockedComponent], manifest: LoadedManifest, cache: Cache,
+                 target: Target, ui: UI | None = None) -> dict[str, dict[str, Path]]:
+    """Every wheel each component's venv needs, verified against the lock, keyed by component then package name.
+    The distributions missing from the cache are downloaded together, each once however many venvs use it
+    (shown as one step: on a cold cache they are a large part of a build's time)."""
     ours = {c.key: c for c in lock.components if c.source.built_here}  # the component itself, or a library
-    for pkg in lock.closure_packages(comp):
-        if pkg.key in ours:
-            idx, mcomp = manifest.component(ours[pkg.key].name)
-            out[pkg.key] = prepare(manifest, mcomp, idx, cache, locked=ours[pkg.key].source).wheel
-            continue
-        wheel = pkg.best_wheel(target.wheel_ranks)
-        if wheel:
-            jobs.append((pkg.key, wheel["url"], wheel["hashes"]["sha256"], wheel["filename"]))
-        elif pkg.sdist and pkg.sdist.get("url"):
-            out[pkg.key] = _wheel_from_sdist(pkg, cache, target)
-        else:
-            raise StackcrateError(f"the lock has no wheel or sdist of {pkg.name} {pkg.version} for {target.name}",
-                                  hint="re-create the lock with `stackcrate lock`")
-    missing = [j for j in jobs if not (cache.root / "wheels" / j[2] / j[3]).exists()]
-    step = ui.step(f"Downloading {len(missing)} distributions for {comp.name}") if ui and missing else nullcontext()
+    wanted: dict[str, dict[str, tuple]] = {}   # component -> package -> (url, sha256, filename)
+    out: dict[str, dict[str, Path]] = {}
+    for comp in comps:
+        wanted[comp.name], out[comp.name] = {}, {}
+        for pkg in lock.closure_packages(comp):
+            if pkg.key in ours:
+                idx, mcomp = manifest.component(ours[pkg.key].name)
+                out[comp.name][pkg.key] = prepare(manifest, mcomp, idx, cache, locked=ours[pkg.key].source).wheel
+            elif wheel := pkg.best_wheel(target.wheel_ranks):
+                wanted[comp.name][pkg.key] = (wheel["url"], wheel["hashes"]["sha256"], wheel["filename"])
+            elif pkg.sdist and pkg.sdist.get("url"):
+                out[comp.name][pkg.key] = _wheel_from_sdist(pkg, cache, target)
+            else:
+                raise StackcrateError(f"the lock has no wheel or sdist of {pkg.name} {pkg.version} for "
+                                      f"{target.name}", hint="re-create the lock with `stackcrate lock`")
+    jobs = sorted({j for per in wanted.values() for j in per.values()})
+    missing = [j for j in jobs if not (cache.root / "wheels" / j[1] / j[2]).exists()]
+    step = (ui.step(f"Downloading {len(missing)} distributions for {len(comps)} component(s)")
+            if ui and missing else nullcontext())
     with step, ThreadPoolExecutor(8) as pool:
-        for key, path in zip([j[0] for j in jobs], pool.map(lambda j: download(*j[1:], cache), jobs), strict=True):
-            out[key] = path
+        paths = dict(zip(jobs, pool.map(lambda j: download(*j, cache), jobs), strict=True))
+    for name, per in wanted.items():
+        out[name].update({key: paths[job] for key, job in per.items()})
     return out
 
 
@@ -82,34 +85,38 @@ def build_key(comp: LockedComponent, target: Target, install_path: str, wheels: 
     return digest_of({
         "v": BUILD_FORMAT, "stackcrate": __version__, "target": target.name, "python": target.python,
         "install_path": install_path, "epoch": epoch, "extras": comp.extras,
-        "wheels": sorted((k, p.name, p.parent.name if p.parent.parent.name == "wheels" else sha256_file(p))
-                         for k, p in wheels.items()),
+        "wheels": sorted((k, p.name, bytecode.wheel_sha256(p)) for k, p in wheels.items()),
     })
 
 
 def find_leaks(tree: Path, needles: list[str]) -> list[tuple[str, str]]:
-    """Files below tree that still mention a build-time path (they would break on the target)."""
-    raw = [n.encode() for n in needles if n]
+    """Files below tree that still mention a build-time path (they would break on the target). grep reads the
+    files (C, and outside our process, so two builds side by side do not take turns); the symlinks' targets are
+    checked here."""
+    raw = [n for n in needles if n]
     hits = []
-    for dirpath, _, files in os.walk(tree):
-        for f in files:
-            p = Path(dirpath) / f
+    for dirpath, dirnames, files in os.walk(tree):
+        for name in dirnames + files:
+            p = Path(dirpath) / name
             if p.is_symlink():
-                target = os.readlink(p).encode()
-                hits += [(str(p.relative_to(tree)), n.decode()) for n in raw if n in target]
-                continue
-            if p.stat().st_size == 0:
-                continue
-            with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                hits += [(str(p.relative_to(tree)), n.decode()) for n in raw if mm.find(n) != -1]
+                hits += [(str(p.relative_to(tree)), n) for n in raw if n in os.readlink(p)]
+    if not raw:
+        return hits
+    found = run([which("grep"), "-rlZF", *(a for n in raw for a in ("-e", n)), "--", "."], cwd=tree, check=False,
+                timeout=INSTALL_TIMEOUT)
+    if found.returncode > 1:
+        raise StackcrateError(f"scanning {tree} for build-time paths failed: {found.stderr.strip()[-500:]}")
+    for rel in filter(None, found.stdout.split("\0")):
+        data = (tree / rel).read_bytes()
+        hits += [(rel.removeprefix("./"), n) for n in raw if n.encode() in data]
     return hits
 
 
 def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], install_path: str, target: Target,
-               cache: Cache, work: Path, epoch: int) -> Path:
-    """Create the venv inside the target rootfs at install_path (a bind mount of a folder of ours)."""
-    root = base_rootfs(target, cache)
-    tree = work / "root"
+               cache: Cache, work: Path, tree: Path, epoch: int, ui: UI) -> Path:
+    """Create the venv inside the target rootfs at install_path (a bind mount of a folder below `tree`, which
+    stands for the target's /)."""
+    root = build_root(target, cache)
     stage = tree / install_path.lstrip("/")
     stage.mkdir(parents=True)
     house = work / "wheels"
@@ -134,17 +141,21 @@ def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], insta
          "/mnt/wheels", "--no-deps", "--require-hashes", "--link-mode", "copy", "-r", "/mnt/requirements.txt"],
         ["/mnt/uv", "pip", "check", "--quiet", "--python", venv_py],
     ]
-    for argv in steps:
-        try:
-            chroot_run(root, argv, binds=binds, env=env, timeout=INSTALL_TIMEOUT)
-        except ToolFailed as exc:
-            raise StackcrateError(f"installing {comp.name} {comp.version} into {install_path} failed at "
-                                  f"`uv {' '.join(argv[1:3])}`:\n{(exc.stderr or exc.stdout).strip()[-2000:]}",
-                                  hint="the lock may be incomplete for this target; run `stackcrate lock` "
-                                  "again") from None
-    drop_uv_cache_markers(stage)
-    compile_bytecode(root, stage, install_path, venv_py, binds, env, work)
-    leaks = find_leaks(stage, [str(work), str(cache.root), str(root)])
+    with ui.step(f"Installing {len(wheels)} distributions into {install_path}"):
+        for argv in steps:
+            try:
+                chroot_run(root, argv, binds=binds, env=env, timeout=INSTALL_TIMEOUT)
+            except ToolFailed as exc:
+                raise StackcrateError(f"installing {comp.name} {comp.version} into {install_path} failed at "
+                                      f"`uv {' '.join(argv[1:3])}`:\n{(exc.stderr or exc.stdout).strip()[-2000:]}",
+                                      hint="the lock may be incomplete for this target; run `stackcrate lock` "
+                                      "again") from None
+        drop_uv_cache_markers(stage)
+    site_packages = stage / f"lib/python{target.python_minor}/site-packages"
+    bytecode.link_into(site_packages, list(wheels.values()), target, cache)
+    with ui.step(f"Byte-compiling the rest of {install_path}"):
+        bytecode.compile_rest(root, stage, install_path, target, venv_py, binds, env, work)
+    leaks = find_leaks(stage, [str(work), str(tree), str(cache.root), str(root)])
     if leaks:
         shown = "\n".join(f"  {install_path}/{f}: {n}" for f, n in leaks[:10])
         raise StackcrateError(f"built files of {comp.name} still contain build-time paths:\n{shown}",
@@ -163,57 +174,32 @@ def drop_uv_cache_markers(stage: Path) -> None:
         marker.unlink()
 
 
-def compile_chunks(files: list[str], n: int = COMPILE_CHUNKS) -> list[list[str]]:
-    """Split sorted file names into n fixed slices (every n-th file), so each slice is the same on every
-    machine and run: the bytes of a .pyc depend on what the compiling process compiled before it."""
-    ordered = sorted(files)
-    return [ordered[i::n] for i in range(n)]
+def output_of(comp: LockedComponent, manifest: LoadedManifest, cache: Cache, target: Target,
+              wheels: dict[str, Path]) -> tuple[str, Path]:
+    """The component's build key and where its tarball is (or will be) in the cache."""
+    install_path = manifest.install_path(comp.name, comp.version)
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or comp.source_date_epoch)
+    key = build_key(comp, target, install_path, wheels, epoch)
+    return key, cache.dir("components") / key / f"{comp.name}-{comp.version}.tar.zst"
 
 
-def compile_bytecode(root: Path, stage: Path, install_path: str, venv_py: str, binds: list[Bind], env: dict,
-                     work: Path) -> None:
-    """Byte-compile the venv in place, reproducibly and in parallel; a file that does not compile fails the build.
-
-    unchecked-hash: packaging tools reset mtimes, which would make timestamp-based .pyc look stale (Python
-    would rewrite them after install and `dpkg --verify` would fail). marshal output depends on what the
-    compiling process did before (FLAG_REF follows refcounts), so each of a fixed number of processes compiles
-    a fixed, sorted slice of the files.
-    """
-    files = [p.relative_to(stage).as_posix() for p in stage.glob("lib/python*/site-packages/**/*.py")
-             if not p.is_symlink()]
-    lists = work / "compile"
-    lists.mkdir()
-    for i, chunk in enumerate(compile_chunks(files)):
-        (lists / f"{i}.txt").write_text("".join(f"{install_path}/{f}\n" for f in chunk))
-    all_binds = [*binds, Bind(lists, "/mnt/compile", True)]
-
-    def one(i: int) -> str | None:
-        argv = [venv_py, "-S", "-m", "compileall", "-q", "-f", "--invalidation-mode", "unchecked-hash",
-                "-i", f"/mnt/compile/{i}.txt"]
-        try:
-            chroot_run(root, argv, binds=all_binds, env=env, timeout=INSTALL_TIMEOUT)
-        except ToolFailed as exc:
-            return (exc.stdout + exc.stderr).strip()
-        return None
-
-    with ThreadPoolExecutor(COMPILE_CHUNKS) as pool:
-        errors = [e for e in pool.map(one, range(COMPILE_CHUNKS)) if e]
-    if errors:
-        shown = "\n".join(ln for e in errors for ln in e.splitlines())[-3000:]
-        raise StackcrateError(f"byte-compiling the venv at {install_path} failed:\n{shown}",
-                              hint="a distribution in the lock ships a module this interpreter cannot compile; "
-                              "pick a version that supports the target's Python, or report it")
+def compile_shared(comps: list[LockedComponent], wheels: dict[str, dict[str, Path]], manifest: LoadedManifest,
+                   cache: Cache, target: Target, ui: UI) -> None:
+    """The bytecode of every wheel that a component still to build installs, each compiled once (`bytecode`)."""
+    needed = sorted({w for c in comps if not output_of(c, manifest, cache, target, wheels[c.name])[1].exists()
+                     for w in wheels[c.name].values()})
+    if needed:
+        with ui.step(f"Byte-compiling {len(needed)} distributions, each once") as note:
+            note["note"] = f"{bytecode.compile_wheels(needed, build_root(target, cache), target, cache)} compiled now"
 
 
 def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest, cache: Cache, ui: UI,
-                    target: Target) -> BuiltComponent:
-    """The component's venv tarball, from the cache or built now."""
+                    target: Target, wheels: dict[str, Path]) -> BuiltComponent:
+    """The component's venv tarball, from the cache or built now from its wheels (`fetch_wheels`)."""
     install_path = manifest.install_path(comp.name, comp.version)
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or comp.source_date_epoch)
-    wheels = fetch_wheels(lock, comp, manifest, cache, target, ui)
-    key = build_key(comp, target, install_path, wheels, epoch)
-    entry = cache.dir("components") / key
-    name = f"{comp.name}-{comp.version}.tar.zst"
+    key, tarball = output_of(comp, manifest, cache, target, wheels)
+    entry, name = tarball.parent, tarball.name
     _, mcomp = manifest.component(comp.name)
 
     def built(rebuilt: bool) -> BuiltComponent:
@@ -228,11 +214,9 @@ def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest,
     with cache.locked(f"component:{key}"):
         if (entry / name).exists():
             return built(False)
-        work = cache.tempdir("build-")
+        work, tree = cache.tempdir("build-"), cache.scratch("venv-")
         try:
-            with ui.step(f"Building {comp.name} {comp.version} venv at {install_path} "
-                         f"({len(wheels)} distributions)"):
-                tree = build_venv(comp, lock, wheels, install_path, target, cache, work, epoch)
+            build_venv(comp, lock, wheels, install_path, target, cache, work, tree, epoch, ui)
             with ui.step(f"Packing {name}"):
                 done = work / "out"
                 done.mkdir()
@@ -241,4 +225,5 @@ def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest,
             Cache.commit(done, entry)
         finally:
             remove_tree(work)
+            remove_tree(tree)
     return built(True)

@@ -29,6 +29,8 @@ from typing import Any
 from .errors import StackcrateError
 
 LOCK_TIMEOUT = 3600.0  # longer than any one build step; a lock held longer than this is a stuck process
+MEMORY_SCRATCH = Path("/dev/shm")
+SCRATCH_MIN_FREE = 8 << 30  # a venv being built takes ~0.4 GB; leave the machine plenty
 
 
 def default_cache_root() -> Path:
@@ -76,6 +78,22 @@ class Cache:
     def tempdir(self, prefix: str = "work-") -> Path:
         """A fresh work area on the cache's filesystem (so results can be renamed into place)."""
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self.dir("tmp")))
+
+    def scratch(self, prefix: str = "work-") -> Path:
+        """A fresh work area for a tree that is written, read once and removed (a venv being built): in memory
+        when the machine has room there, since creating and deleting tens of thousands of small files is
+        where a disk is slowest (a venv's install: 3.4 s on these machines' disk, 0.3 s in memory).
+        $STACKCRATE_SCRATCH_DIR names another place; without room in memory, the cache's own tmp/."""
+        place = os.environ.get("STACKCRATE_SCRATCH_DIR")
+        if place:
+            base = Path(place)
+        elif MEMORY_SCRATCH.is_dir() and os.access(MEMORY_SCRATCH, os.W_OK) \
+                and shutil.disk_usage(MEMORY_SCRATCH).free >= SCRATCH_MIN_FREE:
+            base = MEMORY_SCRATCH
+        else:
+            return self.tempdir(prefix)
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"stackcrate-{prefix}", dir=base))
 
     @staticmethod
     def commit(tmp: Path, final: Path) -> Path:

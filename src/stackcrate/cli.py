@@ -120,7 +120,7 @@ def build(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock
                                                                            strict=True)]
     n = sum(report.rebuilt)
     lines.append(f"{n} rebuilt, {len(report.artifacts) - n} up to date → {report.out}/artifacts.json")
-    obj.ui.result(report.to_json(), "\n".join(lines))
+    obj.ui.result(dict(report.to_json(), steps=obj.ui.steps), "\n".join(lines))
 
 
 @main.command()

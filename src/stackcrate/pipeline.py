@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from . import __version__
-from .buildroot import base_rootfs
+from .buildroot import build_root
 from .cache import Cache, sha256_file
 from .errors import StackcrateError, StaleLockError
 from .manifest import LoadedManifest
@@ -84,21 +85,35 @@ def select(lock: Lock, only: list[str] | None) -> list[LockedComponent]:
 
 
 def built_components(manifest: LoadedManifest, lock: Lock, cache: Cache, ui: UI,
-                     only: list[str] | None = None):
-    """Each selected component's venv, built (or found in the cache), one after the other."""
-    from .build import build_component  # the build stage brings the build root's tools
+                     only: list[str] | None = None) -> list[BuiltComponent]:
+    """Each selected component's venv, built (or found in the cache), in the lock's order.
+
+    The build root is made while the wheels download; then the components build side by side, as many as
+    the machine has cores: a venv's install mostly waits on the disk, its byte-compiling and packing use
+    the cores, so two builds fill what one leaves idle."""
+    from .build import build_component, compile_shared, fetch_wheels  # the build stage brings its tools
 
     series = get_series(manifest.model.series)
     target = get_target(manifest.model.target)
     require_buildable(series, target.python_minor, target.name)
     comps = select(lock, only)
-    with ui.step(f"Preparing the {target.name} build root"):
-        base_rootfs(target, cache)
-    for comp in comps:
-        built = build_component(comp, lock, manifest, cache, ui, target)
+    with ThreadPoolExecutor(1) as side:
+        rootfs = side.submit(_timed_rootfs, target, cache, ui)
+        wheels = fetch_wheels(lock, comps, manifest, cache, target, ui)
+        rootfs.result()
+    compile_shared(comps, wheels, manifest, cache, target, ui)
+    with ThreadPoolExecutor(max(1, min(len(comps), os.cpu_count() or 1))) as pool:
+        builts = list(pool.map(lambda c: build_component(c, lock, manifest, cache, ui, target, wheels[c.name]),
+                               comps))
+    for built in builts:
         if not built.rebuilt:
-            ui.info(f"[green]✓[/] {comp.name} {comp.version}: up to date (cached build {built.key[:12]})")
-        yield built
+            ui.info(f"[green]✓[/] {built.name} {built.version}: up to date (cached build {built.key[:12]})")
+    return builts
+
+
+def _timed_rootfs(target, cache: Cache, ui: UI) -> None:
+    with ui.step(f"Preparing the {target.name} build root"):
+        build_root(target, cache)
 
 
 @dataclass(frozen=True)
@@ -122,7 +137,7 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
     target = get_target(manifest.model.target)
     require_buildable(get_series(manifest.model.series), target.python_minor, manifest.model.target)
     lock = ensure_lock(manifest, lock_path, cache, ui, locked=locked, constraints_dir=constraints_dir).lock
-    builts = list(built_components(manifest, lock, cache, ui, only))
+    builts = built_components(manifest, lock, cache, ui, only)
     shared: list[str] = []
     if "oci" in formats or system_images:
         from .package.oci import shared_packages

@@ -19,7 +19,7 @@ STAGES = [
     ("manifest", {"manifest"}),
     ("sources", {"sources"}),
     ("lock", {"constraints", "resolve", "overrides", "distmeta"}),
-    ("build", {"buildroot", "build"}),
+    ("build", {"buildroot", "bytecode", "build"}),
     ("package", {"package"}),
     ("publish", {"publish"}),
     ("orchestration", {"pipeline"}),

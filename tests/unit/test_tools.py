@@ -128,3 +128,35 @@ def test_a_cache_lock_held_too_long_fails_naming_the_entry(tmp_path):
         t.start()
         t.join(10)
     assert errors and "component:abc has been locked by another stackcrate process" in errors[0]
+
+
+def test_a_host_is_looked_up_once_however_many_requests_go_to_it_at_once(server, monkeypatch):
+    calls = []
+    real = tools.socket.getaddrinfo
+
+    def counting(host, *args, **kwargs):
+        calls.append(host)
+        time.sleep(0.2)  # a slow resolver: the other requests must wait for this lookup, not make their own
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(tools.socket, "getaddrinfo", counting)
+    monkeypatch.setattr(tools, "_lookups", {})
+    url = server.replace("127.0.0.1", "localhost")
+    threads = [threading.Thread(target=tools.http, args=(f"{url}/x{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(Handler.seen) == [f"/x{i}" for i in range(6)]
+    assert calls.count("localhost") == 1  # (the connections then name the address: no lookup)
+
+
+def test_output_of_streams_a_programs_output_and_fails_on_its_exit_status():
+    with tools.output_of(["sh", "-c", "printf 'a%.0s' $(seq 100000)"]) as out:
+        assert out.read() == b"a" * 100000
+    with pytest.raises(tools.ToolFailed) as exc, tools.output_of(["sh", "-c", "echo half; echo broke >&2; exit 3"]):
+        pass
+    assert exc.value.returncode == 3 and "broke" in exc.value.stderr
+    with pytest.raises(tools.ToolFailed) as exc, tools.output_of(["sleep", "30"], timeout=0.5):
+        pass
+    assert "did not finish within" in str(exc.value)

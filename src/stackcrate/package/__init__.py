@@ -9,7 +9,8 @@ Every writer caches what it makes by its inputs, so making it again is a lookup.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,17 @@ def cached(cache: Cache, fmt: str, inputs: dict, make_into: Callable[[Path], Non
     return final, True
 
 
-def unpack_component(built: BuiltComponent, dest: Path) -> Path:
-    """The component's tree (paths relative to /) unpacked into dest."""
+@contextlib.contextmanager
+def unpacked(built: BuiltComponent, cache: Cache) -> Iterator[Path]:
+    """The component's tree (paths relative to /) for the block, in a scratch folder (`Cache.scratch`: in memory
+    where there is room) that is removed afterwards. Its parent is the writer's to use as well."""
     from ..archive import extract_tar_zst
 
-    dest.mkdir(parents=True, exist_ok=True)
-    extract_tar_zst(built.tarball, dest)
-    return dest
+    scratch = cache.scratch(f"{built.name}-")
+    try:
+        tree = scratch / "tree"
+        tree.mkdir()
+        extract_tar_zst(built.tarball, tree)
+        yield tree
+    finally:
+        remove_tree(scratch)

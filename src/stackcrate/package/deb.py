@@ -20,9 +20,10 @@ from ..errors import StackcrateError
 from ..model.built import BuiltComponent
 from ..tools import ToolFailed, dpkg_deb
 from ..ui import UI
-from . import Made, cached, sbom, sysdeps, unpack_component
+from . import Made, cached, sbom, sysdeps, unpacked
 
 DEB_FORMAT = 4
+GZ_LEVEL = 6   # data.tar.gz: gzip reads everywhere (dpkg before 1.21.18 knows no zstd); 6 is gzip's own default
 
 # What lintian flags that is inherent to shipping a self-contained venv under /opt, and nothing else. Each
 # names the venv path, so anything else the package holds is still checked.
@@ -65,8 +66,7 @@ def make(built: BuiltComponent, cache: Cache, ui: UI) -> list[Made]:
     fname = f"{name}_{built.version}_amd64.deb"
 
     def build(out: Path) -> None:
-        with ui.step(f"Writing {fname}"):
-            root = unpack_component(built, out.parent / "root")
+        with ui.step(f"Writing {fname}"), unpacked(built, cache) as root:
             write_deb(built, deps, root, out / fname)
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
@@ -130,7 +130,7 @@ def write_deb(built: BuiltComponent, deps: sysdeps.SysDeps, root: Path, out: Pat
         p.chmod(0o644)
     ctl.chmod(0o755)
     try:
-        dpkg_deb(["--root-owner-group", "-Zgzip", "-z6", "--build", root, out],
+        dpkg_deb(["--root-owner-group", "-Zgzip", f"-z{GZ_LEVEL}", "--build", root, out],
                  env={"SOURCE_DATE_EPOCH": str(built.epoch)})
     except ToolFailed as exc:
         raise StackcrateError(f"dpkg-deb could not build {out.name}:\n{exc.stderr.strip()[-1500:]}") from None

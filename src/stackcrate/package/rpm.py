@@ -9,6 +9,7 @@ would read the venv's own paths as dependencies.
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from ..errors import StackcrateError
 from ..model.built import BuiltComponent
 from ..tools import ToolFailed, run, which
 from ..ui import UI
-from . import Made, cached, sbom, sysdeps, unpack_component
+from . import Made, cached, sbom, sysdeps, unpacked
 from .deb import package_name
 
 RPM_FORMAT = 1
+
+COMPRESSOR = "zstd -3"                  # the payload's, as the benchmark shows it
+COMPRESSOR_CLI = "zstd -q -3 -T1"       # the same from the command line: one thread, like w3.zstdio
 
 # rpmbuild settings that make the output depend only on its inputs (see DESIGN.md) and leave the venv as built
 REPRODUCIBLE = {
@@ -41,9 +45,8 @@ def make(built: BuiltComponent, cache: Cache, ui: UI) -> list[Made]:
     fname = f"{name}-{built.version}-1.x86_64.rpm"
 
     def build(out: Path) -> None:
-        with ui.step(f"Writing {fname}"):
-            tree = unpack_component(built, out.parent / "tree")
-            write_rpm(built, deps, name, tree, out.parent / "rpmbuild", out / fname)
+        with ui.step(f"Writing {fname}"), unpacked(built, cache) as tree:
+            write_rpm(built, deps, name, tree, tree.parent / "rpmbuild", out / fname)
             sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
 
     inputs = {"v": RPM_FORMAT, "build": built.key, "deps": deps.to_json(), "order": deps.names}
@@ -93,4 +96,4 @@ def write_rpm(built, deps, name: str, tree: Path, top: Path, out: Path) -> None:
     except ToolFailed as exc:
         raise StackcrateError(f"rpmbuild could not build {out.name}:\n{exc.stderr.strip()[-1500:]}") from None
     (rpm,) = (top / "RPMS").rglob("*.rpm")
-    rpm.rename(out)
+    shutil.move(rpm, out)  # from a scratch folder, maybe on another filesystem

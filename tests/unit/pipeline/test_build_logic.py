@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stackcrate.build import build_key, compile_chunks, drop_uv_cache_markers, find_leaks
+from stackcrate.build import build_key, drop_uv_cache_markers, find_leaks
+from stackcrate.bytecode import compile_chunks
 from stackcrate.model.lock import LockedComponent
 from stackcrate.model.source import LockedPypi
 from stackcrate.targets import get_target
@@ -63,3 +64,13 @@ def test_build_key_changes_with_each_input(tmp_path):
     built_here.write_bytes(b"2")
     assert k1 != build_key(comp, target, "/opt/openstack/svc-1.0", {**wheels, "svc": built_here}, 1700000000)
     assert isinstance(key, str) and len(key) == 64 and Path(key).name == key
+
+
+def test_scratch_folders_are_made_where_asked_and_fresh_each_time(tmp_path, monkeypatch):
+    from stackcrate.cache import Cache
+
+    monkeypatch.setenv("STACKCRATE_SCRATCH_DIR", str(tmp_path / "fast"))
+    cache = Cache(tmp_path / "cache")
+    a, b = cache.scratch("venv-"), cache.scratch("venv-")
+    assert a != b and a.parent == b.parent == tmp_path / "fast" and not list(a.iterdir())
+    assert a.name.startswith("stackcrate-venv-")
