@@ -13,7 +13,7 @@ import zstandard
 
 from .tools import output_of, run, which
 
-ZSTD_LEVEL = 9
+ZSTD_LEVEL = 6  # 4 % larger than 9, a third less compressing; what ships is built often and read once per host
 
 
 def walk_sorted(root: Path) -> Iterator[Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -113,7 +114,8 @@ def find_leaks(tree: Path, needles: list[str]) -> list[tuple[str, str]]:
 
 
 def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], install_path: str, target: Target,
-               cache: Cache, work: Path, tree: Path, epoch: int, ui: UI) -> Path:
+               cache: Cache, work: Path, tree: Path, epoch: int, ui: UI,
+               bytecode_ready: Callable[[], object] = lambda: None) -> Path:
     """Create the venv inside the target rootfs at install_path (a bind mount of a folder below `tree`, which
     stands for the target's /)."""
     root = build_root(target, cache)
@@ -152,6 +154,7 @@ def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], insta
                                       "again") from None
         drop_uv_cache_markers(stage)
     site_packages = stage / f"lib/python{target.python_minor}/site-packages"
+    bytecode_ready()  # the wheels' bytecode (`compile_shared`), which may still be compiling while uv installs
     bytecode.link_into(site_packages, list(wheels.values()), target, cache)
     with ui.step(f"Byte-compiling the rest of {install_path}"):
         bytecode.compile_rest(root, stage, install_path, target, venv_py, binds, env, work)
@@ -194,8 +197,10 @@ def compile_shared(comps: list[LockedComponent], wheels: dict[str, dict[str, Pat
 
 
 def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest, cache: Cache, ui: UI,
-                    target: Target, wheels: dict[str, Path]) -> BuiltComponent:
-    """The component's venv tarball, from the cache or built now from its wheels (`fetch_wheels`)."""
+                    target: Target, wheels: dict[str, Path],
+                    bytecode_ready: Callable[[], object] = lambda: None) -> BuiltComponent:
+    """The component's venv tarball, from the cache or built now from its wheels (`fetch_wheels`);
+    `bytecode_ready` returns once the wheels' shared bytecode is in the cache."""
     install_path = manifest.install_path(comp.name, comp.version)
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or comp.source_date_epoch)
     key, tarball = output_of(comp, manifest, cache, target, wheels)
@@ -216,7 +221,7 @@ def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest,
             return built(False)
         work, tree = cache.tempdir("build-"), cache.scratch("venv-")
         try:
-            build_venv(comp, lock, wheels, install_path, target, cache, work, tree, epoch, ui)
+            build_venv(comp, lock, wheels, install_path, target, cache, work, tree, epoch, ui, bytecode_ready)
             with ui.step(f"Packing {name}"):
                 done = work / "out"
                 done.mkdir()

@@ -63,6 +63,8 @@ def build_root(target: Target, cache: Cache, mirror: str | None = None) -> Path:
 
 def _rootfs(target: Target, cache: Cache, variant: str, packages: list[str], mirror: str | None,
             finish: Callable[[Path], object] | None = None) -> Path:
+    """mmdebstrap's root of `variant` with `packages`, unpacked in the cache (made once). The minbase one keeps the
+    tarball mmdebstrap wrote beside it (image layers are made from it); the others are written as a folder."""
     require_root()
     mirror = mirror or os.environ.get("STACKCRATE_DEBIAN_MIRROR") or target.mirror
     key = digest_of({"v": ROOTFS_FORMAT, "suite": target.suite, "packages": packages, "mirror": mirror,
@@ -74,14 +76,16 @@ def _rootfs(target: Target, cache: Cache, variant: str, packages: list[str], mir
         if (final / "usr").is_dir():
             return final
         work = cache.tempdir("rootfs-")
-        tarball = work / "rootfs.tar"
+        keep_tar = variant == "minbase"
+        tree, tarball = work / "tree", work / "tree.tar"
         argv = [which("mmdebstrap"), f"--variant={variant}", f"--include={','.join(packages)}",
-                "--mode=root", "--format=tar", target.suite, str(tarball), mirror]
+                "--mode=root", f"--format={'tar' if keep_tar else 'directory'}", target.suite,
+                str(tarball if keep_tar else tree), mirror]
         try:
             run(argv, env={"SOURCE_DATE_EPOCH": "0"}, timeout=1800)
-            tree = work / "tree"
-            tree.mkdir()
-            run(["tar", "-C", tree, "--numeric-owner", "-xpf", tarball])
+            if keep_tar:
+                tree.mkdir()
+                run(["tar", "-C", tree, "--numeric-owner", "-xpf", tarball])
             if finish:
                 finish(tree)
         except ToolFailed as exc:
@@ -92,8 +96,8 @@ def _rootfs(target: Target, cache: Cache, variant: str, packages: list[str], mir
                 hint="check that the package names exist in Debian " + target.suite
                 + " and that the mirror " + mirror + " is reachable",
             ) from None
-        os.rename(tarball, work / "tree.tar")
-        Cache.commit(work / "tree.tar", final.with_suffix(".tar"))
+        if keep_tar:
+            Cache.commit(tarball, final.with_suffix(".tar"))
         Cache.commit(tree, final)
         remove_tree(work)
     return final

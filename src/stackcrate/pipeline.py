@@ -88,9 +88,9 @@ def built_components(manifest: LoadedManifest, lock: Lock, cache: Cache, ui: UI,
                      only: list[str] | None = None) -> list[BuiltComponent]:
     """Each selected component's venv, built (or found in the cache), in the lock's order.
 
-    The build root is made while the wheels download; then the components build side by side, as many as
-    the machine has cores: a venv's install mostly waits on the disk, its byte-compiling and packing use
-    the cores, so two builds fill what one leaves idle."""
+    The build root is made while the wheels download. Then the wheels' bytecode is compiled (each once, for
+    all venvs) while the components build side by side, as many as the machine has cores: a venv's install
+    mostly waits on the disk, and takes the bytecode once it is there; packing uses the cores."""
     from .build import build_component, compile_shared, fetch_wheels  # the build stage brings its tools
 
     series = get_series(manifest.model.series)
@@ -101,10 +101,10 @@ def built_components(manifest: LoadedManifest, lock: Lock, cache: Cache, ui: UI,
         rootfs = side.submit(_timed_rootfs, target, cache, ui)
         wheels = fetch_wheels(lock, comps, manifest, cache, target, ui)
         rootfs.result()
-    compile_shared(comps, wheels, manifest, cache, target, ui)
-    with ThreadPoolExecutor(max(1, min(len(comps), os.cpu_count() or 1))) as pool:
-        builts = list(pool.map(lambda c: build_component(c, lock, manifest, cache, ui, target, wheels[c.name]),
-                               comps))
+    with ThreadPoolExecutor(1) as side, ThreadPoolExecutor(max(1, min(len(comps), os.cpu_count() or 1))) as pool:
+        compiled = side.submit(compile_shared, comps, wheels, manifest, cache, target, ui)
+        builts = list(pool.map(lambda c: build_component(c, lock, manifest, cache, ui, target, wheels[c.name],
+                                                         compiled.result), comps))
     for built in builts:
         if not built.rebuilt:
             ui.info(f"[green]✓[/] {built.name} {built.version}: up to date (cached build {built.key[:12]})")
