@@ -25,7 +25,7 @@ from .targets import Target
 from .tools import ToolFailed, run, uv_bin, which
 from .ui import UI
 
-BUILD_FORMAT = 4  # bump when the way we build a component changes
+BUILD_FORMAT = 5  # bump when the way we build a component changes
 INSTALL_TIMEOUT = 1800.0
 
 
