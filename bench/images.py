@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "deploy"
 
@@ -51,8 +53,15 @@ def main() -> None:
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sc-bench-images-"))
     work.mkdir(parents=True, exist_ok=True)
-    for f in ("services.yaml", "configuration.yaml", "stackcrate.yaml"):
+    for f in ("services.yaml", "configuration.yaml"):
         shutil.copy(EXAMPLE / f, work / f)
+    manifest = yaml.safe_load((EXAMPLE / "stackcrate.yaml").read_text())
+    for comp in manifest["components"]:  # its local sources and patches, where the example names them
+        if "path" in comp:
+            comp["path"] = str((EXAMPLE / comp["path"]).resolve())
+        if comp.get("patches"):
+            comp["patches"] = [str((EXAMPLE / patch).resolve()) for patch in comp["patches"]]
+    (work / "stackcrate.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     conf = (work / "configuration.yaml").read_text().replace("artifacts: ../../dist", "artifacts: dist")
     (work / "configuration.yaml").write_text(conf)
     env = env_for(args.cache or work / "cache")
