@@ -155,7 +155,7 @@ def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], insta
         drop_uv_cache_markers(stage)
     site_packages = stage / f"lib/python{target.python_minor}/site-packages"
     bytecode_ready()  # the wheels' bytecode (`compile_shared`), which may still be compiling while uv installs
-    bytecode.link_into(site_packages, list(wheels.values()), target, cache)
+    bytecode.write_into(site_packages, list(wheels.values()), target, cache)
     with ui.step(f"Byte-compiling the rest of {install_path}"):
         bytecode.compile_rest(root, stage, install_path, target, venv_py, binds, env, work)
     leaks = find_leaks(stage, [str(work), str(tree), str(cache.root), str(root)])

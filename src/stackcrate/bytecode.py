@@ -2,8 +2,8 @@
 
 One lock means one version of each distribution for the whole cloud, so five services' venvs hold the same
 oslo.*, SQLAlchemy, ... five times: half of what they byte-compile is the same source. A wheel's bytecode is
-compiled once, from the wheel's own files, and kept in the cache by the wheel's sha256; a venv gets links to
-it. Whatever of a venv no wheel's bytecode covers (uv's own files) is compiled in the venv, as before.
+compiled once, from the wheel's own files, and kept in the cache by the wheel's sha256; each venv gets a copy
+of it. Whatever of a venv no wheel's bytecode covers (uv's own files) is compiled in the venv, as before.
 
 What makes a .pyc the same wherever it is used, and on every machine:
 - unchecked-hash invalidation: packaging tools reset mtimes, which would make timestamp-based .pyc look stale
@@ -144,7 +144,7 @@ def _site_packages_path(name: str) -> str | None:
     return name
 
 
-def link_into(site_packages: Path, wheels: list[Path], target: Target, cache: Cache) -> None:
+def write_into(site_packages: Path, wheels: list[Path], target: Target, cache: Cache) -> None:
     """Each wheel's cached bytecode written into a venv's site-packages, beside the installed sources. A module
     two wheels both ship is left to `compile_rest`: which one's source is installed is the installer's choice,
     and an unchecked .pyc must be the bytecode of the source beside it."""

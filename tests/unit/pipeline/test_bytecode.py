@@ -71,7 +71,7 @@ def test_a_module_that_does_not_compile_fails_naming_it(tmp_path):
     assert proc.returncode == 1 and "pkg/bad.py" in proc.stdout
 
 
-def test_bytecode_is_linked_beside_installed_sources_but_not_for_a_module_two_wheels_ship(tmp_path):
+def test_bytecode_is_written_beside_installed_sources_but_not_for_a_module_two_wheels_ship(tmp_path):
     cache = Cache(tmp_path / "cache")
     tag = "cpython-311"
     one = make_wheel(tmp_path / "a" / "one-1.0-py3-none-any.whl", {"one/m.py": ""})
@@ -87,7 +87,7 @@ def test_bytecode_is_linked_beside_installed_sources_but_not_for_a_module_two_wh
     site = tmp_path / "site-packages"
     for folder in ("one", "two", "shared"):  # the installer put these in place; not gone/
         (site / folder).mkdir(parents=True)
-    bytecode.link_into(site, [one, two, three], TARGET, cache)
+    bytecode.write_into(site, [one, two, three], TARGET, cache)
     assert (site / f"one/__pycache__/m.{tag}.pyc").read_text() == "bytecode of one-1.0-py3-none-any.whl one/m.py"
     assert (site / f"two/__pycache__/m.{tag}.pyc").exists()
     assert not (site / f"shared/__pycache__/x.{tag}.pyc").exists()   # left to compile_rest
