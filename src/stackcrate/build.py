@@ -177,11 +177,16 @@ def drop_uv_cache_markers(stage: Path) -> None:
         marker.unlink()
 
 
+def _placement(comp: LockedComponent, manifest: LoadedManifest) -> tuple[str, int]:
+    """Where the component's venv lives on the target, and the epoch its files are dated."""
+    return (manifest.install_path(comp.name, comp.version),
+            int(os.environ.get("SOURCE_DATE_EPOCH") or comp.source_date_epoch))
+
+
 def output_of(comp: LockedComponent, manifest: LoadedManifest, cache: Cache, target: Target,
               wheels: dict[str, Path]) -> tuple[str, Path]:
     """The component's build key and where its tarball is (or will be) in the cache."""
-    install_path = manifest.install_path(comp.name, comp.version)
-    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or comp.source_date_epoch)
+    install_path, epoch = _placement(comp, manifest)
     key = build_key(comp, target, install_path, wheels, epoch)
     return key, cache.dir("components") / key / f"{comp.name}-{comp.version}.tar.zst"
 
@@ -201,33 +206,31 @@ def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest,
                     bytecode_ready: Callable[[], object] = lambda: None) -> BuiltComponent:
     """The component's venv tarball, from the cache or built now from its wheels (`fetch_wheels`);
     `bytecode_ready` returns once the wheels' shared bytecode is in the cache."""
-    install_path = manifest.install_path(comp.name, comp.version)
-    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or comp.source_date_epoch)
+    install_path, epoch = _placement(comp, manifest)
     key, tarball = output_of(comp, manifest, cache, target, wheels)
-    entry, name = tarball.parent, tarball.name
     _, mcomp = manifest.component(comp.name)
 
     def built(rebuilt: bool) -> BuiltComponent:
         return BuiltComponent(name=comp.name, version=comp.version, install_path=install_path,
-                              tarball=entry / name, key=key, epoch=epoch, target=target, series=lock.series,
+                              tarball=tarball, key=key, epoch=epoch, target=target, series=lock.series,
                               locked=comp, packages=tuple(lock.closure_packages(comp)),
                               sysdeps_exclude=tuple(mcomp.sysdeps_exclude), bindep_extra=tuple(mcomp.bindep),
                               rebuilt=rebuilt)
 
-    if (entry / name).exists():
+    if tarball.exists():
         return built(False)
     with cache.locked(f"component:{key}"):
-        if (entry / name).exists():
+        if tarball.exists():
             return built(False)
         work, tree = cache.tempdir("build-"), cache.scratch("venv-")
         try:
             build_venv(comp, lock, wheels, install_path, target, cache, work, tree, epoch, ui, bytecode_ready)
-            with ui.step(f"Packing {name}"):
+            with ui.step(f"Packing {tarball.name}"):
                 done = work / "out"
                 done.mkdir()
-                write_tar_zst(tree, done / name, epoch)
+                write_tar_zst(tree, done / tarball.name, epoch)
                 (done / "build.json").write_text(json.dumps({"key": key, "install_path": install_path}))
-            Cache.commit(done, entry)
+            Cache.commit(done, tarball.parent)
         finally:
             remove_tree(work)
             remove_tree(tree)

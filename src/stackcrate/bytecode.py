@@ -97,7 +97,8 @@ def entry(wheel: Path, target: Target, cache: Cache) -> Path:
 
 def compile_wheels(wheels: list[Path], root: Path, target: Target, cache: Cache) -> int:
     """Byte-compile the modules of each wheel whose bytecode the cache lacks; returns how many were compiled."""
-    todo = sorted({entry(w, target, cache): w for w in wheels if not entry(w, target, cache).exists()}.items())
+    todo = sorted((found, w) for found, w in {entry(w, target, cache): w for w in wheels}.items()
+                  if not found.exists())
     if not todo:
         return 0
     work = cache.scratch("bytecode-")
@@ -148,7 +149,7 @@ def write_into(site_packages: Path, wheels: list[Path], target: Target, cache: C
     """Each wheel's cached bytecode written into a venv's site-packages, beside the installed sources. A module
     two wheels both ship is left to `compile_rest`: which one's source is installed is the installer's choice,
     and an unchecked .pyc must be the bytecode of the source beside it."""
-    zips = [zipfile.ZipFile(entry(w, target, cache)) for w in wheels if entry(w, target, cache).exists()]
+    zips = [zipfile.ZipFile(found) for found in (entry(w, target, cache) for w in wheels) if found.exists()]
     try:
         providers: dict[str, list[zipfile.ZipFile]] = {}
         for zf in zips:

@@ -392,16 +392,20 @@ def _connect(address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIM
     raise error or OSError(f"no address found for {host}")
 
 
-class _LookedUpHTTP(http.client.HTTPConnection):
+class _LookedUp:
+    """An http.client connection that connects by `_addresses` (its __init__ sets socket.create_connection)."""
+
     def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._create_connection = _connect
 
 
-class _LookedUpHTTPS(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._create_connection = _connect
+class _LookedUpHTTP(_LookedUp, http.client.HTTPConnection):
+    pass
+
+
+class _LookedUpHTTPS(_LookedUp, http.client.HTTPSConnection):
+    pass
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
