@@ -80,15 +80,20 @@ def _env(env: Mapping[str, str] | None) -> dict[str, str] | None:
 
 
 def run(argv: Sequence[str | Path], *, cwd: Path | str | None = None, env: Mapping[str, str] | None = None,
-        input: str | None = None, check: bool = True,
+        input: str | bytes | None = None, check: bool = True, umask: int = -1,
         timeout: float | None = DEFAULT_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run a program to completion, capturing its output; ToolFailed on a non-zero exit (when check) or when
-    it outlives timeout (always: a hung program is never a success)."""
+    """Run a program to completion, capturing its output (text, also when input is bytes); ToolFailed on a
+    non-zero exit (when check) or when it outlives timeout (always: a hung program is never a success).
+    umask: the program's own (-1: this process's)."""
     args = [str(a) for a in argv]
     log.debug("run: %s%s", shlex.join(args), f"  (in {cwd})" if cwd else "")
+    binary = isinstance(input, bytes)
     try:
-        proc = subprocess.run(args, cwd=cwd, env=_env(env), input=input, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(args, cwd=cwd, env=_env(env), input=input, capture_output=True, text=not binary,
+                              timeout=timeout, check=False, umask=umask)
+        if binary:
+            proc = subprocess.CompletedProcess(args, proc.returncode, proc.stdout.decode(errors="replace"),
+                                               proc.stderr.decode(errors="replace"))
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")

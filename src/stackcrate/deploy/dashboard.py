@@ -4,6 +4,7 @@ login, project pages, a logout; through HAProxy, as a browser would. `deploy ver
 from __future__ import annotations
 
 import ssl
+import threading
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from .layout import Layout
 
 LOGIN = "auth/login/"
 LOGOUT = "auth/logout/"
+SERVER_MADE_TIMEOUT = 600.0  # verify's steps before its server exists (uploads, networks) take ~5 s
 
 
 def enabled(d: Deployment) -> bool:
@@ -89,9 +91,11 @@ class Browser:
         return where
 
 
-def check(d: Deployment, password: str, server_name: str | None = None) -> dict:
+def check(d: Deployment, password: str, server_name: str | None = None,
+          server_made: threading.Event | None = None) -> dict:
     """Log in as the admin, open the project's overview (and its Instances page, which must list
-    `server_name`), log out; each must land where a browser would. What it saw, for the verify report."""
+    `server_name`, once `server_made` is set), log out; each must land where a browser would. What it saw, for
+    the verify report."""
     b = Browser(d)
     where, page = b.login("admin", password)
     if on_login_page(where):
@@ -103,6 +107,9 @@ def check(d: Deployment, password: str, server_name: str | None = None) -> dict:
                               hint="see `stackcrate deploy logs horizon`")
     out = {"url": b.base, "login": "ok", "overview": "ok"}
     if server_name:
+        if server_made is not None and not server_made.wait(SERVER_MADE_TIMEOUT):
+            raise StackcrateError(f"no server {server_name} to look for on the dashboard's Instances page within "
+                                  f"{SERVER_MADE_TIMEOUT:.0f}s")
         _, page = b.get("project/instances/")
         if server_name not in page:
             raise StackcrateError(f"the dashboard's Instances page does not list the server {server_name}",

@@ -217,10 +217,10 @@ def waves(plist: list[ProcessDef]) -> list[list[ProcessDef]]:
 
 def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values: dict[str, str], t: Timer,
                     restart: set[str] | None = None, lay: Layout | None = None,
-                    login_optional: bool = False) -> list[str]:
+                    login_optional: bool = False, settle: bool = True) -> list[str]:
     """Start (or restart, for those in `restart`) the processes wave by wave (`waves`), each wave's processes
     together and each healthy before the next wave starts; with a layout, record the configuration each one
-    starts with."""
+    starts with. settle: also wait until supervisord counts them started (False: the caller does, later)."""
     states = sup.states()
     # what runs with an old configuration is stopped first, all at once (nova's take the whole deadline)
     stale = [p.name for p in plist if p.name in (restart or set()) and p.name in states
@@ -263,7 +263,8 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
                     answers = list(pool.map(healthy, todo))
                 info["note"] = ", ".join(f"{p.name} {sec:.1f}s" for p, (_, sec) in zip(todo, answers, strict=True))
         started += [p.name for p in todo]
-    wait_settled(d, sup, [p for p in plist if p.name in started])
+    if settle:
+        wait_settled(d, sup, [p for p in plist if p.name in started])
     return started
 
 
@@ -273,6 +274,8 @@ def wait_settled(d: Deployment, sup: Manager, plist: list[ProcessDef]) -> None:
     starting (the dashboard, last, is healthy within about a second)."""
     deadline = time.monotonic() + max((p.settle for p in plist), default=0) + 10
     names = {p.name for p in plist}
+    if not names:
+        return
     while True:
         starting = sorted(n for n, st in sup.states().items() if n in names and st.state == "STARTING")
         if not starting:
@@ -436,7 +439,8 @@ def initialised(d: Deployment) -> bool:
     return _marker(d).exists()
 
 
-def _converge(d: Deployment, lay: Layout, sup: Manager, t: Timer, only: set[str] | None = None) -> list[str]:
+def _converge(d: Deployment, lay: Layout, sup: Manager, t: Timer, only: set[str] | None = None,
+              settle: bool = True) -> list[str]:
     """Start what does not run and restart what runs with another configuration than the one now written."""
     plist = [p for p in all_processes(lay) if only is None or p.name in only]
     restart = set()
@@ -444,7 +448,7 @@ def _converge(d: Deployment, lay: Layout, sup: Manager, t: Timer, only: set[str]
         recorded = _started_with(d, p.name)
         if not recorded.exists() or recorded.read_text() != config_digest(lay, p):
             restart.add(p.name)
-    return start_processes(d, sup, plist, lay.secrets, t, restart, lay)
+    return start_processes(d, sup, plist, lay.secrets, t, restart, lay, settle=settle)
 
 
 def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
@@ -482,44 +486,74 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         with t.step("OVN and Open vSwitch databases") as info:
             info["note"] = ", ".join(ovn.create_databases(d, sup)) or "kept"
     sup.ensure(all_processes(lay))
-    # the broker may still hold an old password (set below): one that answers counts as started
-    started = start_processes(d, sup, [p for p in all_processes(lay) if p.kind == "backing"], values, t, lay=lay,
-                              login_optional=True)
+    plist = all_processes(lay)
+    backing_plist = [p for p in plist if p.kind == "backing"]
     if not d.has("control"):  # a compute host: nothing of the databases, the broker or keystone is here
+        started = start_processes(d, sup, backing_plist, values, t, lay=lay)
         _record_init(d, values)
         return {"state": str(d.state), "started": started, "restarted": [], "secrets_applied": pending,
                 "created_in_keystone": 0}
-    with t.step("Databases and database users"):
-        backing.sql(d, bootstrap.db_sql(d, values), sup)
-    if "rabbitmq_password" in pending or not Checker(d, values).amqp(d.services.backing.rabbitmq.port).ok:
-        # also when an earlier init stopped half-way: the broker must hold the password every service gets
-        with t.step("RabbitMQ: the OpenStack user's password"):
-            backing.rabbitmq_set_password(d, values["rabbitmq_password"], sup)
+    first, rest = _database_first(backing_plist)
 
-    def sync(service: str) -> tuple[str, float]:
+    def rest_of_backing() -> list[str]:
+        # the broker may still hold an old password (set below): one that answers counts as started
+        out = start_processes(d, sup, rest, values, t, lay=lay, login_optional=True, settle=False)
+        if "rabbitmq_password" in pending or not Checker(d, values).amqp(d.services.backing.rabbitmq.port).ok:
+            # also when an earlier init stopped half-way: the broker must hold the password every service gets
+            with t.step("RabbitMQ: the OpenStack user's password"):
+                backing.rabbitmq_set_password(d, values["rabbitmq_password"], sup)
+        return out
+
+    def keystone_serving() -> int:
+        """keystone started (with the cache and the broker up) and the catalog registered in it."""
+        started.extend(rest_started.result())
+        started.extend(_converge(d, lay, sup, t, only={"keystone"}, settle=False))
+        with t.step("Service users, services and endpoints in keystone") as info:
+            made = register(lay)
+            info["note"] = f"{made} created" if made else "all present"
+        return made
+
+    def sync(service: str) -> tuple[str, float, int | None]:
         t0 = time.monotonic()
         bootstrap.sync(lay, service, sup)
-        return service, time.monotonic() - t0
+        took = time.monotonic() - t0
+        return service, took, keystone_serving() if service == "keystone" and not ordered else None
 
-    # Each service's migrations touch only its own database: run them all at once (keystone's include its
-    # key setup and bootstrap, which also re-sets the admin password).
-    names = list(d.services.enabled())
-    with t.step(f"Schema migrations and keystone bootstrap ({'in order' if ordered else 'in parallel'})") as info:
-        if ordered:  # a failed migration stops the ones after it
-            took = [sync(n) for n in names]
-        else:
-            with ThreadPoolExecutor(max_workers=len(names)) as pool:
-                took = list(pool.map(sync, names))
-        info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec in took)
-    started += _converge(d, lay, sup, t, only={"keystone"})
-    with t.step("Service users, services and endpoints in keystone") as info:
-        made = register(lay)
-        info["note"] = f"{made} created" if made else "all present"
+    started = start_processes(d, sup, first, values, t, lay=lay, login_optional=True, settle=False)
+    # The migrations need only the database: the other backing services (the broker takes ~5 s) start beside
+    # them; keystone starts once its own migrations are done, and takes the catalog, while the others' run.
+    with ThreadPoolExecutor(max_workers=1) as side:
+        rest_started = side.submit(rest_of_backing)
+        with t.step("Databases and database users"):
+            backing.sql(d, bootstrap.db_sql(d, values), sup)
+        # Each service's migrations touch only its own database: run them all at once (keystone's include its
+        # key setup and bootstrap, which also re-sets the admin password).
+        names = list(d.services.enabled())
+        with t.step(f"Schema migrations and keystone bootstrap ({'in order' if ordered else 'in parallel'})") as info:
+            if ordered:  # a failed migration stops the ones after it
+                took = [sync(n) for n in names]
+            else:
+                with ThreadPoolExecutor(max_workers=len(names)) as pool:
+                    took = list(pool.map(sync, names))
+            info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec, _ in took)
+        made = next((m for s, _, m in took if m is not None), None)
+        if made is None:  # in order: keystone after every migration, as an upgrade documents
+            made = keystone_serving()
     # what ran before init with a config that changed now runs with the new one
-    restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}) if was_running else []
+    restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}, settle=False) if was_running else []
+    wait_settled(d, sup, [p for p in plist if p.name in {*started, *restarted}])
     _record_init(d, values)
     return {"state": str(d.state), "created_in_keystone": made, "secrets_applied": pending, "started": started,
             "restarted": restarted, "boot_unit": str(d.state / "etc" / "systemd" / configs.boot_unit_name(d))}
+
+
+def _database_first(backing_plist: list[ProcessDef]) -> tuple[list[ProcessDef], list[ProcessDef]]:
+    """The backing processes split in two: the waves up to the database's (what the migrations need), and the
+    rest."""
+    grouped = waves(backing_plist)
+    upto = next((i for i, wave in enumerate(grouped) if any(p.name == "mariadb" for p in wave)), len(grouped) - 1)
+    first = {p.name for wave in grouped[:upto + 1] for p in wave}
+    return [p for p in backing_plist if p.name in first], [p for p in backing_plist if p.name not in first]
 
 
 def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
@@ -535,9 +569,11 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
     try:
         with t.step("Writing configuration files"):
             write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
-        sup.ensure(all_processes(lay))
-        started = _converge(d, lay, sup, t)
-        wait_cloud_ready(lay, sup, t)
+        plist = all_processes(lay)
+        sup.ensure(plist)
+        started = _converge(d, lay, sup, t, settle=False)
+        wait_cloud_ready(lay, sup, t)  # meanwhile the processes started last count up to their `settle`
+        wait_settled(d, sup, [p for p in plist if p.name in started])
     except StackcrateError:
         with t.step("Stopping everything (start failed)"):
             stop_all(d, t)

@@ -16,8 +16,9 @@ import ipaddress
 import json
 import os
 import secrets
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -146,15 +147,24 @@ def verify(d: Deployment, t: Timer) -> dict:
     work = d.state / "data" / "verify"
     work.mkdir(parents=True, exist_ok=True)
     made: dict[str, object] = {}  # what exists, for the cleanup (jobs beside each other add to it)
-    with ExitStack() as cleanup:
+    # the fake driver's server: the dashboard is checked from the start, beside the other steps (its login and
+    # overview take 3-6 s); its Instances page once the server exists
+    look = dashboard.enabled(d) and not podman_api.enabled(d)
+    # (the cleanup ends before the side thread is waited for: it lets the dashboard's check end)
+    with ThreadPoolExecutor(max_workers=1) as side, ExitStack() as cleanup:
+        created = threading.Event()
+        cleanup.callback(created.set)  # on a failure before the server exists, the dashboard's check ends too
         cleanup.callback(_remove, os_, made)
+        dashboard_seen = side.submit(dashboard.check, d, applied_secrets(d.state)["admin_password"], name,
+                                     created) if look else None
         with t.step("Token issue"):
             tok = os_("token", "issue")
             if not tok.get("id"):  # type: ignore[union-attr]
                 raise StackcrateError("keystone issued no token")
             os_._token = str(tok["id"])  # type: ignore[index]  # the one its status polls use
             res["token"] = "ok"
-        with t.step("Image upload and download byte for byte; network, subnet, router; flavor (together)") as info:
+        with t.step("Image upload and download byte for byte; network, subnet, router; flavor (together)"
+                    + ("; the dashboard's login meanwhile" if look else "")) as info:
             image, network, flavor = together(lambda: _image_round_trip(os_, name, work, made, res),
                                               lambda: _network(os_, name, made),
                                               lambda: _flavor(os_, name, made))
@@ -163,7 +173,7 @@ def verify(d: Deployment, t: Timer) -> dict:
         if podman_api.enabled(d):
             container_server(d, os_, t, name, work, flavor, cleanup, res)
         else:
-            fake_server(d, os_, t, name, image, network["network"], flavor, cleanup, res)
+            fake_server(d, os_, t, name, image, network["network"], flavor, cleanup, res, created, dashboard_seen)
         with t.step("Server deleted, then its network and router; its image and flavor meanwhile"):
             def server_gone() -> None:
                 _delete_server(os_, res["server_id"])
@@ -192,12 +202,17 @@ def _image_round_trip(os_: Client, name: str, work: Path, made: dict, res: dict)
 
 
 def _network(os_: Client, name: str, made: dict) -> dict:
-    """A network, a subnet of SUBNET on it, a router with the subnet added."""
-    net = os_("network", "create", name)
-    made["network"] = net["id"]  # type: ignore[index]
-    subnet = os_("subnet", "create", "--network", net["id"], "--subnet-range", SUBNET, name)  # type: ignore
-    router = os_("router", "create", name)
-    made["router"] = router["id"]  # type: ignore[index]
+    """A network and a subnet of SUBNET on it, a router beside them; then the subnet added to the router."""
+    def network_and_subnet() -> tuple[dict, dict]:
+        net = os_("network", "create", name)
+        made["network"] = net["id"]  # type: ignore[index]
+        return net, os_("subnet", "create", "--network", net["id"], "--subnet-range", SUBNET, name)  # type: ignore
+
+    def new_router() -> dict:
+        made["router"] = os_("router", "create", name)["id"]  # type: ignore[index]
+        return {"id": made["router"]}
+
+    (net, subnet), router = together(network_and_subnet, new_router)
     os_("router", "add", "subnet", router["id"], subnet["id"], fmt=False)  # type: ignore[index]
     made["router_subnet"] = subnet["id"]  # type: ignore[index]
     return {"network": net["id"], "subnet": SUBNET, "router": router["id"]}  # type: ignore[index]
@@ -211,18 +226,17 @@ def _flavor(os_: Client, name: str, made: dict) -> str:
 
 def _remove(os_: Client, made: dict, first=None) -> None:
     """Delete what verify made besides the server, each kind beside the others: `first` (the server's deletion:
-    its port holds the subnet), the router's interface, the router, then the network; the image; the flavor
+    its port holds the subnet) and the router's interface, then the router and the network; the image; the flavor
     (nova and glance let both go while a server uses them). Whatever was not made is skipped; each is taken from
     `made` as it goes (a second call does nothing)."""
-    def network() -> None:
-        if first is not None:
-            first()
+    def interface() -> None:
         if "router_subnet" in made:
             os_("router", "remove", "subnet", str(made["router"]), str(made.pop("router_subnet")), fmt=False)
-        if "router" in made:
-            os_("router", "delete", str(made.pop("router")), fmt=False)
-        if "network" in made:
-            os_("network", "delete", str(made.pop("network")), fmt=False)
+
+    def network() -> None:
+        together(first or (lambda: None), interface)  # the server's port and the router's: both off the subnet
+        # the router without its interface and the network without ports: each goes on its own
+        together(lambda: one("router"), lambda: one("network"))
 
     def one(kind: str) -> None:
         if kind in made:
@@ -232,12 +246,15 @@ def _remove(os_: Client, made: dict, first=None) -> None:
 
 
 def _boot(os_: Client, name: str, image: str, flavor: str, nic: list[str], cleanup: ExitStack, res: dict,
-          meanwhile=None) -> dict:
+          meanwhile=None, created: threading.Event | None = None, once_active=None) -> dict:
     """A server of `image` ACTIVE, listed and shown (deleted on failure, before the network); `meanwhile` (a
-    callable) runs while it boots, its result in res["meanwhile"]."""
+    callable) runs while it boots, its result in res["meanwhile"]; `created` is set once the server exists;
+    `once_active` (a callable) runs beside the list and the show, its result in res["once_active"]."""
     server = os_("server", "create", "--flavor", flavor, "--image", image, *nic, name)
     sid = server["id"]  # type: ignore[index]
     res["server_id"] = sid
+    if created is not None:
+        created.set()
     # on failure, before the network goes (its port holds the subnet)
     cleanup.callback(lambda: res.get("deleted") or _delete_server(os_, sid))
     t0 = time.monotonic()
@@ -256,7 +273,10 @@ def _boot(os_: Client, name: str, image: str, flavor: str, nic: list[str], clean
         boot()
     else:
         res["meanwhile"] = together(boot, meanwhile)[1]
-    shown, listed = together(lambda: os_("server", "show", sid), lambda: os_("server", "list"))
+    shown, listed, *after = together(lambda: os_("server", "show", sid), lambda: os_("server", "list"),
+                                     *([once_active] if once_active else []))
+    if once_active:
+        res["once_active"] = after[0]
     if name not in [s["Name"] for s in listed]:  # type: ignore[union-attr]
         raise StackcrateError(f"server {name} missing from `openstack server list`")
     res["server_status"] = shown["status"]  # type: ignore[index]
@@ -264,20 +284,20 @@ def _boot(os_: Client, name: str, image: str, flavor: str, nic: list[str], clean
 
 
 def fake_server(d: Deployment, os_: Client, t: Timer, name: str, image: str, net: str, flavor: str,
-                cleanup: ExitStack, res: dict) -> None:
-    # the dashboard is checked while the server boots: its Instances page lists the server from its creation
-    look = (lambda: dashboard.check(d, applied_secrets(d.state)["admin_password"], name)) \
-        if dashboard.enabled(d) else None
+                cleanup: ExitStack, res: dict, created: threading.Event, dashboard_seen: Future | None) -> None:
+    """A server of the fake driver on the network, ACTIVE, and its port; the dashboard's check (begun earlier)
+    ends meanwhile: its Instances page lists the server from its creation."""
     what = "; the dashboard meanwhile: log in, the overview, the server on its Instances page, log out" \
-        if look else ""
-    with t.step(f"Server: create on the network, ACTIVE, list, show{what}") as info:
-        _boot(os_, name, image, flavor, ["--network", net], cleanup, res, meanwhile=look)
-        if look:
+        if dashboard_seen else ""
+    with t.step(f"Server: create on the network, ACTIVE, list, show; its port ACTIVE, bound to the compute host, "
+                f"an address of the subnet{what}") as info:
+        _boot(os_, name, image, flavor, ["--network", net], cleanup, res,
+              meanwhile=dashboard_seen.result if dashboard_seen else None, created=created,
+              once_active=lambda: check_port(os_, res["server_id"], name, d.compute_hosts))
+        res["port"] = res.pop("once_active")
+        if dashboard_seen:
             res["dashboard"] = res.pop("meanwhile")
-        info["note"] = f"ACTIVE after {res['server_active_seconds']}s"
-    with t.step("Server's port: ACTIVE, bound to the compute host, an address of the subnet") as info:
-        res["port"] = check_port(os_, res["server_id"], name, d.compute_hosts)
-        info["note"] = f"{res['port']['ip']} on {res['port']['host']}"
+        info["note"] = f"ACTIVE after {res['server_active_seconds']}s; {res['port']['ip']} on {res['port']['host']}"
 
 
 def container_server(d: Deployment, os_: Client, t: Timer, name: str, work: Path, flavor: str,
