@@ -168,8 +168,12 @@ NEUTRON = ServiceSpec(
     db_user="neutron", databases=("neutron",),
     sync=(_cmd("neutron-db-manage", "upgrade", "heads"),),
     # the API serves under gunicorn; with ML2/OVN, the OVN maintenance worker keeps neutron's database and OVN's
-    # in step (and, started first, sets OVN's defaults up); it has no port: alive is what there is to check
-    processes=(Process("neutron", "gunicorn", Probe("api", "/v2.0/networks?limit=1")),
+    # in step (and, started first, sets OVN's defaults up); it has no port: alive is what there is to check.
+    # The probe lists security groups: the project's default group is made on a first list, so the answer holds
+    # one and neutron checks its policy on it. neutron loads its policy rules on its first check and a request
+    # beside that one may be checked against no rules (403 "disallowed by policy", seen on verify's first two
+    # requests, made together, to a new cloud); an empty list of networks checks none
+    processes=(Process("neutron", "gunicorn", Probe("api", "/v2.0/security-groups?limit=1")),
                Process("neutron-ovn-maintenance-worker", "neutron-ovn-maintenance-worker", Probe("none"),
                        after=("neutron",))),
     # neutron's get_ports reads Port.port_forwardings, a backref that only exists once SQLAlchemy has configured
