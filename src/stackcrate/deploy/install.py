@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -181,17 +182,23 @@ def _read(file: Path, expected: str, whole_for: str | None) -> tuple[str, list[i
         return "error", None, f"cannot read the artifact {file}: {exc}", "copy it again from the build's output"
 
 
-def _in_workers(fn, calls: list[tuple]) -> list:
-    """fn(*args) for each args in calls, in forked worker processes (one per core) when there are two or more:
-    they start at once with what this process imported. Ctrl-C reaches them all."""
+def _workers(calls: int) -> int:
+    return min(calls, os.cpu_count() or 1)
+
+
+def _in_workers(fn, calls: list[tuple]) -> Iterator:
+    """fn(*args) for each args in calls, in order, each as soon as it and those before it are done; in forked
+    worker processes (one per core) when there are two or more: they start at once with what this process
+    imported (fn only computes, logs nothing). Ctrl-C reaches them all."""
     if len(calls) < 2:
-        return [fn(*args) for args in calls]
+        yield from (fn(*args) for args in calls)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(min(len(calls), os.cpu_count() or 1),
-                             mp_context=multiprocessing.get_context("fork")) as pool:
-        return [job.result() for job in [pool.submit(fn, *args) for args in calls]]
+    with ProcessPoolExecutor(_workers(len(calls)), mp_context=multiprocessing.get_context("fork")) as pool:
+        for job in [pool.submit(fn, *args) for args in calls]:
+            yield job.result()
 
 
 def _refuse_differing(planned: list[Planned]) -> None:
@@ -320,23 +327,16 @@ def _unpack_together(todo: list[Planned], me: str, t: Timer) -> None:
     """Unpack several venvs at once, one worker process per core (each reads and hashes its archive, then GNU
     tar and zstd unpack it); each record is written as its venv is in place. The first failure is the answer (the
     venvs already in place stay: each is whole, and recorded)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    workers = min(len(todo), os.cpu_count() or 1)
     failure: StackcrateError | None = None
-    with t.step(f"Installing {len(todo)} venvs together ({workers} at a time): "
+    with t.step(f"Installing {len(todo)} venvs together ({_workers(len(todo))} at a time): "
                 f"{', '.join(p.artifact.file for p in todo)}") as info:
-        # forked: a worker starts at once, with what this process has imported (it only unpacks, logs nothing)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            jobs = [pool.submit(_unpack_one, p.file, p.artifact.install_path, p.artifact.sha256, p.target)
-                    for p in todo]
-            for p, job in zip(todo, jobs, strict=True):
-                outcome, digest, hint = job.result()
-                if outcome != "ok":
-                    failure = failure or StackcrateError(str(digest), hint)
-                    continue
-                _record_installed(p, me, str(digest))
+        unpacked = _in_workers(_unpack_one, [(p.file, p.artifact.install_path, p.artifact.sha256, p.target)
+                                             for p in todo])
+        for p, (outcome, digest, hint) in zip(todo, unpacked, strict=True):
+            if outcome != "ok":
+                failure = failure or StackcrateError(str(digest), hint)
+                continue
+            _record_installed(p, me, str(digest))
         info["note"] = ", ".join(f"{p.component} ({p.action})" for p in todo)
     if failure is not None:
         raise failure

@@ -209,8 +209,9 @@ def _network(os_: Client, name: str, made: dict) -> dict:
         return net, os_("subnet", "create", "--network", net["id"], "--subnet-range", SUBNET, name)  # type: ignore
 
     def new_router() -> dict:
-        made["router"] = os_("router", "create", name)["id"]  # type: ignore[index]
-        return {"id": made["router"]}
+        router = os_("router", "create", name)
+        made["router"] = router["id"]  # type: ignore[index]
+        return router  # type: ignore[return-value]
 
     (net, subnet), router = together(network_and_subnet, new_router)
     os_("router", "add", "subnet", router["id"], subnet["id"], fmt=False)  # type: ignore[index]

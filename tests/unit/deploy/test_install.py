@@ -89,14 +89,19 @@ class Dist:
         ArtifactIndex(stackcrate="test", artifacts=entries).write(self.folder)
 
     def pack(self, name: str, members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
-        """name's artifact made of exactly these members (written by tarfile: any name, type or link)."""
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            for info, data in members:
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
-        self.file(name).write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(raw.getvalue()))
+        """name's artifact made of exactly these members, and listed."""
+        self.file(name).write_bytes(tar_zst(members))
         self.relist()
+
+
+def tar_zst(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    """A .tar.zst of exactly these members (written by tarfile: any name, type or link)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for info, data in members:
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return zstandard.ZstdCompressor(write_checksum=True).compress(raw.getvalue())
 
 
 @pytest.fixture
@@ -251,13 +256,8 @@ def test_artifact_replaced_after_its_checks_is_not_unpacked(d, dist, root, t, mo
     real = inst.unpack.unpack
 
     def swapped_first(path, install_path, checked_sha256, target):
-        if path == dist.file("glance"):
-            raw = io.BytesIO()
-            with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-                for m, data in GOOD + [(info("etc/cron.d/evil"), b"evil\n")]:
-                    m.size = len(data)
-                    tf.addfile(m, io.BytesIO(data) if m.isreg() else None)
-            path.write_bytes(zstandard.ZstdCompressor().compress(raw.getvalue()))
+        if path == dist.file("glance"):  # not listed: artifacts.json keeps the sha256 that was checked
+            path.write_bytes(tar_zst(GOOD + [(info("etc/cron.d/evil"), b"evil\n")]))
         real(path, install_path, checked_sha256, target)
 
     monkeypatch.setattr(inst.unpack, "unpack", swapped_first)
