@@ -6,12 +6,14 @@ earlier one to get its input, each is handed it.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -143,26 +145,47 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
         from .package.oci import shared_packages
 
         shared = shared_packages(builts, cache)
-    made: list[tuple[BuiltComponent, Made]] = []
-    for built in builts:
-        made += [(built, m) for m in make_artifacts(built, formats, cache, ui, shared)]
-    artifacts = [artifact_entry(b, m) for b, m in made]
-    rebuilt = [b.rebuilt or m.made for b, m in made]
-    files = [m.path for _, m in made]
+    calls = [functools.partial(make_artifacts, built, formats, cache, ui, shared) for built in builts]
+    stacks = [[shared]] if "oci" in formats and builts else []
     if system_images:
         from .package.oci import make_system
 
         epoch = max((b.epoch for b in builts), default=0)  # the release's date, not the day of the build
         # every system image holds the packages of all of them: one layer (one mmdebstrap) that they share
         theirs = sorted({p for spec in system_images for p in spec.packages})
-        for spec in system_images:
-            sb = make_system(spec, target, [shared, theirs], epoch, cache, ui)
-            for m in sb.made:
-                artifacts.append(system_entry(sb, m, manifest, target))
-                rebuilt.append(m.made)
-                files.append(m.path)
+        stacks.append([shared, theirs])
+        calls += [functools.partial(make_system, spec, target, [shared, theirs], epoch, cache, ui)
+                  for spec in system_images]
+    if stacks:
+        from .package.oci import shared_layers
+
+        calls.insert(0, functools.partial(shared_layers, target, stacks, cache, ui))
+    results = _side_by_side(calls)[1 if stacks else 0:]
+    made = [(built, m) for built, ms in zip(builts, results, strict=False) for m in ms]
+    artifacts = [artifact_entry(b, m) for b, m in made]
+    rebuilt = [b.rebuilt or m.made for b, m in made]
+    files = [m.path for _, m in made]
+    for sb in results[len(builts):]:
+        for m in sb.made:
+            artifacts.append(system_entry(sb, m, manifest, target))
+            rebuilt.append(m.made)
+            files.append(m.path)
     deliver(out_dir, files, artifacts)
     return BuildReport(out_dir, artifacts, rebuilt)
+
+
+def _side_by_side(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Each call's result, in order, the calls run as many at once as the machine has cores: the writers spend
+    their time in gzip, zstd, rpmbuild and dpkg-deb, which run outside the interpreter's lock. The first failure
+    is raised once the calls already running are done; the others are not started."""
+    with ThreadPoolExecutor(max(1, min(len(calls), os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(call) for call in calls]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def system_entry(sb, made: Made, manifest: LoadedManifest, target) -> Artifact:

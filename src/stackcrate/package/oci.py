@@ -64,19 +64,24 @@ def gzip_layer(write_tar, cache: Cache, key: str) -> dict:
     meta = blobs / f"{key}.json"
     if meta.exists():
         return json.loads(meta.read_text())
-    tmp = cache.tempdir("layer-") / "layer.tar.gz"
-    try:
-        with open(tmp, "wb") as raw:
-            comp = _Hashing(raw)
-            # mtime=0 and no file name: the gzip header holds nothing that changes between builds
-            with gzip.GzipFile(filename="", mode="wb", fileobj=comp, compresslevel=GZ_LEVEL, mtime=0) as gz:
-                plain = _Hashing(gz)
-                write_tar(plain)
-        desc = {"digest": f"sha256:{comp.h.hexdigest()}", "size": comp.size, "diff_id": f"sha256:{plain.h.hexdigest()}"}
-        os.replace(tmp, blobs / comp.h.hexdigest())
-        meta.write_text(json.dumps(desc))
-    finally:
-        remove_tree(tmp.parent)
+    with cache.locked(f"layer:{key}"):  # images are made side by side: the one that is first makes a shared layer
+        if meta.exists():
+            return json.loads(meta.read_text())
+        tmp = cache.tempdir("layer-") / "layer.tar.gz"
+        try:
+            with open(tmp, "wb") as raw:
+                comp = _Hashing(raw)
+                # mtime=0 and no file name: the gzip header holds nothing that changes between builds
+                with gzip.GzipFile(filename="", mode="wb", fileobj=comp, compresslevel=GZ_LEVEL, mtime=0) as gz:
+                    plain = _Hashing(gz)
+                    write_tar(plain)
+            desc = {"digest": f"sha256:{comp.h.hexdigest()}", "size": comp.size,
+                    "diff_id": f"sha256:{plain.h.hexdigest()}"}
+            os.replace(tmp, blobs / comp.h.hexdigest())
+            meta.with_suffix(".tmp").write_text(json.dumps(desc))
+            os.replace(meta.with_suffix(".tmp"), meta)  # a reader outside the lock sees all of it or nothing
+        finally:
+            remove_tree(tmp.parent)
     return desc
 
 
@@ -192,16 +197,26 @@ def system_layers(target: Target, stack: Sequence[Sequence[str]], cache: Cache) 
     return layers, lower, history
 
 
+def shared_layers(target: Target, stacks: Sequence[Sequence[Sequence[str]]], cache: Cache, ui: UI) -> None:
+    """The system layers of each stack, made (or found) ahead of the images that hold them, while the images'
+    own layers are written beside: otherwise every image but the first waits for the ones it shares."""
+    for stack in stacks:
+        with ui.step(f"Preparing the shared OCI layers ({', '.join(str(len(s)) for s in stack)} system packages)"):
+            system_layers(target, stack, cache)
+
+
 def make(built: BuiltComponent, cache: Cache, ui: UI, shared: Sequence[str] = ()) -> list[Made]:
     """The component's image: base, system packages (`shared`, those of the components built with it, plus its
     own), its venv."""
     deps = sysdeps.system_deps(built, cache, "deb")
     own = {d.split(" ", 1)[0] for d in deps.names} - {built.target.python_package}
     packages = sorted(own | set(shared))
+    # the venv layer first: images are made side by side, and the layers below are shared (see shared_layers)
+    with ui.step(f"Writing the {built.name} venv layer"):
+        venv = gzip_layer(_unzstd(built.tarball), cache, f"venv-{built.key}")
     with ui.step(f"Preparing OCI base layers for {built.name} ({len(packages)} system packages)"):
         layers, _, history = system_layers(built.target, [packages], cache)
-    with ui.step(f"Writing the {built.name} venv layer"):
-        layers.append(gzip_layer(_unzstd(built.tarball), cache, f"venv-{built.key}"))
+    layers.append(venv)
     history.append(f"venv: {built.install_path}")
     fname = f"{built.name}-{built.version}.oci.tar"
 
@@ -291,7 +306,12 @@ def image_config(built, layers: list[dict], history: list[str]) -> dict:
     with open(built.tarball, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zf, \
             tarfile.open(fileobj=zf, mode="r|") as tf:
         prefix = built.install_path.lstrip("/") + "/bin/"
-        names = {m.name[len(prefix):] for m in tf if m.name.startswith(prefix)}
+        names = set()
+        for m in tf:  # the members are sorted (archive.walk_sorted): bin/ is read, not the 20,000 after it
+            if m.name.startswith(prefix):
+                names.add(m.name[len(prefix):])
+            elif names:
+                break
     labels = {
         "org.opencontainers.image.title": built.name,
         "org.opencontainers.image.version": built.version,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 
@@ -37,3 +38,15 @@ def test_rpm_signature_requires_install_verify(native, tmp_path):
     (scratch / "opt/openstack/keystone-29.1.0/bin/keystone-manage").write_text("#!/bin/sh\n")
     res = rpm("--root", scratch, "-V", "--nodeps", "openstack-keystone-29.1.0", check=False)
     assert res.returncode != 0 and "/opt/openstack/keystone-29.1.0/bin/keystone-manage" in res.stdout
+
+
+def test_rpm_elf_objects_keep_their_64_bit_colour(native):
+    # rpmbuild classifies files with stackcrate's small magic database (rpm.FILE_MAGIC): the class rpm derives a
+    # file's colour from must still name every ELF object of the venv as 64-bit, and nothing else
+    pkg = native["files"]["rpm"]
+    rows = rpm("-qp", "--qf", "[%{FILECOLORS} %{FILECLASS}|%{FILENAMES}\n]", pkg).stdout.splitlines()
+    elf = [r for r in rows if re.search(r"\.so(\.\d+)*$", r) and "symbolic link" not in r]
+    assert elf, "the venv has shared objects"
+    for row in elf:
+        assert row.startswith("2 ELF 64-bit LSB shared object"), row
+    assert all(r.startswith("0 ") for r in rows if "ELF" not in r), "only ELF objects are coloured"
