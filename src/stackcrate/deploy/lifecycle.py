@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -202,25 +203,32 @@ def wait_healthy(d: Deployment, sup: Manager, p: ProcessDef, values: dict[str, s
         time.sleep(HEALTH_POLL)
 
 
-def waves(plist: list[ProcessDef]) -> list[list[ProcessDef]]:
-    """The processes in the groups they start in, in order: a process starts once every one it needs serves:
-    those before it named in its `after`, and for an OpenStack process every backing process before it; a
-    process without `after` needs every process before it."""
-    level: dict[str, int] = {}
+def needs(plist: list[ProcessDef]) -> dict[str, list[str]]:
+    """process -> the processes of plist it needs serving before it starts: those before it named in its
+    `after`, and for an OpenStack process every backing process before it; a process without `after` needs
+    every process before it."""
+    out: dict[str, list[str]] = {}
     for i, p in enumerate(plist):
         before = plist[:i]
-        needs = ([q.name for q in before] if p.after is None else
-                 [q.name for q in before if q.name in p.after or (p.kind == "service" and q.kind == "backing")])
-        level[p.name] = max((level[n] + 1 for n in needs), default=0)
+        out[p.name] = ([q.name for q in before] if p.after is None else
+                       [q.name for q in before if q.name in p.after or (p.kind == "service" and q.kind == "backing")])
+    return out
+
+
+def waves(plist: list[ProcessDef]) -> list[list[ProcessDef]]:
+    """The processes in groups, in order: each group's processes need only those of the groups before it."""
+    level: dict[str, int] = {}
+    for name, before in needs(plist).items():
+        level[name] = max((level[n] + 1 for n in before), default=0)
     return [[p for p in plist if level[p.name] == n] for n in sorted(set(level.values()))]
 
 
 def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values: dict[str, str], t: Timer,
                     restart: set[str] | None = None, lay: Layout | None = None,
                     login_optional: bool = False, settle: bool = True) -> list[str]:
-    """Start (or restart, for those in `restart`) the processes wave by wave (`waves`), each wave's processes
-    together and each healthy before the next wave starts; with a layout, record the configuration each one
-    starts with. settle: also wait until supervisord counts them started (False: the caller does, later)."""
+    """Start (or restart, for those in `restart`) the processes that do not serve, each as soon as those it needs
+    serve (`needs`), and wait until each is healthy; with a layout, record the configuration each one starts
+    with. settle: also wait until supervisord counts them started (False: the caller does, later)."""
     states = sup.states()
     # what runs with an old configuration is stopped first, all at once (nova's take the whole deadline)
     stale = [p.name for p in plist if p.name in (restart or set()) and p.name in states
@@ -247,25 +255,49 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
         t0 = time.monotonic()
         return wait_healthy(d, sup, p, values, login_optional).detail, time.monotonic() - t0
 
-    for wave in waves(plist):
-        todo = [p for p in wave if not serving(p)]
-        verb = "Restarting" if any(p.name in stale for p in todo) else "Starting"
-        if len(todo) == 1:
-            with t.step(f"{verb} {todo[0].name}") as info:
-                launch(todo[0])
-                info["note"] = healthy(todo[0])[0]
-        elif todo:
-            with t.step(f"{verb} {', '.join(p.name for p in todo)} (together)") as info:
-                for p in todo:
-                    launch(p)
-                # the health checks wait beside each other (the first failure is the answer)
-                with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-                    answers = list(pool.map(healthy, todo))
-                info["note"] = ", ".join(f"{p.name} {sec:.1f}s" for p, (_, sec) in zip(todo, answers, strict=True))
-        started += [p.name for p in todo]
+    todo = [p for p in plist if not serving(p)]
+    verb = "Restarting" if any(p.name in stale for p in todo) else "Starting"
+    if len(todo) == 1:
+        with t.step(f"{verb} {todo[0].name}") as info:
+            launch(todo[0])
+            info["note"] = healthy(todo[0])[0]
+    elif todo:
+        with t.step(f"{verb} {', '.join(p.name for p in todo)} (each once those it needs serve)") as info:
+            answers = _each_when_ready(todo, needs(plist), launch, healthy)
+            info["note"] = ", ".join(f"{p.name} {sec:.1f}s" for p, (_, sec) in zip(todo, answers, strict=True))
+    started += [p.name for p in todo]
     if settle:
         wait_settled(d, sup, [p for p in plist if p.name in started])
     return started
+
+
+def _each_when_ready(todo: list[ProcessDef], need: dict[str, list[str]], launch, healthy) -> list[tuple[str, float]]:
+    """Launch each process of todo as soon as those it needs serve (the ones not in todo serve already), not a
+    whole wave after the slowest of the one before; every health check waits beside the others. Each answer
+    (health detail, seconds from launch to healthy) in todo's order. The first failure is raised once the
+    processes already launched are answered; the ones that needed it are not launched. Each wait is bounded:
+    what a process waits for is either healthy or failed within its own start timeout."""
+    done = {p.name: threading.Event() for p in todo}
+    failed = threading.Event()
+
+    def bring_up(p: ProcessDef) -> tuple[str, float]:
+        try:
+            for name in need[p.name]:
+                if name in done:
+                    done[name].wait()
+            if failed.is_set():
+                return "not started", 0.0
+            launch(p)
+            return healthy(p)
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            done[p.name].set()
+
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        futures = [pool.submit(bring_up, p) for p in todo]
+        return [f.result() for f in futures]
 
 
 def wait_settled(d: Deployment, sup: Manager, plist: list[ProcessDef]) -> None:

@@ -69,9 +69,9 @@ class Process:
     role: str = "api"       # what services.yaml selects (nova: api, conductor, scheduler, compute)
     launcher: Launcher | None = None
     sockets: tuple[str, ...] = ()  # folders of the state folder with sockets it connects to (mounted read-write)
-    # the OpenStack processes that must serve before it starts (the backing services always start first): the
-    # processes whose `after` is satisfied start together (lifecycle.waves). keystone first, every other one
-    # checks tokens against it
+    # the OpenStack processes that must serve before it starts (the backing services always start first): a
+    # process starts as soon as those serve (lifecycle.needs). keystone first, every other one checks tokens
+    # against it
     after: tuple[str, ...] = ("keystone",)
 
     @property

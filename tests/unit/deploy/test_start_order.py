@@ -1,0 +1,61 @@
+"""Processes start each as soon as those it needs serve (lifecycle._each_when_ready), not a wave at a time."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from stackcrate.deploy.lifecycle import _each_when_ready, needs
+from stackcrate.deploy.processes import ProcessDef
+from stackcrate.errors import StackcrateError
+
+
+def proc(name: str, after: tuple[str, ...]) -> ProcessDef:
+    return ProcessDef(name, "service", f"/bin/{name}", (), after=after)
+
+
+# keystone first; conductor and a slow API after it; compute after keystone and the conductor only
+PLIST = [proc("keystone", ()), proc("conductor", ("keystone",)), proc("slow-api", ("keystone",)),
+         proc("compute", ("keystone", "conductor"))]
+TAKES = {"keystone": 0.05, "conductor": 0.05, "slow-api": 0.6, "compute": 0.05}
+
+
+def run(launched: dict[str, float], ready: dict[str, float], fail: str | None = None) -> list:
+    lock = threading.Lock()
+    t0 = time.monotonic()
+
+    def launch(p: ProcessDef) -> None:
+        with lock:
+            launched[p.name] = time.monotonic() - t0
+
+    def healthy(p: ProcessDef) -> tuple[str, float]:
+        time.sleep(TAKES[p.name])
+        if p.name == fail:
+            raise StackcrateError(f"{p.name} did not become healthy")
+        with lock:
+            ready[p.name] = time.monotonic() - t0
+        return "ok", TAKES[p.name]
+
+    return _each_when_ready(PLIST, needs(PLIST), launch, healthy)
+
+
+@pytest.mark.timeout(10)
+def test_a_process_starts_once_its_needs_serve_without_waiting_for_a_slow_neighbour():
+    launched: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    answers = run(launched, ready)
+    assert [a[0] for a in answers] == ["ok"] * 4
+    # compute waits for the conductor (and keystone) to serve...
+    assert launched["compute"] >= ready["conductor"] >= launched["conductor"] >= ready["keystone"]
+    # ...but not for the slow API beside the conductor, as a wave would have made it
+    assert launched["compute"] < ready["slow-api"] - 0.3
+
+
+@pytest.mark.timeout(10)
+def test_what_needs_a_process_that_failed_is_not_started_and_the_failure_is_raised():
+    launched: dict[str, float] = {}
+    with pytest.raises(StackcrateError, match="conductor did not become healthy"):
+        run(launched, {}, fail="conductor")
+    assert "slow-api" in launched and "compute" not in launched
