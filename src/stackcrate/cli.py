@@ -97,6 +97,11 @@ def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_
     obj.ui.result(summary, text)
 
 
+def _shown(a) -> str:
+    """An artifact as the build's summary names it: its file; an image by name (its file is a manifest blob)."""
+    return f"{a.component} {a.version} image in images/" if a.format == "oci" else a.file
+
+
 @main.command()
 @manifest_inputs
 @click.option("--out", "out_dir", default="dist", show_default=True, type=click.Path(file_okay=False),
@@ -115,7 +120,7 @@ def build(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock
     manifest = _manifest(manifest_path, set_values, vars_files)
     report = run_build(manifest, manifest.lock_path(lock_path), Path(out_dir), obj.cache, obj.ui, locked=locked,
                        constraints_dir=constraints_dir, formats=list(formats) or None, only=list(only))
-    lines = [f"{a.file}  {a.size:>11,} bytes  sha256:{a.sha256[:16]}…  "
+    lines = [f"{_shown(a)}  {a.size:>11,} bytes  sha256:{a.sha256[:16]}…  "
              f"{'rebuilt' if r else 'up to date (cached)'}" for a, r in zip(report.artifacts, report.rebuilt,
                                                                            strict=True)]
     n = sum(report.rebuilt)

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from . import __version__
 from .buildroot import build_root
-from .cache import Cache, sha256_file
+from .cache import Cache, remove_tree, sha256_file
 from .errors import StackcrateError, StaleLockError
 from .manifest import LoadedManifest
 from .model.artifacts import Artifact, ArtifactIndex, ArtifactSource
@@ -164,12 +164,12 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
     made = [(built, m) for built, ms in zip(builts, results, strict=False) for m in ms]
     artifacts = [artifact_entry(b, m) for b, m in made]
     rebuilt = [b.rebuilt or m.made for b, m in made]
-    files = [m.path for _, m in made]
+    files = [m for _, m in made]
     for sb in results[len(builts):]:
         for m in sb.made:
             artifacts.append(system_entry(sb, m, manifest, target))
             rebuilt.append(m.made)
-            files.append(m.path)
+            files.append(m)
     deliver(out_dir, files, artifacts)
     return BuildReport(out_dir, artifacts, rebuilt)
 
@@ -188,10 +188,28 @@ def _side_by_side(calls: list[Callable[[], Any]]) -> list[Any]:
             raise
 
 
+def _size(made: Made) -> int:
+    """An artifact's bytes: its file's; an image's, all its blobs' (manifest, config, layers)."""
+    if made.format != "oci":
+        return made.path.stat().st_size
+    from .package.oci import laid_out
+
+    manifest = laid_out(made.path).manifest
+    return made.path.stat().st_size + manifest["config"]["size"] + sum(d["size"] for d in manifest["layers"])
+
+
+def dist_name(made: Made) -> str:
+    """Where an artifact goes in the output folder: an image's manifest blob into the one OCI layout, the other
+    files at the top."""
+    from .package.oci import LAYOUT
+
+    return f"{LAYOUT}/blobs/sha256/{made.path.name}" if made.format == "oci" else made.path.name
+
+
 def system_entry(sb, made: Made, manifest: LoadedManifest, target) -> Artifact:
     return Artifact(
-        component=sb.name, version=sb.version, format=made.format, file=made.path.name,  # type: ignore[arg-type]
-        sha256=sha256_file(made.path), size=made.path.stat().st_size, install_path="/",
+        component=sb.name, version=sb.version, format=made.format, file=dist_name(made),  # type: ignore[arg-type]
+        sha256=sha256_file(made.path), size=_size(made), install_path="/",
         source=ArtifactSource(type="debian", revision=sb.version,
                               url=os.environ.get("STACKCRATE_DEBIAN_MIRROR") or target.mirror),
         series=manifest.model.series, target=target.name, source_date_epoch=sb.epoch, build_key=sb.key)
@@ -200,22 +218,26 @@ def system_entry(sb, made: Made, manifest: LoadedManifest, target) -> Artifact:
 def artifact_entry(built: BuiltComponent, made: Made) -> Artifact:
     src = built.locked.source
     return Artifact(
-        component=built.name, version=built.version, format=made.format, file=made.path.name,  # type: ignore
-        sha256=sha256_file(made.path), size=made.path.stat().st_size, install_path=built.install_path,
+        component=built.name, version=built.version, format=made.format, file=dist_name(made),  # type: ignore
+        sha256=sha256_file(made.path), size=_size(made), install_path=built.install_path,
         source=ArtifactSource(type=src.type, revision=built.locked.revision,
                               url=src.url if isinstance(src, LockedGit) else None,
                               ref=src.ref if isinstance(src, LockedGit) else None),
         series=built.series, target=built.target.name, source_date_epoch=built.epoch, build_key=built.key)
 
 
-def deliver(out_dir: Path, files: list[Path], artifacts: list[Artifact]) -> None:
-    """Copy the finished artifacts into out_dir, all at the end, each by an atomic rename; then the index.
-    Files the previous index listed that this build no longer makes are removed."""
+def deliver(out_dir: Path, made: list[Made], artifacts: list[Artifact]) -> None:
+    """Copy the finished artifacts into out_dir, all at the end, each by an atomic rename, the images into its
+    one OCI layout (each blob once: `oci.gather`); then the index. Files the previous index listed that this build
+    no longer makes are removed."""
+    from .package.oci import LAYOUT, gather
+
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         previous = {a.file for a in ArtifactIndex.load(out_dir).artifacts}
     except StackcrateError:
         previous = set()  # none yet, or not one we can read: we only remove what we listed ourselves
+    files = [m.path for m in made if m.format != "oci"]
     for f in files:
         dest = out_dir / f.name
         if dest.exists() and dest.stat().st_size == f.stat().st_size and sha256_file(dest) == sha256_file(f):
@@ -223,8 +245,22 @@ def deliver(out_dir: Path, files: list[Path], artifacts: list[Artifact]) -> None
         tmp = out_dir / f".{f.name}.tmp-{os.getpid()}"
         shutil.copyfile(f, tmp)
         tmp.replace(dest)
+    images = [m.path for m in made if m.format == "oci"]
+    layout = out_dir / LAYOUT
+    if images or layout.exists():
+        # made anew beside the old one, then swapped in: blobs no image uses any more go with the old one
+        new, old = out_dir / f".{LAYOUT}.new-{os.getpid()}", out_dir / f".{LAYOUT}.old-{os.getpid()}"
+        remove_tree(new)
+        if images:
+            gather(images, new)
+        if layout.exists():
+            layout.rename(old)
+        if images:
+            new.rename(layout)
+        remove_tree(old)
     for stale in previous - {f.name for f in files}:
-        (out_dir / stale).unlink(missing_ok=True)
+        if not stale.startswith(f"{LAYOUT}/"):
+            (out_dir / stale).unlink(missing_ok=True)
     ArtifactIndex(stackcrate=__version__, artifacts=artifacts).write(out_dir)
 
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import shutil
-import tarfile
 import time
 from pathlib import Path
 
 from .cache import remove_tree
 from .errors import StackcrateError
 from .model.artifacts import ArtifactIndex
-from .package.oci import archive_index
+from .package.oci import gather
 from .tools import ToolFailed, dpkg_deb, run, which
 
 
@@ -55,21 +53,9 @@ def yum_repo(rpms: list[Path], dest: Path, epoch: int) -> None:
         raise StackcrateError(f"createrepo_c failed:\n{exc.stderr.strip()[-1500:]}") from None
 
 
-def oci_layout(archives: list[Path], dest: Path) -> None:
-    """Merge the images' oci-archives into one layout; identical layers are stored once."""
-    (dest / "blobs" / "sha256").mkdir(parents=True)
-    manifests = []
-    for archive in sorted(archives):
-        with tarfile.open(archive) as tf:
-            for m in tf.getmembers():
-                if m.isfile() and m.name.startswith("blobs/sha256/"):
-                    target = dest / m.name
-                    if not target.exists():
-                        with tf.extractfile(m) as fh, open(target, "wb") as out:  # type: ignore[union-attr]
-                            shutil.copyfileobj(fh, out)
-            manifests += archive_index(tf)["manifests"]
-    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}, indent=2) + "\n")
+def oci_layout(manifests: list[Path], dest: Path) -> None:
+    """The images (their manifest blobs in the build's OCI layout) as one layout; each blob stored once."""
+    gather(manifests, dest)
 
 
 def publish(src: Path, dest: Path) -> dict:

@@ -153,17 +153,17 @@ def build(obj, d: Deployment, constraints_dir: str | None) -> None:
     for fmt in formats:
         found = artifacts(d, fmt)  # the manifest makes every artifact the services file needs
         if fmt == "oci":
-            data["images"] = _image_sizes(obj, {c: d.artifacts_dir / a.file for c, a in found.items()})
+            data["images"] = _image_sizes(obj, {c: d.artifacts_dir / a.file for c, a in found.items()})  # manifests
     n = sum(report.rebuilt)
     _finish(obj, _timer(obj)[1], "build", {"built": n > 0, "rebuilt": n, "artifacts": len(report.artifacts), **data},
             f"{n} of {len(report.artifacts)} artifact(s) built → {d.artifacts_dir}", t0)
 
 
-def _image_sizes(obj, archives: dict[str, Path]) -> dict:
+def _image_sizes(obj, manifests: dict[str, Path]) -> dict:
     """Each image's size and what all of them take once their shared layers are stored once, shown and returned."""
     from ..package.oci import image_sizes
 
-    sizes = image_sizes(archives)
+    sizes = image_sizes(manifests)
     for name, size in sorted(sizes.per_image.items()):
         obj.ui.info(f"  image {name:<22} {size / 1e6:8.1f} MB")
     info = sizes.to_json()

@@ -165,9 +165,10 @@ class Configuration(_Strict):
         "artifacts, which stackcrate unpacks) or debs (the .deb artifacts, installed by dpkg; `deploy -i` has apt "
         "install them on every host); checked against artifacts.json either way")
     images_from: Literal["archives", "engine"] = Field(
-        "archives", description="container backends: where the images come from: archives (the oci-archive "
-        "artifacts, which stackcrate copies into the engine's store) or engine (already in the engine's store: "
-        "`deploy -i` pulls them from the deploy host's registry); checked against the build either way")
+        "archives", description="container backends: where the images come from: archives (the image artifacts "
+        "in the artifacts folder's OCI layout, which stackcrate copies into the engine's store) or engine (already "
+        "in the engine's store: `deploy -i` pulls them from the deploy host's registry); checked against the build "
+        "either way")
     stop_timeout: float = Field(10, gt=0, le=600, description="Seconds to wait after SIGTERM before SIGKILL")
     engine: Engine = Field(default_factory=Engine, description="container backends only")
     ovs_datapath: Literal["auto", "netdev", "system"] = Field(

@@ -1,7 +1,7 @@
 """Container backend (podman, or docker by the same commands): every process of the deployment in a container
 of an image the build made, managed like the local backend's supervisord (same interface, see supervisor.py).
 
-- Images: each component's and backing service's `<name>-<version>.oci.tar` from artifacts.json is copied into
+- Images: each component's and backing service's image, from the artifacts folder's OCI layout, is copied into
   the engine's store by skopeo as `localhost/stackcrate/<name>:<version>`: nothing is pulled from a registry.
 - Processes: the same definitions as the local backend (processes.py). The program is the entrypoint, the
   arguments and environment are passed unchanged, what the process reads is mounted read-only and what it writes
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import StackcrateError
-from ..package.oci import archive_image_id, archive_ref_name, tag
+from ..package.oci import LaidOut, laid_out, tag
 from .config import Deployment
 from .install import artifacts
 from .processes import Call, ProcessDef, make_written_folders
@@ -49,17 +49,13 @@ HELD_IMAGES = "images.json"
 @dataclass(frozen=True)
 class Image:
     component: str
-    archive: Path | None  # the oci-archive in the artifacts folder; None: the engine's store holds it already
-    name: str             # what the engine calls it once copied in
-    held_id: str = ""     # images_from engine: the image ID (hex) the deploy host's build gave it
-
-    @property
-    def ref_name(self) -> str:
-        return archive_ref_name(self.archive) if self.archive else ""
+    laid_out: LaidOut | None  # the image in the artifacts folder's OCI layout; None: the engine's store holds it
+    name: str                 # what the engine calls it once copied in
+    held_id: str = ""         # images_from engine: the image ID (hex) the deploy host's build gave it
 
     @property
     def image_id(self) -> str:
-        return archive_image_id(self.archive) if self.archive else self.held_id
+        return self.laid_out.image_id if self.laid_out else self.held_id
 
 
 def images(d: Deployment) -> dict[str, Image]:
@@ -68,7 +64,7 @@ def images(d: Deployment) -> dict[str, Image]:
     named = {c: f"localhost/stackcrate/{c}:{tag(a.version)}" for c, a in found.items()}
     if d.config.images_from == "engine":
         return held_images(d, named)
-    return {c: Image(c, (d.artifacts_dir / a.file).resolve(), named[c]) for c, a in found.items()}
+    return {c: Image(c, laid_out((d.artifacts_dir / a.file).resolve()), named[c]) for c, a in found.items()}
 
 
 def held_images(d: Deployment, named: dict[str, str]) -> dict[str, Image]:
@@ -200,8 +196,8 @@ def call_input(call: Call) -> str | None:
 
 
 def load_commands(d: Deployment) -> list[list[str]]:
-    return [["skopeo", "copy", f"oci-archive:{i.archive}:{i.ref_name}", f"{ENGINE_STORE[d.backend]}:{i.name}"]
-            for i in images(d).values() if i.archive]
+    return [["skopeo", "copy", i.laid_out.source, f"{ENGINE_STORE[d.backend]}:{i.name}"]
+            for i in images(d).values() if i.laid_out]
 
 
 def dry_run(d: Deployment, procs: list[ProcessDef]) -> list[str]:
@@ -267,13 +263,13 @@ class Containers:
             holds = held.stdout.strip().removeprefix("sha256:") if held.returncode == 0 else ""
             if holds == i.image_id:
                 continue
-            if i.archive is None:
+            if i.laid_out is None:
                 raise StackcrateError(
                     f"{self.engine}'s store does not hold {i.name} as the deploy host built it (image ID "
                     f"{i.image_id[:12]}; {f'it holds {holds[:12]}' if holds else 'it has no such image'})",
                     hint="run `stackcrate deploy -i INVENTORY run` (or init) on the deploy host: it pulls the images "
                          "from its registry")
-            tools.run([tools.which("skopeo"), "copy", "--quiet", f"oci-archive:{i.archive}:{i.ref_name}",
+            tools.run([tools.which("skopeo"), "copy", "--quiet", i.laid_out.source,
                        f"{ENGINE_STORE[self.engine]}:{i.name}"], timeout=1800)
             copied.append(i.name)
         return copied

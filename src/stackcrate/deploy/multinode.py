@@ -17,7 +17,7 @@ connection to a host.
 
 A host with `stackcrate_backend: podman` (inventory) runs its processes in containers instead: it pulls the images
 it runs (nova's and OVN's on a compute host) by digest from the deploy host's registry (Debian's docker-registry,
-filled by `skopeo copy` from the oci-archive artifacts; deploy/registry.py), checks their image IDs, and its
+filled by `skopeo copy` from the artifacts' OCI layout; deploy/registry.py), checks their image IDs, and its
 stackcrate runs them as a one-node container deployment does (`images_from: engine`).
 """
 
@@ -41,6 +41,7 @@ from .. import tools
 from ..cache import Cache, digest_of, link_or_copy, sha256_file
 from ..errors import StackcrateError
 from ..model.artifacts import ArtifactIndex
+from ..package.oci import LaidOut
 from ..publish import apt_repo
 from . import containers, registry, secrets
 from .backing import CONTAINER_HOST_PACKAGES, HOST_PACKAGES
@@ -210,7 +211,7 @@ def host_debs(d: Deployment, host: Host) -> list[dict]:
 
 
 def host_images(d: Deployment, host: Host) -> dict[str, Image]:
-    """The images a podman host runs (nova's and OVN's on a compute host), from the deploy host's archives."""
+    """The images a podman host runs (nova's and OVN's on a compute host), from the deploy host's artifacts."""
     return containers.images(_as_host(d, host)) if host.backend == "podman" else {}
 
 
@@ -247,12 +248,13 @@ def host_vars(d: Deployment, cloud: Cloud, values: dict[str, str],
     return out
 
 
-def image_archives(d: Deployment, cloud: Cloud) -> dict[str, tuple[Path, str]]:
-    """component -> (its oci-archive, the name the engine gives it), for every image a podman host runs."""
-    out: dict[str, tuple[Path, str]] = {}
+def image_sources(d: Deployment, cloud: Cloud) -> dict[str, tuple[LaidOut, str]]:
+    """component -> (its image in the artifacts' OCI layout, the name the engine gives it), for every image a
+    podman host runs."""
+    out: dict[str, tuple[LaidOut, str]] = {}
     for host in cloud.runs("podman"):
         for c, image in host_images(d, host).items():
-            out[c] = (image.archive, image.name)  # type: ignore[assignment] - the deploy host's archives
+            out[c] = (image.laid_out, image.name)  # type: ignore[assignment] - the deploy host's artifacts
     return out
 
 
@@ -464,7 +466,7 @@ def run_verb(d: Deployment, inventory: Path, cache: Cache, args: list[str], prog
                 where = serving.enter_context(registry.served(d, address, cloud.repo_netns))
                 progress(f"registry {registry.folder(d)} served at http://{where}")
                 pushed = {p.component: p for p in
-                          registry.push(d, image_archives(d, cloud), where, cloud.repo_netns, progress)}
+                          registry.push(d, image_sources(d, cloud), where, cloud.repo_netns, progress)}
             extra = common_vars(d, cloud, cache, args, with_hosts=True, pushed=pushed)
             url = serving.enter_context(tools.serve_folder(Path(extra["stackcrate_repo"]), address, cloud.repo_netns))
             progress(f"apt repository {extra['stackcrate_repo']} served at {url}")

@@ -2,8 +2,8 @@
 
 While `deploy -i ... run | init` runs, Debian's docker-registry serves the images of the build from the
 deployment's state folder (state/ansible/registry: kept, so a second run pushes only what changed) over HTTP, at
-the address the hosts reach the deploy host at. `skopeo copy` puts each image the hosts need there from its
-oci-archive artifact, unchanged: its manifest digest is the one the archive holds, so a host pulls it by that
+the address the hosts reach the deploy host at. `skopeo copy` puts each image the hosts need there from the
+artifacts' OCI layout, unchanged: its manifest digest is the one artifacts.json names, so a host pulls it by that
 digest (skopeo checks every blob against it) and then checks the image ID (its config's digest) as well.
 """
 
@@ -21,7 +21,7 @@ import yaml
 
 from .. import tools
 from ..errors import StackcrateError
-from ..package.oci import archive_manifest_digest, archive_ref_name
+from ..package.oci import LaidOut
 from .config import Deployment
 
 PROGRAM = "docker-registry"
@@ -108,20 +108,19 @@ def served(d: Deployment, address: str, netns: str | None = None):
         _stop(pid)
 
 
-def push(d: Deployment, archives: dict[str, tuple[Path, str]], where: str, netns: str | None = None,
+def push(d: Deployment, images: dict[str, tuple[LaidOut, str]], where: str, netns: str | None = None,
          progress=print) -> list[Pushed]:
-    """Each component's oci-archive (component -> (archive, the name the hosts' engine gives it)) into the
-    registry at `where`; what the hosts pull. skopeo sends only the blobs the registry does not hold yet."""
+    """Each component's image (component -> (the image in the artifacts' OCI layout, the name the hosts' engine
+    gives it)) into the registry at `where`; what the hosts pull. skopeo sends only the blobs the registry does not
+    hold yet."""
     skopeo = tools.which("skopeo")
     out = []
-    for component, (archive, name) in sorted(archives.items()):
+    for component, (image, name) in sorted(images.items()):
         repo = f"{where}/stackcrate/{component}"
         t0 = time.monotonic()
         with tools.in_netns(netns):
-            tools.run([skopeo, "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests",
-                       f"oci-archive:{archive}:{archive_ref_name(archive)}",
+            tools.run([skopeo, "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests", image.source,
                        f"docker://{repo}:{name.rsplit(':', 1)[1]}"], timeout=1800)
-        digest, image_id = archive_manifest_digest(archive)
-        out.append(Pushed(component, name, f"{repo}@{digest}", image_id))
+        out.append(Pushed(component, name, f"{repo}@{image.digest}", image.image_id))
         progress(f"  image {name} in the registry ({time.monotonic() - t0:.1f}s)")
     return out

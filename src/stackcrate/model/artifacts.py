@@ -29,9 +29,9 @@ class Artifact(BaseModel):
     component: str
     version: str
     format: Format
-    file: str                     # name inside the output folder
+    file: str                     # name inside the output folder (an image: its manifest blob in images/)
     sha256: str
-    size: int
+    size: int                     # bytes (an image: of all its blobs)
     install_path: str
     source: ArtifactSource
     series: str

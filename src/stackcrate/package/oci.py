@@ -8,6 +8,10 @@ Layers, bottom up (gzip: umoci and docker-archive reject zstd):
   3. a component's venv (its deterministic tarball, uncompressed and re-gzipped), or, in a system image, what
      its own packages add on top of layer 2.
 Layer blobs are cached by content, so images share their lower layers byte for byte and a node stores them once.
+
+An image is delivered into the output folder's one OCI image layout (`LAYOUT`, see `gather`): each blob once,
+whichever images hold it; artifacts.json names an image by its manifest blob there, whose sha256 is the image's
+manifest digest and pins every other blob of it.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from ..targets import Target
 from ..ui import UI
 from . import Made, cached, sbom, sysdeps
 
-OCI_FORMAT = 2
+OCI_FORMAT = 3
 GZ_LEVEL = 6
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+LAYOUT = "images"  # the output folder's OCI image layout
 
 
 class _Hashing:
@@ -218,19 +223,17 @@ def make(built: BuiltComponent, cache: Cache, ui: UI, shared: Sequence[str] = ()
         layers, _, history = system_layers(built.target, [packages], cache)
     layers.append(venv)
     history.append(f"venv: {built.install_path}")
-    fname = f"{built.name}-{built.version}.oci.tar"
+    ref = f"{built.name}-{built.version}"
 
     def build(out: Path) -> None:
-        with ui.step(f"Writing {fname}"):
-            layout = out / "layout"
+        with ui.step(f"Writing the {ref} image"):
             config = image_config(built, layers, history)
-            write_layout(config, f"{built.name}-{built.version}", built.epoch, layers, cache, layout)
-            write_archive(layout, out / fname, built.epoch)
-            sbom.write(built, deps, out / f"{fname}.cdx.json", fname)
+            write_layout(config, ref, built.epoch, layers, cache, out / "layout")
+            sbom.write(built, deps, out / f"{ref}.oci.cdx.json", f"{LAYOUT}:{ref}")
 
     inputs = {"v": OCI_FORMAT, "build": built.key, "layers": layers, "deps": deps.to_json(), "order": deps.names}
     entry, made = cached(cache, "oci", inputs, build)
-    return [Made("oci", entry / fname, made), Made("sbom", entry / f"{fname}.cdx.json", made)]
+    return [Made("oci", manifest_blob(entry / "layout"), made), Made("sbom", entry / f"{ref}.oci.cdx.json", made)]
 
 
 @dataclass(frozen=True)
@@ -272,17 +275,16 @@ def make_system(spec: SystemImage, target: Target, stack: Sequence[Sequence[str]
     config = config_document(epoch, [spec.entrypoint], [], "/", ["LANG=C.UTF-8"], labels, layers, history)
     key = digest_of({"v": OCI_FORMAT, "config": config, "packages": sorted(packages.items())})
     ref = f"{spec.name}-{tag(version)}"
-    fname = f"{ref}.oci.tar"
 
     def build(out: Path) -> None:
-        with ui.step(f"Writing {fname}"):
+        with ui.step(f"Writing the {ref} image"):
             write_layout(config, ref, epoch, layers, cache, out / "layout")
-            write_archive(out / "layout", out / fname, epoch)
-            sbom.write_debian(spec.name, version, packages, target, epoch, out / f"{fname}.cdx.json", fname)
+            sbom.write_debian(spec.name, version, packages, target, epoch, out / f"{ref}.oci.cdx.json",
+                              f"{LAYOUT}:{ref}")
 
     entry, made = cached(cache, "oci-system", {"key": key}, build)
-    return SystemBuilt(spec.name, version, key, epoch,
-                       [Made("oci", entry / fname, made), Made("sbom", entry / f"{fname}.cdx.json", made)])
+    return SystemBuilt(spec.name, version, key, epoch, [Made("oci", manifest_blob(entry / "layout"), made),
+                                                        Made("sbom", entry / f"{ref}.oci.cdx.json", made)])
 
 
 def config_document(epoch: int, entry: list[str], cmd: list[str], workdir: str, env: list[str], labels: dict,
@@ -365,67 +367,66 @@ def write_layout(config: dict, ref: str, epoch: int, layers: list[dict], cache: 
     return mdesc
 
 
-def write_archive(layout: Path, out: Path, epoch: int) -> None:
-    """oci-archive: the layout as a plain tar, sorted, owned by root, mtimes at epoch."""
-    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tf:
-        for p in walk_sorted(layout):
-            info = tf.gettarinfo(str(p), p.relative_to(layout).as_posix())
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.mtime = epoch
-            info.mode = 0o755 if info.isdir() else 0o644
-            if info.isreg():
-                with open(p, "rb") as fh:
-                    tf.addfile(info, fh)
-            else:
-                tf.addfile(info)
+def manifest_blob(layout: Path) -> Path:
+    """The manifest blob of the one image in a layout written by write_layout."""
+    index = json.loads((layout / "index.json").read_bytes())
+    return layout / "blobs/sha256" / index["manifests"][0]["digest"].split(":", 1)[1]
 
 
-def archive_index(tf: tarfile.TarFile) -> dict:
-    """The index.json of an open oci-archive."""
-    return json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class LaidOut:
+    """One image of an OCI image layout: where skopeo copies it from, and what identifies it."""
+    layout: Path
+    ref: str              # its org.opencontainers.image.ref.name in the layout's index.json
+    digest: str           # its manifest's, "sha256:...": what a registry knows it by
+    image_id: str         # its config's sha256 (hex): the ID container engines give it
+    index_entry: dict     # its descriptor in the layout's index.json
+    manifest: dict
+
+    @property
+    def source(self) -> str:
+        return f"oci:{self.layout}:{self.ref}"
+
+    @property
+    def blobs(self) -> list[str]:
+        """The digests of every blob of the image: manifest, config, layers."""
+        return [self.digest, self.manifest["config"]["digest"], *(d["digest"] for d in self.manifest["layers"])]
 
 
-def archive_ref_name(archive: Path) -> str:
-    """The ref name of the one image in an oci-archive written by write_archive."""
+def laid_out(manifest: Path) -> LaidOut:
+    """The image whose manifest blob is `manifest` (LAYOUT/blobs/sha256/<hex>, as artifacts.json names it)."""
+    layout = manifest.parents[2]
+    digest = f"sha256:{manifest.name}"
     try:
-        with tarfile.open(archive) as tf:
-            return archive_index(tf)["manifests"][0]["annotations"][REF_NAME]
-    except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
-        raise StackcrateError(f"{archive} is not an OCI image archive built by stackcrate",
+        raw = manifest.read_bytes()
+        if hashlib.sha256(raw).hexdigest() != manifest.name:
+            raise StackcrateError(f"{manifest} was altered: its sha256 is not the one it is named by",
+                                  hint="build the images again (`stackcrate build --format oci`)")
+        data = json.loads(raw)
+        entry = next(m for m in json.loads((layout / "index.json").read_bytes())["manifests"]
+                     if m["digest"] == digest)
+        return LaidOut(layout, entry["annotations"][REF_NAME], digest, data["config"]["digest"].split(":", 1)[1],
+                       entry, data)
+    except (OSError, StopIteration, KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise StackcrateError(f"{manifest} is not the manifest of an image in an OCI layout built by stackcrate",
                               hint="build it again (`stackcrate build --format oci`)") from None
 
 
-def _descriptor_and_manifest(archive: Path) -> tuple[dict, dict]:
-    try:
-        with tarfile.open(archive) as tf:
-            mdesc = archive_index(tf)["manifests"][0]
-            return mdesc, json.load(tf.extractfile("blobs/sha256/" + mdesc["digest"].split(":", 1)[1]))  # type: ignore
-    except (OSError, tarfile.TarError, KeyError, IndexError, TypeError, ValueError, AttributeError):
-        raise StackcrateError(f"{archive} is not an OCI image archive built by stackcrate",
-                              hint="build it again (`stackcrate build --format oci`)") from None
-
-
-def archive_manifest(archive: Path) -> dict:
-    """The image manifest of the one image in an oci-archive written by write_archive."""
-    return _descriptor_and_manifest(archive)[1]
-
-
-def archive_manifest_digest(archive: Path) -> tuple[str, str]:
-    """The manifest digest ("sha256:...", what a registry knows the image by) and the image ID (hex) of the
-    image in an oci-archive."""
-    mdesc, manifest = _descriptor_and_manifest(archive)
-    return mdesc["digest"], manifest["config"]["digest"].split(":", 1)[1]
-
-
-def archive_layers(archive: Path) -> list[tuple[str, int]]:
-    """(digest, size) of every layer of the image in an oci-archive, bottom up."""
-    return [(d["digest"], d["size"]) for d in archive_manifest(archive)["layers"]]
-
-
-def archive_image_id(archive: Path) -> str:
-    """The image ID engines give the image in an oci-archive (the sha256 of its config, hex)."""
-    return archive_manifest(archive)["config"]["digest"].split(":", 1)[1]
+def gather(manifests: list[Path], dest: Path) -> None:
+    """One OCI image layout at dest (a new folder) of the images whose manifest blobs are given: each blob once,
+    a hard link where the filesystem allows; the index lists the images by ref name."""
+    (dest / "blobs/sha256").mkdir(parents=True)
+    entries = {}
+    for manifest in manifests:
+        image = laid_out(manifest)
+        for digest in image.blobs:
+            hexd = digest.split(":", 1)[1]
+            if not (dest / "blobs/sha256" / hexd).exists():
+                link_or_copy(image.layout / "blobs/sha256" / hexd, dest / "blobs/sha256" / hexd)
+        entries[image.ref] = image.index_entry
+    index = {"schemaVersion": 2, "manifests": [entries[ref] for ref in sorted(entries)]}
+    (dest / "index.json").write_bytes(_json(index))
+    (dest / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
 
 
 @dataclass(frozen=True)
@@ -439,9 +440,11 @@ class ImageSizes:
                 "unique_percent": round(100 * self.unique / self.summed, 1) if self.summed else 0.0}
 
 
-def image_sizes(archives: dict[str, Path]) -> ImageSizes:
-    """Compressed layer bytes of each image, summed and unique (layers shared between images counted once)."""
-    layers = {name: archive_layers(path) for name, path in archives.items()}
+def image_sizes(manifests: dict[str, Path]) -> ImageSizes:
+    """Compressed layer bytes of each image (name -> its manifest blob), summed and unique (layers shared between
+    images counted once)."""
+    layers = {name: [(d["digest"], d["size"]) for d in laid_out(path).manifest["layers"]]
+              for name, path in manifests.items()}
     unique = dict(lay for image in layers.values() for lay in image)
     per = {name: sum(size for _, size in image) for name, image in layers.items()}
     return ImageSizes(per, sum(per.values()), sum(unique.values()))

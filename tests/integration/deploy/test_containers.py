@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stackcrate.package.oci import laid_out
 from tests.integration.deploy.conftest import (
     ALL,
     STOP_TIMEOUT,
@@ -155,15 +156,15 @@ def test_images_are_built_here_share_their_layers_and_carry_an_sbom(up):
     listed = {c["name"]: c["version"] for c in sbom["components"]}
     assert listed["mariadb-server"] == mariadb["version"] and "libc6" in listed
     # what runs is what was built: each container's image in the engine's store has the config and the layers of
-    # the archive in dist, with no registry in between
+    # the image in dist's OCI layout, with no registry in between
     info = json.loads(podman("image", "inspect", containers(up)["mariadb"]["Image"]).stdout)[0]
     assert info["Labels"]["org.opencontainers.image.version"] == mariadb["version"]
-    archives = {a["component"]: up.dist / a["file"] for a in index if a["format"] == "oci"}
+    sources = {a["component"]: laid_out(up.dist / a["file"]).source for a in index if a["format"] == "oci"}
     for name, c in containers(up).items():
         stored = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"containers-storage:{c['Image']}"],
                                            capture_output=True, text=True, timeout=120, check=True).stdout)
         component = c["Labels"].get("org.opencontainers.image.title")
-        built = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{archives[component]}"],
+        built = json.loads(subprocess.run(["skopeo", "inspect", "--raw", sources[component]],
                                           capture_output=True, text=True, timeout=120, check=True).stdout)
         assert stored["config"]["digest"] == built["config"]["digest"], name
         assert [d["digest"] for d in stored["layers"]] == [d["digest"] for d in built["layers"]], name

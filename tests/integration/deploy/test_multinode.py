@@ -143,10 +143,10 @@ def test_each_host_runs_its_services_from_the_packages_apt_fetched_from_the_depl
 
 
 def test_node3_runs_its_processes_in_containers_of_the_images_the_deploy_host_built(cloud):
-    from stackcrate.package.oci import archive_manifest_digest
+    from stackcrate.package.oci import laid_out
 
     index = json.loads((cloud.artifacts / "artifacts.json").read_text())
-    built = {a["component"]: archive_manifest_digest(cloud.artifacts / a["file"])
+    built = {a["component"]: (lambda i: (i.digest, i.image_id))(laid_out(cloud.artifacts / a["file"]))
              for a in index["artifacts"] if a["format"] == "oci" and a["component"] in ("nova", "ovn")}
     running = json.loads(cloud.node("node3", "podman", "ps", "--format", "json"))
     by_process = {c["Labels"]["stackcrate.process"]: c for c in running}

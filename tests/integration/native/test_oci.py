@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tarfile
 
-from stackcrate.package.oci import archive_ref_name
+from stackcrate.package.oci import laid_out
 from tests.fixtures import pbr_project
 from tests.integration.conftest import chroot
 
@@ -19,24 +18,20 @@ def run(*argv):
 
 
 def test_image_unpacks_copies_inspects_and_runs(native, tmp_path):
-    archive = native["files"]["oci"]
-    layout = tmp_path / "layout"
-    layout.mkdir()
-    with tarfile.open(archive) as tf:
-        tf.extractall(layout, filter="tar")
-    ref = "keystone-29.1.0"
-    assert archive_ref_name(archive) == ref  # the source `deploy run --backend podman` copies the image from
+    image = laid_out(native["files"]["oci"])  # artifacts.json names the image's manifest blob in dist/images
+    layout, ref = image.layout, "keystone-29.1.0"
+    assert (layout, image.ref) == (native["dir"] / "images", ref)  # what `deploy run --backend podman` copies
     bundle = tmp_path / "bundle"
     run("umoci", "unpack", "--image", f"{layout}:{ref}", bundle)
-    run("skopeo", "copy", f"oci-archive:{archive}:{ref}", f"docker-archive:{tmp_path / 'k.tar'}:keystone:29.1.0")
+    run("skopeo", "copy", image.source, f"docker-archive:{tmp_path / 'k.tar'}:keystone:29.1.0")
     assert (tmp_path / "k.tar").stat().st_size > 100_000_000
-    info = json.loads(run("skopeo", "inspect", f"oci-archive:{archive}:{ref}").stdout)
+    info = json.loads(run("skopeo", "inspect", image.source).stdout)
     labels = info["Labels"]
     assert labels["org.opencontainers.image.version"] == "29.1.0"
     assert labels["org.opencontainers.image.source"].startswith("https://pypi.org/project/keystone/")
     assert labels["org.opencontainers.image.revision"]
     assert labels["org.opencontainers.image.created"].startswith("20")
-    config = json.loads(run("skopeo", "inspect", "--config", f"oci-archive:{archive}:{ref}").stdout)["config"]
+    config = json.loads(run("skopeo", "inspect", "--config", image.source).stdout)["config"]
     assert config["Entrypoint"] == ["/opt/openstack/keystone-29.1.0/bin/keystone-manage"]
     assert config["WorkingDir"] == "/opt/openstack/keystone-29.1.0"
     rootfs = bundle / "rootfs"
@@ -55,6 +50,16 @@ def test_images_from_one_lock_share_lower_layers(stackcrate, native, tmp_path):
                         + f'  - name: fixture-svc\n    git: {{url: "{svc}", ref: "1.2.0"}}\n')
     res = stackcrate("build", "-m", manifest, "--format", "oci", "--out", tmp_path / "dist")
     assert res.returncode == 0, res.stderr
+    # dist/ holds the two images in one OCI layout: every blob once, the shared layers too
+    dist = tmp_path / "dist"
+    assert not list(dist.glob("*.tar")) and sorted(p.name for p in dist.iterdir()) == [
+        "artifacts.json", "fixture-svc-1.2.0.oci.cdx.json", "images", "keystone-29.1.0.oci.cdx.json"]
+    shown = [laid_out(dist / a["file"]) for a in json.loads((dist / "artifacts.json").read_text())["artifacts"]
+             if a["format"] == "oci"]
+    assert sorted(i.ref for i in shown) == ["fixture-svc-1.2.0", "keystone-29.1.0"]
+    blobs = {d for i in shown for d in i.blobs}
+    assert len(blobs) == 2 * 5 - 2  # manifest, config and the venv each; base and system-package layers shared
+    assert sorted(p.name for p in (dist / "images/blobs/sha256").iterdir()) == sorted(d[7:] for d in blobs)
     res = stackcrate("publish", "--from", tmp_path / "dist", "--out", tmp_path / "repo")
     assert res.returncode == 0, res.stderr
     layout = tmp_path / "repo" / "oci"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -22,26 +21,35 @@ IMAGES = {"mariadb": "1:10.11.6-0+deb12u1", "rabbitmq": "3.10.8-1.1+deb12u1", "m
           "haproxy": "2.6.12-1+deb12u1", "ovn": "23.03.1-1~deb12u2"}
 
 
-def fake_oci_archive(path: Path, ref_name: str) -> None:
-    """An oci-archive holding only its index (the part the container backend reads)."""
-    index = json.dumps({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "0" * 64, "size": 1,
-        "annotations": {"org.opencontainers.image.ref.name": ref_name}}]}).encode()
-    with tarfile.open(path, "w") as tf:
-        info = tarfile.TarInfo("index.json")
-        info.size = len(index)
-        tf.addfile(info, io.BytesIO(index))
+def fake_image(out: Path, ref_name: str) -> Path:
+    """An image in out's OCI layout (images/) with only its manifest (the part the container backend reads): its
+    manifest blob, named by its sha256 as artifacts.json names an image."""
+    layout = out / "images"
+    (layout / "blobs/sha256").mkdir(parents=True, exist_ok=True)
+    config = hashlib.sha256(ref_name.encode()).hexdigest()  # the image ID: one per image
+    manifest = json.dumps({"schemaVersion": 2, "config": {"digest": f"sha256:{config}", "size": 1},
+                           "layers": [{"digest": "sha256:" + "1" * 64, "size": 1000}]}).encode()
+    digest = hashlib.sha256(manifest).hexdigest()
+    (layout / "blobs/sha256" / digest).write_bytes(manifest)
+    index = json.loads((layout / "index.json").read_text()) if (layout / "index.json").exists() else {
+        "schemaVersion": 2, "manifests": []}
+    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "digest": f"sha256:{digest}", "size": len(manifest),
+                               "annotations": {"org.opencontainers.image.ref.name": ref_name}})
+    (layout / "index.json").write_text(json.dumps(index))
+    return layout / "blobs/sha256" / digest
 
 
 def _entry(name: str, version: str, fmt: str, path: Path) -> Artifact:
-    return Artifact(component=name, version=version, format=fmt, file=path.name, sha256="0" * 64,
+    file = path.relative_to(path.parents[3]).as_posix() if fmt == "oci" else path.name  # images/blobs/sha256/...
+    return Artifact(component=name, version=version, format=fmt, file=file, sha256="0" * 64,
                     size=path.stat().st_size, install_path=f"/opt/openstack/{name}-{version}",
                     source=ArtifactSource(type="pypi", revision=version), series="2026.1", target="debian-bookworm",
                     source_date_epoch=1700000000, build_key="k" * 64)
 
 
 def fake_artifacts(out: Path, skip: tuple[str, ...] = ()) -> Path:
-    """artifacts.json listing a tarball and an OCI archive per component (neither a real one)."""
+    """artifacts.json listing a tarball and an OCI image per component (neither a real one)."""
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     for name, version in COMPONENTS.items():
@@ -49,15 +57,13 @@ def fake_artifacts(out: Path, skip: tuple[str, ...] = ()) -> Path:
             continue
         tar = out / f"{name}-{version}.tar.zst"
         tar.write_bytes(b"not a real artifact")
-        oci = out / f"{name}-{version}.oci.tar"
-        fake_oci_archive(oci, f"{name}-{version}")
+        oci = fake_image(out, f"{name}-{version}")
         entries += [_entry(name, version, "tar", tar), _entry(name, version, "oci", oci)]
     for name, version in IMAGES.items():
         if name in skip:
             continue
         safe = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in version)  # an OCI tag: no : or +
-        oci = out / f"{name}-{safe}.oci.tar"
-        fake_oci_archive(oci, f"{name}-{safe}")
+        oci = fake_image(out, f"{name}-{safe}")
         entries.append(_entry(name, version, "oci", oci).model_copy(update={"install_path": "/"}))
     ArtifactIndex(stackcrate="test", artifacts=entries).write(out)
     return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import socket
-import tarfile
 from pathlib import Path
 
 import yaml
@@ -98,20 +97,22 @@ def test_container_dry_run_loads_the_built_images_and_runs_every_process_from_th
     cmds = [shlex.split(c) for c in json.loads(res.stdout)["commands"]]
     d = yaml.safe_load(dep["services"].read_text())
     state = str(dep["state"].resolve())
-    # first, every built OCI archive the deployment runs (as listed in artifacts.json) is copied into podman's store
+    # first, every built image the deployment runs (as listed in artifacts.json) is copied into podman's store, from
+    # the artifacts' OCI layout
     ocis = {a["component"]: a for a in json.loads((dep["dist"] / "artifacts.json").read_text())["artifacts"]
             if a["format"] == "oci"}
     loads = [c for c in cmds if c[0] == "skopeo"]
     assert cmds[:len(loads)] == loads
     loaded = {}
+    layout = (dep["dist"] / "images").resolve()
+    index = json.loads((layout / "index.json").read_text())
+    refs = {m["digest"].split(":")[1]: m["annotations"]["org.opencontainers.image.ref.name"]
+            for m in index["manifests"]}
     for c in loads:
-        assert c[:2] == ["skopeo", "copy"] and c[2].startswith("oci-archive:") and c[3].startswith("containers-")
-        archive, ref_name = c[2].removeprefix("oci-archive:").rsplit(":", 1)
-        with tarfile.open(archive) as tf:  # the ref name really is the one of the image in that archive
-            index = json.load(tf.extractfile("index.json"))
-        assert ref_name == index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
-        loaded[Path(archive)] = c[3].removeprefix("containers-storage:")
-    assert set(loaded) == {(dep["dist"] / a["file"]).resolve() for a in ocis.values()}  # backing images too
+        assert c[:2] == ["skopeo", "copy"] and c[2].startswith(f"oci:{layout}:") and c[3].startswith("containers-")
+        loaded[c[2].rsplit(":", 1)[1]] = c[3].removeprefix("containers-storage:")
+    # each by the ref name its manifest (the artifact) has in the layout; the backing images too
+    assert set(loaded) == {refs[Path(a["file"]).name] for a in ocis.values()}
     assert not any("docker.io" in " ".join(c) for c in cmds)  # nothing from a registry
     runs = cmds[len(loads):]
     by_name = {c[c.index("--name") + 1].split("-", 2)[2]: c for c in runs}
@@ -121,7 +122,7 @@ def test_container_dry_run_loads_the_built_images_and_runs_every_process_from_th
                             "nova-scheduler", "nova-compute", "horizon"}
     for name, svc in d["services"].items():
         oci = ocis[svc["component"]]
-        image = loaded[(dep["dist"] / oci["file"]).resolve()]
+        image = loaded[refs[Path(oci["file"]).name]]
         assert image.endswith(f"/{svc['component']}:{oci['version']}")
         procs = [f"nova-{p}" for p in svc["processes"]] if name == "nova" else [name]
         procs += ["neutron-ovn-maintenance-worker"] if name == "neutron" else []
@@ -138,13 +139,13 @@ def test_container_dry_run_loads_the_built_images_and_runs_every_process_from_th
         assert f"127.0.0.1:{svc['backend_port']}" in api  # the port as configured
     mariadb = by_name["mariadb"]
     assert mariadb[mariadb.index("--entrypoint") + 1] == "/usr/sbin/mariadbd"
-    assert loaded[(dep["dist"] / ocis["mariadb"]["file"]).resolve()] in mariadb
+    assert loaded[refs[Path(ocis["mariadb"]["file"]).name]] in mariadb
     assert f"--port={d['backing']['mariadb']['port']}" in mariadb
     assert f"{state}/data/mariadb:{state}/data/mariadb:rw" in mariadb
     epmd = by_name["epmd"]
-    assert loaded[(dep["dist"] / ocis["rabbitmq"]["file"]).resolve()] in epmd  # epmd comes with RabbitMQ
+    assert loaded[refs[Path(ocis["rabbitmq"]["file"]).name]] in epmd  # epmd comes with RabbitMQ
     # OVN from its own image; ovs-vswitchd in the deployment's network namespace, with the tun device it opens
-    ovn_image = loaded[(dep["dist"] / ocis["ovn"]["file"]).resolve()]
+    ovn_image = loaded[refs[Path(ocis["ovn"]["file"]).name]]
     assert all(ovn_image in by_name[n] for n in ("ovn-nb-db", "ovn-sb-db", "ovn-northd", "openvswitch-db",
                                                   "ovs-vswitchd", "ovn-controller"))
     vswitchd = by_name.pop("ovs-vswitchd")

@@ -19,6 +19,7 @@ from stackcrate.errors import StackcrateError
 from stackcrate.lab.lab import BASE_PACKAGES, DEPLOY_PACKAGES
 from stackcrate.tools import serve_folder
 from tests.conftest import REPO
+from tests.unit.deploy.conftest import fake_image
 
 EXAMPLE = REPO / "examples" / "deploy"
 
@@ -209,9 +210,9 @@ def test_a_podman_compute_host_pulls_novas_and_ovns_images_and_gets_no_debs(d):
 
     index = json.loads((d.artifacts_dir / "artifacts.json").read_text())
     for c in ("nova", "keystone", "ovn", "mariadb"):
-        (d.artifacts_dir / f"{c}.oci.tar").write_bytes(b"x")
+        manifest = fake_image(d.artifacts_dir, f"{c}-1.0_x")
         index["artifacts"].append({**index["artifacts"][0], "component": c, "format": "oci",
-                                   "file": f"{c}.oci.tar", "version": "1.0+x"})
+                                   "file": manifest.relative_to(d.artifacts_dir).as_posix(), "version": "1.0+x"})
     (d.artifacts_dir / "artifacts.json").write_text(json.dumps(index))
     cloud = cloud_of(Path("hosts.yml"), _with_podman_node3(THREE))
     pushed = {c: Pushed(c, f"localhost/stackcrate/{c}:1.0_x", f"10.99.0.1:5000/stackcrate/{c}@sha256:{c}", c * 3)
@@ -231,9 +232,9 @@ def test_a_host_running_images_the_engine_holds_checks_them_against_images_json(
     from stackcrate.deploy.containers import HELD_IMAGES, images
 
     index = json.loads((d.artifacts_dir / "artifacts.json").read_text())
-    for c in ("nova", "ovn"):  # the archives stay on the deploy host: not in this artifacts folder
+    for c in ("nova", "ovn"):  # the images stay on the deploy host: not in this artifacts folder
         index["artifacts"].append({**index["artifacts"][0], "component": c, "format": "oci",
-                                   "file": f"{c}.oci.tar", "version": "1.0"})
+                                   "file": f"images/blobs/sha256/{c}", "version": "1.0"})
     (d.artifacts_dir / "artifacts.json").write_text(json.dumps(index))
     conf = yaml.safe_load(d.config_path.read_text())
     conf.update(backend="podman", images_from="engine",
@@ -248,7 +249,7 @@ def test_a_host_running_images_the_engine_holds_checks_them_against_images_json(
     with pytest.raises(StackcrateError, match="does not list the images artifacts.json names for: nova"):
         images(host)
     held.write_text(json.dumps(listed))
-    assert {c: (i.archive, i.name, i.image_id) for c, i in images(host).items()} == {
+    assert {c: (i.laid_out, i.name, i.image_id) for c, i in images(host).items()} == {
         "nova": (None, "localhost/stackcrate/nova:1.0", "nova"), "ovn": (None, "localhost/stackcrate/ovn:1.0", "ovn")}
 
 
