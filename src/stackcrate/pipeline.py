@@ -252,7 +252,11 @@ def deliver(out_dir: Path, made: list[Made], artifacts: list[Artifact]) -> None:
         new, old = out_dir / f".{LAYOUT}.new-{os.getpid()}", out_dir / f".{LAYOUT}.old-{os.getpid()}"
         remove_tree(new)
         if images:
-            gather(images, new)
+            try:
+                gather(images, new)
+            except BaseException:
+                remove_tree(new)
+                raise
         if layout.exists():
             layout.rename(old)
         if images:
