@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stackcrate.package.oci import laid_out
+from stackcrate.package.oci import laid_out, tag
 from tests.integration.deploy.conftest import (
     ALL,
     STOP_TIMEOUT,
@@ -152,7 +152,10 @@ def test_images_are_built_here_share_their_layers_and_carry_an_sbom(up):
     index = json.loads((up.dist / "artifacts.json").read_text())["artifacts"]
     mariadb = next(a for a in index if a["component"] == "mariadb" and a["format"] == "oci")
     assert mariadb["source"]["type"] == "debian" and mariadb["version"] == mariadb["source"]["revision"]
-    sbom = json.loads((up.dist / (mariadb["file"] + ".cdx.json")).read_text())
+    # its SBOM beside the image layout, named by the image's ref
+    sbom_file = next(a["file"] for a in index if a["component"] == "mariadb" and a["format"] == "sbom")
+    assert sbom_file == f"mariadb-{tag(mariadb['version'])}.oci.cdx.json"
+    sbom = json.loads((up.dist / sbom_file).read_text())
     listed = {c["name"]: c["version"] for c in sbom["components"]}
     assert listed["mariadb-server"] == mariadb["version"] and "libc6" in listed
     # what runs is what was built: each container's image in the engine's store has the config and the layers of
