@@ -53,11 +53,6 @@ def yum_repo(rpms: list[Path], dest: Path, epoch: int) -> None:
         raise StackcrateError(f"createrepo_c failed:\n{exc.stderr.strip()[-1500:]}") from None
 
 
-def oci_layout(manifests: list[Path], dest: Path) -> None:
-    """The images (their manifest blobs in the build's OCI layout) as one layout; each blob stored once."""
-    gather(manifests, dest)
-
-
 def publish(src: Path, dest: Path) -> dict:
     """Write dest/apt, dest/yum and dest/oci from the .deb, .rpm and OCI artifacts listed in src/artifacts.json."""
     index = ArtifactIndex.load(src)
@@ -71,7 +66,7 @@ def publish(src: Path, dest: Path) -> dict:
     epoch = max((a.source_date_epoch for a in index.artifacts), default=0)
     done = {}
     dest.mkdir(parents=True, exist_ok=True)
-    for name, fmt, fn in (("apt", "deb", apt_repo), ("yum", "rpm", yum_repo), ("oci", "oci", oci_layout)):
+    for name, fmt, fn in (("apt", "deb", apt_repo), ("yum", "rpm", yum_repo), ("oci", "oci", gather)):
         if fmt not in by_fmt:
             continue
         tmp = dest / f".{name}.tmp"
