@@ -94,10 +94,10 @@ class Call:
 
 def make_written_folders(p: ProcessDef | Call) -> None:
     """The folders a process or command writes exist before it runs (`rm` removes run/; a container engine
-    refuses a missing mount source)."""
+    refuses a missing mount source). Processes started side by side may share one (ovn's run folder): a folder
+    another made meanwhile is fine."""
     for path in map(Path, p.writes):
-        if not path.exists():
-            path.mkdir(mode=0o700, parents=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 class Runner(Protocol):

@@ -59,3 +59,17 @@ def test_what_needs_a_process_that_failed_is_not_started_and_the_failure_is_rais
     with pytest.raises(StackcrateError, match="conductor did not become healthy"):
         run(launched, {}, fail="conductor")
     assert "slow-api" in launched and "compute" not in launched
+
+
+def test_a_written_folder_another_process_made_meanwhile_is_no_error(tmp_path, monkeypatch):
+    """ovn-northd and ovn-controller write the same run folder and start side by side: the one that looks second
+    may find it missing and then made by the other before its own mkdir (CI saw FileExistsError)."""
+    from pathlib import Path
+
+    from stackcrate.deploy.processes import make_written_folders
+
+    shared = tmp_path / "run" / "ovn"
+    shared.mkdir(parents=True)
+    monkeypatch.setattr(Path, "exists", lambda self: False)  # it looked before the other one made it
+    make_written_folders(ProcessDef("ovn-controller", "backing", "/bin/true", (), writes=(str(shared),)))
+    assert shared.is_dir()
