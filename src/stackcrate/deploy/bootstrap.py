@@ -10,10 +10,13 @@ import pwd
 import re
 from pathlib import Path
 
+from .. import tools
 from ..cache import digest_of
 from ..errors import StackcrateError
+from . import one_interpreter
 from .config import Deployment
 from .layout import Layout
+from .one_interpreter import Step
 from .openstack import SERVICES, Command, Sql
 from .processes import Call, Runner
 
@@ -80,34 +83,88 @@ def management_call(lay: Layout, service: str, argv: list[str], env: dict[str, s
 
 
 def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_only: bool = False) -> None:
-    """Migrations and setup of one service, in the table's order. files_only: only the commands that make files
-    from the venv and the settings (`unless_same`), e.g. after a rollback put back the old release's databases."""
+    """Migrations and setup of one service, in the table's order; the commands between two Sql steps run in one
+    interpreter (one_interpreter). files_only: only the commands that make files from the venv and the settings
+    (`unless_same`), e.g. after a rollback put back the old release's databases."""
     from .backing import sql
 
     stamped_ran = False  # once a stamped command ran, the stamped ones after it run too (they build on it)
-    for cmd in SERVICES[service].sync:
-        if files_only and (isinstance(cmd, Sql) or cmd.unless_same is None):
+    for group in _between_sql(SERVICES[service].sync):
+        if isinstance(group, Sql):
+            if not files_only and (group.if_table is None or _table_exists(lay.d, group.if_table, runner)):
+                sql(lay.d, "\n".join(fill(s, {}) for s in group.statements) + "\n", runner)
             continue
+        todo: list[tuple[Step, Path | None, str]] = []
+        for cmd in group:
+            if files_only and cmd.unless_same is None:
+                continue
+            if cmd.unless_sql and _answer(lay.d, cmd.unless_sql, runner):
+                continue
+            argv, env = command_argv(lay, service, cmd)
+            stamp, key = _stamp(lay, service, cmd, argv)
+            if stamp is not None:
+                if not stamped_ran and stamp.is_file() and stamp.read_text() == key:
+                    continue
+                stamped_ran = True
+            todo.append((Step(tuple(argv), tuple(sorted(env.items())), cmd.ok_exit), stamp, key))
+        _run_steps(lay, service, runner, [step for step, _, _ in todo], timeout)
+        for _, stamp, key in todo:
+            if stamp is not None:
+                stamp.parent.mkdir(parents=True, exist_ok=True)
+                stamp.write_text(key)
+
+
+def _table_exists(d: Deployment, name: str, runner: Runner) -> bool:
+    from .backing import sql
+
+    schema, table = name.split(".")
+    return sql(d, f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{schema}' "
+                  f"AND table_name = '{table}';\n", runner).strip() == "1"
+
+
+def _answer(d: Deployment, query: str, runner: Runner) -> str:
+    """What a query answers ('' when a table it reads does not exist yet: MariaDB's error 1146)."""
+    from .backing import sql
+
+    try:
+        return sql(d, query + "\n", runner).strip()
+    except tools.ToolFailed as exc:
+        if "ERROR 1146" in (exc.stderr or ""):
+            return ""
+        raise
+
+
+def _between_sql(sync: tuple[Command | Sql, ...]) -> list[Sql | list[Command]]:
+    """A service's sync steps: each Sql step, and the commands between them as one group."""
+    out: list[Sql | list[Command]] = []
+    for cmd in sync:
         if isinstance(cmd, Sql):
-            sql(lay.d, "\n".join(fill(s, {}) for s in cmd.statements) + "\n", runner)
+            out.append(cmd)
+        elif out and isinstance(out[-1], list):
+            out[-1].append(cmd)
+        else:
+            out.append([cmd])
+    return out
+
+
+def _run_steps(lay: Layout, service: str, runner: Runner, steps: list[Step], timeout: float) -> None:
+    """These commands in order, in one interpreter when there are several that can share one; the first that
+    fails raises, naming it, with the end of its output."""
+    together = len(steps) > 1 and one_interpreter.can_share(steps)
+    for batch in [steps] if together else [[s] for s in steps]:
+        call = management_call(lay, service, list(batch[0].argv), dict(batch[0].env))
+        if len(batch) > 1:
+            call = one_interpreter.call(call.component, batch, call.reads, call.writes)
+        proc = runner.run(call, timeout=timeout * len(batch), check=False)
+        if proc.returncode in (batch[0].ok_exit if len(batch) == 1 else (0,)):
             continue
-        if cmd.unless_sql and sql(lay.d, cmd.unless_sql + "\n", runner).strip():
-            continue
-        argv, env = command_argv(lay, service, cmd)
-        stamp, key = _stamp(lay, service, cmd, argv)
-        if stamp is not None and not stamped_ran and stamp.is_file() and stamp.read_text() == key:
-            continue
-        proc = runner.run(management_call(lay, service, argv, env), timeout=timeout, check=False)
-        if proc.returncode not in cmd.ok_exit:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-            args = argv[3:] if argv[1:2] == ["--config-file"] else argv[1:]
-            raise StackcrateError(
-                f"{service}: `{cmd.program} {' '.join(args[:3])}` failed (exit {proc.returncode}):\n{tail}",
-                hint=f"see {lay.d.state / 'log'} and the service's configuration overrides")
-        if stamp is not None:
-            stamped_ran = True
-            stamp.parent.mkdir(parents=True, exist_ok=True)
-            stamp.write_text(key)
+        failed = batch[0] if len(batch) == 1 else one_interpreter.failed_step(proc.stderr, batch)
+        argv = list(failed.argv) if failed else [call.program, "-c", "(its commands)"]
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        args = argv[3:] if argv[1:2] == ["--config-file"] else argv[1:]
+        raise StackcrateError(
+            f"{service}: `{Path(argv[0]).name} {' '.join(args[:3])}` failed (exit {proc.returncode}):\n{tail}",
+            hint=f"see {lay.d.state / 'log'} and the service's configuration overrides")
 
 
 def _stamp(lay: Layout, service: str, cmd: Command, argv: list[str]) -> tuple[Path | None, str]:

@@ -202,13 +202,31 @@ def podman_ping(path: str) -> Verdict:
     return Verdict(True, f"podman {version} API on {path}", version)
 
 
+class Tokens:
+    """One token for the many rounds of checks of one wait (polls of several processes, in threads): keystone
+    hashes the password of each token it issues (bcrypt, ~0.25 s of CPU), which a token per poll would pay
+    every 0.2 s for each API starting. Issued again only once an issue failed (keystone not up yet)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._token: str | None = None
+
+    def get(self, issue) -> str:
+        with self._lock:
+            if self._token is None:
+                self._token = issue()[0]
+            return self._token
+
+
 class Checker:
     """One round of checks against a deployment (share it between the checks of one `status` or one wait)."""
 
-    def __init__(self, d: Deployment, secrets: dict[str, str], login_optional: bool = False):
+    def __init__(self, d: Deployment, secrets: dict[str, str], login_optional: bool = False,
+                 tokens: Tokens | None = None):
         """login_optional: a broker that answers but refuses the OpenStack user's password counts as up (init
-        starts it before setting a changed password)."""
+        starts it before setting a changed password). tokens: the token of the rounds of one wait."""
         self.d, self.secrets, self.login_optional = d, secrets, login_optional
+        self._tokens = tokens or Tokens()
         self._lock = threading.Lock()
         self._token: str | None = None
         self._token_error: str | None = None
@@ -240,7 +258,7 @@ class Checker:
         with self._lock:
             if self._token is None and self._token_error is None:
                 try:
-                    self._token, _ = self.issue_token()
+                    self._token = self._tokens.get(self.issue_token)
                 except (tools.FetchFailed, KeyError) as exc:
                     self._token_error = f"keystone issues no token ({_why(exc)})"
             return self._token

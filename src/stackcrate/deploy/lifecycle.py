@@ -15,6 +15,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .. import tools
 from ..errors import StackcrateError
 from . import backing, bootstrap, configs, options, ovn, podman_api, secrets
 from .config import Deployment
-from .health import Checker, Verdict
+from .health import Checker, Tokens, Verdict
 from .install import artifacts, backend_format, install, prepare, record_use, release, summary, venvs
 from .keystone_api import register
 from .layout import Layout
@@ -180,8 +181,10 @@ HEALTH_POLL = 0.2  # seconds between two health checks of a starting process (mo
 
 
 def wait_healthy(d: Deployment, sup: Manager, p: ProcessDef, values: dict[str, str],
-                 login_optional: bool = False) -> Verdict:
-    """Until p is RUNNING and its health check passes; at once an error when it dies while starting."""
+                 login_optional: bool = False, tokens: Tokens | None = None) -> Verdict:
+    """Until p is RUNNING and its health check passes; at once an error when it dies while starting. tokens:
+    shared by the waits of one start (one token, not one per poll)."""
+    tokens = tokens or Tokens()
     deadline = time.monotonic() + p.start_timeout
     verdict = Verdict(False, "not checked yet")
     while True:
@@ -194,7 +197,7 @@ def wait_healthy(d: Deployment, sup: Manager, p: ProcessDef, values: dict[str, s
         # STARTING too: supervisord calls it RUNNING only after `settle` seconds, but a process that already
         # passes its health check serves (and supervisord still restarts it if it dies)
         if st.state in ("RUNNING", "STARTING"):
-            verdict = Checker(d, values, login_optional).check(p)
+            verdict = Checker(d, values, login_optional, tokens).check(p)
             if verdict.ok:
                 return verdict
         if time.monotonic() > deadline:
@@ -225,10 +228,12 @@ def waves(plist: list[ProcessDef]) -> list[list[ProcessDef]]:
 
 def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values: dict[str, str], t: Timer,
                     restart: set[str] | None = None, lay: Layout | None = None,
-                    login_optional: bool = False, settle: bool = True) -> list[str]:
+                    login_optional: bool = False, settle: bool = True,
+                    then: Callable[[ProcessDef], None] | None = None) -> list[str]:
     """Start (or restart, for those in `restart`) the processes that do not serve, each as soon as those it needs
     serve (`needs`), and wait until each is healthy; with a layout, record the configuration each one starts
-    with. settle: also wait until supervisord counts them started (False: the caller does, later)."""
+    with. settle: also wait until supervisord counts them started (False: the caller does, later). then: called
+    with each process started, once it is healthy, beside the others still starting."""
     states = sup.states()
     # what runs with an old configuration is stopped first, all at once (nova's take the whole deadline)
     stale = [p.name for p in plist if p.name in (restart or set()) and p.name in states
@@ -238,10 +243,11 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
         states = sup.states()
     started = []
     (d.state / "run" / "started").mkdir(parents=True, exist_ok=True)
+    tokens = Tokens()
 
     def serving(p: ProcessDef) -> bool:
         st = states.get(p.name)
-        return st is not None and st.state == "RUNNING" and Checker(d, values, login_optional).check(p).ok
+        return st is not None and st.state == "RUNNING" and Checker(d, values, login_optional, tokens).check(p).ok
 
     def launch(p: ProcessDef) -> None:
         st = states.get(p.name)
@@ -253,7 +259,10 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
 
     def healthy(p: ProcessDef) -> tuple[str, float]:
         t0 = time.monotonic()
-        return wait_healthy(d, sup, p, values, login_optional).detail, time.monotonic() - t0
+        answer = wait_healthy(d, sup, p, values, login_optional, tokens).detail, time.monotonic() - t0
+        if then is not None:
+            then(p)
+        return answer
 
     todo = [p for p in plist if not serving(p)]
     verb = "Restarting" if any(p.name in stale for p in todo) else "Starting"
@@ -403,11 +412,11 @@ def discover_hosts(lay: Layout, sup: Manager, t: Timer, hosts: list[str]) -> Non
                 timeout=300)
 
 
-def compute_in_placement(lay: Layout, host: str) -> str | None:
+def compute_in_placement(lay: Layout, host: str, tokens: Tokens | None = None) -> str | None:
     """Why placement cannot yet offer the compute host to the scheduler (None: it can)."""
     placement = lay.d.services.enabled()["placement"]
     base = f"http://{lay.d.control}:{placement.backend_port}"
-    checker = Checker(lay.d, lay.secrets)
+    checker = Checker(lay.d, lay.secrets, tokens=tokens)
     try:
         rps = checker.api_get(f"{base}/resource_providers?name={host}").json()["resource_providers"]
         if not rps:
@@ -433,7 +442,8 @@ def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer, hosts: list[str] | Non
     discover_hosts(lay, sup, t, hosts)
     with t.step(f"Waiting until placement offers {', '.join(hosts)}") as info:
         deadline = time.monotonic() + READY_TIMEOUT
-        while why := next((f"{h}: {w}" for h in hosts if (w := compute_in_placement(lay, h))), None):
+        tokens = Tokens()
+        while why := next((f"{h}: {w}" for h in hosts if (w := compute_in_placement(lay, h, tokens))), None):
             if time.monotonic() > deadline:
                 raise StackcrateError(f"the cloud cannot build servers after {READY_TIMEOUT:.0f}s: {why}",
                                       hint="see `stackcrate deploy logs nova-compute` and `... logs placement`")
@@ -472,15 +482,16 @@ def initialised(d: Deployment) -> bool:
 
 
 def _converge(d: Deployment, lay: Layout, sup: Manager, t: Timer, only: set[str] | None = None,
-              settle: bool = True) -> list[str]:
-    """Start what does not run and restart what runs with another configuration than the one now written."""
+              settle: bool = True, then: Callable[[ProcessDef], None] | None = None) -> list[str]:
+    """Start what does not run and restart what runs with another configuration than the one now written (then:
+    see start_processes)."""
     plist = [p for p in all_processes(lay) if only is None or p.name in only]
     restart = set()
     for p in plist:
         recorded = _started_with(d, p.name)
         if not recorded.exists() or recorded.read_text() != config_digest(lay, p):
             restart.add(p.name)
-    return start_processes(d, sup, plist, lay.secrets, t, restart, lay, settle=settle)
+    return start_processes(d, sup, plist, lay.secrets, t, restart, lay, settle=settle, then=then)
 
 
 def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
@@ -603,8 +614,17 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
             write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
         plist = all_processes(lay)
         sup.ensure(plist)
-        started = _converge(d, lay, sup, t, settle=False)
-        wait_cloud_ready(lay, sup, t)  # meanwhile the processes started last count up to their `settle`
+        # the compute host is mapped into the cell as soon as nova-compute serves, while the others still start
+        ready: list[bool] = []
+
+        def then(p: ProcessDef) -> None:
+            if p.name == "nova-compute":
+                wait_cloud_ready(lay, sup, t)
+                ready.append(True)
+
+        started = _converge(d, lay, sup, t, settle=False, then=then)
+        if not ready:  # nova-compute ran already (or there is none here)
+            wait_cloud_ready(lay, sup, t)  # meanwhile the processes started last count up to their `settle`
         wait_settled(d, sup, [p for p in plist if p.name in started])
     except StackcrateError:
         with t.step("Stopping everything (start failed)"):

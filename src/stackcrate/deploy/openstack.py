@@ -25,7 +25,9 @@ class Command:
     # unless it did not run)
     unless_same: str | None = None
     # SQL (run as the database's administrator) whose answer, when not empty, says the command's work is done:
-    # for a command that cannot tell by itself (nova's create_cell, below)
+    # for a command that cannot tell by itself (nova's create_cell, below). It is asked before the commands it
+    # runs with (those between two Sql steps share one interpreter), so it must not depend on what they do; a
+    # table it reads that does not exist yet (a new cloud) means not done.
     unless_sql: str | None = None
 
 
@@ -34,6 +36,8 @@ class Sql:
     """SQL run as the database's administrator at init (between the service's commands), each idempotent."""
 
     statements: tuple[str, ...]
+    # "database.table": the statements run only when it exists (they fix rows of it; a new cloud has none yet)
+    if_table: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,10 +200,10 @@ NOVA = ServiceSpec(
     config_file="nova.conf", config_dir_env="OS_NOVA_CONFIG_DIR", config_files_env="OS_NOVA_CONFIG_FILES",
     db_user="nova", databases=("nova_api", "nova", "nova_cell0"),
     sync=(
-        _cmd("nova-manage", "api_db", "sync"),
         # Cells keep their database and message-queue URLs in nova_api. As templates, nova fills them from
         # nova.conf's own URLs, so a changed password or port needs no cell update. (Cells made with literal
-        # URLs by an older stackcrate are turned into templates here; on a new cloud this changes nothing.)
+        # URLs by an older stackcrate are turned into templates here, before nova-manage reads them; a new cloud
+        # has no cells yet.)
         Sql((f"UPDATE nova_api.cell_mappings SET database_connection='{CELL0_DB}' WHERE uuid='{CELL0_UUID}';",
              (f"UPDATE nova_api.cell_mappings SET database_connection='{CELL_DB}', transport_url='{CELL_MQ}' "
               "WHERE name='cell1';"),
@@ -212,7 +216,8 @@ NOVA = ServiceSpec(
                f"WHERE cell_id IN (SELECT c.id FROM ({ALL_CELL1}) c);"
                for table in ("host_mappings", "instance_mappings")),
              (f"DELETE FROM nova_api.cell_mappings WHERE name = 'cell1' "
-              f"AND id > (SELECT f.id FROM ({FIRST_CELL1}) f);"))),
+              f"AND id > (SELECT f.id FROM ({FIRST_CELL1}) f);")), if_table="nova_api.cell_mappings"),
+        _cmd("nova-manage", "api_db", "sync"),
         _cmd("nova-manage", "cell_v2", "map_cell0", "--database_connection", CELL0_DB),  # 0 also when mapped
         _cmd("nova-manage", "db", "sync"),
         # once: nova's own check (exit 2, "already exists") compares the cells' URLs filled in from nova.conf with

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from stackcrate.cache import Cache
-from stackcrate.deploy import backing, bootstrap, configs, options, secrets
+from stackcrate.deploy import backing, bootstrap, configs, one_interpreter, options, secrets
 from stackcrate.deploy.config import Deployment
 from stackcrate.deploy.dashboard import form_fields, on_login_page, url
 from stackcrate.deploy.layout import Layout
@@ -111,7 +111,7 @@ class Recorder:
     def run(self, call, timeout=None, check=True):
         from types import SimpleNamespace
 
-        self.calls.append((Path(call.program).name, *call.args))
+        self.calls += [(Path(argv[0]).name, *argv[1:]) for argv in one_interpreter.argvs(call)]
         return SimpleNamespace(returncode=0, stdout="", stderr="")
 
 
@@ -168,7 +168,8 @@ def test_a_failed_static_step_is_run_again_at_the_next_init(dep):
     class Failing(Recorder):
         def run(self, call, timeout=None, check=True):
             super().run(call)
-            return SimpleNamespace(returncode=1, stdout="", stderr="CommandError: boom")
+            # what one_interpreter's batch prints when its first command fails
+            return SimpleNamespace(returncode=1, stdout="", stderr="CommandError: boom\nstackcrate: command 0 exited 1")
 
     with pytest.raises(StackcrateError, match="horizon: `django-admin collectstatic --noinput --clear` failed"):
         bootstrap.sync(lay, "horizon", Failing())

@@ -140,6 +140,36 @@ def test_api_checks_share_one_token_and_fail_saying_keystone_is_why(dep):
     cloud.srv.shutdown()
 
 
+def test_the_rounds_of_one_wait_share_one_token_issued_again_only_after_a_failure(dep):
+    """A start polls each starting API every 0.2 s, each poll a round of its own: one token for them all (keystone
+    hashes the password of every token it issues); an issue that failed (keystone not up) is tried again."""
+    cloud = FakeCloud("right")
+    d = deployment_with_keystone_on(dep, cloud.port)
+    api = ProcessDef("glance", "service", "/x", (), health=Health("api", url=f"http://127.0.0.1:{cloud.port}/v2/x"))
+    tokens = health.Tokens()
+    rounds = [health.Checker(d, {"admin_password": "right"}, tokens=tokens) for _ in range(6)]
+    threads = [threading.Thread(target=c.check, args=(api,)) for c in rounds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(c.check(api).ok for c in rounds) and cloud.tokens_issued == 1
+    assert health.Checker(d, {"admin_password": "right"}).check(api).ok and cloud.tokens_issued == 2  # a round alone
+    calls = []
+
+    def issue():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("keystone not up yet")
+        return "tok", 0.1
+
+    later = health.Tokens()
+    with pytest.raises(RuntimeError):
+        later.get(issue)
+    assert later.get(issue) == "tok" and later.get(issue) == "tok" and len(calls) == 2
+    cloud.srv.shutdown()
+
+
 def test_a_nova_worker_missing_or_down_in_the_service_list_is_not_healthy(dep, monkeypatch):
     d = Deployment(dep["services"], dep["config"])
     checker = health.Checker(d, {})
