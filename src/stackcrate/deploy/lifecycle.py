@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from .. import tools
@@ -229,11 +229,13 @@ def waves(plist: list[ProcessDef]) -> list[list[ProcessDef]]:
 def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values: dict[str, str], t: Timer,
                     restart: set[str] | None = None, lay: Layout | None = None,
                     login_optional: bool = False, settle: bool = True,
-                    then: Callable[[ProcessDef], None] | None = None) -> list[str]:
+                    then: Callable[[ProcessDef], None] | None = None,
+                    gate: Callable[[ProcessDef], None] | None = None) -> list[str]:
     """Start (or restart, for those in `restart`) the processes that do not serve, each as soon as those it needs
     serve (`needs`), and wait until each is healthy; with a layout, record the configuration each one starts
     with. settle: also wait until supervisord counts them started (False: the caller does, later). then: called
-    with each process started, once it is healthy, beside the others still starting."""
+    with each process started, once it is healthy, beside the others still starting; gate: called before each
+    is launched, returns once it may be (raises: it may not)."""
     states = sup.states()
     # what runs with an old configuration is stopped first, all at once (nova's take the whole deadline)
     stale = [p.name for p in plist if p.name in (restart or set()) and p.name in states
@@ -250,6 +252,8 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
         return st is not None and st.state == "RUNNING" and Checker(d, values, login_optional, tokens).check(p).ok
 
     def launch(p: ProcessDef) -> None:
+        if gate is not None:
+            gate(p)
         st = states.get(p.name)
         if st is None or st.state in STOPPED:
             if lay is not None:
@@ -482,28 +486,33 @@ def initialised(d: Deployment) -> bool:
 
 
 def _converge(d: Deployment, lay: Layout, sup: Manager, t: Timer, only: set[str] | None = None,
-              settle: bool = True, then: Callable[[ProcessDef], None] | None = None) -> list[str]:
-    """Start what does not run and restart what runs with another configuration than the one now written (then:
-    see start_processes)."""
+              settle: bool = True, then: Callable[[ProcessDef], None] | None = None,
+              gate: Callable[[ProcessDef], None] | None = None) -> list[str]:
+    """Start what does not run and restart what runs with another configuration than the one now written (then,
+    gate: see start_processes)."""
     plist = [p for p in all_processes(lay) if only is None or p.name in only]
     restart = set()
     for p in plist:
         recorded = _started_with(d, p.name)
         if not recorded.exists() or recorded.read_text() != config_digest(lay, p):
             restart.add(p.name)
-    return start_processes(d, sup, plist, lay.secrets, t, restart, lay, settle=settle, then=then)
+    return start_processes(d, sup, plist, lay.secrets, t, restart, lay, settle=settle, then=then, gate=gate)
 
 
 def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
     return {str(lay.wsgi_dir() / f"sc_wsgi_{p.service}.py")} if p.service else set()
 
 
-def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False, keep_venvs: list[Path] = ()) -> dict:
+def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False, keep_venvs: list[Path] = (),
+         and_start: bool = False) -> dict:
     """Install, configure, create databases/users/keys/catalog, apply changed secrets. Idempotent. Leaves the
     backing services and keystone running (and restarts what runs with a changed config).
     reinstall: replace installed venvs that differ from the artifacts (refused otherwise).
     ordered: migrations one service after the other in the table's order (an upgrade's documented order:
-    keystone, glance, placement before nova); keep_venvs: venvs the deployment keeps a claim on."""
+    keystone, glance, placement before nova); keep_venvs: venvs the deployment keeps a claim on.
+    and_start (`run`, not ordered): also start every other process, each as soon as its service's migrations
+    are done and those it needs serve (placement serves while nova still migrates), and return once the cloud
+    is ready (`cloud_ready` in the answer)."""
     preflight(d, t)
     sup = manager_for(d)
     if d.backend == "local":
@@ -556,13 +565,30 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
             info["note"] = f"{made} created" if made else "all present"
         return made
 
+    pipelined = and_start and not ordered
+    synced: dict[str, Future] = {name: Future() for name in d.services.enabled()}
+    then, ready = _ready_when_compute_serves(lay, sup, t)
+
+    def gate(p: ProcessDef) -> None:
+        if p.service in synced:
+            synced[p.service].result()  # raises what its migrations raised
+
     def sync(service: str) -> tuple[str, float, int | None]:
         t0 = time.monotonic()
-        bootstrap.sync(lay, service, sup)
+        try:
+            bootstrap.sync(lay, service, sup)
+        except BaseException as exc:
+            synced[service].set_exception(exc)
+            raise
+        synced[service].set_result(None)
         took = time.monotonic() - t0
-        return service, took, keystone_serving() if service == "keystone" and not ordered else None
+        made = keystone_serving() if service == "keystone" and not ordered else None
+        if service == "keystone" and pipelined:
+            starting.append(side.submit(_converge, d, lay, sup, t, None, False, then, gate))
+        return service, took, made
 
     started = start_processes(d, sup, first, values, t, lay=lay, login_optional=True, settle=False)
+    starting: list[Future] = []  # pipelined: the start of every other process, once keystone serves
     # The migrations need only the database: the other backing services (the broker takes ~5 s) start beside
     # them; keystone starts once its own migrations are done, and takes the catalog, while the others' run.
     with ThreadPoolExecutor(max_workers=1) as side:
@@ -582,12 +608,17 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         made = next((m for s, _, m in took if m is not None), None)
         if made is None:  # in order: keystone after every migration, as an upgrade documents
             made = keystone_serving()
-    # what ran before init with a config that changed now runs with the new one
-    restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}, settle=False) if was_running else []
+    started.extend(starting[0].result() if starting else [])
+    if pipelined and not ready:  # nova-compute ran already (or there is none here)
+        wait_cloud_ready(lay, sup, t)
+    # what ran before init with a config that changed now runs with the new one (pipelined: done just above)
+    restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}, settle=False) \
+        if was_running and not pipelined else []
     wait_settled(d, sup, [p for p in plist if p.name in {*started, *restarted}])
     _record_init(d, values)
     return {"state": str(d.state), "created_in_keystone": made, "secrets_applied": pending, "started": started,
-            "restarted": restarted, "boot_unit": str(d.state / "etc" / "systemd" / configs.boot_unit_name(d))}
+            "restarted": restarted, "boot_unit": str(d.state / "etc" / "systemd" / configs.boot_unit_name(d)),
+            "cloud_ready": pipelined}
 
 
 def _database_first(backing_plist: list[ProcessDef]) -> tuple[list[ProcessDef], list[ProcessDef]]:
@@ -599,7 +630,9 @@ def _database_first(backing_plist: list[ProcessDef]) -> tuple[list[ProcessDef], 
     return [p for p in backing_plist if p.name in first], [p for p in backing_plist if p.name not in first]
 
 
-def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
+def start(d: Deployment, t: Timer, require_init: bool = True, cloud_ready: bool = False) -> dict:
+    """Start what does not run (restart what runs with a changed config) and wait until the cloud is ready
+    (cloud_ready: it was, just before, and nothing is started now)."""
     if require_init and not initialised(d):
         raise StackcrateError(f"the deployment in {d.state} is not initialised", hint="run `stackcrate deploy init`"
                               " (or `stackcrate deploy run`, which does it)")
@@ -614,16 +647,9 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
             write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
         plist = all_processes(lay)
         sup.ensure(plist)
-        # the compute host is mapped into the cell as soon as nova-compute serves, while the others still start
-        ready: list[bool] = []
-
-        def then(p: ProcessDef) -> None:
-            if p.name == "nova-compute":
-                wait_cloud_ready(lay, sup, t)
-                ready.append(True)
-
+        then, ready = _ready_when_compute_serves(lay, sup, t)
         started = _converge(d, lay, sup, t, settle=False, then=then)
-        if not ready:  # nova-compute ran already (or there is none here)
+        if not ready and not (cloud_ready and not started):  # nova-compute ran already (or there is none here)
             wait_cloud_ready(lay, sup, t)  # meanwhile the processes started last count up to their `settle`
         wait_settled(d, sup, [p for p in plist if p.name in started])
     except StackcrateError:
@@ -637,12 +663,25 @@ def run(d: Deployment, t: Timer) -> dict:
     out: dict = {}
     if not initialised(d):
         try:
-            out["init"] = init(d, t)
+            out["init"] = init(d, t, and_start=True)
         except StackcrateError:
             stop_all(d, t)
             raise
-    out.update(start(d, t))
+    out.update(start(d, t, cloud_ready=out.get("init", {}).get("cloud_ready", False)))
     return out
+
+
+def _ready_when_compute_serves(lay: Layout, sup: Manager, t: Timer) -> tuple[Callable[[ProcessDef], None], list]:
+    """A `then` for start_processes: the compute host mapped into the cell and offered by placement as soon as
+    nova-compute serves, while the others still start; and the list it adds True to once that is done."""
+    ready: list[bool] = []
+
+    def then(p: ProcessDef) -> None:
+        if p.name == "nova-compute":
+            wait_cloud_ready(lay, sup, t)
+            ready.append(True)
+
+    return then, ready
 
 
 def status(d: Deployment) -> dict:

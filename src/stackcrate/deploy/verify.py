@@ -32,6 +32,7 @@ from .install import artifacts, backend_format
 from .layout import Layout
 from .processes import Call
 from .secrets import applied as applied_secrets
+from .secrets import private_file
 from .timer import Timer
 
 COMPUTE_MICROVERSION = "2.37"  # the first that accepts `--nic none`
@@ -64,6 +65,28 @@ class Client:
         self.runner = manager_for(d)
         self.layout = Layout(d, {}, {})
         self._token: str | None = None
+        # verify's own (two verifies at once each have theirs)
+        self._clouds = clouds
+        self._token_clouds = d.state / "data" / "verify" / f"token-{secrets.token_hex(4)}.clouds.yaml"
+
+    def use_token(self, issued: dict) -> None:
+        """The calls after this one authenticate with the token the client issued (`openstack token issue`'s
+        answer): keystone hashes the password of every password login (~0.25 s of its CPU, each of verify's ~20
+        calls otherwise). A clouds.yaml of verify's own (0600) holds it, the cloud's other settings kept."""
+        import yaml
+
+        cloud = dict(yaml.safe_load(self._clouds.read_text())["clouds"][self.env["OS_CLOUD"]])
+        cloud["auth"] = {"auth_url": cloud["auth"]["auth_url"], "token": str(issued["id"]),
+                         "project_id": str(issued["project_id"])}
+        cloud["auth_type"] = "v3token"
+        private_file(self._token_clouds, yaml.safe_dump({"clouds": {self.env["OS_CLOUD"]: cloud}}, sort_keys=False))
+        self._token = str(issued["id"])  # the one the status polls use too
+        self.env = {**self.env, "OS_CLIENT_CONFIG_FILE": str(self._token_clouds)}
+
+    def forget_token(self) -> None:
+        """Back to the password (the token's file removed)."""
+        self._token_clouds.unlink(missing_ok=True)
+        self.env = {**self.env, "OS_CLIENT_CONFIG_FILE": str(self._clouds)}
 
     def __call__(self, *args: str, fmt: bool = True) -> object:
         call = Call(self.component, self.bin, (*args, *(["-f", "json"] if fmt else [])), self.env,
@@ -152,6 +175,7 @@ def verify(d: Deployment, t: Timer) -> dict:
     look = dashboard.enabled(d) and not podman_api.enabled(d)
     # (the cleanup ends before the side thread is waited for: it lets the dashboard's check end)
     with ThreadPoolExecutor(max_workers=1) as side, ExitStack() as cleanup:
+        cleanup.callback(os_.forget_token)  # last: the deletions below use the token
         created = threading.Event()
         cleanup.callback(created.set)  # on a failure before the server exists, the dashboard's check ends too
         cleanup.callback(_remove, os_, made)
@@ -161,7 +185,7 @@ def verify(d: Deployment, t: Timer) -> dict:
             tok = os_("token", "issue")
             if not tok.get("id"):  # type: ignore[union-attr]
                 raise StackcrateError("keystone issued no token")
-            os_._token = str(tok["id"])  # type: ignore[index]  # the one its status polls use
+            os_.use_token(tok)  # type: ignore[arg-type]
             res["token"] = "ok"
         with t.step("Image upload and download byte for byte; network, subnet, router; flavor (together)"
                     + ("; the dashboard's login meanwhile" if look else "")) as info:

@@ -72,6 +72,8 @@ def test_verify_makes_and_deletes_its_own_resources(running):
     assert first["server_id"] != second["server_id"] and first["name"] != second["name"]
     names = {s["Name"] for s in os_("server", "list")} | {i["Name"] for i in os_("image", "list")}
     assert first["name"] not in names and second["name"] not in names
+    # its calls after the first authenticate with the token it issued, from a file of its own: gone at the end
+    assert not list((running.state / "data" / "verify").glob("*clouds.yaml"))
 
 
 def test_a_server_on_a_tenant_network_is_bound_by_ovn_and_keeps_its_binding_when_ovs_and_ovn_restart(running):
