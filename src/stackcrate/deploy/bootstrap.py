@@ -8,10 +8,11 @@ import hashlib
 import os
 import pwd
 import re
+import shutil
 from pathlib import Path
 
 from .. import tools
-from ..cache import digest_of
+from ..cache import digest_of, remove_tree
 from ..errors import StackcrateError
 from . import one_interpreter
 from .config import Deployment
@@ -107,11 +108,50 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_
                     continue
                 stamped_ran = True
             todo.append((Step(tuple(argv), tuple(sorted(env.items())), cmd.ok_exit), stamp, key))
-        _run_steps(lay, service, runner, [step for step, _, _ in todo], timeout)
+        kept = _kept_files(lay, service, group, [key for _, _, key in todo])
+        if kept is None or not _copy_kept(lay, service, kept):
+            _run_steps(lay, service, runner, [step for step, _, _ in todo], timeout)
+            if kept is not None:
+                _keep(lay, service, kept)
         for _, stamp, key in todo:
             if stamp is not None:
                 stamp.parent.mkdir(parents=True, exist_ok=True)
                 stamp.write_text(key)
+
+
+def _kept_files(lay: Layout, service: str, group: list[Command], keys: list[str]) -> Path | None:
+    """Where stackcrate's cache keeps what this group of commands makes (the service's `made_files`), when every
+    one of them is to run (a partial run builds on what is there: not kept); None otherwise."""
+    made = SERVICES[service].made_files
+    if made is None or len(keys) != len(group) or not all(cmd.unless_same for cmd in group):
+        return None
+    return lay.d.cache.dir("made-files", service) / digest_of(keys)
+
+
+def _copy_kept(lay: Layout, service: str, kept: Path) -> bool:
+    """The service's made_files put back from the cache (a copy: the deployment may change its own); False when
+    the cache has none."""
+    if not kept.is_dir():
+        return False
+    target = lay.data(service) / SERVICES[service].made_files  # type: ignore[operator]
+    tmp = target.with_name(f".{target.name}.copy")
+    for old in (tmp, target):
+        if old.exists():
+            remove_tree(old)
+    shutil.copytree(kept, tmp, symlinks=True)
+    os.rename(tmp, target)
+    return True
+
+
+def _keep(lay: Layout, service: str, kept: Path) -> None:
+    """A copy of what the commands just made, into the cache (whole, or not at all)."""
+    made = lay.data(service) / SERVICES[service].made_files  # type: ignore[operator]
+    if not made.is_dir():
+        return
+    tmp = lay.d.cache.tempdir("made-files-")
+    shutil.copytree(made, tmp / "files", symlinks=True)
+    lay.d.cache.commit(tmp / "files", kept)
+    remove_tree(tmp)
 
 
 def _table_exists(d: Deployment, name: str, runner: Runner) -> bool:

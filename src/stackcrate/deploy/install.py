@@ -330,6 +330,8 @@ def _unpack_together(todo: list[Planned], me: str, t: Timer) -> None:
     failure: StackcrateError | None = None
     with t.step(f"Installing {len(todo)} venvs together ({_workers(len(todo))} at a time): "
                 f"{', '.join(p.artifact.file for p in todo)}") as info:
+        # the largest first: the last one unpacked alone leaves the other cores idle the shortest
+        todo = sorted(todo, key=lambda p: p.file.stat().st_size, reverse=True)
         unpacked = _in_workers(_unpack_one, [(p.file, p.artifact.install_path, p.artifact.sha256, p.target)
                                              for p in todo])
         for p, (outcome, digest, hint) in zip(todo, unpacked, strict=True):

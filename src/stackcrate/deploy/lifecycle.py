@@ -630,9 +630,8 @@ def _database_first(backing_plist: list[ProcessDef]) -> tuple[list[ProcessDef], 
     return [p for p in backing_plist if p.name in first], [p for p in backing_plist if p.name not in first]
 
 
-def start(d: Deployment, t: Timer, require_init: bool = True, cloud_ready: bool = False) -> dict:
-    """Start what does not run (restart what runs with a changed config) and wait until the cloud is ready
-    (cloud_ready: it was, just before, and nothing is started now)."""
+def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
+    """Start what does not run (restart what runs with a changed config) and wait until the cloud is ready."""
     if require_init and not initialised(d):
         raise StackcrateError(f"the deployment in {d.state} is not initialised", hint="run `stackcrate deploy init`"
                               " (or `stackcrate deploy run`, which does it)")
@@ -649,7 +648,7 @@ def start(d: Deployment, t: Timer, require_init: bool = True, cloud_ready: bool 
         sup.ensure(plist)
         then, ready = _ready_when_compute_serves(lay, sup, t)
         started = _converge(d, lay, sup, t, settle=False, then=then)
-        if not ready and not (cloud_ready and not started):  # nova-compute ran already (or there is none here)
+        if not ready:  # nova-compute ran already (or there is none here)
             wait_cloud_ready(lay, sup, t)  # meanwhile the processes started last count up to their `settle`
         wait_settled(d, sup, [p for p in plist if p.name in started])
     except StackcrateError:
@@ -667,7 +666,9 @@ def run(d: Deployment, t: Timer) -> dict:
         except StackcrateError:
             stop_all(d, t)
             raise
-    out.update(start(d, t, cloud_ready=out.get("init", {}).get("cloud_ready", False)))
+        if out["init"].get("cloud_ready"):  # init started everything, each checked healthy: nothing left to start
+            return {**out, "started": []}
+    out.update(start(d, t))
     return out
 
 

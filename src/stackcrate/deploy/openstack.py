@@ -114,6 +114,10 @@ class ServiceSpec:
     # "ini": an oslo.config file; "django": a Django settings module (horizon's local_settings.py), whose
     # overrides are settings (overrides: {horizon: {local_settings: {NAME: value}}})
     config_format: str = "ini"
+    # a folder of its data folder that its stamped commands (`unless_same`) make anew from the venv and the
+    # settings alone (the dashboard's static files): kept in stackcrate's cache under their stamps, and copied
+    # from there when the same venv and settings come again (a deployment made anew, a rollback)
+    made_files: str | None = None
 
 
 def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = (),
@@ -268,6 +272,7 @@ HORIZON = ServiceSpec(
     wsgi_env=(("DJANGO_SETTINGS_MODULE", "openstack_dashboard.settings"),),
     data_dirs=("static",),
     config_format="django",
+    made_files="static",
 )
 
 # The start order (and the order of the lines in `status`): keystone first (every other service checks tokens

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -150,12 +151,53 @@ def test_compress_runs_again_whenever_collectstatic_did(dep):
     collect = SERVICES["horizon"].sync[0]
     stamp, _ = bootstrap._stamp(lay, "horizon", collect, bootstrap.command_argv(lay, "horizon", collect)[0])
     stamp.unlink()  # collectstatic's stamp lost (compress's still matches)
+    shutil.rmtree(d.cache.dir("made-files"))  # and no copy of their files in the cache: they run
     bootstrap.sync(lay, "horizon", runner)
     assert [c[:2] for c in runner.calls[2:]] == [("django-admin", "collectstatic"), ("django-admin", "compress")]
     for stamp in (lay.data("horizon") / ".done").iterdir():
         stamp.unlink()
+    shutil.rmtree(d.cache.dir("made-files"))
     bootstrap.sync(lay, "horizon", runner)  # both gone: both run, in order
     assert [c[:2] for c in runner.calls[-2:]] == [("django-admin", "collectstatic"), ("django-admin", "compress")]
+
+
+class Collecting(Recorder):
+    """A runner whose django-admin makes files as collectstatic and compress would (in one call or two)."""
+
+    def __init__(self, static: Path):
+        super().__init__()
+        self.static = static
+
+    def run(self, call, timeout=None, check=True):
+        for argv in one_interpreter.argvs(call):
+            if "collectstatic" in argv:
+                self.static.mkdir(parents=True, exist_ok=True)
+                (self.static / "app.css").write_text("collected")
+            if "compress" in argv:
+                (self.static / "CACHE").mkdir()
+                (self.static / "CACHE" / "output.css").write_text("compressed")
+        return super().run(call)
+
+
+def test_static_files_made_once_are_copied_from_the_cache_when_the_same_venv_and_settings_come_again(dep):
+    d = deployment(dep)
+    lay = layout(d)
+    configs.write_configs(lay)
+    runner = Collecting(lay.data("horizon") / "static")
+    bootstrap.sync(lay, "horizon", runner)
+    assert len(runner.calls) == 2
+    shutil.rmtree(d.state / "data")  # `rm --purge`, then a new deployment of the same artifacts
+    configs.write_configs(lay)
+    bootstrap.sync(lay, "horizon", runner)
+    assert len(runner.calls) == 2  # nothing run: copied from the cache, stamps written
+    assert (lay.data("horizon") / "static" / "CACHE" / "output.css").read_text() == "compressed"
+    bootstrap.sync(lay, "horizon", runner)
+    assert len(runner.calls) == 2
+    d2 = deployment(dep, overrides={"horizon": {"local_settings": {"COMPRESS_ENABLED": False}}})
+    configs.write_configs(layout(d2))  # another setting: made again
+    shutil.rmtree(lay.data("horizon") / "static")
+    bootstrap.sync(layout(d2), "horizon", runner)
+    assert len(runner.calls) == 4
 
 
 def test_a_failed_static_step_is_run_again_at_the_next_init(dep):
