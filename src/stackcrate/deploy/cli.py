@@ -155,7 +155,9 @@ def build(obj, d: Deployment, constraints_dir: str | None) -> None:
         if fmt == "oci":
             data["images"] = _image_sizes(obj, {c: d.artifacts_dir / a.file for c, a in found.items()})  # manifests
     n = sum(report.rebuilt)
-    _finish(obj, _timer(obj)[1], "build", {"built": n > 0, "rebuilt": n, "artifacts": len(report.artifacts), **data},
+    t = _timer(obj)[1]
+    t.steps.extend(obj.ui.steps)  # the build's own steps (the pipeline shows them with the ui)
+    _finish(obj, t, "build", {"built": n > 0, "rebuilt": n, "artifacts": len(report.artifacts), **data},
             f"{n} of {len(report.artifacts)} artifact(s) built → {d.artifacts_dir}", t0)
 
 

@@ -17,32 +17,58 @@ from pathlib import Path
 from .processes import Call
 
 # Run as `<venv>/bin/python -c SCRIPT <commands as JSON>`; console scripts are found by name in the venv's
-# entry points (what the scripts in bin/ call). stdout and stderr are flushed before each fork and in each child
-# before it exits, so the output keeps its order.
+# entry points (what the scripts in bin/ call), and called only when the script in bin/ is the one installed
+# (RECORD's sha256); otherwise the child executes the script itself. stdout and stderr are flushed before each
+# fork and in each child before it exits, so the output keeps its order.
 SCRIPT = r"""
-import ctypes, json, os, signal, sys, traceback
+import base64, ctypes, hashlib, json, os, signal, sys, traceback
 from importlib.metadata import entry_points
 
 parent = os.getpid()
-
 commands = json.loads(sys.argv[1])
 found = entry_points(group="console_scripts")
-mains = {}
+
+
+def as_installed(ep, path):
+    # the program is the one its installer wrote (its sha256 in the distribution's RECORD): calling its entry
+    # point is running it; a program changed since (a wrapper, a hotfix) runs as itself
+    real = os.path.realpath(path)
+    for f in ep.dist.files or ():
+        if f.hash and os.path.realpath(f.locate()) == real:
+            with open(path, "rb") as fh:
+                digest = hashlib.new(f.hash.mode, fh.read()).digest()
+            return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == f.hash.value
+    return False
+
+
+mains = []
+loaded = {}
 for c in commands:
-    name = os.path.basename(c["argv"][0])
-    if name not in mains:
-        (ep,) = found.select(name=name)
-        mains[name] = ep.load()
+    path = c["argv"][0]
+    eps = found.select(name=os.path.basename(path))
+    ep = next(iter(eps), None)
+    if ep is None or not as_installed(ep, path):
+        mains.append(None)
+        continue
+    if ep.value not in loaded:
+        loaded[ep.value] = ep.load()
+    mains.append(loaded[ep.value])
 
 
-def child(c):
+def child(c, main):
     # killed with the batch (a timeout kills the interpreter, not its children)
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(1)
+    if main is None:
+        try:
+            os.execv(c["argv"][0], c["argv"])
+        except OSError as exc:
+            print(f"{c['argv'][0]}: {exc}", file=sys.stderr, flush=True)
+            os._exit(127)
     sys.argv = list(c["argv"])
     try:
-        code = mains[os.path.basename(c["argv"][0])]()
+        code = main()
     except SystemExit as exc:
         code = exc.code
     except BaseException:
@@ -61,7 +87,7 @@ for i, c in enumerate(commands):
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        child(c)
+        child(c, mains[i])
     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if status not in c["ok"]:
         print(f"stackcrate: command {i} exited {status}", file=sys.stderr, flush=True)

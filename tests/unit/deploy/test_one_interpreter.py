@@ -3,6 +3,8 @@ folder whose bin/python is this interpreter and whose programs are entry points 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -27,17 +29,34 @@ def main():
 '''
 
 
+WRAPPER = """#!{python}
+import sys
+from tool import main
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+
 @pytest.fixture
 def venv(tmp_path: Path) -> Path:
-    """bin/python (this interpreter) and site/ with a distribution offering two console scripts."""
+    """bin/python (this interpreter), site/ with a distribution offering two console scripts, and those scripts
+    in bin/ as an installer writes them, listed in the distribution's RECORD with their sha256."""
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "python").symlink_to(sys.executable)
     site = tmp_path / "site"
-    (site / "tool-1.0.dist-info").mkdir(parents=True)
-    (site / "tool-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tool\nVersion: 1.0\n")
-    (site / "tool-1.0.dist-info" / "entry_points.txt").write_text(
-        "[console_scripts]\ntool-manage = tool:main\ntool-status = tool:main\n")
+    info = site / "tool-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tool\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\ntool-manage = tool:main\ntool-status = tool:main\n")
     (site / "tool.py").write_text(TOOL)
+    record = []
+    for name in ("tool-manage", "tool-status"):
+        script = tmp_path / "bin" / name
+        script.write_text(WRAPPER.format(python=tmp_path / "bin" / "python"))
+        script.chmod(0o755)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(script.read_bytes()).digest()).rstrip(b"=").decode()
+        record.append(f"../bin/{name},sha256={digest},{script.stat().st_size}")
+    (info / "RECORD").write_text("\n".join(record) + "\n")
     return tmp_path
 
 
@@ -85,3 +104,14 @@ def test_commands_of_two_venvs_or_with_one_variable_set_two_ways_do_not_share(ve
     assert one_interpreter.can_share([a, b])
     assert not one_interpreter.can_share([a, Step(b.argv, (("PYTHONPATH", "/elsewhere"),))])
     assert not one_interpreter.can_share([a, Step(("/opt/openstack/other-1/bin/tool-manage", "b"))])
+
+
+def test_a_program_changed_since_it_was_installed_runs_as_itself(venv):
+    """A script in bin/ that is not the one the installer wrote (a wrapper, a hotfix, a planted failure) is
+    executed, not bypassed through its entry point; the others still share the interpreter's import."""
+    (venv / "bin" / "tool-status").write_text("#!/bin/sh\necho planted: this one fails >&2\nexit 3\n")
+    batch = steps(venv, ("tool-manage", "first"), ("tool-status", "anything"), ("tool-manage", "never"))
+    proc = run(batch)
+    assert proc.returncode == 3 and "planted: this one fails" in proc.stderr, proc.stderr
+    assert "run" in proc.stdout and "first" in proc.stdout and "never" not in proc.stdout
+    assert one_interpreter.failed_step(proc.stderr, batch) == batch[1]
