@@ -228,8 +228,7 @@ class Checker:
         self.d, self.secrets, self.login_optional = d, secrets, login_optional
         self._tokens = tokens or Tokens()
         self._lock = threading.Lock()
-        self._token: str | None = None
-        self._token_error: str | None = None
+        self._token_error: str | None = None  # this round's: the next round asks keystone again
         self._nova_services: list[dict] | None = None
         self._amqp_error: str | None = None
 
@@ -256,12 +255,12 @@ class Checker:
 
     def token(self) -> str | None:
         with self._lock:
-            if self._token is None and self._token_error is None:
+            if self._token_error is None:
                 try:
-                    self._token = self._tokens.get(self.issue_token)
+                    return self._tokens.get(self.issue_token)  # issued once, kept there
                 except (tools.FetchFailed, KeyError) as exc:
                     self._token_error = f"keystone issues no token ({_why(exc)})"
-            return self._token
+            return None
 
     def api_get(self, url: str) -> tools.Response:
         token = self.token()
