@@ -2,6 +2,7 @@
 
 - `run`: a program that finishes (captured output, a time limit, ToolFailed on a non-zero exit);
 - `spawn`: a long-running daemon, detached into its own session with its output appended to a log file;
+- `coprocess`: a program we talk to through its standard input and output while it runs;
 - `which`: where a program is, with the Debian package to install when it is missing;
 - `uv`, `git`: those two with the environment that makes them depend only on our inputs;
 - `http`, `download`: one way to fetch over HTTP: time limits, retries on transient failures, and one error
@@ -124,6 +125,34 @@ def spawn(argv: Sequence[str | Path], *, log_file: Path, env: Mapping[str, str] 
     finally:
         os.close(fd)
     return proc.pid
+
+
+def coprocess(argv: Sequence[str | Path], *, log_file: Path,
+              env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    """Start a program we talk to in lines of text through its stdin and stdout while it runs, in a session of
+    its own, its stderr written to log_file. The caller ends it: stdin closed, then a bounded wait (and a kill)."""
+    args = [str(a) for a in argv]
+    log.debug("coprocess: %s  (log %s)", shlex.join(args), log_file)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fd, text=True,
+                                bufsize=1, env=_env(env), start_new_session=True, close_fds=True)
+    except FileNotFoundError:
+        raise StackcrateError(f"the program {args[0]} does not exist",
+                              hint="install it, or check the path it is run from") from None
+    finally:
+        os.close(fd)
+
+
+def end_coprocess(proc: subprocess.Popen, timeout: float) -> None:
+    """End a coprocess: its stdin closed (its sign to finish), then killed if it outlives timeout."""
+    with contextlib.suppress(OSError):  # it ended already
+        proc.stdin.close()  # type: ignore[union-attr]
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
 
 
 def log_end(log_file: Path, chars: int = 1500) -> str:

@@ -29,6 +29,7 @@ from .keystone_api import register
 from .layout import Layout
 from .manager import Manager, manager_for
 from .processes import (
+    Call,
     ProcessDef,
     all_processes,
     make_written_folders,
@@ -39,6 +40,7 @@ from .processes import (
 )
 from .supervisor import orphans
 from .timer import Timer
+from .warm_program import WarmProgram
 
 READY_TIMEOUT = 180.0   # seconds for the cloud to be able to build a server once every process is up
 STOPPED = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}
@@ -394,8 +396,9 @@ def _sql_list(hosts: list[str]) -> str:
     return ", ".join(f"'{h}'" for h in hosts)  # host names are validated: letters, digits, dots and dashes
 
 
-def discover_hosts(lay: Layout, sup: Manager, t: Timer, hosts: list[str]) -> None:
-    """Map the compute hosts into cell1 once each has registered (nova-compute does that on start)."""
+def discover_hosts(lay: Layout, sup: Manager, t: Timer, hosts: list[str], manage: WarmProgram | None = None) -> None:
+    """Map the compute hosts into cell1 once each has registered (nova-compute does that on start); manage: a
+    nova-manage already loaded to run it with."""
     def count(q: str) -> int:
         return int(backing.sql(lay.d, q, sup).strip() or 0)
 
@@ -411,9 +414,16 @@ def discover_hosts(lay: Layout, sup: Manager, t: Timer, hosts: list[str]) -> Non
                 raise StackcrateError(f"nova-compute did not register on every one of {', '.join(hosts)} within "
                                       "120s", hint="see `stackcrate deploy logs nova-compute` (on each host)")
             time.sleep(0.5)
-        sup.run(bootstrap.management_call(lay, "nova", [lay.bin("nova", "nova-manage"), "--config-file",
-                                                        str(lay.conf_file("nova")), "cell_v2", "discover_hosts"]),
-                timeout=300)
+        call = _discover_call(lay)
+        if manage is not None:
+            manage.run(call.argv, call.env, timeout=300)
+        else:
+            sup.run(call, timeout=300)
+
+
+def _discover_call(lay: Layout) -> Call:
+    return bootstrap.management_call(lay, "nova", [lay.bin("nova", "nova-manage"), "--config-file",
+                                                   str(lay.conf_file("nova")), "cell_v2", "discover_hosts"])
 
 
 def compute_in_placement(lay: Layout, host: str, tokens: Tokens | None = None) -> str | None:
@@ -432,18 +442,24 @@ def compute_in_placement(lay: Layout, host: str, tokens: Tokens | None = None) -
     return f"its inventory lacks {', '.join(missing)}" if missing else None
 
 
-def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer, hosts: list[str] | None = None) -> None:
+def _hosts_to_ready(d: Deployment, hosts: list[str] | None = None) -> list[str]:
+    """The compute hosts wait_cloud_ready maps and waits for: by default this host when it is control and compute
+    at once; none without nova-compute."""
+    nova = d.services.enabled().get("nova")
+    if nova is None or "compute" not in nova.processes:
+        return []
+    return hosts if hosts is not None else ([d.host] if d.has("control") and d.has("compute") else [])
+
+
+def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer, hosts: list[str] | None = None,
+                     manage: WarmProgram | None = None) -> None:
     """Return once the cloud can build servers on `hosts`: each mapped into the cell and offered by placement
     (each nova process was already seen consuming its RPC queue). By default this host when it is control and
     compute at once; a control host of several hosts maps its compute hosts once they run (`add-compute`)."""
-    nova = lay.d.services.enabled().get("nova")
-    if nova is None or "compute" not in nova.processes:
-        return
-    d = lay.d
-    hosts = hosts if hosts is not None else ([d.host] if d.has("control") and d.has("compute") else [])
+    hosts = _hosts_to_ready(lay.d, hosts)
     if not hosts:
         return
-    discover_hosts(lay, sup, t, hosts)
+    discover_hosts(lay, sup, t, hosts, manage)
     with t.step(f"Waiting until placement offers {', '.join(hosts)}") as info:
         deadline = time.monotonic() + READY_TIMEOUT
         tokens = Tokens()
@@ -567,7 +583,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
 
     pipelined = and_start and not ordered
     synced: dict[str, Future] = {name: Future() for name in d.services.enabled()}
-    then, ready = _ready_when_compute_serves(lay, sup, t)
+    compute = _ComputeReadiness(lay, sup, t)
 
     def gate(p: ProcessDef) -> None:
         if p.service in synced:
@@ -581,10 +597,12 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
             synced[service].set_exception(exc)
             raise
         synced[service].set_result(None)
+        if service == "nova" and pipelined:
+            compute.warm_up()  # what maps the compute host, loaded while nova's processes start
         took = time.monotonic() - t0
         made = keystone_serving() if service == "keystone" and not ordered else None
         if service == "keystone" and pipelined:
-            starting.append(side.submit(_converge, d, lay, sup, t, None, False, then, gate))
+            starting.append(side.submit(_converge, d, lay, sup, t, None, False, compute.then, gate))
         return service, took, made
 
     started = start_processes(d, sup, first, values, t, lay=lay, login_optional=True, settle=False)
@@ -609,7 +627,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         if made is None:  # in order: keystone after every migration, as an upgrade documents
             made = keystone_serving()
     started.extend(starting[0].result() if starting else [])
-    if pipelined and not ready:  # nova-compute ran already (or there is none here)
+    if pipelined and not compute.ready:  # nova-compute ran already (or there is none here)
         wait_cloud_ready(lay, sup, t)
     # what ran before init with a config that changed now runs with the new one (pipelined: done just above)
     restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}, settle=False) \
@@ -646,9 +664,9 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
             write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
         plist = all_processes(lay)
         sup.ensure(plist)
-        then, ready = _ready_when_compute_serves(lay, sup, t)
-        started = _converge(d, lay, sup, t, settle=False, then=then)
-        if not ready:  # nova-compute ran already (or there is none here)
+        compute = _ComputeReadiness(lay, sup, t)
+        started = _converge(d, lay, sup, t, settle=False, then=compute.then)
+        if not compute.ready:  # nova-compute ran already (or there is none here)
             wait_cloud_ready(lay, sup, t)  # meanwhile the processes started last count up to their `settle`
         wait_settled(d, sup, [p for p in plist if p.name in started])
     except StackcrateError:
@@ -672,17 +690,30 @@ def run(d: Deployment, t: Timer) -> dict:
     return out
 
 
-def _ready_when_compute_serves(lay: Layout, sup: Manager, t: Timer) -> tuple[Callable[[ProcessDef], None], list]:
-    """A `then` for start_processes: the compute host mapped into the cell and offered by placement as soon as
-    nova-compute serves, while the others still start; and the list it adds True to once that is done."""
-    ready: list[bool] = []
+class _ComputeReadiness:
+    """The `then` of start_processes that maps the compute host into the cell and waits until placement offers it
+    as soon as nova-compute serves, while the others still start (`ready` once done). warm_up(): nova-manage is
+    loaded meanwhile, on the host (warm_program), so the mapping, at the very end of `run`, does not wait ~2 s for
+    it to import nova; it ends once used (or with stackcrate, whose end closes its input)."""
 
-    def then(p: ProcessDef) -> None:
+    def __init__(self, lay: Layout, sup: Manager, t: Timer):
+        self.lay, self.sup, self.t = lay, sup, t
+        self.ready = False
+        self._manage: WarmProgram | None = None
+
+    def warm_up(self) -> None:
+        if self.lay.d.backend == "local" and _hosts_to_ready(self.lay.d) and self._manage is None:
+            call = _discover_call(self.lay)
+            self._manage = WarmProgram(call.program, call.env)
+
+    def then(self, p: ProcessDef) -> None:
         if p.name == "nova-compute":
-            wait_cloud_ready(lay, sup, t)
-            ready.append(True)
-
-    return then, ready
+            try:
+                wait_cloud_ready(self.lay, self.sup, self.t, manage=self._manage)
+            finally:
+                if self._manage is not None:
+                    self._manage.close()
+            self.ready = True
 
 
 def status(d: Deployment) -> dict:

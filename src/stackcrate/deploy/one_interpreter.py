@@ -16,17 +16,17 @@ from pathlib import Path
 
 from .processes import Call
 
-# Run as `<venv>/bin/python -c SCRIPT <commands as JSON>`; console scripts are found by name in the venv's
-# entry points (what the scripts in bin/ call), and called only when the script in bin/ is the one installed
-# (RECORD's sha256); otherwise the child executes the script itself. stdout and stderr are flushed before each
-# fork and in each child before it exits, so the output keeps its order.
-SCRIPT = r"""
+# What both ways of running a venv's console scripts in one interpreter share (this batch and warm_program's
+# server): console scripts are found by name in the venv's entry points (what the scripts in bin/ call), and
+# called only when the script in bin/ is the one installed (RECORD's sha256); otherwise the child executes the
+# script itself. A child dies with the interpreter that forked it (a timeout kills the interpreter).
+PRELUDE = r"""
 import base64, ctypes, hashlib, json, os, signal, sys, traceback
 from importlib.metadata import entry_points
 
 parent = os.getpid()
-commands = json.loads(sys.argv[1])
 found = entry_points(group="console_scripts")
+loaded = {}
 
 
 def as_installed(ep, path):
@@ -41,32 +41,28 @@ def as_installed(ep, path):
     return False
 
 
-mains = []
-loaded = {}
-for c in commands:
-    path = c["argv"][0]
-    eps = found.select(name=os.path.basename(path))
-    ep = next(iter(eps), None)
+def main_of(path):
+    # the program's entry point, imported once; None: run the program itself
+    ep = next(iter(found.select(name=os.path.basename(path))), None)
     if ep is None or not as_installed(ep, path):
-        mains.append(None)
-        continue
+        return None
     if ep.value not in loaded:
+        sys.argv = [path]  # what a module may read as it is imported (cliff's App takes its name from it)
         loaded[ep.value] = ep.load()
-    mains.append(loaded[ep.value])
+    return loaded[ep.value]
 
 
-def child(c, main):
-    # killed with the batch (a timeout kills the interpreter, not its children)
+def child(argv, main):
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(1)
     if main is None:
         try:
-            os.execv(c["argv"][0], c["argv"])
+            os.execv(argv[0], argv)
         except OSError as exc:
-            print(f"{c['argv'][0]}: {exc}", file=sys.stderr, flush=True)
+            print(f"{argv[0]}: {exc}", file=sys.stderr, flush=True)
             os._exit(127)
-    sys.argv = list(c["argv"])
+    sys.argv = list(argv)
     try:
         code = main()
     except SystemExit as exc:
@@ -80,14 +76,19 @@ def child(c, main):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code or 0)
+"""
 
-
+# Run as `<venv>/bin/python -c SCRIPT <commands as JSON>`. stdout and stderr are flushed before each fork and in
+# each child before it exits, so the output keeps its order.
+SCRIPT = PRELUDE + r"""
+commands = json.loads(sys.argv[1])
+mains = [main_of(c["argv"][0]) for c in commands]
 for i, c in enumerate(commands):
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        child(c, mains[i])
+        child(c["argv"], mains[i])
     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if status not in c["ok"]:
         print(f"stackcrate: command {i} exited {status}", file=sys.stderr, flush=True)

@@ -34,21 +34,26 @@ from .processes import Call
 from .secrets import applied as applied_secrets
 from .secrets import private_file
 from .timer import Timer
+from .warm_program import WarmProgram
 
 COMPUTE_MICROVERSION = "2.37"  # the first that accepts `--nic none`
 ACTIVE_TIMEOUT = 120.0
 DELETE_TIMEOUT = 60.0
 PORT_TIMEOUT = 60.0       # for the server's port to go ACTIVE once the server is (OVN claims it on the chassis)
 CONSOLE_TIMEOUT = 60.0    # for a container server's first output to reach its console log once it is ACTIVE
+# the client's plugin groups whose commands verify calls (their modules loaded once when the client is warm)
+CLIENT_COMMANDS = ("openstack.cli", "openstack.common", "openstack.compute.v2", "openstack.identity.v3",
+                   "openstack.image.v2", "openstack.network.v2")
 SUBNET = "192.0.2.0/24"   # TEST-NET-1: exists only inside the deployment's own networks
 POLL_INTERVAL = 0.25      # seconds between two looks at a status (a GET of the API: ~10 ms)
 
 
 class Client:
     """The `openstack` command of the client component, pointed at the deployment's clouds.yaml: on the host, or
-    in a one-shot container of the client's image (a container backend)."""
+    in a one-shot container of the client's image (a container backend). warm (on the host): the client is
+    loaded once and each call forked from it (warm_program); close() ends it."""
 
-    def __init__(self, d: Deployment):
+    def __init__(self, d: Deployment, warm: bool = False):
         from .manager import manager_for
 
         fmt = backend_format(d)
@@ -68,6 +73,12 @@ class Client:
         # verify's own (two verifies at once each have theirs)
         self._clouds = clouds
         self._token_clouds = d.state / "data" / "verify" / f"token-{secrets.token_hex(4)}.clouds.yaml"
+        self._warm = WarmProgram(self.bin, self.env, preload=CLIENT_COMMANDS) \
+            if warm and d.backend == "local" else None
+
+    def close(self) -> None:
+        if self._warm:
+            self._warm.close()
 
     def use_token(self, issued: dict) -> None:
         """The calls after this one authenticate with the token the client issued (`openstack token issue`'s
@@ -89,15 +100,16 @@ class Client:
         self.env = {**self.env, "OS_CLIENT_CONFIG_FILE": str(self._clouds)}
 
     def __call__(self, *args: str, fmt: bool = True) -> object:
-        call = Call(self.component, self.bin, (*args, *(["-f", "json"] if fmt else [])), self.env,
-                    reads=self.reads, writes=self.writes)
-        proc = self.runner.run(call, timeout=300)
+        proc = self.run([*args, *(["-f", "json"] if fmt else [])], check=True)
         return json.loads(proc.stdout) if fmt and proc.stdout.strip() else proc.stdout
 
-    def run(self, args: list[str], timeout: float = 300):
-        """The client with these arguments, as it is (its output, its exit status)."""
+    def run(self, args: list[str], timeout: float = 300, check: bool = False):
+        """The client with these arguments, as it is (its output, its exit status; ToolFailed on a failure when
+        check)."""
+        if self._warm:
+            return self._warm.run([self.bin, *args], self.env, timeout=timeout, check=check)
         call = Call(self.component, self.bin, tuple(args), self.env, reads=self.reads, writes=self.writes)
-        return self.runner.run(call, timeout=timeout, check=False)
+        return self.runner.run(call, timeout=timeout, check=check)
 
     def poll(self, service: str, path: str) -> dict | None:
         """GET path of a service's API process itself (plain HTTP behind HAProxy) with a token the client issued;
@@ -164,7 +176,7 @@ def together(*jobs):
 
 
 def verify(d: Deployment, t: Timer) -> dict:
-    os_ = Client(d)
+    os_ = Client(d, warm=True)
     name = f"stackcrate-verify-{secrets.token_hex(4)}"
     res: dict = {"name": name}
     work = d.state / "data" / "verify"
@@ -175,7 +187,8 @@ def verify(d: Deployment, t: Timer) -> dict:
     look = dashboard.enabled(d) and not podman_api.enabled(d)
     # (the cleanup ends before the side thread is waited for: it lets the dashboard's check end)
     with ThreadPoolExecutor(max_workers=1) as side, ExitStack() as cleanup:
-        cleanup.callback(os_.forget_token)  # last: the deletions below use the token
+        cleanup.callback(os_.close)
+        cleanup.callback(os_.forget_token)  # (after the deletions below: they use the token)
         created = threading.Event()
         cleanup.callback(created.set)  # on a failure before the server exists, the dashboard's check ends too
         cleanup.callback(_remove, os_, made)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,58 @@ def dep(tmp_path) -> dict[str, Path]:
     fake_artifacts(tmp_path / "dist")
     return {"dir": tmp_path, "services": tmp_path / "services.yaml", "config": tmp_path / "configuration.yaml",
             "state": tmp_path / "state", "dist": tmp_path / "dist"}
+
+
+TOOL = '''
+import os, sys, time
+print("imported", os.getpid(), flush=True)
+SEEN = []  # global state, as oslo.config's CONF: a command must not find what an earlier one left
+
+
+def main():
+    SEEN.append(sys.argv[1])
+    print("run", os.getpid(), sys.argv[1], SEEN, os.environ.get("TOOL_PASSWORD"), flush=True)
+    if sys.argv[1] == "raise":
+        raise RuntimeError("boom")
+    if sys.argv[1] == "sleep":
+        time.sleep(float(sys.argv[2]))
+        return 0
+    if sys.argv[1] == "stdin":
+        print("read", sys.stdin.read(), flush=True)
+    if sys.argv[1] == "plugin":
+        import toolplugin  # noqa: F401
+    return int(sys.argv[2]) if len(sys.argv) > 2 else 0
+'''
+
+
+WRAPPER = """#!{python}
+import sys
+from tool import main
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+
+@pytest.fixture
+def tool_venv(tmp_path: Path) -> Path:
+    """bin/python (this interpreter), site/ with a distribution offering two console scripts, and those scripts
+    in bin/ as an installer writes them, listed in the distribution's RECORD with their sha256."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").symlink_to(sys.executable)
+    site = tmp_path / "site"
+    info = site / "tool-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tool\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\ntool-manage = tool:main\ntool-status = tool:main\n"
+                                           "[tool.commands]\nfirst = toolplugin:main\n")  # a plugin group to preload
+    (site / "tool.py").write_text(TOOL)
+    (site / "toolplugin.py").write_text("print('plugin imported', flush=True)\n")
+    record = []
+    for name in ("tool-manage", "tool-status"):
+        script = tmp_path / "bin" / name
+        script.write_text(WRAPPER.format(python=tmp_path / "bin" / "python"))
+        script.chmod(0o755)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(script.read_bytes()).digest()).rstrip(b"=").decode()
+        record.append(f"../bin/{name},sha256={digest},{script.stat().st_size}")
+    (info / "RECORD").write_text("\n".join(record) + "\n")
+    return tmp_path
