@@ -27,7 +27,7 @@ from ..errors import StackcrateError
 from ..tools import ToolFailed
 from .one_interpreter import PRELUDE
 
-READY_TIMEOUT = 120.0  # for the interpreter to import the program and its commands (~3 s on two busy cores)
+READY_TIMEOUT = 120.0  # for the interpreter to import the program (the client: ~2 s on two busy cores)
 END_TIMEOUT = 10.0     # for it to end once told (its children killed)
 
 # Run as `<venv>/bin/python -c SERVE <program> <entry point groups as JSON>`. It answers on what was its stdout
@@ -141,13 +141,16 @@ class WarmProgram:
                 call = self._calls.pop(answer["id"])
             call.set_result(answer["status"])
         with self._lock:
-            self._gone = StackcrateError(f"the interpreter running {self.program} ended: {tools.log_end(self._log)}",
-                                         hint="run the program by hand to see why")
+            self._gone = self._ended()
             if not self._ready.done():
                 self._ready.set_exception(self._gone)
             for call in self._calls.values():
                 call.set_exception(self._gone)
             self._calls.clear()
+
+    def _ended(self) -> StackcrateError:
+        return StackcrateError(f"the interpreter running {self.program} ended: {tools.log_end(self._log)}",
+                               hint="run the program by hand to see why")
 
     def _send(self, message: dict) -> None:
         self._proc.stdin.write(json.dumps(message) + "\n")  # type: ignore[union-attr]
@@ -170,22 +173,29 @@ class WarmProgram:
         if input is not None:
             stdin.write_text(input)
         done: Future = Future()
-        with self._lock:
-            if self._gone:
-                raise self._gone
-            number = next(self._ids)
-            self._calls[number] = done
-            self._send({"id": number, "argv": args, "env": {**os.environ, **(env or {})},
-                        "stdin": str(stdin) if input is not None else None, "stdout": str(out), "stderr": str(err)})
         timed_out = 0.0
         try:
+            with self._lock:
+                if self._gone:
+                    raise self._gone
+                number = next(self._ids)
+                self._calls[number] = done
+                self._send({"id": number, "argv": args, "env": {**os.environ, **(env or {})},
+                            "stdin": str(stdin) if input is not None else None, "stdout": str(out),
+                            "stderr": str(err)})
             try:
                 status = done.result(timeout=timeout)
             except FutureTimeout:
+                timed_out = timeout
                 with self._lock:
                     self._send({"kill": number})
-                status, timed_out = done.result(timeout=END_TIMEOUT), timeout
+                try:
+                    status = done.result(timeout=END_TIMEOUT)
+                except FutureTimeout:
+                    status = -9  # the interpreter does not answer either: close() kills it
             proc = tools.CompletedProcess(args, status, _text(out), _text(err))
+        except OSError:  # the request could not be written: the interpreter ended
+            raise self._ended() from None
         finally:
             shutil.rmtree(files, ignore_errors=True)
         if timed_out or (check and status != 0):
