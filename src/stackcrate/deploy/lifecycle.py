@@ -596,39 +596,43 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         except BaseException as exc:
             synced[service].set_exception(exc)
             raise
-        synced[service].set_result(None)
         if service == "nova" and pipelined:
             compute.warm_up()  # what maps the compute host, loaded while nova's processes start
+        synced[service].set_result(None)
         took = time.monotonic() - t0
         made = keystone_serving() if service == "keystone" and not ordered else None
         if service == "keystone" and pipelined:
             starting.append(side.submit(_converge, d, lay, sup, t, None, False, compute.then, gate))
         return service, took, made
 
-    started = start_processes(d, sup, first, values, t, lay=lay, login_optional=True, settle=False)
-    starting: list[Future] = []  # pipelined: the start of every other process, once keystone serves
-    # The migrations need only the database: the other backing services (the broker takes ~5 s) start beside
-    # them; keystone starts once its own migrations are done, and takes the catalog, while the others' run.
-    with ThreadPoolExecutor(max_workers=1) as side:
-        rest_started = side.submit(rest_of_backing)
-        with t.step("Databases and database users"):
-            backing.sql(d, bootstrap.db_sql(d, values), sup)
-        # Each service's migrations touch only its own database: run them all at once (keystone's include its
-        # key setup and bootstrap, which also re-sets the admin password).
-        names = list(d.services.enabled())
-        with t.step(f"Schema migrations and keystone bootstrap ({'in order' if ordered else 'in parallel'})") as info:
-            if ordered:  # a failed migration stops the ones after it
-                took = [sync(n) for n in names]
-            else:
-                with ThreadPoolExecutor(max_workers=len(names)) as pool:
-                    took = list(pool.map(sync, names))
-            info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec, _ in took)
-        made = next((m for s, _, m in took if m is not None), None)
-        if made is None:  # in order: keystone after every migration, as an upgrade documents
-            made = keystone_serving()
-    started.extend(starting[0].result() if starting else [])
-    if pipelined and not compute.ready:  # nova-compute ran already (or there is none here)
-        wait_cloud_ready(lay, sup, t)
+    try:
+        started = start_processes(d, sup, first, values, t, lay=lay, login_optional=True, settle=False)
+        starting: list[Future] = []  # pipelined: the start of every other process, once keystone serves
+        # The migrations need only the database: the other backing services (the broker takes ~5 s) start beside
+        # them; keystone starts once its own migrations are done, and takes the catalog, while the others' run.
+        with ThreadPoolExecutor(max_workers=1) as side:
+            rest_started = side.submit(rest_of_backing)
+            with t.step("Databases and database users"):
+                backing.sql(d, bootstrap.db_sql(d, values), sup)
+            # Each service's migrations touch only its own database: run them all at once (keystone's include its
+            # key setup and bootstrap, which also re-sets the admin password).
+            names = list(d.services.enabled())
+            how = "in order" if ordered else "in parallel"
+            with t.step(f"Schema migrations and keystone bootstrap ({how})") as info:
+                if ordered:  # a failed migration stops the ones after it
+                    took = [sync(n) for n in names]
+                else:
+                    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+                        took = list(pool.map(sync, names))
+                info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec, _ in took)
+            made = next((m for s, _, m in took if m is not None), None)
+            if made is None:  # in order: keystone after every migration, as an upgrade documents
+                made = keystone_serving()
+        started.extend(starting[0].result() if starting else [])
+        if pipelined and not compute.ready:  # nova-compute ran already (or there is none here)
+            wait_cloud_ready(lay, sup, t, manage=compute.manage)
+    finally:
+        compute.close()
     # what ran before init with a config that changed now runs with the new one (pipelined: done just above)
     restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}, settle=False) \
         if was_running and not pipelined else []
@@ -699,21 +703,26 @@ class _ComputeReadiness:
     def __init__(self, lay: Layout, sup: Manager, t: Timer):
         self.lay, self.sup, self.t = lay, sup, t
         self.ready = False
-        self._manage: WarmProgram | None = None
+        self.manage: WarmProgram | None = None
 
     def warm_up(self) -> None:
-        if self.lay.d.backend == "local" and _hosts_to_ready(self.lay.d) and self._manage is None:
+        if self.lay.d.backend == "local" and _hosts_to_ready(self.lay.d) and self.manage is None:
             call = _discover_call(self.lay)
-            self._manage = WarmProgram(call.program, call.env)
+            self.manage = WarmProgram(call.program, call.env)
 
     def then(self, p: ProcessDef) -> None:
         if p.name == "nova-compute":
             try:
-                wait_cloud_ready(self.lay, self.sup, self.t, manage=self._manage)
+                wait_cloud_ready(self.lay, self.sup, self.t, manage=self.manage)
             finally:
-                if self._manage is not None:
-                    self._manage.close()
+                self.close()
             self.ready = True
+
+    def close(self) -> None:
+        """End the loaded nova-manage (used or not: init ends it whatever happens)."""
+        if self.manage is not None:
+            self.manage.close()
+            self.manage = None
 
 
 def status(d: Deployment) -> dict:

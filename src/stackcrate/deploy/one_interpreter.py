@@ -22,6 +22,9 @@ from .processes import Call
 # script itself. A child dies with the interpreter that forked it (a timeout kills the interpreter).
 PRELUDE = r"""
 import base64, ctypes, hashlib, json, os, signal, sys, traceback
+
+if sys.path[:1] == [""]:  # `python -c` puts the working folder first; a program run as itself has its bin/ there
+    del sys.path[0]
 from importlib.metadata import entry_points
 
 parent = os.getpid()

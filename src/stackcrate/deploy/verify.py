@@ -176,7 +176,6 @@ def together(*jobs):
 
 
 def verify(d: Deployment, t: Timer) -> dict:
-    os_ = Client(d, warm=True)
     name = f"stackcrate-verify-{secrets.token_hex(4)}"
     res: dict = {"name": name}
     work = d.state / "data" / "verify"
@@ -187,6 +186,7 @@ def verify(d: Deployment, t: Timer) -> dict:
     look = dashboard.enabled(d) and not podman_api.enabled(d)
     # (the cleanup ends before the side thread is waited for: it lets the dashboard's check end)
     with ThreadPoolExecutor(max_workers=1) as side, ExitStack() as cleanup:
+        os_ = Client(d, warm=True)
         cleanup.callback(os_.close)
         cleanup.callback(os_.forget_token)  # (after the deletions below: they use the token)
         created = threading.Event()

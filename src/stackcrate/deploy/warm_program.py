@@ -59,20 +59,27 @@ running = {}  # request id -> (pid, pidfd)
 
 
 def start(req):
+    sys.stdout.flush()  # what an import printed is the interpreter's, not the child's
+    sys.stderr.flush()
     pid = fork()
     if pid == 0:
-        sel.close()
-        os.close(answers.fileno())
-        for _, fd in running.values():
-            os.close(fd)
-        for fd, path, flags in ((0, req["stdin"] or os.devnull, os.O_RDONLY), (1, req["stdout"], os.O_WRONLY),
-                                (2, req["stderr"], os.O_WRONLY)):
-            f = os.open(path, flags)
-            os.dup2(f, fd)
-            os.close(f)
-        os.environ.clear()
-        os.environ.update(req["env"])
-        child(req["argv"], main if req["argv"][0] == program else main_of(req["argv"][0]))
+        try:
+            sel.close()
+            os.close(answers.fileno())
+            for _, fd in running.values():
+                os.close(fd)
+            for fd, path, flags in ((0, req["stdin"] or os.devnull, os.O_RDONLY), (1, req["stdout"], os.O_WRONLY),
+                                    (2, req["stderr"], os.O_WRONLY)):
+                f = os.open(path, flags)
+                os.dup2(f, fd)
+                os.close(f)
+            os.environ.clear()
+            os.environ.update(req["env"])
+            this = main if req["argv"][0] == program else main_of(req["argv"][0])
+        except BaseException:  # the child must never go on as the interpreter
+            traceback.print_exc()
+            os._exit(127)
+        child(req["argv"], this)
     fd = pidfd_open(pid)
     running[req["id"]] = (pid, fd)
     sel.register(fd, selectors.EVENT_READ, req["id"])
@@ -86,6 +93,8 @@ while reading or running:
             __import__(preload.pop())
         except Exception:
             pass
+        sys.stdout.flush()
+        sys.stderr.flush()
     for key, _ in events:
         if key.data is None:
             data = read(0, 1 << 16)
@@ -132,21 +141,24 @@ class WarmProgram:
         threading.Thread(target=self._answers, name="warm-program", daemon=True).start()
 
     def _answers(self) -> None:
-        for line in self._proc.stdout:  # type: ignore[union-attr]
-            if line == "ready\n":
-                self._ready.set_result(True)
-                continue
-            answer = json.loads(line)
+        try:
+            for line in self._proc.stdout:  # type: ignore[union-attr]
+                if line == "ready\n":
+                    self._ready.set_result(True)
+                    continue
+                answer = json.loads(line)
+                with self._lock:
+                    call = self._calls.pop(answer["id"], None)  # None: a call that gave up (timed out)
+                if call is not None:
+                    call.set_result(answer["status"])
+        finally:  # whatever ended the answers, no call waits for one any more
             with self._lock:
-                call = self._calls.pop(answer["id"])
-            call.set_result(answer["status"])
-        with self._lock:
-            self._gone = self._ended()
-            if not self._ready.done():
-                self._ready.set_exception(self._gone)
-            for call in self._calls.values():
-                call.set_exception(self._gone)
-            self._calls.clear()
+                self._gone = self._gone or self._ended()
+                if not self._ready.done():
+                    self._ready.set_exception(self._gone)
+                for call in self._calls.values():
+                    call.set_exception(self._gone)
+                self._calls.clear()
 
     def _ended(self) -> StackcrateError:
         return StackcrateError(f"the interpreter running {self.program} ended: {tools.log_end(self._log)}",
@@ -166,15 +178,21 @@ class WarmProgram:
         except FutureTimeout:
             raise StackcrateError(f"the interpreter running {self.program} did not load it in {READY_TIMEOUT:.0f}s: "
                                   f"{tools.log_end(self._log)}") from None
-        files = Path(tempfile.mkdtemp(dir=self._work))
+        with self._lock:
+            if self._gone:
+                raise self._gone
+        try:
+            files = Path(tempfile.mkdtemp(dir=self._work))
+        except OSError:  # its folder is gone: closed meanwhile
+            raise self._gone or self._ended() from None
         out, err, stdin = files / "stdout", files / "stderr", files / "stdin"
-        out.touch()
-        err.touch()
-        if input is not None:
-            stdin.write_text(input)
         done: Future = Future()
         timed_out = 0.0
         try:
+            out.touch()
+            err.touch()
+            if input is not None:
+                stdin.write_text(input)
             with self._lock:
                 if self._gone:
                     raise self._gone
@@ -192,10 +210,12 @@ class WarmProgram:
                 try:
                     status = done.result(timeout=END_TIMEOUT)
                 except FutureTimeout:
+                    with self._lock:
+                        self._calls.pop(number, None)
                     status = -9  # the interpreter does not answer either: close() kills it
             proc = tools.CompletedProcess(args, status, _text(out), _text(err))
-        except OSError:  # the request could not be written: the interpreter ended
-            raise self._ended() from None
+        except (OSError, ValueError):  # the request could not be written: the interpreter ended, or was closed
+            raise self._gone or self._ended() from None
         finally:
             shutil.rmtree(files, ignore_errors=True)
         if timed_out or (check and status != 0):
@@ -204,6 +224,8 @@ class WarmProgram:
 
     def close(self) -> None:
         """End the interpreter (a call still running is killed) and remove its files."""
+        with self._lock:
+            self._gone = self._gone or StackcrateError(f"the interpreter running {self.program} was closed")
         tools.end_coprocess(self._proc, END_TIMEOUT)
         shutil.rmtree(self._work, ignore_errors=True)
 

@@ -90,7 +90,7 @@ def spec(built, deps, name: str, tree: Path) -> str:
         {desc}
 
         %install
-        rmdir %{{buildroot}} && mv "{tree}" %{{buildroot}}
+        rmdir "%{{buildroot}}" && mv "{tree}" "%{{buildroot}}"
 
         %files
         {path}

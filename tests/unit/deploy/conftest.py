@@ -127,7 +127,7 @@ def tool_venv(tmp_path: Path) -> Path:
     (info / "entry_points.txt").write_text("[console_scripts]\ntool-manage = tool:main\ntool-status = tool:main\n"
                                            "[tool.commands]\nfirst = toolplugin:main\n")  # a plugin group to preload
     (site / "tool.py").write_text(TOOL)
-    (site / "toolplugin.py").write_text("print('plugin imported', flush=True)\n")
+    (site / "toolplugin.py").write_text("print('plugin imported')\n")  # buffered: a fork must not carry it
     record = []
     for name in ("tool-manage", "tool-status"):
         script = tmp_path / "bin" / name

@@ -16,7 +16,8 @@ from stackcrate.tools import ToolFailed
 
 
 def env(tool_venv: Path, password: str = "s3cret") -> dict[str, str]:
-    return {"PYTHONPATH": str(tool_venv / "site"), "TOOL_PASSWORD": password}
+    # PYTHONUNBUFFERED empty: the interpreter's stdout buffered, as it is where nothing sets it
+    return {"PYTHONPATH": str(tool_venv / "site"), "TOOL_PASSWORD": password, "PYTHONUNBUFFERED": ""}
 
 
 @pytest.fixture
@@ -28,12 +29,12 @@ def warm(tool_venv):
 
 def test_calls_from_several_threads_run_side_by_side_each_in_a_fresh_child_of_one_import(warm, tool_venv):
     prog = warm.program
-    calls = [[prog, "sleep", "1"], [prog, "sleep", "1"], [prog, "first"], [prog, "second"]]
+    calls = [[prog, "sleep", "1.5"], [prog, "sleep", "1.5"], [prog, "first"], [prog, "second"]]
     warm.run([prog, "loaded"], env(tool_venv))
     start = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
         done = list(pool.map(lambda argv: warm.run(argv, env(tool_venv)), calls))
-    assert time.monotonic() - start < 1.9  # the two sleeps overlapped
+    assert time.monotonic() - start < 2.9  # the two sleeps overlapped (one after the other: 3 s)
     runs = [p.stdout.split() for p in done]
     assert all(p.returncode == 0 and "imported" not in p.stdout for p in done)  # imported by the interpreter only
     assert [r[2:] for r in runs] == [["sleep", "['sleep']", "s3cret"]] * 2 + [["first", "['first']", "s3cret"],
@@ -81,12 +82,16 @@ def test_close_ends_a_running_call_and_removes_the_files(tool_venv):
 
     caller = threading.Thread(target=long_call)
     caller.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while not warm._calls and time.monotonic() < deadline:  # the call is on its way (the import may be slow)
+        time.sleep(0.05)
     start = time.monotonic()
     warm.close()
     caller.join(timeout=15)
     assert not caller.is_alive() and ended and time.monotonic() - start < 15
     assert warm._proc.poll() is not None and not warm._work.exists()
+    with pytest.raises(StackcrateError, match="was closed"):
+        warm.run([warm.program, "after"], env(tool_venv))
 
 
 def test_a_program_changed_since_it_was_installed_runs_as_itself(tool_venv):
