@@ -29,7 +29,8 @@ from importlib.metadata import entry_points
 
 parent = os.getpid()
 found = entry_points(group="console_scripts")
-loaded = {}
+loaded = {}  # entry point -> its main
+mains = {}   # program path -> its main, or None (run it as itself)
 
 
 def as_installed(ep, path):
@@ -45,14 +46,18 @@ def as_installed(ep, path):
 
 
 def main_of(path):
-    # the program's entry point, imported once; None: run the program itself
-    ep = next(iter(found.select(name=os.path.basename(path))), None)
-    if ep is None or not as_installed(ep, path):
-        return None
-    if ep.value not in loaded:
-        sys.argv = [path]  # what a module may read as it is imported (cliff's App takes its name from it)
-        loaded[ep.value] = ep.load()
-    return loaded[ep.value]
+    # the program's entry point, imported once; None: run the program itself. Asked once per program: the check
+    # reads the script and walks its distribution's RECORD (nova's: thousands of files)
+    if path not in mains:
+        ep = next(iter(found.select(name=os.path.basename(path))), None)
+        if ep is None or not as_installed(ep, path):
+            mains[path] = None
+        else:
+            if ep.value not in loaded:
+                sys.argv = [path]  # what a module may read as it is imported (cliff's App takes its name from it)
+                loaded[ep.value] = ep.load()
+            mains[path] = loaded[ep.value]
+    return mains[path]
 
 
 def child(argv, main):
@@ -85,13 +90,14 @@ def child(argv, main):
 # each child before it exits, so the output keeps its order.
 SCRIPT = PRELUDE + r"""
 commands = json.loads(sys.argv[1])
-mains = [main_of(c["argv"][0]) for c in commands]
+for c in commands:
+    main_of(c["argv"][0])  # every program loaded before the first command runs
 for i, c in enumerate(commands):
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        child(c["argv"], mains[i])
+        child(c["argv"], main_of(c["argv"][0]))
     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if status not in c["ok"]:
         print(f"stackcrate: command {i} exited {status}", file=sys.stderr, flush=True)

@@ -75,7 +75,7 @@ def start(req):
                 os.close(f)
             os.environ.clear()
             os.environ.update(req["env"])
-            this = main if req["argv"][0] == program else main_of(req["argv"][0])
+            this = main_of(req["argv"][0])
         except BaseException:  # the child must never go on as the interpreter
             traceback.print_exc()
             os._exit(127)
@@ -178,9 +178,6 @@ class WarmProgram:
         except FutureTimeout:
             raise StackcrateError(f"the interpreter running {self.program} did not load it in {READY_TIMEOUT:.0f}s: "
                                   f"{tools.log_end(self._log)}") from None
-        with self._lock:
-            if self._gone:
-                raise self._gone
         try:
             files = Path(tempfile.mkdtemp(dir=self._work))
         except OSError:  # its folder is gone: closed meanwhile
