@@ -10,6 +10,7 @@ import pwd
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import tools
 from ..cache import digest_of, remove_tree
@@ -20,6 +21,9 @@ from .layout import Layout
 from .one_interpreter import Step
 from .openstack import SERVICES, Command, Sql
 from .processes import Call, Runner
+
+if TYPE_CHECKING:
+    from .warm_program import WarmProgram
 
 
 def databases(d: Deployment) -> dict[str, tuple[str, ...]]:
@@ -83,10 +87,12 @@ def management_call(lay: Layout, service: str, argv: list[str], env: dict[str, s
                 reads=(str(lay.etc(service)),), writes=(str(lay.data(service)),))
 
 
-def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_only: bool = False) -> None:
+def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_only: bool = False,
+         warm: WarmProgram | None = None) -> None:
     """Migrations and setup of one service, in the table's order; the commands between two Sql steps run in one
     interpreter (one_interpreter). files_only: only the commands that make files from the venv and the settings
-    (`unless_same`), e.g. after a rollback put back the old release's databases."""
+    (`unless_same`), e.g. after a rollback put back the old release's databases. warm: the service's program,
+    loaded already (warm_program), that runs its commands instead (init keeps nova-manage for the mapping)."""
     from .backing import sql
 
     stamped_ran = False  # once a stamped command ran, the stamped ones after it run too (they build on it)
@@ -110,7 +116,7 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_
             todo.append((Step(tuple(argv), tuple(sorted(env.items())), cmd.ok_exit), stamp, key))
         kept = _kept_files(lay, service, group, [key for _, _, key in todo])
         if kept is None or not _copy_kept(lay, service, kept):
-            _run_steps(lay, service, runner, [step for step, _, _ in todo], timeout)
+            _run_steps(lay, service, runner, [step for step, _, _ in todo], timeout, warm)
             if kept is not None:
                 _keep(lay, service, kept)
         for _, stamp, key in todo:
@@ -187,9 +193,16 @@ def _between_sql(sync: tuple[Command | Sql, ...]) -> list[Sql | list[Command]]:
     return out
 
 
-def _run_steps(lay: Layout, service: str, runner: Runner, steps: list[Step], timeout: float) -> None:
-    """These commands in order, in one interpreter when there are several that can share one; the first that
-    fails raises, naming it, with the end of its output."""
+def _run_steps(lay: Layout, service: str, runner: Runner, steps: list[Step], timeout: float,
+               warm: WarmProgram | None = None) -> None:
+    """These commands in order, in one interpreter when there are several that can share one (or each in a child
+    of `warm` when it is their program); the first that fails raises, naming it, with the end of its output."""
+    if warm is not None and steps and all(str(s.argv[0]) == str(warm.program) for s in steps):
+        for step in steps:
+            proc = warm.run(step.argv, dict(step.env), timeout=timeout, check=False)
+            if proc.returncode not in step.ok_exit:
+                raise _failed(lay, service, step, proc)
+        return
     together = len(steps) > 1 and one_interpreter.can_share(steps)
     for batch in [steps] if together else [[s] for s in steps]:
         call = management_call(lay, service, list(batch[0].argv), dict(batch[0].env))
@@ -198,13 +211,19 @@ def _run_steps(lay: Layout, service: str, runner: Runner, steps: list[Step], tim
         proc = runner.run(call, timeout=timeout * len(batch), check=False)
         if proc.returncode in (batch[0].ok_exit if len(batch) == 1 else (0,)):
             continue
-        failed = batch[0] if len(batch) == 1 else one_interpreter.failed_step(proc.stderr, batch)
-        argv = list(failed.argv) if failed else [call.program, "-c", "(its commands)"]
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        args = argv[3:] if argv[1:2] == ["--config-file"] else argv[1:]
-        raise StackcrateError(
-            f"{service}: `{Path(argv[0]).name} {' '.join(args[:3])}` failed (exit {proc.returncode}):\n{tail}",
-            hint=f"see {lay.d.state / 'log'} and the service's configuration overrides")
+        raise _failed(lay, service, batch[0] if len(batch) == 1 else one_interpreter.failed_step(proc.stderr, batch),
+                      proc, call.program)
+
+
+def _failed(lay: Layout, service: str, step: Step | None, proc: tools.CompletedProcess,
+            program: str = "") -> StackcrateError:
+    """The error of a failed command (step None: a batch that failed before naming one of its commands)."""
+    argv = list(step.argv) if step else [program, "-c", "(its commands)"]
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+    args = argv[3:] if argv[1:2] == ["--config-file"] else argv[1:]
+    return StackcrateError(
+        f"{service}: `{Path(argv[0]).name} {' '.join(args[:3])}` failed (exit {proc.returncode}):\n{tail}",
+        hint=f"see {lay.d.state / 'log'} and the service's configuration overrides")
 
 
 def _stamp(lay: Layout, service: str, cmd: Command, argv: list[str]) -> tuple[Path | None, str]:

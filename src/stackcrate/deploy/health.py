@@ -203,9 +203,10 @@ def podman_ping(path: str) -> Verdict:
 
 
 class Tokens:
-    """One token for the many rounds of checks of one wait (polls of several processes, in threads): keystone
-    hashes the password of each token it issues (bcrypt, ~0.25 s of CPU), which a token per poll would pay
-    every 0.2 s for each API starting. Issued again only once an issue failed (keystone not up yet)."""
+    """One admin token for the many rounds of checks of one wait (polls of several processes, in threads) or of
+    a whole `init`: keystone hashes the password of each token it issues (bcrypt, ~0.25-0.5 s of CPU), which a
+    token per poll would pay every 0.2 s for each API starting. Issued again only once an issue failed
+    (keystone not up yet) or keystone refused the token (401)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -216,6 +217,17 @@ class Tokens:
             if self._token is None:
                 self._token = issue()[0]
             return self._token
+
+    def offer(self, token: str) -> None:
+        """A token issued anyway (keystone's own health check): kept when there is none."""
+        with self._lock:
+            self._token = self._token or token
+
+    def forget(self, token: str) -> None:
+        """Keystone refused it: the next get issues another."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
 
 
 class Checker:
@@ -267,9 +279,14 @@ class Checker:
         if token is None:
             raise tools.FetchFailed(url, self._token_error or "no token", None, None)
         # one more try when no answer came in time (a busy machine), none on an answer
-        return tools.http(url, headers={"X-Auth-Token": token, "Accept": "application/json",
-                                        "OpenStack-API-Version": "compute 2.1"}, timeout=TIMEOUT, retries=1,
-                          quiet=True)
+        try:
+            return tools.http(url, headers={"X-Auth-Token": token, "Accept": "application/json",
+                                            "OpenStack-API-Version": "compute 2.1"}, timeout=TIMEOUT, retries=1,
+                              quiet=True)
+        except tools.FetchFailed as exc:
+            if exc.status == 401:  # expired or revoked (a changed password): the next round issues another
+                self._tokens.forget(token)
+            raise
 
     def nova_services(self) -> list[dict] | None:
         with self._lock:
@@ -343,7 +360,8 @@ class Checker:
             if h.kind == "podman":
                 return podman_ping(h.url)  # type: ignore[arg-type]
             if h.kind == "token":
-                _, took = self.issue_token()
+                token, took = self.issue_token()
+                self._tokens.offer(token)  # what the checks and the catalog after it use
                 return Verdict(True, f"token issued in {took:.2f}s")
             if h.kind == "page":
                 return html_page(h.url)  # type: ignore[arg-type]

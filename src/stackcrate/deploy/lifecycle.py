@@ -232,12 +232,13 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
                     restart: set[str] | None = None, lay: Layout | None = None,
                     login_optional: bool = False, settle: bool = True,
                     then: Callable[[ProcessDef], None] | None = None,
-                    gate: Callable[[ProcessDef], None] | None = None) -> list[str]:
+                    gate: Callable[[ProcessDef], None] | None = None, tokens: Tokens | None = None) -> list[str]:
     """Start (or restart, for those in `restart`) the processes that do not serve, each as soon as those it needs
     serve (`needs`), and wait until each is healthy; with a layout, record the configuration each one starts
     with. settle: also wait until supervisord counts them started (False: the caller does, later). then: called
     with each process started, once it is healthy, beside the others still starting; gate: called before each
-    is launched, returns once it may be (raises: it may not)."""
+    is launched, returns once it may be (raises: it may not). tokens: the admin token of the checks (one per
+    call when not given)."""
     states = sup.states()
     # what runs with an old configuration is stopped first, all at once (nova's take the whole deadline)
     stale = [p.name for p in plist if p.name in (restart or set()) and p.name in states
@@ -247,7 +248,7 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
         states = sup.states()
     started = []
     (d.state / "run" / "started").mkdir(parents=True, exist_ok=True)
-    tokens = Tokens()
+    tokens = tokens or Tokens()
 
     def serving(p: ProcessDef) -> bool:
         st = states.get(p.name)
@@ -452,7 +453,7 @@ def _hosts_to_ready(d: Deployment, hosts: list[str] | None = None) -> list[str]:
 
 
 def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer, hosts: list[str] | None = None,
-                     manage: WarmProgram | None = None) -> None:
+                     manage: WarmProgram | None = None, tokens: Tokens | None = None) -> None:
     """Return once the cloud can build servers on `hosts`: each mapped into the cell and offered by placement
     (each nova process was already seen consuming its RPC queue). By default this host when it is control and
     compute at once; a control host of several hosts maps its compute hosts once they run (`add-compute`)."""
@@ -462,7 +463,7 @@ def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer, hosts: list[str] | Non
     discover_hosts(lay, sup, t, hosts, manage)
     with t.step(f"Waiting until placement offers {', '.join(hosts)}") as info:
         deadline = time.monotonic() + READY_TIMEOUT
-        tokens = Tokens()
+        tokens = tokens or Tokens()
         while why := next((f"{h}: {w}" for h in hosts if (w := compute_in_placement(lay, h, tokens))), None):
             if time.monotonic() > deadline:
                 raise StackcrateError(f"the cloud cannot build servers after {READY_TIMEOUT:.0f}s: {why}",
@@ -503,16 +504,17 @@ def initialised(d: Deployment) -> bool:
 
 def _converge(d: Deployment, lay: Layout, sup: Manager, t: Timer, only: set[str] | None = None,
               settle: bool = True, then: Callable[[ProcessDef], None] | None = None,
-              gate: Callable[[ProcessDef], None] | None = None) -> list[str]:
+              gate: Callable[[ProcessDef], None] | None = None, tokens: Tokens | None = None) -> list[str]:
     """Start what does not run and restart what runs with another configuration than the one now written (then,
-    gate: see start_processes)."""
+    gate, tokens: see start_processes)."""
     plist = [p for p in all_processes(lay) if only is None or p.name in only]
     restart = set()
     for p in plist:
         recorded = _started_with(d, p.name)
         if not recorded.exists() or recorded.read_text() != config_digest(lay, p):
             restart.add(p.name)
-    return start_processes(d, sup, plist, lay.secrets, t, restart, lay, settle=settle, then=then, gate=gate)
+    return start_processes(d, sup, plist, lay.secrets, t, restart, lay, settle=settle, then=then, gate=gate,
+                           tokens=tokens)
 
 
 def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
@@ -575,15 +577,17 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
     def keystone_serving() -> int:
         """keystone started (with the cache and the broker up) and the catalog registered in it."""
         started.extend(rest_started.result())
-        started.extend(_converge(d, lay, sup, t, only={"keystone"}, settle=False))
+        started.extend(_converge(d, lay, sup, t, only={"keystone"}, settle=False, tokens=tokens))
         with t.step("Service users, services and endpoints in keystone") as info:
-            made = register(lay)
+            made = register(lay, tokens.get(Checker(d, values).issue_token))
             info["note"] = f"{made} created" if made else "all present"
         return made
 
     pipelined = and_start and not ordered
     synced: dict[str, Future] = {name: Future() for name in d.services.enabled()}
-    compute = _ComputeReadiness(lay, sup, t)
+    # one admin token for init's checks and the catalog (keystone hashes the password of each it issues)
+    tokens = Tokens()
+    compute = _ComputeReadiness(lay, sup, t, tokens)
 
     def gate(p: ProcessDef) -> None:
         if p.service in synced:
@@ -591,18 +595,18 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
 
     def sync(service: str) -> tuple[str, float, int | None]:
         t0 = time.monotonic()
+        # nova-manage, loaded once: it runs nova's migrations, then maps the compute host at the end
+        warm = compute.warm_up() if service == "nova" and pipelined else None
         try:
-            bootstrap.sync(lay, service, sup)
+            bootstrap.sync(lay, service, sup, warm=warm)
         except BaseException as exc:
             synced[service].set_exception(exc)
             raise
-        if service == "nova" and pipelined:
-            compute.warm_up()  # what maps the compute host, loaded while nova's processes start
         synced[service].set_result(None)
         took = time.monotonic() - t0
         made = keystone_serving() if service == "keystone" and not ordered else None
         if service == "keystone" and pipelined:
-            starting.append(side.submit(_converge, d, lay, sup, t, None, False, compute.then, gate))
+            starting.append(side.submit(_converge, d, lay, sup, t, None, False, compute.then, gate, tokens))
         return service, took, made
 
     try:
@@ -630,7 +634,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
                 made = keystone_serving()
         started.extend(starting[0].result() if starting else [])
         if pipelined and not compute.ready:  # nova-compute ran already (or there is none here)
-            wait_cloud_ready(lay, sup, t, manage=compute.manage)
+            wait_cloud_ready(lay, sup, t, manage=compute.manage, tokens=tokens)
     finally:
         compute.close()
     # what ran before init with a config that changed now runs with the new one (pipelined: done just above)
@@ -668,10 +672,12 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
             write_configs(lay)  # `rm` removed them; a changed override takes effect (restart)
         plist = all_processes(lay)
         sup.ensure(plist)
-        compute = _ComputeReadiness(lay, sup, t)
-        started = _converge(d, lay, sup, t, settle=False, then=compute.then)
+        tokens = Tokens()
+        compute = _ComputeReadiness(lay, sup, t, tokens)
+        started = _converge(d, lay, sup, t, settle=False, then=compute.then, tokens=tokens)
         if not compute.ready:  # nova-compute ran already (or there is none here)
-            wait_cloud_ready(lay, sup, t)  # meanwhile the processes started last count up to their `settle`
+            # meanwhile the processes started last count up to their `settle`
+            wait_cloud_ready(lay, sup, t, tokens=tokens)
         wait_settled(d, sup, [p for p in plist if p.name in started])
     except StackcrateError:
         with t.step("Stopping everything (start failed)"):
@@ -696,24 +702,26 @@ def run(d: Deployment, t: Timer) -> dict:
 
 class _ComputeReadiness:
     """The `then` of start_processes that maps the compute host into the cell and waits until placement offers it
-    as soon as nova-compute serves, while the others still start (`ready` once done). warm_up(): nova-manage is
-    loaded meanwhile, on the host (warm_program), so the mapping, at the very end of `run`, does not wait ~2 s for
-    it to import nova; it ends once used (or with stackcrate, whose end closes its input)."""
+    as soon as nova-compute serves, while the others still start (`ready` once done). warm_up(): nova-manage,
+    loaded on the host (warm_program) as nova's migrations begin, runs them and then the mapping (which, at the
+    very end of `run`, does not wait ~2 s for it to import nova again); it ends once used (or with stackcrate,
+    whose end closes its input)."""
 
-    def __init__(self, lay: Layout, sup: Manager, t: Timer):
-        self.lay, self.sup, self.t = lay, sup, t
+    def __init__(self, lay: Layout, sup: Manager, t: Timer, tokens: Tokens | None = None):
+        self.lay, self.sup, self.t, self.tokens = lay, sup, t, tokens
         self.ready = False
         self.manage: WarmProgram | None = None
 
-    def warm_up(self) -> None:
+    def warm_up(self) -> WarmProgram | None:
         if self.lay.d.backend == "local" and _hosts_to_ready(self.lay.d) and self.manage is None:
             call = _discover_call(self.lay)
             self.manage = WarmProgram(call.program, call.env)
+        return self.manage
 
     def then(self, p: ProcessDef) -> None:
         if p.name == "nova-compute":
             try:
-                wait_cloud_ready(self.lay, self.sup, self.t, manage=self.manage)
+                wait_cloud_ready(self.lay, self.sup, self.t, manage=self.manage, tokens=self.tokens)
             finally:
                 self.close()
             self.ready = True

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from stackcrate import tools
 from stackcrate.deploy import bootstrap, one_interpreter, secrets
 from stackcrate.deploy.config import Deployment
 from stackcrate.deploy.layout import Layout
 from stackcrate.deploy.openstack import SERVICES, Command
+from stackcrate.errors import StackcrateError
 
 
 class Database:
@@ -64,3 +67,36 @@ def test_a_new_cloud_has_no_cells_to_fix_and_nova_manage_runs_once_for_all_its_c
     old = Database(["95a8f6c8-37f6-4e65-84f9-e5aee7c6e89a"])  # an older stackcrate's cloud: cells fixed first
     bootstrap.sync(nova_layout(dep), "nova", old)
     assert old.calls == ["fix cells", "api_db sync", "cell_v2 map_cell0", "db sync"]
+
+
+class Loaded:
+    """nova-manage loaded once (warm_program.WarmProgram's interface): records the commands its children run;
+    `exits` gives some a status."""
+
+    def __init__(self, program: str, exits: dict[str, int] | None = None):
+        self.program, self.exits, self.calls = program, exits or {}, []
+
+    def run(self, argv, env=None, input=None, timeout=300, check=True):
+        command = " ".join(argv[3:5])
+        self.calls.append(command)
+        status = self.exits.get(command, 0)
+        return tools.CompletedProcess(list(argv), status, "", f"{command} said why" if status else "")
+
+
+def test_nova_manage_loaded_for_the_mapping_runs_the_migrations_first_and_the_first_failure_stops_them(dep):
+    """init loads nova-manage as nova's migrations begin and keeps it for the compute host's mapping: each
+    command runs in a child of it, in the table's order, none in a batch of its own; create_cell's "exists"
+    (2) is a success; a failed command raises naming it and its output, and the ones after it do not run."""
+    lay = nova_layout(dep)
+    new, loaded = Database(None), Loaded(str(lay.bin("nova", "nova-manage")), {"cell_v2 create_cell": 2})
+    bootstrap.sync(lay, "nova", new, warm=loaded)
+    assert loaded.calls == ["api_db sync", "cell_v2 map_cell0", "db sync", "cell_v2 create_cell"]
+    assert new.processes == 0
+    failing = Loaded(str(lay.bin("nova", "nova-manage")), {"db sync": 1})
+    with pytest.raises(StackcrateError) as exc:
+        bootstrap.sync(lay, "nova", Database(None), warm=failing)
+    assert failing.calls == ["api_db sync", "cell_v2 map_cell0", "db sync"]
+    assert "`nova-manage db sync` failed (exit 1)" in str(exc.value) and "db sync said why" in str(exc.value)
+    other = Loaded("/opt/openstack/nova-1/bin/nova-status")  # not the commands' program: they run as before
+    bootstrap.sync(lay, "nova", fallback := Database(None), warm=other)
+    assert other.calls == [] and fallback.processes == 1

@@ -89,6 +89,7 @@ class FakeCloud:
 
         cloud = self
         self.tokens_issued = 0
+        self.valid: set[str] = set()  # the tokens the API takes (clear it: keystone revoked them)
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
@@ -97,13 +98,14 @@ class FakeCloud:
                 self.send_response(201 if ok else 401)
                 if ok:
                     cloud.tokens_issued += 1
-                    self.send_header("X-Subject-Token", "tok")
+                    cloud.valid.add(f"tok{cloud.tokens_issued}")
+                    self.send_header("X-Subject-Token", f"tok{cloud.tokens_issued}")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
 
             def do_GET(self):  # noqa: N802
-                ok = self.headers.get("X-Auth-Token") == "tok"
+                ok = self.headers.get("X-Auth-Token") in cloud.valid
                 self.send_response(200 if ok else 401)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -167,6 +169,25 @@ def test_the_rounds_of_one_wait_share_one_token_issued_again_only_after_a_failur
     with pytest.raises(RuntimeError):
         later.get(issue)
     assert later.get(issue) == "tok" and later.get(issue) == "tok" and len(calls) == 2
+    cloud.srv.shutdown()
+
+
+def test_keystones_own_check_gives_its_token_to_the_checks_after_it_and_a_refused_one_is_issued_again(dep):
+    """init shares one admin token: the one keystone's check issues (a bcrypt hash for keystone) serves every
+    check after it; one keystone refuses (401: expired, or revoked by a changed password) is issued again."""
+    cloud = FakeCloud("right")
+    d = deployment_with_keystone_on(dep, cloud.port)
+    api = ProcessDef("glance", "service", "/x", (), health=Health("api", url=f"http://127.0.0.1:{cloud.port}/v2/x"))
+    keystone = ProcessDef("keystone", "service", "/x", (), health=Health("token"))
+    tokens = health.Tokens()
+    assert health.Checker(d, {"admin_password": "right"}, tokens=tokens).check(keystone).ok
+    assert health.Checker(d, {"admin_password": "right"}, tokens=tokens).check(api).ok
+    assert cloud.tokens_issued == 1
+    cloud.valid.clear()
+    refused = health.Checker(d, {"admin_password": "right"}, tokens=tokens).check(api)
+    assert not refused.ok and refused.detail == "HTTP 401"
+    assert health.Checker(d, {"admin_password": "right"}, tokens=tokens).check(api).ok
+    assert cloud.tokens_issued == 2
     cloud.srv.shutdown()
 
 
