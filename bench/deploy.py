@@ -43,8 +43,9 @@ def stackcrate(work: Path, env: dict, *args: str, timeout: float = 1800) -> tupl
 
 def table(title: str, seconds: float, steps: list[dict], target: float) -> None:
     print(f"\n{title}: {seconds:.1f} s (target <= {target:.0f} s: {'met' if seconds <= target else 'NOT met'})")
+    print("   began   took  step (steps run side by side)")
     for s in steps:
-        print(f"  {s['seconds']:6.1f}  {s['step'][:100]}")
+        print(f"  {s.get('began', 0):6.1f} {s['seconds']:6.1f}  {s['step'][:100]}")
 
 
 def main() -> None:

@@ -533,25 +533,39 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
     is ready (`cloud_ready` in the answer)."""
     preflight(d, t)
     sup = manager_for(d)
-    if d.backend == "local":
-        with t.step("Checking the artifacts and the installed venvs") as info:
-            planned = prepare(d, reinstall)  # refuses before anything is written
-            info["note"] = summary(planned)
-        install(d, t, reinstall, planned=planned)
-    options.check(d, t, options_runner(d, sup))  # needs the venvs; before anything of the deployment is written
-    private_dirs(d)
-    if d.backend == "local":
-        record_use(d, also=keep_venvs)
-    pending = secrets.pending(d.state, d.config.secrets)
-    values = secrets.desired(d.state, d.config.secrets)
-    lay = layout(d, values)
-    was_running = {n for n, st in sup.states().items() if st.state not in STOPPED} if sup.running() else set()
-    with t.step("Writing configuration files") as info:
-        changed = write_configs(lay)
-        info["note"] = f"{changed} changed" if changed else "unchanged"
+    # a new deployment's database folder is made while the venvs unpack (mariadb-install-db: ~2 s on one core,
+    # the archives take two); should anything fail before init's own step for it, that state folder goes whole
+    fresh = d.backend == "local" and d.has("control") and not d.state.exists()
+    datadir: Future | None = None
+    try:
+        if d.backend == "local":
+            with t.step("Checking the artifacts and the installed venvs") as info:
+                planned = prepare(d, reinstall)  # refuses before anything is written
+                info["note"] = summary(planned)
+            with ThreadPoolExecutor(max_workers=1) as side:
+                if fresh:
+                    private_dirs(d)
+                    datadir = side.submit(backing.mariadb_install, d, sup)
+                install(d, t, reinstall, planned=planned)
+        options.check(d, t, options_runner(d, sup))  # needs the venvs; before anything else of the deployment
+        private_dirs(d)
+        if d.backend == "local":
+            record_use(d, also=keep_venvs)
+        pending = secrets.pending(d.state, d.config.secrets)
+        values = secrets.desired(d.state, d.config.secrets)
+        lay = layout(d, values)
+        was_running = {n for n, st in sup.states().items() if st.state not in STOPPED} if sup.running() else set()
+        with t.step("Writing configuration files") as info:
+            changed = write_configs(lay)
+            info["note"] = f"{changed} changed" if changed else "unchanged"
+    except BaseException:
+        if fresh:
+            shutil.rmtree(d.state, ignore_errors=True)
+        raise
     if d.has("control"):
         with t.step("MariaDB data directory") as info:
-            info["note"] = "created" if backing.mariadb_install(d, sup) else "kept"
+            made = datadir.result() if datadir is not None else backing.mariadb_install(d, sup)
+            info["note"] = "created" if made else "kept"
     if ovn.enabled(d):
         with t.step("OVN and Open vSwitch databases") as info:
             info["note"] = ", ".join(ovn.create_databases(d, sup)) or "kept"

@@ -26,6 +26,40 @@ from .processes import Call, ProcessDef
 from .secrets import private_file
 
 MARKER = "STACKCRATE_PROCESS"
+
+# Debian's supervisord (4.2.5; 4.3.0 too) can spin a core for as long as it runs: when an XML-RPC connection
+# closes and a process started in the same turn of its main loop gets that descriptor number for its stdin
+# pipe, the poller keeps the number registered for reading; once the process closes its end of the pipe
+# (mariadbd does, at start), poll() answers POLLERR for it at once, every time, and nothing drops it
+# (Supervisor issue #807; seen here taking one of two cores for a whole `run`). Run in supervisord's own
+# interpreter before its main(): a registration for reading of a descriptor open for writing only (never
+# readable) is dropped before each poll.
+POLLER_FIX = r"""
+import fcntl, os
+from supervisor import poller
+
+polled = poller.PollPoller.poll
+
+def poll(self, timeout):
+    for fd in list(self.readables):
+        try:
+            write_only = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
+        except OSError:  # closed: poll() answers POLLNVAL, which the poller handles
+            continue
+        if write_only:
+            self.unregister_readable(fd)
+    return polled(self, timeout)
+
+poller.PollPoller.poll = poll
+"""
+LAUNCH = """
+import sys
+if sys.path and sys.path[0] == "":  # (python -c puts the working folder first)
+    del sys.path[0]
+""" + POLLER_FIX + """
+from supervisor.supervisord import main
+sys.exit(main())
+"""
 START_WAIT = 30.0          # seconds for supervisord to answer on its socket
 LOG_MAX = "20MB"           # each process log is rotated at this size ...
 LOG_BACKUPS = 5            # ... keeping this many old ones
@@ -136,7 +170,7 @@ class Supervisor:
             return
         self.stop_orphans()
         self.socket.unlink(missing_ok=True)
-        tools.spawn([tools.which("supervisord", "supervisor"), "-n", "-c", str(self.conf)],
+        tools.spawn([supervisord_python(), "-c", LAUNCH, "-n", "-c", str(self.conf)],
                     log_file=self.d.state / "log" / "supervisord.out")
         deadline = time.monotonic() + START_WAIT
         while not self.running():
@@ -219,6 +253,14 @@ class Supervisor:
         for pid in pids:
             _signal_group(pid, signal.SIGKILL)
         return sorted(found)
+
+
+def supervisord_python() -> str:
+    """The interpreter of the supervisord program (its #! line): the one its package is installed for."""
+    program = tools.which("supervisord", "supervisor")
+    with open(program, "rb") as f:
+        first = f.readline().decode(errors="replace")
+    return first[2:].split()[0] if first.startswith("#!") and first[2:].split() else "/usr/bin/python3"
 
 
 def orphans(state: Path) -> dict[str, list[int]]:

@@ -15,7 +15,14 @@ import yaml
 from stackcrate import tools
 from stackcrate.deploy.config import Deployment
 from stackcrate.deploy.processes import ProcessDef
-from stackcrate.deploy.supervisor import MARKER, Supervisor, orphans, program_section
+from stackcrate.deploy.supervisor import (
+    MARKER,
+    POLLER_FIX,
+    Supervisor,
+    orphans,
+    program_section,
+    supervisord_python,
+)
 
 pytestmark = pytest.mark.skipif(not shutil.which("supervisord"), reason="needs Debian's supervisor package")
 
@@ -125,3 +132,29 @@ def test_a_process_with_a_network_namespace_is_entered_into_it(dep):
     text = program_section(p, d, 10)
     assert f"command={tools.which('ip')} netns exec stackcrate-1 /usr/sbin/ovs-vswitchd unix:/x/db.sock\n" in text
     assert "command=/bin/sh" in program_section(sh("svc", "true"), d, 11)  # the others: as they are
+
+
+STALE_PIPE = """
+import os, time
+from supervisor import poller
+from supervisor.options import ServerOptions
+p = poller.PollPoller(ServerOptions())
+r, w = os.pipe()
+p.register_readable(w)  # what a closed connection's number, taken by a process's stdin pipe, is left as
+os.close(r)  # the process closes its end of the pipe (mariadbd does)
+start, polls = time.monotonic(), 0
+while time.monotonic() - start < 0.6:
+    p.poll(0.2)
+    polls += 1
+print(polls)
+"""
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["supervisors-own-poller-spins", "with-the-fix-it-waits"])
+def test_a_stdin_pipe_left_registered_for_reading_makes_supervisord_spin_unless_fixed(fixed):
+    """Supervisor issue #807: the poller answers POLLERR at once, every time, for a pipe's write end registered
+    for reading whose reader closed, and never drops it: supervisord's main loop takes a core for good. With
+    POLLER_FIX (what supervisord runs with) the registration goes and each poll waits its time out again."""
+    code = (POLLER_FIX if fixed else "") + STALE_PIPE
+    polls = int(tools.run([supervisord_python(), "-c", code], timeout=30).stdout)
+    assert polls <= 4 if fixed else polls > 100
