@@ -66,6 +66,20 @@ def test_run_started_every_process_healthy_and_a_second_run_starts_nothing(runni
     assert running.ok("run")["started"] == []
 
 
+def test_supervisord_sleeps_while_the_cloud_it_runs_is_idle(running):
+    """Supervisor issue #807 made supervisord spin a core for good in some runs (a stale poll registration of a
+    stdin pipe whose reader, mariadbd, closed it); run with its poller fixed, it sleeps between events."""
+    pid = int((running.state / "run" / "supervisord.pid").read_text().split()[0])
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu()
+    time.sleep(3)
+    assert cpu() - before < 0.5
+
+
 def test_verify_makes_and_deletes_its_own_resources(running):
     os_ = client(running)
     first, second = running.ok("verify"), running.ok("verify")
