@@ -95,9 +95,17 @@ def tree_digest(venv: Path) -> str:
 
     def walk(folder: str, rel: str) -> None:
         files, dirs = [], []
-        with os.scandir(folder) as entries:
+        try:
+            entries = os.scandir(folder)
+        except OSError:  # gone or unreadable: left out, as os.walk did
+            return
+        with entries:
             for e in entries:
-                (dirs if e.is_dir() else files).append(e)
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                (dirs if is_dir else files).append(e)
         files.sort(key=lambda e: e.name)
         dirs = sorted((e for e in dirs if e.name != "__pycache__"), key=lambda e: e.name)
         for e in files + dirs:

@@ -534,18 +534,25 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
     preflight(d, t)
     sup = manager_for(d)
     # a new deployment's database folder is made while the venvs unpack (mariadb-install-db: ~2 s on one core,
-    # the archives take two); should anything fail before init's own step for it, that state folder goes whole
-    fresh = d.backend == "local" and d.has("control") and not d.state.exists()
+    # the archives take two); should anything fail until it is made, the state folder this init made goes whole
+    fresh = False
     datadir: Future | None = None
     try:
         if d.backend == "local":
             with t.step("Checking the artifacts and the installed venvs") as info:
                 planned = prepare(d, reinstall)  # refuses before anything is written
                 info["note"] = summary(planned)
-            with ThreadPoolExecutor(max_workers=1) as side:
-                if fresh:
+            with ThreadPoolExecutor(max_workers=1) as beside:
+                if d.has("control") and not d.state.exists():
+                    d.state.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        d.state.mkdir()  # this init's own (removed whole if it fails early)
+                    except FileExistsError:
+                        raise StackcrateError(f"another command made {d.state} meanwhile",
+                                              hint="run one `init` or `run` of a deployment at a time") from None
+                    fresh = True
                     private_dirs(d)
-                    datadir = side.submit(backing.mariadb_install, d, sup)
+                    datadir = beside.submit(backing.mariadb_install, d, sup)
                 install(d, t, reinstall, planned=planned)
         options.check(d, t, options_runner(d, sup))  # needs the venvs; before anything else of the deployment
         private_dirs(d)
@@ -558,14 +565,14 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         with t.step("Writing configuration files") as info:
             changed = write_configs(lay)
             info["note"] = f"{changed} changed" if changed else "unchanged"
+        if d.has("control"):
+            with t.step("MariaDB data directory") as info:
+                made = datadir.result() if datadir is not None else backing.mariadb_install(d, sup)
+                info["note"] = "created" if made else "kept"
     except BaseException:
         if fresh:
             shutil.rmtree(d.state, ignore_errors=True)
         raise
-    if d.has("control"):
-        with t.step("MariaDB data directory") as info:
-            made = datadir.result() if datadir is not None else backing.mariadb_install(d, sup)
-            info["note"] = "created" if made else "kept"
     if ovn.enabled(d):
         with t.step("OVN and Open vSwitch databases") as info:
             info["note"] = ", ".join(ovn.create_databases(d, sup)) or "kept"
@@ -609,9 +616,9 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
 
     def sync(service: str) -> tuple[str, float, int | None]:
         t0 = time.monotonic()
-        # nova-manage, loaded once: it runs nova's migrations, then maps the compute host at the end
-        warm = compute.warm_up() if service == "nova" and pipelined else None
         try:
+            # nova-manage, loaded once: it runs nova's migrations, then maps the compute host at the end
+            warm = compute.warm_up() if service == "nova" and pipelined else None
             bootstrap.sync(lay, service, sup, warm=warm)
         except BaseException as exc:
             synced[service].set_exception(exc)
@@ -652,7 +659,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
     finally:
         compute.close()
     # what ran before init with a config that changed now runs with the new one (pipelined: done just above)
-    restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}, settle=False) \
+    restarted = _converge(d, lay, sup, t, only=was_running - {"keystone"}, settle=False, tokens=tokens) \
         if was_running and not pipelined else []
     wait_settled(d, sup, [p for p in plist if p.name in {*started, *restarted}])
     _record_init(d, values)

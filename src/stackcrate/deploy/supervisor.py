@@ -53,9 +53,13 @@ def poll(self, timeout):
 poller.PollPoller.poll = poll
 """
 LAUNCH = """
-import sys
+import ctypes, sys
 if sys.path and sys.path[0] == "":  # (python -c puts the working folder first)
     del sys.path[0]
+try:  # named supervisord, not python3, for ps -o comm, pgrep and top
+    ctypes.CDLL(None).prctl(15, b"supervisord", 0, 0, 0)  # PR_SET_NAME
+except (OSError, AttributeError):
+    pass
 """ + POLLER_FIX + """
 from supervisor.supervisord import main
 sys.exit(main())
@@ -256,11 +260,17 @@ class Supervisor:
 
 
 def supervisord_python() -> str:
-    """The interpreter of the supervisord program (its #! line): the one its package is installed for."""
+    """The interpreter of the supervisord program (its #! line, `env NAME` looked up): the one its package is
+    installed for."""
     program = tools.which("supervisord", "supervisor")
     with open(program, "rb") as f:
-        first = f.readline().decode(errors="replace")
-    return first[2:].split()[0] if first.startswith("#!") and first[2:].split() else "/usr/bin/python3"
+        words = f.readline().decode(errors="replace").removeprefix("#!").split()
+    if words and Path(words[0]).name == "env" and len(words) > 1:
+        return tools.which(words[1])
+    if not words or not Path(words[0]).name.startswith("python"):
+        raise StackcrateError(f"{program} does not start with a Python interpreter's #! line",
+                              hint="install supervisord from Debian's package (apt-get install supervisor)")
+    return words[0]
 
 
 def orphans(state: Path) -> dict[str, list[int]]:

@@ -548,22 +548,24 @@ def test_tree_digest_keeps_the_format_of_the_records_earlier_installs_wrote(tmp_
     order (each folder's files, then its folders, by name; then each folder's own entries), skip __pycache__, and
     not follow a symlink to a folder; a change of a file's size, mode or mtime changes the digest."""
     venv = tmp_path / "v"
-    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "sub").mkdir(parents=True)
+    (venv / "bin" / "sub" / "x").write_text("x")
     (venv / "lib" / "pkg" / "__pycache__").mkdir(parents=True)
     (venv / "bin" / "tool").write_text("#!/bin/sh\n")
-    (venv / "bin" / "tool").chmod(0o755)
     (venv / "lib" / "pkg" / "a.py").write_text("a = 1\n")
     (venv / "lib" / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"x")
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
     (venv / "lib64").symlink_to("lib")
     (venv / "bin" / "python").symlink_to("/usr/bin/python3")
-    for f in (venv / "bin" / "tool", venv / "lib" / "pkg" / "a.py", venv / "pyvenv.cfg"):
+    for f in (venv / "bin" / "tool", venv / "bin" / "sub" / "x", venv / "lib" / "pkg" / "a.py", venv / "pyvenv.cfg"):
         os.utime(f, (EPOCH, EPOCH))
+        f.chmod(0o755 if f.name == "tool" else 0o644)
+    # depth first: bin's folder sub and its file before lib's folder pkg
     lines = ["F pyvenv.cfg 100644 16 1700000000", "D bin 40755", "D lib 40755", "L lib64 -> lib",
-             "L bin/python -> /usr/bin/python3", "F bin/tool 100755 10 1700000000", "D lib/pkg 40755",
-             "F lib/pkg/a.py 100644 6 1700000000"]
+             "L bin/python -> /usr/bin/python3", "F bin/tool 100755 10 1700000000", "D bin/sub 40755",
+             "F bin/sub/x 100644 1 1700000000", "D lib/pkg 40755", "F lib/pkg/a.py 100644 6 1700000000"]
     os.chmod(venv, 0o755)
-    for folder in (venv / "bin", venv / "lib", venv / "lib" / "pkg"):
+    for folder in (venv / "bin", venv / "bin" / "sub", venv / "lib", venv / "lib" / "pkg"):
         folder.chmod(0o755)
     expected = hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
     assert installed.tree_digest(venv) == expected
