@@ -17,20 +17,13 @@ from .openstack import SERVICES
 
 
 class Keystone:
-    def __init__(self, url: str, password: str, token: str | None = None):
-        """token: the admin's, issued already (else one is issued here)."""
+    def __init__(self, url: str, token: str):
+        """token: the admin's (init's shared one: health.Tokens, issued by health.Checker.issue_token)."""
         self.url = url.rstrip("/")
-        self.token = token or ""
-        if token:
-            return
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-        _, headers = self._call("POST", "/auth/tokens", body)
-        self.token = headers["X-Subject-Token"]
+        self.token = token
 
     def _call(self, method: str, path: str, body: dict | None = None) -> tuple[dict, Mapping[str, str]]:
-        headers = {"Content-Type": "application/json", **({"X-Auth-Token": self.token} if self.token else {})}
+        headers = {"Content-Type": "application/json", "X-Auth-Token": self.token}
         try:
             r = tools.http(self.url + path, method=method, headers=headers, timeout=60,
                            body=json.dumps(body).encode() if body is not None else None)
@@ -53,11 +46,11 @@ class Keystone:
         return self._call("POST", f"/{kind}", {one: body})[0][one], True
 
 
-def register(lay: Layout, token: str | None = None) -> int:
+def register(lay: Layout, token: str) -> int:
     """Service project, users (role admin in project service), services, endpoints (keystone's own too: their
     URLs follow the deployment, e.g. https with TLS); returns how many it made. Talks to keystone itself, not
-    through HAProxy. token: the admin's, when one was issued already."""
-    ks = Keystone(lay.backend_url("keystone"), lay.secrets["admin_password"], token)
+    through HAProxy, with the admin's token."""
+    ks = Keystone(lay.backend_url("keystone"), token)
     identity = ks.find("services", type="identity")
     if identity:
         made_ep = _endpoints(ks, identity, lay.public_url("keystone"), lay.d.config.region)
@@ -77,16 +70,16 @@ def register(lay: Layout, token: str | None = None) -> int:
         catalog = SERVICES[name].catalog
         if catalog is None:  # keystone registers itself at bootstrap
             return 0
-        user, made = ks.ensure("users", "user", {"name": name, "domain_id": "default",
-                                                 "password": lay.secrets["service_password"]},
-                               name=name, domain_id="default")
-        if not made:  # keep the password in step with the secrets file
+        user, new_user = ks.ensure("users", "user", {"name": name, "domain_id": "default",
+                                                     "password": lay.secrets["service_password"]},
+                                   name=name, domain_id="default")
+        if not new_user:  # keep the password in step with the secrets file
             ks._call("PATCH", f"/users/{user['id']}", {"user": {"password": lay.secrets["service_password"]}})
         for role in roles.values():
             ks._call("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{role['id']}")
         stype, sname = catalog
         svc, new = ks.ensure("services", "service", {"name": sname, "type": stype}, type=stype)
-        return made + new + _endpoints(ks, svc, lay.public_url(name), region)
+        return new_user + new + _endpoints(ks, svc, lay.public_url(name), region)
 
     # the services side by side: keystone hashes each new password (bcrypt, ~0.5 s of one core), in threads of
     # its own that run at once
