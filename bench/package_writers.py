@@ -5,9 +5,10 @@
 
 Builds the component once (its venv and .tar.zst, cached in the work folder), then times every writer making
 its artifact from that build with its cache entry removed first, so each one writes: the .tar.zst itself
-(GNU tar + zstd level 9 on every core), the .deb (dpkg-deb), the .rpm (rpmbuild) and the OCI image's venv
-layer (gzip). Beside each, the bare compressor at the writer's level, on the same tree: `tar -c tree |
-<compressor>`. The ratio is writer / compressor; the target is at most 2.
+(GNU tar + zstd level 6 on every core), the .deb (dpkg-deb), the .rpm (stackcrate's own writer, streamed from the
+.tar.zst) and the OCI image's venv layer (gzip). Beside each, the bare compressor at the writer's level, on the
+same tree: `tar -c tree | <compressor>`. The ratio is writer / compressor; the target is at most 2. Writers that
+take under 5 s are timed three times, alternately with their compressor, and the best of each is shown.
 Reads constraints from $STACKCRATE_CONSTRAINTS_DIR (or ../shared/data/openstack-requirements) when present.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SERIES = "2026.1"
+QUICK = 5.0   # seconds: writers quicker than this are timed three times
 
 
 def timed(fn) -> float:
@@ -93,14 +95,17 @@ def main() -> None:
          f"zstd -q -{ZSTD_LEVEL} -T0"),
         (".deb", lambda: (fresh("deb"), deb.make(built, cache, ui)), f"gzip -{deb.GZ_LEVEL}",
          f"gzip -{deb.GZ_LEVEL} -n"),
-        (".rpm", lambda: (fresh("rpm"), rpm.make(built, cache, ui)), rpm.COMPRESSOR, rpm.COMPRESSOR_CLI),
+        (".rpm", lambda: (fresh("rpm"), rpm.make(built, cache, ui)), f"zstd -{rpm.ZSTD_LEVEL} -T0", rpm.COMPRESSOR_CLI),
         ("OCI venv layer", layer, f"gzip -{oci.GZ_LEVEL}", f"gzip -{oci.GZ_LEVEL} -n"),
     ]
     print(f"\n  {'writer':<16}{'seconds':>8}   {'bare compressor':<18}{'seconds':>8}   ratio")
     worst = 0.0
     for label, write, shown, cli in rows:
-        took = timed(write)
-        alone = bare(tree, cli)
+        took, alone = timed(write), bare(tree, cli)
+        # a figure of a second or two moves by a third between runs on a shared machine: the quick rows take the
+        # best of three, writer and compressor alternately
+        for _ in range(2 if took < QUICK else 0):
+            took, alone = min(took, timed(write)), min(alone, bare(tree, cli))
         worst = max(worst, took / alone)
         print(f"  {label:<16}{took:8.1f}   {shown:<18}{alone:8.1f}   {took / alone:5.2f}x", flush=True)
     print(f"\n  worst ratio {worst:.2f}x (target ≤ 2x)")

@@ -4,10 +4,12 @@ SOURCE_DATE_EPOCH), and reading them back. The build packs with it, the package 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import zstandard
 
@@ -58,6 +60,72 @@ def extract_tar_zst(archive: Path, dest: Path) -> None:
 
 class BadArchive(Exception):
     """A .tar.zst that cannot be read whole: empty, truncated, corrupt, or not a .tar.zst at all."""
+
+
+class Member(NamedTuple):
+    """One entry of an archive write_tar_zst made, with a file's bytes."""
+
+    name: str       # as archived: relative to /, no leading "./"
+    kind: str       # file, dir or symlink (write_tar_zst stores hard links as files)
+    mode: int       # permission bits
+    mtime: int
+    linkname: str = ""
+    data: bytes = b""
+
+
+_KINDS = {b"0": "file", b"\0": "file", b"5": "dir", b"2": "symlink"}
+
+
+def members_of(archive: Path) -> Iterator[Member]:
+    """Every member of one of our own archives (from the cache: trusted), in archive order, in one pass.
+
+    For the writers that read every byte of a venv: tarfile's general reader spends 0.55 s of interpreter time
+    on a keystone venv's 17,000 headers, this 0.1 s, for the one layout write_tar_zst writes (POSIX ustar with
+    PAX records for long names). Anything else in the archive (another member type, a bad header, a stream that
+    stops early) raises BadArchive."""
+    with open(archive, "rb") as raw:
+        stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), 1 << 20)
+        try:
+            yield from _members(stream)
+        except zstandard.ZstdError as exc:
+            raise BadArchive(f"it is not valid zstd data ({exc})") from None
+
+
+def _members(stream: BinaryIO) -> Iterator[Member]:
+    pax: dict[bytes, bytes] = {}
+    while True:
+        block = stream.read(512)
+        if len(block) < 512:
+            raise BadArchive("its tar stream stops before the end-of-archive marker")
+        if not block.strip(b"\0"):
+            return
+        if block[257:263] != b"ustar\0":
+            raise BadArchive("it holds a header that is not POSIX ustar")
+        size = int(pax.get(b"size") or _octal(block[124:136]))
+        data = stream.read(size)
+        if len(data) < size or len(stream.read(-size % 512)) < -size % 512:
+            raise BadArchive("its tar stream stops inside a member")
+        kind = block[156:157]
+        if kind == b"x":  # the PAX records of the next member: "<length> <key>=<value>\n" each
+            at = 0
+            while at < size:
+                length = int(data[at:data.index(b" ", at)])
+                key, _, value = data[data.index(b" ", at) + 1:at + length - 1].partition(b"=")
+                pax[key] = value
+                at += length
+            continue
+        if kind not in _KINDS:
+            raise BadArchive(f"it holds a member of tar type {kind!r}, which stackcrate does not write")
+        prefix = block[345:500].rstrip(b"\0")
+        name = pax.get(b"path") or (prefix + b"/" if prefix else b"") + block[:100].rstrip(b"\0")
+        yield Member(name.decode().removeprefix("./").rstrip("/"), _KINDS[kind], _octal(block[100:108]),
+                     int(float(pax.get(b"mtime") or _octal(block[136:148]))),
+                     (pax.get(b"linkpath") or block[157:257].rstrip(b"\0")).decode(), data)
+        pax.clear()
+
+
+def _octal(field: bytes) -> int:
+    return int(field.rstrip(b"\0 ") or b"0", 8)
 
 
 class _WholeZstdStream:

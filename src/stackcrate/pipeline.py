@@ -176,7 +176,8 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
 
 def _side_by_side(calls: list[Callable[[], Any]]) -> list[Any]:
     """Each call's result, in order, the calls run as many at once as the machine has cores: the writers spend
-    their time in gzip, zstd, rpmbuild and dpkg-deb, which run outside the interpreter's lock. The first failure
+    their time in gzip, zstd and dpkg-deb, which run outside the interpreter's lock (the .rpm writer frames its
+    payload in the interpreter: a third of its time). The first failure
     (in the calls' order) is raised once the calls already running are done; those not started yet never are."""
     with ThreadPoolExecutor(max(1, min(len(calls), os.cpu_count() or 1))) as pool:
         futures = [pool.submit(call) for call in calls]

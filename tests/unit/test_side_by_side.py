@@ -36,13 +36,13 @@ def test_the_first_failure_is_raised_once_the_calls_running_beside_it_end(monkey
 
     def fails():
         running.wait(5)
-        raise StackcrateError("rpmbuild could not build x.rpm")
+        raise StackcrateError("dpkg-deb could not build x.deb")
 
     def runs_on():
         running.set()
         time.sleep(0.3)
         ended.append("runs_on")
 
-    with pytest.raises(StackcrateError, match="rpmbuild could not build"):
+    with pytest.raises(StackcrateError, match="dpkg-deb could not build"):
         pipeline._side_by_side([fails, runs_on])
     assert ended == ["runs_on"]  # not left running (half-written) behind the error

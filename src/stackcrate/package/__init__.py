@@ -1,7 +1,7 @@
 """The package stage: every artifact format made from the same built component tree.
 
   tar  the build's own deterministic .tar.zst (extract at /)
-  deb  a .deb by dpkg-deb            rpm  an .rpm by rpmbuild
+  deb  a .deb by dpkg-deb            rpm  an .rpm in rpm's v4 format, read from the tarball (rpmfile)
   oci  an OCI image archive          (each of the last three with a CycloneDX SBOM beside it)
   (and system images: backing services from the target's own packages, see oci.make_system)
 Every writer caches what it makes by its inputs, so making it again is a lookup.

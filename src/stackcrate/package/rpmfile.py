@@ -1,0 +1,105 @@
+"""The rpm v4 file format, written: lead, signature header, main header, cpio payload (see rpm's
+docs/manual/format_v4.md and tag_index.md). Only what a binary package of files needs; `rpm.py` says what goes in.
+
+Every header holds an immutable region (rpm checks a package's digests over it and refuses type mismatches within
+it): its index entries are written in tag order, each value at the alignment of its type, in the same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+# tag types (rpm's rpmTagType)
+INT16, INT32, STRING, BIN, STRING_ARRAY, I18NSTRING = 3, 4, 6, 7, 8, 9
+_ALIGN = {INT16: 2, INT32: 4}
+
+# tags of the signature header
+SIG_SHA1, SIG_SHA256, SIG_SIZE, SIG_MD5, SIG_PAYLOADSIZE, SIG_RESERVEDSPACE = 269, 273, 1000, 1004, 1007, 1008
+# room left in the signature header for a signature added in place later (`rpmsign --addsign`): what rpmbuild leaves
+RESERVED_SPACE = 4128
+REGION_SIGNATURES, REGION_IMMUTABLE = 62, 63
+
+Value = str | bytes | list[str] | list[int]
+Entry = tuple[int, int, Value]   # tag, type, value
+
+# dependency sense flags (rpmsenseFlags)
+SENSE = {"<": 2, ">": 4, "=": 8, "==": 8, "<=": 10, ">=": 12}
+RPMLIB = 1 << 24
+
+
+def _encode(typ: int, value: Value) -> tuple[bytes, int]:
+    """(bytes, count) of one value."""
+    if typ == STRING:
+        return value.encode() + b"\0", 1
+    if typ in (STRING_ARRAY, I18NSTRING):
+        return b"".join(s.encode() + b"\0" for s in value), len(value)
+    if typ == BIN:
+        return bytes(value), len(value)
+    fmt = {INT16: "H", INT32: "I"}[typ]
+    return struct.pack(f">{len(value)}{fmt}", *value), len(value)
+
+
+def header(entries: Iterable[Entry], region: int) -> bytes:
+    """One header structure (magic, index, data) whose entries all lie in an immutable region."""
+    entries = sorted(entries, key=lambda e: e[0])
+    il = len(entries) + 1
+    index, data = [], bytearray()
+    for tag, typ, value in entries:
+        raw, count = _encode(typ, value)
+        data += b"\0" * (-len(data) % _ALIGN.get(typ, 1))
+        index.append(struct.pack(">iiii", tag, typ, len(data), count))
+        data += raw
+    # the region: a first index entry pointing at a trailer, the last 16 bytes of the data, which counts back to
+    # the start of the index (minus its length in bytes)
+    region_entry = struct.pack(">iiii", region, BIN, len(data), 16)
+    data += struct.pack(">iiii", region, BIN, -16 * il, 16)
+    return (b"\x8e\xad\xe8\x01\0\0\0\0" + struct.pack(">II", il, len(data)) + region_entry + b"".join(index)
+            + bytes(data))
+
+
+def lead(name: str) -> bytes:
+    """The 96-byte lead rpm still reads first: a binary package (type 0) for x86_64 (arch 1) on Linux (os 1),
+    with a header-style signature (5)."""
+    return struct.pack(">4sBBhh66shh16s", b"\xed\xab\xee\xdb", 3, 0, 0, 1, name.encode()[:65], 1, 5, b"")
+
+
+def signature(main: bytes, payload: Path, payload_size: int) -> bytes:
+    """The signature header over the main header and the compressed payload (in a file), padded to 8 bytes."""
+    md5 = hashlib.md5(main)
+    with open(payload, "rb") as f:
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+    size = len(main) + payload.stat().st_size
+    if size >= 1 << 32 or payload_size >= 1 << 32:
+        raise ValueError("the package would need rpm's 64-bit sizes (4 GiB or more), which this writer lacks")
+    sig = header([
+        (SIG_SHA1, STRING, hashlib.sha1(main).hexdigest()),
+        (SIG_SHA256, STRING, hashlib.sha256(main).hexdigest()),
+        (SIG_SIZE, INT32, [size]),
+        (SIG_MD5, BIN, md5.digest()),
+        (SIG_PAYLOADSIZE, INT32, [payload_size]),
+        (SIG_RESERVEDSPACE, BIN, bytes(RESERVED_SPACE)),
+    ], REGION_SIGNATURES)
+    return sig + b"\0" * (-len(sig) % 8)
+
+
+_NEWC = b"070701" + b"%08X" * 13
+
+
+def cpio_entry(name: str, mode: int, mtime: int, ino: int, size: int = 0) -> bytes:
+    """The head of one member of the payload: a "newc" cpio header (owner root) and the name, padded to 4 bytes;
+    `size` bytes of data follow it, padded to 4 bytes as well (`pad`)."""
+    raw = name.encode() + b"\0"
+    # magic, then inode, mode, uid, gid, nlink, mtime, size, dev major/minor, rdev major/minor, name size, check
+    head = _NEWC % (ino, mode, 0, 0, 1, mtime, size, 0, 0, 0, 0, len(raw), 0) + raw
+    return head + b"\0" * (-len(head) % 4)
+
+
+def pad(size: int) -> bytes:
+    return b"\0" * (-size % 4)
+
+
+CPIO_TRAILER = cpio_entry("TRAILER!!!", 0, 0, 0)
