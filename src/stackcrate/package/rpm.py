@@ -9,12 +9,15 @@ Why not rpmbuild, which earlier versions ran: for a venv's 12,000 files it spent
 compressor, mostly outside the package (libmagic reading every file to name its text encoding, for a class only
 ELF objects need; an unpacked copy of the tree to read from). Here the tarball is read once, as a stream: each
 file hashed, framed and handed to zstd on every core. The integration tests hold the result to rpmbuild's own
-for the same tree, attribute by attribute, and to rpm's checks (-K, install, -V).
+for the same tree (every file attribute rpm installs and verifies, the dependencies and the package's tags; not
+the file classes, which rpmbuild takes from libmagic) and to rpm's checks (-K, install, -V).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import stat
 from pathlib import Path
 from typing import NamedTuple
@@ -30,7 +33,7 @@ from . import Made, cached, rpmfile, sbom, sysdeps
 from .deb import package_name
 from .rpmfile import I18NSTRING, INT16, INT32, RPMLIB, SENSE, STRING, STRING_ARRAY
 
-RPM_FORMAT = 3
+RPM_FORMAT = 4  # the cache key of what this writer writes: bumped with every change of its output
 
 ZSTD_LEVEL = 3                          # zstd's own default: a package is written at every build
 COMPRESSOR_CLI = f"zstd -q -{ZSTD_LEVEL} -T0"   # the same from the command line, for the benchmark
@@ -62,6 +65,7 @@ class PackagedFile(NamedTuple):
     mode: int          # with the file type bits
     size: int          # the link target's length for a symbolic link, 0 for a folder
     mtime: int
+    ino: int           # its number in the payload (no two files share one: no hard links)
     digest: str = ""   # sha256 of a regular file's bytes
     linkto: str = ""
     elf: tuple[int, str] = (0, "")   # rpm's colour (1: 32-bit, 2: 64-bit) and class of an ELF object
@@ -81,19 +85,29 @@ def elf_class(data: bytes) -> tuple[int, str]:
 def write_rpm(built: BuiltComponent, deps: sysdeps.SysDeps, name: str, out: Path, scratch: Path) -> None:
     """Write the package to out; the compressed payload waits in the scratch folder until its digests are in the
     headers that come before it."""
+    requires = _requires(deps, built.name)  # refused before anything is written
     payload = scratch / f"{out.name}.payload"
     try:
         files, payload_size, payload_sha = _payload(built, payload)
-        main = rpmfile.header(_tags(built, deps, name, files, payload_sha), rpmfile.REGION_IMMUTABLE)
-        sig = rpmfile.signature(main, payload, payload_size)
+        if max(sum(f.size for f in files), payload_size) >= 1 << 32:
+            raise ValueError("its files take 4 GiB or more")
+        main = rpmfile.header(_tags(built, name, files, requires, payload_sha), rpmfile.REGION_IMMUTABLE)
+        sig = rpmfile.signature(main, payload.stat().st_size, payload_size)
         with open(out, "wb") as f, open(payload, "rb") as body:
             f.write(rpmfile.lead(f"{name}-{built.version}-{RELEASE}") + sig + main)
-            while chunk := body.read(1 << 20):
-                f.write(chunk)
-    except (BadArchive, ValueError) as exc:
-        raise StackcrateError(f"cannot write {out.name} from {built.tarball}: {exc}",
-                              hint="remove that archive from the cache (or the whole cache entry) and build "
-                                   "again") from None
+            f.flush()
+            while os.sendfile(f.fileno(), body.fileno(), None, 1 << 24):  # copied by the kernel
+                pass
+    except ValueError as exc:  # the sizes rpm's 32-bit fields can hold (rpmbuild's 64-bit ones are not written)
+        raise StackcrateError(f"cannot write {out.name}: {exc}, too large for this rpm writer",
+                              hint="ship this component as .tar.zst, .deb or OCI image") from None
+    except BadArchive as exc:
+        raise StackcrateError(f"cannot write {out.name}: the build's archive {built.tarball} is damaged: {exc}",
+                              hint="remove that folder from the cache and build again") from None
+    except OSError as exc:
+        raise StackcrateError(f"cannot write {out.name}: {exc}",
+                              hint="make room (or fix permissions) where stackcrate's cache is, and build again") \
+            from None
     finally:
         payload.unlink(missing_ok=True)
 
@@ -105,16 +119,18 @@ def _payload(built: BuiltComponent, dest: Path) -> tuple[list[PackagedFile], int
     parents = {root.rsplit("/", i)[0] for i in range(1, root.count("/") + 1)}   # opt, opt/openstack
     files: list[PackagedFile] = []
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=-1)
-    with _Hashed(dest) as hashed, compressor.stream_writer(hashed, closefd=False) as writer:
+    with _Hashed(dest) as hashed, compressor.stream_writer(hashed, closefd=False) as writer, \
+            contextlib.closing(members_of(built.tarball)) as members:
         batch = _Batched(writer)
-        for m in members_of(built.tarball):
+        for m in members:
             if m.name in parents:
                 continue  # not the package's own
             if m.name != root and not m.name.startswith(root + "/"):
-                raise ValueError(f"it holds /{m.name}, outside {built.install_path}")
-            f, data = _packaged(m)
+                raise StackcrateError(f"cannot write the rpm of {built.name}: its build holds /{m.name}, outside "
+                                      f"{built.install_path}", hint="this is a bug of stackcrate's build: report it")
+            f, data = _packaged(m, ino=len(files) + 1)
             files.append(f)
-            batch.put(rpmfile.cpio_entry("." + f.path, f.mode, f.mtime, len(files), len(data)))
+            batch.put(rpmfile.cpio_entry("." + f.path, f.mode, f.mtime, f.ino, len(data)))
             if data:
                 batch.put(data)
                 batch.put(rpmfile.pad(len(data)))
@@ -124,17 +140,15 @@ def _payload(built: BuiltComponent, dest: Path) -> tuple[list[PackagedFile], int
     return files, batch.size, hashed.sha256.hexdigest()
 
 
-def _packaged(m: Member) -> tuple[PackagedFile, bytes]:
+def _packaged(m: Member, ino: int) -> tuple[PackagedFile, bytes]:
     """A member of the tarball as the package lists it, and its data in the payload."""
     path = "/" + m.name
     if m.kind == "dir":
-        return PackagedFile(path, stat.S_IFDIR | m.mode, 0, m.mtime), b""
+        return PackagedFile(path, stat.S_IFDIR | m.mode, 0, m.mtime, ino), b""
     if m.kind == "symlink":
         target = m.linkname.encode()
-        return PackagedFile(path, stat.S_IFLNK | 0o777, len(target), m.mtime, linkto=m.linkname), target
-    if len(m.data) >= 1 << 32:
-        raise ValueError(f"{path} is 4 GiB or more, which needs rpm's 64-bit sizes")
-    return PackagedFile(path, stat.S_IFREG | m.mode, len(m.data), m.mtime, hashlib.sha256(m.data).hexdigest(),
+        return PackagedFile(path, stat.S_IFLNK | 0o777, len(target), m.mtime, ino, linkto=m.linkname), target
+    return PackagedFile(path, stat.S_IFREG | m.mode, len(m.data), m.mtime, ino, hashlib.sha256(m.data).hexdigest(),
                         elf=elf_class(m.data)), m.data
 
 
@@ -182,26 +196,28 @@ class _Hashed:
         self._f.flush()
 
 
-def _dependencies(spec: str, component: str) -> list[tuple[str, int, str]]:
-    """rpm's (name, sense flags, version) entries for one requirement as sysdeps writes it: "pkg" or, from
-    bindep.txt, "pkg (>= 1.0, < 2.0)", one entry per comparison."""
-    name, _, cons = spec.partition(" (")
-    out = []
-    for one in filter(None, (c.strip() for c in cons.rstrip(")").split(","))):
-        op, _, version = one.partition(" ")
-        if op not in SENSE or not version:
-            raise StackcrateError(f"{component}: rpm cannot express the system requirement {spec!r} ({one!r})",
-                                  hint="in bindep.txt use <, <=, ==, >= or >, or leave the package out with "
-                                       "sysdeps_exclude in the manifest")
-        out.append((name, SENSE[op], version))
-    return out or [(name, 0, "")]
+def _requires(deps: sysdeps.SysDeps, component: str) -> list[tuple[str, int, str]]:
+    """rpm's (name, sense flags, version) entries: rpm's own first requirements, and one per comparison of each
+    system requirement ("pkg", or from bindep.txt "pkg (>= 1.0, < 2.0)"), in rpm's order (name, version, flags)."""
+    out = {(n, RPMLIB | SENSE["<="], v) for n, v in RPMLIB_REQUIRES}
+    for spec in deps.names:
+        name, _, cons = spec.partition(" (")
+        comparisons = [c.strip() for c in cons.rstrip(")").split(",") if c.strip()]
+        for one in comparisons:
+            op, _, version = one.partition(" ")
+            if op not in SENSE or not version:
+                raise StackcrateError(f"{component}: rpm cannot express the system requirement {spec!r} ({one!r})",
+                                      hint="in bindep.txt use <, <=, ==, >= or >, or leave the package out with "
+                                           "sysdeps_exclude in the manifest")
+            out.add((name, SENSE[op], version))
+        if not comparisons:
+            out.add((name, 0, ""))
+    return sorted(out, key=lambda r: (r[0], r[2], r[1]))
 
 
-def _tags(built: BuiltComponent, deps: sysdeps.SysDeps, name: str, files: list[PackagedFile],
+def _tags(built: BuiltComponent, name: str, files: list[PackagedFile], requires: list[tuple[str, int, str]],
           payload_sha: str) -> list[rpmfile.Entry]:
     evr = f"{built.version}-{RELEASE}"
-    requires = sorted({*(d for spec in deps.names for d in _dependencies(spec, built.name)),
-                       *((n, RPMLIB | SENSE["<="], v) for n, v in RPMLIB_REQUIRES)})
     provides = sorted([(f"openstack-{built.name}", built.version), (name, evr), (f"{name}(x86-64)", evr)])
     dirs: dict[str, int] = {}
     dirindexes, basenames = [], []
@@ -244,7 +260,7 @@ def _tags(built: BuiltComponent, deps: sysdeps.SysDeps, name: str, files: list[P
         (1049, STRING_ARRAY, [r for r, _, _ in requires]),
         (1050, STRING_ARRAY, [v for _, _, v in requires]),
         (1095, INT32, [1] * n),                               # FILEDEVICES
-        (1096, INT32, list(range(1, n + 1))),                 # FILEINODES: no hard links
+        (1096, INT32, [f.ino for f in files]),                # FILEINODES: no hard links
         (1097, STRING_ARRAY, [""] * n),                       # FILELANGS
         (1112, INT32, [SENSE["="]] * len(provides)),
         (1113, STRING_ARRAY, [v for _, v in provides]),

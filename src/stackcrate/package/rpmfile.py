@@ -1,8 +1,9 @@
 """The rpm v4 file format, written: lead, signature header, main header, cpio payload (see rpm's
 docs/manual/format_v4.md and tag_index.md). Only what a binary package of files needs; `rpm.py` says what goes in.
 
-Every header holds an immutable region (rpm checks a package's digests over it and refuses type mismatches within
-it): its index entries are written in tag order, each value at the alignment of its type, in the same order.
+Every header holds an immutable region (what rpm checks the package's digests over; in the main header it also
+refuses a tag of another type than its own): index entries in tag order, each value at the alignment of its type,
+in the same order.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
-from pathlib import Path
 
 # tag types (rpm's rpmTagType)
 INT16, INT32, STRING, BIN, STRING_ARRAY, I18NSTRING = 3, 4, 6, 7, 8, 9
 _ALIGN = {INT16: 2, INT32: 4}
 
 # tags of the signature header
-SIG_SHA1, SIG_SHA256, SIG_SIZE, SIG_MD5, SIG_PAYLOADSIZE, SIG_RESERVEDSPACE = 269, 273, 1000, 1004, 1007, 1008
+SIG_SHA256, SIG_SIZE, SIG_PAYLOADSIZE, SIG_RESERVEDSPACE = 273, 1000, 1007, 1008
 # room left in the signature header for a signature added in place later (`rpmsign --addsign`): what rpmbuild leaves
 RESERVED_SPACE = 4128
 REGION_SIGNATURES, REGION_IMMUTABLE = 62, 63
@@ -66,27 +66,27 @@ def lead(name: str) -> bytes:
     return struct.pack(">4sBBhh66shh16s", b"\xed\xab\xee\xdb", 3, 0, 0, 1, name.encode()[:65], 1, 5, b"")
 
 
-def signature(main: bytes, payload: Path, payload_size: int) -> bytes:
-    """The signature header over the main header and the compressed payload (in a file), padded to 8 bytes."""
-    md5 = hashlib.md5(main)
-    with open(payload, "rb") as f:
-        while chunk := f.read(1 << 20):
-            md5.update(chunk)
-    size = len(main) + payload.stat().st_size
+def signature(main: bytes, payload_bytes: int, payload_size: int) -> bytes:
+    """The signature header of a main header followed by payload_bytes of compressed payload (payload_size
+    uncompressed), padded to 8 bytes.
+
+    Its digest is the main header's SHA256, which covers the payload through the payload's own digest in it: what
+    every rpm that reads zstd payloads (4.14 and later) verifies. The older MD5 of header and payload (and SHA1 of
+    the header) are not written: rpm 4.14 made them obsolete, rpm 6 no longer checks them, and the MD5 meant reading
+    the payload once more."""
+    size = len(main) + payload_bytes
     if size >= 1 << 32 or payload_size >= 1 << 32:
-        raise ValueError("the package would need rpm's 64-bit sizes (4 GiB or more), which this writer lacks")
+        raise ValueError("the package would take 4 GiB or more")
     sig = header([
-        (SIG_SHA1, STRING, hashlib.sha1(main).hexdigest()),
         (SIG_SHA256, STRING, hashlib.sha256(main).hexdigest()),
         (SIG_SIZE, INT32, [size]),
-        (SIG_MD5, BIN, md5.digest()),
         (SIG_PAYLOADSIZE, INT32, [payload_size]),
         (SIG_RESERVEDSPACE, BIN, bytes(RESERVED_SPACE)),
     ], REGION_SIGNATURES)
     return sig + b"\0" * (-len(sig) % 8)
 
 
-_NEWC = b"070701" + b"%08X" * 13
+_NEWC = b"070701" + b"%08x" * 13
 
 
 def cpio_entry(name: str, mode: int, mtime: int, ino: int, size: int = 0) -> bytes:
