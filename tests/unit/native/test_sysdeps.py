@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from stackcrate.archive import write_tar_zst
 from stackcrate.errors import StackcrateError
 from stackcrate.package import sysdeps
 
@@ -76,3 +77,21 @@ def test_elf_reader_lists_the_libraries_an_extension_needs(tmp_path):
 def test_elf_reader_ignores_non_elf_and_truncated_objects():
     assert sysdeps.elf_needed(b"#!/bin/sh\n") == []
     assert sysdeps.elf_needed(b"\x7fELF\x02\x01\x01" + b"\0" * 20) == []
+
+
+def test_the_tarball_scan_lists_what_each_object_needs_and_every_name_shipped(tmp_path):
+    # a built venv's archive (as write_tar_zst packs it) with an extension that needs a library it ships beside it
+    venv = tmp_path / "tree" / "opt" / "openstack" / "demo-1.0"
+    (venv / "lib").mkdir(parents=True)
+    (venv / "stub.c").write_text("int stub(void) { return 0; }\n")
+    _gcc("-o", "lib/libfoo.so.3", "-Wl,-soname,libfoo.so.3", "stub.c", cwd=venv)
+    _gcc("-o", "lib/_ext.so", "stub.c", "-Wl,--no-as-needed", "-Llib", "-l:libfoo.so.3", cwd=venv)
+    (venv / "notes.txt").write_bytes(b"\x7fELF but too short")
+    write_tar_zst(tmp_path / "tree", tmp_path / "demo.tar.zst", 1_700_000_000)
+    needed, shipped = sysdeps.scan_tarball(tmp_path / "demo.tar.zst")
+    assert needed["libfoo.so.3"] == ["/opt/openstack/demo-1.0/lib/_ext.so"]
+    assert "/opt/openstack/demo-1.0/lib/_ext.so" in needed["libc.so.6"]
+    assert {"libfoo.so.3", "_ext.so", "notes.txt", "stub.c", "demo-1.0", "opt"} <= shipped
+    (tmp_path / "cut.tar.zst").write_bytes((tmp_path / "demo.tar.zst").read_bytes()[:200])
+    with pytest.raises(StackcrateError, match="cannot read the build's archive"):
+        sysdeps.scan_tarball(tmp_path / "cut.tar.zst")
