@@ -7,13 +7,22 @@ no 2 s client start-up per call.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import tools
 from ..errors import StackcrateError
 from .layout import Layout
 from .openstack import SERVICES
+
+# keystone revokes the admin's tokens when its bootstrap sets a changed password, and counts a token issued within
+# the same second as revoked too (a Fernet token's time has whole seconds): the next one, from a later second
+REISSUE_AFTER = 1.0
+
+
+class TokenRefused(StackcrateError):
+    """keystone answered 401 to the token."""
 
 
 class Keystone:
@@ -29,9 +38,9 @@ class Keystone:
                            body=json.dumps(body).encode() if body is not None else None)
         except tools.FetchFailed as e:
             # never the body: it may hold a password
-            raise StackcrateError(f"keystone: {method} {path} failed: "
-                                  f"{f'HTTP {e.status}' if e.status else e.reason}",
-                                  hint="see `stackcrate deploy logs keystone`") from None
+            raise (TokenRefused if e.status == 401 else StackcrateError)(
+                f"keystone: {method} {path} failed: {f'HTTP {e.status}' if e.status else e.reason}",
+                hint="see `stackcrate deploy logs keystone`") from None
         return r.json(), r.headers
 
     def find(self, kind: str, **filters: str) -> dict | None:
@@ -44,6 +53,18 @@ class Keystone:
         if found:
             return found, False
         return self._call("POST", f"/{kind}", {one: body})[0][one], True
+
+
+def register_with(lay: Layout, tokens, issue: Callable[[], tuple[str, float]]) -> int:
+    """register() with the admin token `tokens` (health.Tokens) holds or issues; should keystone refuse it (see
+    REISSUE_AFTER), once more with another, issued a second later. Each step of register is idempotent."""
+    token = tokens.get(issue)
+    try:
+        return register(lay, token)
+    except TokenRefused:
+        tokens.forget(token)
+        time.sleep(REISSUE_AFTER)
+        return register(lay, tokens.get(issue))
 
 
 def register(lay: Layout, token: str) -> int:

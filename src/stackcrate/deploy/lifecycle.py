@@ -25,7 +25,7 @@ from . import backing, bootstrap, configs, options, ovn, podman_api, secrets
 from .config import Deployment
 from .health import Checker, Tokens, Verdict
 from .install import artifacts, backend_format, install, prepare, record_use, release, summary, venvs
-from .keystone_api import register
+from .keystone_api import register_with
 from .layout import Layout
 from .manager import Manager, manager_for
 from .processes import (
@@ -600,7 +600,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         started.extend(rest_started.result())
         started.extend(_converge(d, lay, sup, t, only={"keystone"}, settle=False, tokens=tokens))
         with t.step("Service users, services and endpoints in keystone") as info:
-            made = register(lay, tokens.get(Checker(d, values).issue_token))
+            made = register_with(lay, tokens, Checker(d, values).issue_token)
             info["note"] = f"{made} created" if made else "all present"
         return made
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 import yaml
 
-from stackcrate.deploy import health
+from stackcrate.deploy import health, keystone_api
 from stackcrate.deploy.config import Deployment
 from stackcrate.deploy.processes import Health, ProcessDef
 
@@ -188,6 +188,33 @@ def test_keystones_own_check_gives_its_token_to_the_checks_after_it_and_a_refuse
     assert not refused.ok and refused.detail == "HTTP 401"
     assert health.Checker(d, {"admin_password": "right"}, tokens=tokens).check(api).ok
     assert cloud.tokens_issued == 2
+    cloud.srv.shutdown()
+
+
+def test_the_catalog_is_registered_with_another_token_a_second_later_when_keystone_refuses_the_shared_one(
+        dep, monkeypatch):
+    """keystone revokes the admin's tokens when its bootstrap sets a changed password, and one issued within that
+    same second as well: register_with forgets the refused token and registers with another, issued a second
+    later; refused again, it stops with keystone's answer."""
+    cloud = FakeCloud("right")
+    d = deployment_with_keystone_on(dep, cloud.port)
+    tokens = health.Tokens()
+    issue = health.Checker(d, {"admin_password": "right"}, tokens=tokens).issue_token
+    tokens.get(issue)  # keystone's own check issued it (and offered it)...
+    cloud.valid.clear()  # ... in the second keystone revoked the admin's tokens
+    slept: list[float] = []
+    monkeypatch.setattr(keystone_api.time, "sleep", slept.append)
+
+    def register(lay, token):  # what the real one does first: a GET with the token
+        keystone_api.Keystone(f"http://127.0.0.1:{cloud.port}", token)._call("GET", "/v3/services")
+        return 7
+
+    monkeypatch.setattr(keystone_api, "register", register)
+    assert keystone_api.register_with(None, tokens, issue) == 7
+    assert slept == [keystone_api.REISSUE_AFTER] and cloud.tokens_issued == 2
+    cloud.valid.clear()
+    with pytest.raises(keystone_api.TokenRefused, match="GET /v3/services failed: HTTP 401"):
+        keystone_api.register_with(None, tokens, lambda: ("never-valid", 0.0))
     cloud.srv.shutdown()
 
 
