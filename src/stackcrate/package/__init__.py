@@ -87,7 +87,7 @@ def cached(cache: Cache, fmt: str, inputs: dict, make_into: Callable[[Path], Non
 @contextlib.contextmanager
 def unpacked(built: BuiltComponent, cache: Cache) -> Iterator[Path]:
     """The component's tree (paths relative to /) for the block, in a scratch folder (`Cache.scratch`: in memory
-    where there is room) that is removed afterwards. Its parent is the writer's to use as well."""
+    where there is room) that is removed afterwards."""
     from ..archive import extract_tar_zst
 
     scratch = cache.scratch(f"{built.name}-")

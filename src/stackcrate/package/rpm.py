@@ -89,8 +89,6 @@ def write_rpm(built: BuiltComponent, deps: sysdeps.SysDeps, name: str, out: Path
     payload = scratch / f"{out.name}.payload"
     try:
         files, payload_size, payload_sha = _payload(built, payload)
-        if max(sum(f.size for f in files), payload_size) >= 1 << 32:
-            raise ValueError("its files take 4 GiB or more")
         main = rpmfile.header(_tags(built, name, files, requires, payload_sha), rpmfile.REGION_IMMUTABLE)
         sig = rpmfile.signature(main, payload.stat().st_size, payload_size)
         with open(out, "wb") as f, open(payload, "rb") as body:
@@ -98,7 +96,7 @@ def write_rpm(built: BuiltComponent, deps: sysdeps.SysDeps, name: str, out: Path
             f.flush()
             while os.sendfile(f.fileno(), body.fileno(), None, 1 << 24):  # copied by the kernel
                 pass
-    except ValueError as exc:  # the sizes rpm's 32-bit fields can hold (rpmbuild's 64-bit ones are not written)
+    except ValueError as exc:  # a size rpm's 32-bit fields cannot hold (rpmfile._encode)
         raise StackcrateError(f"cannot write {out.name}: {exc}, too large for this rpm writer",
                               hint="ship this component as .tar.zst, .deb or OCI image") from None
     except BadArchive as exc:

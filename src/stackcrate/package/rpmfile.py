@@ -31,7 +31,8 @@ RPMLIB = 1 << 24
 
 
 def _encode(typ: int, value: Value) -> tuple[bytes, int]:
-    """(bytes, count) of one value."""
+    """(bytes, count) of one value; ValueError for a number its type cannot hold (a size of 4 GiB or more: rpm's
+    64-bit size tags are not written)."""
     if typ == STRING:
         return value.encode() + b"\0", 1
     if typ in (STRING_ARRAY, I18NSTRING):
@@ -39,7 +40,10 @@ def _encode(typ: int, value: Value) -> tuple[bytes, int]:
     if typ == BIN:
         return bytes(value), len(value)
     fmt = {INT16: "H", INT32: "I"}[typ]
-    return struct.pack(f">{len(value)}{fmt}", *value), len(value)
+    try:
+        return struct.pack(f">{len(value)}{fmt}", *value), len(value)
+    except struct.error:
+        raise ValueError(f"{max(value)} does not fit rpm's {16 if typ == INT16 else 32}-bit fields") from None
 
 
 def header(entries: Iterable[Entry], region: int) -> bytes:
@@ -74,12 +78,9 @@ def signature(main: bytes, payload_bytes: int, payload_size: int) -> bytes:
     every rpm that reads zstd payloads (4.14 and later) verifies. The older MD5 of header and payload (and SHA1 of
     the header) are not written: rpm 4.14 made them obsolete, rpm 6 no longer checks them, and the MD5 meant reading
     the payload once more."""
-    size = len(main) + payload_bytes
-    if size >= 1 << 32 or payload_size >= 1 << 32:
-        raise ValueError("the package would take 4 GiB or more")
     sig = header([
         (SIG_SHA256, STRING, hashlib.sha256(main).hexdigest()),
-        (SIG_SIZE, INT32, [size]),
+        (SIG_SIZE, INT32, [len(main) + payload_bytes]),
         (SIG_PAYLOADSIZE, INT32, [payload_size]),
         (SIG_RESERVEDSPACE, BIN, bytes(RESERVED_SPACE)),
     ], REGION_SIGNATURES)

@@ -14,7 +14,7 @@ import pytest
 
 from stackcrate.archive import BadArchive, Member, members_of, read_tar_zst, write_tar_zst
 from stackcrate.errors import StackcrateError
-from stackcrate.package import rpm
+from stackcrate.package import rpm, rpmfile
 from stackcrate.package.sysdeps import SysDeps
 from tests.rpm_reference import differences, rpmbuild_of
 
@@ -139,6 +139,19 @@ def test_an_rpm_of_a_small_tree_is_what_rpmbuild_writes_from_it_and_unpacks_to_t
         got = unpacked[name]
         assert (got.kind, got.data, got.linkname, got.mtime) == (m.kind, m.data, m.linkname, EPOCH), name
         assert got.mode == (0o777 if m.kind == "symlink" else m.mode), name  # a link's own mode, as rpmbuild's
+
+
+def test_a_size_rpms_32_bit_fields_cannot_hold_is_refused_and_the_package_says_which_formats_can(tmp_path,
+                                                                                                  monkeypatch):
+    with pytest.raises(ValueError, match="4294967296 does not fit rpm's 32-bit fields"):
+        rpmfile.header([(1009, rpmfile.INT32, [1, 1 << 32])], rpmfile.REGION_IMMUTABLE)
+    tarball = demo_tree(tmp_path)
+    real = rpm._payload
+    monkeypatch.setattr(rpm, "_payload", lambda *a: (lambda f, s, d: (f, 1 << 32, d))(*real(*a)))
+    with pytest.raises(StackcrateError, match="4294967296 does not fit rpm's 32-bit fields, too large") as err:
+        write(tmp_path, tarball)
+    assert ".tar.zst, .deb or OCI image" in str(err.value)
+    assert [p.name for p in (tmp_path / "work").rglob("*")] == ["out"]  # no package, no payload left
 
 
 def test_a_tarball_holding_more_than_the_venv_is_refused_with_the_path_named(tmp_path):
