@@ -7,7 +7,8 @@ Uses examples/deploy (keystone, glance, placement, neutron with OVN, nova with t
 local backend: builds its artifacts first (`deploy build`; quick with --cache naming a filled cache), then N times
 (default 2): `deploy rm --purge`, `deploy run`, `deploy verify`. The first run is the first deploy of these
 artifacts (each archive read whole under the member rules when it is installed, the dashboard's static files
-made from scratch; the later runs find those in stackcrate's cache); venvs another deployment installed are kept,
+made from scratch, every database migrated; the later runs find those in stackcrate's cache: the new clouds' databases
+loaded from the schemas the first run kept); venvs another deployment installed are kept,
 and that run does not install them (its table says which). Prints each run's
 steps and totals with the targets (run <= 30 s, verify <= 15 s), writes DIR/deploy.json, and leaves nothing
 running. Needs root and the packages of the README's deploy section (MariaDB, RabbitMQ, OVN, ...).
@@ -54,7 +55,8 @@ def main() -> None:
     built, _ = stackcrate(work, env, "build", timeout=7200)
     print(f"artifacts built in {built:.1f} s", flush=True)
     (cache / "artifacts-checked" / "artifacts-checked.json").unlink(missing_ok=True)  # a first deploy
-    shutil.rmtree(cache / "made-files", ignore_errors=True)  # (the dashboard's static files made from scratch)
+    for made in ("made-files", "schemas"):  # the dashboard's static files and the databases made from scratch
+        shutil.rmtree(cache / made, ignore_errors=True)
     runs = []
     try:
         for n in range(args.runs):

@@ -169,6 +169,32 @@ def sql(d: Deployment, statements: str, runner: Runner) -> str:
                            input=statements, writes=(d.state / "run",)), timeout=120).stdout
 
 
+def _dump(d: Deployment, args: list[str], runner: Runner, timeout: float) -> str:
+    # tables, their rows (binary columns in hex), triggers, routines and events; no date: the same databases
+    # dump to the same text
+    return runner.run(call(d, "mariadb-dump", [
+        "--no-defaults", f"--socket={socket_path(d)}", "-uroot", "--single-transaction", "--routines", "--triggers",
+        "--events", "--hex-blob", "--skip-dump-date", *args], writes=(d.state / "run",)), timeout=timeout).stdout
+
+
+def dump(d: Deployment, databases: list[str], runner: Runner, timeout: float = 1800) -> str:
+    """One consistent dump of databases as SQL, each with its CREATE DATABASE and USE: load() puts them back
+    under their names."""
+    return _dump(d, ["--databases", *databases], runner, timeout)
+
+
+def dump_inside(d: Deployment, database: str, runner: Runner, timeout: float = 1800) -> str:
+    """What is inside one database, as SQL naming no database: load(into=...) puts it into any."""
+    return _dump(d, [database], runner, timeout)
+
+
+def load(d: Deployment, text: str, runner: Runner, *, into: str | None = None, timeout: float = 1800) -> None:
+    """Run a dump (dump()'s SQL) as the database root: into the database `into` when it names none itself."""
+    runner.run(call(d, "mariadb", ["--no-defaults", f"--socket={socket_path(d)}", "-uroot",
+                                   *([f"--database={into}"] if into else [])],
+                    input=text, writes=(d.state / "run",)), timeout=timeout)
+
+
 def _rabbitmq_paths(d: Deployment) -> tuple[Path, Path]:
     return d.state / "etc" / "rabbitmq", d.state / "data" / "rabbitmq"
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import tools
 from ..cache import digest_of, remove_tree
 from ..errors import StackcrateError
-from . import one_interpreter
+from . import one_interpreter, schemas
 from .config import Deployment
 from .layout import Layout
 from .one_interpreter import Step
@@ -88,18 +88,27 @@ def management_call(lay: Layout, service: str, argv: list[str], env: dict[str, s
 
 
 def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_only: bool = False,
-         warm: WarmProgram | None = None) -> None:
+         warm: WarmProgram | None = None, kept_schema: bool = True) -> str:
     """Migrations and setup of one service, in the table's order; the commands between two Sql steps run in one
     interpreter (one_interpreter). files_only: only the commands that make files from the venv and the settings
     (`unless_same`), e.g. after a rollback put back the old release's databases. warm: the service's program,
-    loaded already (warm_program), that runs its commands instead (init keeps nova-manage for the mapping)."""
+    loaded already (warm_program), that runs its commands instead (init keeps nova-manage for the mapping).
+    kept_schema: on empty databases, the schema kept in stackcrate's cache may stand for the schema_only
+    commands (schemas.py); False when the venv's files changed after it was installed. What happened to the
+    schema, as a note ('' when nothing was kept or loaded)."""
     from .backing import sql
 
+    fresh = schemas.fresh(lay, service, runner) if kept_schema and not files_only else None
+    note = ""
     stamped_ran = False  # once a stamped command ran, the stamped ones after it run too (they build on it)
-    for group in _between_sql(SERVICES[service].sync):
+    for group in _between_sql(SERVICES[service].sync, split_schema=fresh is not None):
         if isinstance(group, Sql):
             if not files_only and (group.if_table is None or _table_exists(lay.d, group.if_table, runner)):
                 sql(lay.d, "\n".join(fill(s, {}) for s in group.statements) + "\n", runner)
+            continue
+        schema = fresh is not None and group[0].schema_only  # (split: all of the group's commands are)
+        if schema and schemas.load(lay, fresh, runner):  # type: ignore[arg-type]
+            note = "schema loaded from the cache"
             continue
         todo: list[tuple[Step, Path | None, str]] = []
         for cmd in group:
@@ -123,6 +132,9 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_
             if stamp is not None:
                 stamp.parent.mkdir(parents=True, exist_ok=True)
                 stamp.write_text(key)
+        if schema:
+            note = schemas.keep(lay, fresh, runner)  # type: ignore[arg-type]
+    return note
 
 
 def _kept_files(lay: Layout, service: str, group: list[Command], keys: list[str]) -> Path | None:
@@ -180,13 +192,14 @@ def _answer(d: Deployment, query: str, runner: Runner) -> str:
         raise
 
 
-def _between_sql(sync: tuple[Command | Sql, ...]) -> list[Sql | list[Command]]:
-    """A service's sync steps: each Sql step, and the commands between them as one group."""
+def _between_sql(sync: tuple[Command | Sql, ...], split_schema: bool = False) -> list[Sql | list[Command]]:
+    """A service's sync steps: each Sql step, and the commands between them as one group; split_schema: the
+    schema_only commands apart from the others (their databases are dumped in between)."""
     out: list[Sql | list[Command]] = []
     for cmd in sync:
         if isinstance(cmd, Sql):
             out.append(cmd)
-        elif out and isinstance(out[-1], list):
+        elif out and isinstance(out[-1], list) and not (split_schema and out[-1][-1].schema_only != cmd.schema_only):
             out[-1].append(cmd)
         else:
             out.append([cmd])
@@ -232,13 +245,10 @@ def _stamp(lay: Layout, service: str, cmd: Command, argv: list[str]) -> tuple[Pa
     it depends on."""
     if cmd.unless_same is None:
         return None, ""
-    from .install import artifacts, backend_format
+    from .install import artifact_sha256
 
-    component = lay.d.services.enabled()[service].component
-    try:
-        artifact = artifacts(lay.d, backend_format(lay.d))[component].sha256
-    except (StackcrateError, KeyError):
-        artifact = None  # no artifacts.json to read: the venv's path (in argv) alone
+    # no artifacts.json to read: the venv's path (in argv) alone
+    artifact = artifact_sha256(lay.d, lay.d.services.enabled()[service].component)
     dep = lay.etc(service) / cmd.unless_same
     key = digest_of({"argv": argv, "artifact": artifact, "depends": dep.read_text() if dep.is_file() else None})
     name = hashlib.sha256(" ".join(cmd.args).encode()).hexdigest()[:16]

@@ -71,6 +71,15 @@ def artifacts(d: Deployment, fmt: str | None = None) -> dict[str, Artifact]:
     return {c: by[c] for c in needed_components(d, fmt)}
 
 
+def artifact_sha256(d: Deployment, component: str) -> str | None:
+    """The sha256 of the artifact the component's venv (or image) comes from; None when artifacts.json does not
+    list it (nothing to tell one build of it from another)."""
+    try:
+        return artifacts(d, backend_format(d))[component].sha256
+    except (StackcrateError, KeyError):
+        return None
+
+
 def target(a: Artifact, root: Path = ROOT) -> Path:
     """Where a's venv lives under root (its install path when root is /)."""
     return root / a.install_path.lstrip("/")

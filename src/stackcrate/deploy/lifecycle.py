@@ -537,11 +537,13 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
     # the archives take two); should anything fail until it is made, the state folder this init made goes whole
     fresh = False
     datadir: Future | None = None
+    changed_venvs: set[str] = set()  # components whose installed files changed (kept as they are)
     try:
         if d.backend == "local":
             with t.step("Checking the artifacts and the installed venvs") as info:
                 planned = prepare(d, reinstall)  # refuses before anything is written
                 info["note"] = summary(planned)
+            changed_venvs = {p.component for p in planned if p.action == "keep" and p.why}
             with ThreadPoolExecutor(max_workers=1) as beside:
                 if d.has("control") and not d.state.exists():
                     d.state.parent.mkdir(parents=True, exist_ok=True)
@@ -614,12 +616,14 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         if p.service in synced:
             synced[p.service].result()  # raises what its migrations raised
 
-    def sync(service: str) -> tuple[str, float, int | None]:
+    def sync(service: str) -> tuple[str, float, int | None, str]:
         t0 = time.monotonic()
         try:
             # nova-manage, loaded once: it runs nova's migrations, then maps the compute host at the end
             warm = compute.warm_up() if service == "nova" and pipelined else None
-            bootstrap.sync(lay, service, sup, warm=warm)
+            # a venv changed by hand may migrate otherwise than its artifact: it migrates itself
+            note = bootstrap.sync(lay, service, sup, warm=warm,
+                                  kept_schema=d.services.enabled()[service].component not in changed_venvs)
         except BaseException as exc:
             synced[service].set_exception(exc)
             raise
@@ -628,7 +632,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         made = keystone_serving() if service == "keystone" and not ordered else None
         if service == "keystone" and pipelined:
             starting.append(side.submit(_converge, d, lay, sup, t, None, False, compute.then, gate, tokens))
-        return service, took, made
+        return service, took, made, note
 
     try:
         started = start_processes(d, sup, first, values, t, lay=lay, login_optional=True, settle=False)
@@ -649,8 +653,9 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
                 else:
                     with ThreadPoolExecutor(max_workers=len(names)) as pool:
                         took = list(pool.map(sync, names))
-                info["note"] = ", ".join(f"{s} {sec:.1f}s" for s, sec, _ in took)
-            made = next((m for s, _, m in took if m is not None), None)
+                info["note"] = ", ".join(f"{s} {sec:.1f}s" + (f" ({note})" if note else "")
+                                         for s, sec, _, note in took)
+            made = next((m for _, _, m, _ in took if m is not None), None)
             if made is None:  # in order: keystone after every migration, as an upgrade documents
                 made = keystone_serving()
         started.extend(starting[0].result() if starting else [])

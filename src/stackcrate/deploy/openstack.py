@@ -29,6 +29,11 @@ class Command:
     # runs with (those between two Sql steps share one interpreter), so it must not depend on what they do; a
     # table it reads that does not exist yet (a new cloud) means not done.
     unless_sql: str | None = None
+    # its whole work is in the service's databases, and on empty ones it is the same for the same venv and
+    # database server (migrations; data it loads from the venv): a new cloud's databases as these commands leave
+    # them are kept in stackcrate's cache and loaded instead of running them again (schemas.py). They come before
+    # the service's other commands, and get no secret (the dump kept must hold none)
+    schema_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,13 @@ class ServiceSpec:
 
 
 def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = (),
-         unless_sql: str | None = None) -> Command:
-    return Command(program, ("--config-file", "{config_file}", *args), ok_exit, env, unless_sql=unless_sql)
+         unless_sql: str | None = None, schema_only: bool = False) -> Command:
+    return Command(program, ("--config-file", "{config_file}", *args), ok_exit, env, unless_sql=unless_sql,
+                   schema_only=schema_only)
+
+
+def _schema(program: str, *args: str) -> Command:
+    return _cmd(program, *args, schema_only=True)
 
 
 KEYSTONE = ServiceSpec(
@@ -130,7 +140,7 @@ KEYSTONE = ServiceSpec(
     config_file="keystone.conf", config_dir_env="OS_KEYSTONE_CONFIG_DIR", config_files_env="OS_KEYSTONE_CONFIG_FILES",
     db_user="keystone", databases=("keystone",),
     sync=(
-        _cmd("keystone-manage", "db_sync"),
+        _schema("keystone-manage", "db_sync"),
         # both return at once when the key repository already holds keys
         _cmd("keystone-manage", "fernet_setup", "--keystone-user", "{user}", "--keystone-group", "{group}"),
         _cmd("keystone-manage", "credential_setup", "--keystone-user", "{user}", "--keystone-group", "{group}"),
@@ -151,7 +161,8 @@ GLANCE = ServiceSpec(
     db_user="glance", databases=("glance",),
     # the metadata definitions shipped in the venv (what devstack loads too): the dashboard's Launch Instance
     # offers them, and fails on a glance that has none; namespaces already loaded are skipped
-    sync=(_cmd("glance-manage", "db_sync"), _cmd("glance-manage", "db_load_metadefs", "{venv}/etc/glance/metadefs")),
+    sync=(_schema("glance-manage", "db_sync"),
+          _schema("glance-manage", "db_load_metadefs", "{venv}/etc/glance/metadefs")),
     processes=(Process("glance", "gunicorn", Probe("api", "/v2/images?limit=1")),),
     data_dirs=("images", "staging", "tasks", "locks"),
     # glance_store's backend sections: "fs" is the store configs.py names in enabled_backends ("fs:file"), the
@@ -165,7 +176,7 @@ PLACEMENT = ServiceSpec(
     name="placement", catalog=("placement", "placement"), api_path="", wsgi_app="placement.wsgi.api",
     config_file="placement.conf", config_dir_env="OS_PLACEMENT_CONFIG_DIR", config_files_env=None,
     db_user="placement", databases=("placement",),
-    sync=(_cmd("placement-manage", "db", "sync"),),
+    sync=(_schema("placement-manage", "db", "sync"),),
     processes=(Process("placement", "gunicorn", Probe("api", "/resource_providers")),),
     upgrade_check=_cmd("placement-status", "upgrade", "check", ok_exit=(0, 1)),
 )
@@ -174,7 +185,7 @@ NEUTRON = ServiceSpec(
     name="neutron", catalog=("network", "neutron"), api_path="", wsgi_app="neutron.wsgi.api",
     config_file="neutron.conf", config_dir_env="OS_NEUTRON_CONFIG_DIR", config_files_env="OS_NEUTRON_CONFIG_FILES",
     db_user="neutron", databases=("neutron",),
-    sync=(_cmd("neutron-db-manage", "upgrade", "heads"),),
+    sync=(_schema("neutron-db-manage", "upgrade", "heads"),),
     # the API serves under gunicorn; with ML2/OVN, the OVN maintenance worker keeps neutron's database and OVN's
     # in step (and, started first, sets OVN's defaults up); it has no port: alive is what there is to check.
     # The probe lists security groups: the project's default group is made on a first list, so the answer holds
@@ -221,9 +232,9 @@ NOVA = ServiceSpec(
                for table in ("host_mappings", "instance_mappings")),
              (f"DELETE FROM nova_api.cell_mappings WHERE name = 'cell1' "
               f"AND id > (SELECT f.id FROM ({FIRST_CELL1}) f);")), if_table="nova_api.cell_mappings"),
-        _cmd("nova-manage", "api_db", "sync"),
-        _cmd("nova-manage", "cell_v2", "map_cell0", "--database_connection", CELL0_DB),  # 0 also when mapped
-        _cmd("nova-manage", "db", "sync"),
+        _schema("nova-manage", "api_db", "sync"),
+        _schema("nova-manage", "cell_v2", "map_cell0", "--database_connection", CELL0_DB),  # 0 also when mapped
+        _schema("nova-manage", "db", "sync"),
         # once: nova's own check (exit 2, "already exists") compares the cells' URLs filled in from nova.conf with
         # the templates it is given, which never match: it would add a cell1 at every init
         _cmd("nova-manage", "cell_v2", "create_cell", "--name", "cell1", "--database_connection", CELL_DB,

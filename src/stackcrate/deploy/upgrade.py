@@ -200,10 +200,7 @@ def snapshot(d: Deployment, lay: Layout) -> int:
     snap.mkdir(parents=True)
     sup = manager_for(d)
     dbs = [db for names in bootstrap.databases(d).values() for db in names]
-    dump = sup.run(backing.call(d, "mariadb-dump", [
-        "--no-defaults", f"--socket={backing.socket_path(d)}", "-uroot", "--single-transaction", "--routines",
-        "--triggers", "--events", "--databases", *dbs], writes=(d.state / "run",)), timeout=1800).stdout
-    private_file(snap / "databases.sql", dump)
+    private_file(snap / "databases.sql", backing.dump(d, dbs, sup))
     if ovn.enabled(d):
         for name, text in ovn.backup(d, sup).items():
             private_file(snap / f"{name}.db", text)
@@ -242,9 +239,7 @@ def restore_databases(d: Deployment) -> None:
     sup = manager_for(d)
     dbs = [db for names in bootstrap.databases(d).values() for db in names]
     backing.sql(d, "".join(f"DROP DATABASE IF EXISTS `{db}`;\n" for db in dbs), sup)
-    sup.run(backing.call(d, "mariadb", ["--no-defaults", f"--socket={backing.socket_path(d)}", "-uroot"],
-                         input=(folder(d) / "snapshot" / "databases.sql").read_text(), writes=(d.state / "run",)),
-            timeout=1800)
+    backing.load(d, (folder(d) / "snapshot" / "databases.sql").read_text(), sup)
 
 
 # ------------------------------------------------------------------------------------------------------- verbs

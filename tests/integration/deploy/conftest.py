@@ -43,6 +43,7 @@ class Deploy:
     dist: Path
     timings: dict[str, list] = field(default_factory=dict)
     images: dict = field(default_factory=dict)   # `deploy build`'s image sizes (a container backend)
+    first_run: dict = field(default_factory=dict)  # what the `run` that made the deployment answered
 
     @property
     def state(self) -> Path:
@@ -188,7 +189,7 @@ def started(sc_env, dist: Path, root: Path, **config):
     built = d.ok("build", timeout=3600)
     d.timings["build"] = [{"step": "built" if built["built"] else "all present", "seconds": built.get("seconds", 0)}]
     try:
-        d.ok("run")
+        d.first_run = d.ok("run")
         yield d
     finally:
         d.sc("rm", "--purge", "--yes", timeout=300)

@@ -80,6 +80,78 @@ def test_supervisord_sleeps_while_the_cloud_it_runs_is_idle(running):
     assert cpu() - before < 0.5
 
 
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("service", ["keystone", "neutron"])
+def test_the_kept_schema_a_new_cloud_loads_equals_what_the_migrations_make(running, cache_dir, service):
+    """The run migrated the service's empty database and kept it in the cache, or loaded what an earlier new
+    cloud of these artifacts kept (its step says which). Either way the kept dump stands for the migrations: the
+    service's migration run for real on a scratch database of the same server, and the kept dump loaded into
+    another, dump to the same text, with the same triggers, routines, events and views."""
+    import re
+
+    from stackcrate.cache import Cache
+    from stackcrate.deploy import backing, schemas
+    from stackcrate.deploy.config import Deployment
+    from stackcrate.deploy.lifecycle import layout
+    from stackcrate.deploy.manager import manager_for
+
+    migrations = next(s for s in running.first_run["steps"] if s["step"].startswith("Schema migrations"))
+    assert re.search(rf"\b{service} [0-9.]+s \(schema (kept|loaded from the cache)\)", migrations["note"]), \
+        migrations["note"]
+    d = Deployment(running.root / "services.yaml", running.root / "configuration.yaml", cache=Cache(cache_dir))
+    lay, sup = layout(d), manager_for(d)
+    kept = schemas.entry(lay, service, backing.sql(d, f"SELECT {schemas.SERVER};\n", sup).splitlines()[0])
+    assert kept is not None and (kept / f"{service}.sql").is_file()
+    real, loaded = f"schema_check_{service}_migrated", f"schema_check_{service}_loaded"
+    user = service  # the service's database user may use its scratch database
+    backing.sql(d, "".join(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4;\n" + "".join(
+        f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'{host}';\n" for host in ("localhost", d.listen))
+        for db in (real, loaded)), sup)
+    conf = running.root / f"{service}-schema-check.conf"
+    try:
+        text, n = re.subn(rf"^(connection\s*=\s*mysql\+pymysql://\S+/){service}$", rf"\g<1>{real}",
+                          lay.conf_file(service).read_text(), flags=re.MULTILINE)
+        assert n == 1
+        conf.write_text(text)
+        program, *args = {"keystone": ["keystone-manage", "db_sync"],
+                          "neutron": ["neutron-db-manage", "upgrade", "heads"]}[service]
+        subprocess.run([lay.bin(service, program), "--config-file", str(conf), *args], check=True, timeout=400,
+                       capture_output=True)
+        backing.load(d, (kept / f"{service}.sql").read_text(), sup, into=loaded)
+
+        def inside(db: str) -> str:
+            """The dump of db, normalised for what differs between two migrations, or a migration and a load,
+            of the same schema: the database's name; the random ids a migration gives the rows it inserts
+            (neutron's default security group rules: a cloud loading a kept schema has those of the cloud that
+            kept it), and so the order of those rows; the order of a table's keys and constraints (MariaDB
+            orders them when a table is created whole, as a load does, and lists those a migration adds later
+            after the others, as after any restore of a dump). Columns keep their order, rows their values."""
+            text = backing.dump_inside(d, db, sup).replace(db, "DB")
+            text = re.sub(r"'[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}'", "'UUID'", text)
+
+            def ordered(table: re.Match) -> str:
+                lines = [line.rstrip(",") for line in table.group(2).splitlines()]
+                columns = [line for line in lines if line.startswith("  `")]
+                return table.group(1) + "\n".join(columns + sorted(set(lines) - set(columns))) + "\n" + table.group(3)
+
+            def rows(insert: re.Match) -> str:
+                return insert.group(1) + "\n".join(sorted(r.rstrip(",;") for r in insert.group(2).splitlines()))
+
+            text = re.sub(r"(CREATE TABLE `[^`]+` \(\n)(.*?)\n(\) ENGINE=)", ordered, text, flags=re.DOTALL)
+            return re.sub(r"^(INSERT INTO `[^`]+` VALUES\n)((?:\(.*\n)*?\(.*;)$", rows, text, flags=re.MULTILINE)
+
+        assert inside(loaded) == inside(real)
+        objects = {db: backing.sql(d, "".join(
+            f"SELECT COUNT(*) FROM information_schema.{table} WHERE {column} = '{db}';\n"
+            for table, column in (("tables", "table_schema"), ("triggers", "trigger_schema"),
+                                  ("routines", "routine_schema"), ("events", "event_schema"),
+                                  ("views", "table_schema"))), sup).split() for db in (real, loaded)}
+        assert objects[real] == objects[loaded] and int(objects[real][0]) > 20, objects
+    finally:
+        conf.unlink(missing_ok=True)
+        backing.sql(d, f"DROP DATABASE IF EXISTS `{real}`;\nDROP DATABASE IF EXISTS `{loaded}`;\n", sup)
+
+
 def test_verify_makes_and_deletes_its_own_resources(running):
     os_ = client(running)
     first, second = running.ok("verify"), running.ok("verify")
