@@ -169,6 +169,11 @@ def sql(d: Deployment, statements: str, runner: Runner) -> str:
                            input=statements, writes=(d.state / "run",)), timeout=120).stdout
 
 
+def create_database(db: str) -> str:
+    """The SQL making a service's database (idempotent)."""
+    return f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4;\n"
+
+
 def _dump(d: Deployment, args: list[str], runner: Runner, timeout: float) -> str:
     # tables, their rows (binary columns in hex), triggers, routines and events; no date: the same databases
     # dump to the same text

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import tools
 from ..cache import digest_of, remove_tree
 from ..errors import StackcrateError
-from . import one_interpreter, schemas
+from . import backing, one_interpreter, schemas
 from .config import Deployment
 from .layout import Layout
 from .one_interpreter import Step
@@ -41,7 +41,7 @@ def db_sql(d: Deployment, secrets: dict[str, str]) -> str:
             lines.append(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{pw}';")
             lines.append(f"ALTER USER '{user}'@'{host}' IDENTIFIED BY '{pw}';")
         for db in dbs:
-            lines.append(f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4;")
+            lines.append(backing.create_database(db).rstrip("\n"))
             for host in ("localhost", d.listen):
                 lines.append(f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'{host}';")
     lines.append("FLUSH PRIVILEGES;")
@@ -98,7 +98,7 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_
     schema, as a note ('' when nothing was kept or loaded)."""
     from .backing import sql
 
-    fresh = schemas.fresh(lay, service, runner) if kept_schema and not files_only else None
+    fresh = None if files_only else schemas.fresh(lay, service, runner, use_kept=kept_schema)
     note = ""
     stamped_ran = False  # once a stamped command ran, the stamped ones after it run too (they build on it)
     for group in _between_sql(SERVICES[service].sync, split_schema=fresh is not None):
@@ -106,8 +106,8 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_
             if not files_only and (group.if_table is None or _table_exists(lay.d, group.if_table, runner)):
                 sql(lay.d, "\n".join(fill(s, {}) for s in group.statements) + "\n", runner)
             continue
-        schema = fresh is not None and group[0].schema_only  # (split: all of the group's commands are)
-        if schema and schemas.load(lay, fresh, runner):  # type: ignore[arg-type]
+        schema = fresh if fresh is not None and group[0].schema_only else None  # (split: all of them are)
+        if schema is not None and schemas.load(lay, schema, runner):
             note = "schema loaded from the cache"
             continue
         todo: list[tuple[Step, Path | None, str]] = []
@@ -132,8 +132,8 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_
             if stamp is not None:
                 stamp.parent.mkdir(parents=True, exist_ok=True)
                 stamp.write_text(key)
-        if schema:
-            note = schemas.keep(lay, fresh, runner)  # type: ignore[arg-type]
+        if schema is not None:
+            note = schemas.keep(lay, schema, runner)
     return note
 
 

@@ -39,6 +39,10 @@ FORMAT = 1  # of the kept entries: a change of what is dumped, or how, changes i
 SERVER = ("VERSION(), @@character_set_server, @@collation_server, @@sql_mode, @@lower_case_table_names, "
           "@@innodb_default_row_format, @@explicit_defaults_for_timestamp")
 SHORTEST_SECRET = 8  # secrets shorter than this are not looked for in a dump (stackcrate's are 20+ characters)
+# made in each database before a load and dropped once every one is loaded: a load cut short (killed, the server
+# gone) leaves it, and the next init empties those databases again instead of taking them for migrated ones
+# (MariaDB cannot take back a CREATE TABLE; alembic_version, among the first tables loaded, says "all done")
+LOADING = "stackcrate_schema_loading"
 
 
 @dataclass(frozen=True)
@@ -53,22 +57,29 @@ class Fresh:
         return all((self.entry / f"{db}.sql").is_file() for db in self.databases)
 
 
-def commands(service: str) -> list[Command]:
-    return [c for c in SERVICES[service].sync if isinstance(c, Command) and c.schema_only]
+def commands(service: str) -> list[list[str]]:
+    """The service's schema_only commands, as program and arguments (placeholders unfilled)."""
+    return [[c.program, *c.args] for c in SERVICES[service].sync if isinstance(c, Command) and c.schema_only]
 
 
-def fresh(lay: Layout, service: str, runner: Runner) -> Fresh | None:
+def fresh(lay: Layout, service: str, runner: Runner, use_kept: bool = True) -> Fresh | None:
     """The service's cache entry when its databases are empty and a kept schema can stand for its schema_only
-    commands; None when those commands must run themselves (or it has none)."""
+    commands (use_kept); None when those commands must run themselves (or it has none). Databases a load left
+    unfinished are emptied again first, whatever use_kept says."""
     spec = SERVICES[service]
     if not commands(service) or not spec.databases:
         return None
     names = ", ".join(f"'{db}'" for db in spec.databases)
-    answer = backing.sql(lay.d, f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema IN ({names});\n"
-                                f"SELECT {SERVER};\n", runner).splitlines()
-    if len(answer) != 2 or answer[0].strip() != "0":
+    answer = backing.sql(lay.d, f"SELECT COUNT(*), COALESCE(SUM(table_name = '{LOADING}'), 0) FROM "
+                                f"information_schema.tables WHERE table_schema IN ({names});\nSELECT {SERVER};\n",
+                         runner).splitlines()
+    if len(answer) != 2 or len(counts := answer[0].split()) != 2:
         return None
-    where = entry(lay, service, answer[1])
+    if counts[1] != "0":
+        _empty_again(lay, spec.databases, runner)
+    elif counts[0] != "0":
+        return None
+    where = entry(lay, service, answer[1]) if use_kept else None
     return None if where is None else Fresh(service, spec.databases, where)
 
 
@@ -79,31 +90,42 @@ def entry(lay: Layout, service: str, server: str) -> Path | None:
     if artifact is None:
         return None
     key = {"format": FORMAT, "artifact": artifact, "databases": list(SERVICES[service].databases),
-           "server": server, "commands": [[c.program, *c.args] for c in commands(service)]}
-    return lay.d.cache.dir("schemas", service) / digest_of(key)
+           "server": server, "commands": commands(service)}
+    return lay.d.cache.root / "schemas" / service / digest_of(key)
 
 
 def load(lay: Layout, f: Fresh, runner: Runner) -> bool:
-    """The kept schema loaded into the empty databases; False when none is kept. Should loading fail, the
-    databases are emptied again (a half-loaded schema would pass for a migrated one) and the error raised."""
+    """The kept schema loaded into the empty databases; False when none is kept, or when it could not be loaded:
+    then the entry is dropped, the databases are emptied again and the commands run instead (the error, should
+    even that fail)."""
     if not f.kept():
         return False
-    text = "".join(f"USE `{db}`;\n" + (f.entry / f"{db}.sql").read_text() for db in f.databases)
     try:
-        backing.load(lay.d, text, runner)
+        text = "".join(f"USE `{db}`;\nCREATE TABLE `{LOADING}` (id INT);\n" + (f.entry / f"{db}.sql").read_text()
+                       for db in f.databases)
+        backing.load(lay.d, text + "".join(f"DROP TABLE `{db}`.`{LOADING}`;\n" for db in f.databases), runner)
+        return True
+    except (tools.ToolFailed, StackcrateError, OSError, UnicodeDecodeError) as exc:
+        failed = exc
+    remove_tree(f.entry)  # (a damaged entry; a good one is made again by the migrations below)
+    try:
+        _empty_again(lay, f.databases, runner)
     except (tools.ToolFailed, StackcrateError) as exc:
-        _empty_again(lay, f, runner)
-        why = exc.stderr.strip()[-500:] if isinstance(exc, tools.ToolFailed) else exc.message
-        raise StackcrateError(f"{f.service}: loading its kept schema ({f.entry}) failed: {why}",
-                              hint=f"remove {f.entry} (the next `init` migrates instead) and run `init` again") \
-            from None
-    return True
+        raise StackcrateError(f"{f.service}: loading its kept schema ({f.entry}) failed ({_why(failed)}), and "
+                              f"emptying its databases again too: {_why(exc)}",
+                              hint="see the database's log (`stackcrate deploy logs mariadb`); the next `init` "
+                                   "empties them again and migrates") from None
+    return False
 
 
-def _empty_again(lay: Layout, f: Fresh, runner: Runner) -> None:
-    """The service's databases dropped and made anew, empty (their grants stay: MariaDB keeps them by name)."""
-    backing.sql(lay.d, "".join(f"DROP DATABASE IF EXISTS `{db}`;\nCREATE DATABASE `{db}` CHARACTER SET utf8mb4;\n"
-                               for db in f.databases), runner)
+def _why(exc: BaseException) -> str:
+    return exc.stderr.strip()[-300:] if isinstance(exc, tools.ToolFailed) else getattr(exc, "message", str(exc))
+
+
+def _empty_again(lay: Layout, databases: tuple[str, ...], runner: Runner) -> None:
+    """The databases dropped and made anew, empty (their grants stay: MariaDB keeps them by name)."""
+    backing.sql(lay.d, "".join(f"DROP DATABASE IF EXISTS `{db}`;\n{backing.create_database(db)}" for db in databases),
+                runner)
 
 
 def keep(lay: Layout, f: Fresh, runner: Runner) -> str:
@@ -114,10 +136,8 @@ def keep(lay: Layout, f: Fresh, runner: Runner) -> str:
     try:
         dumps = {db: backing.dump_inside(lay.d, db, runner) for db in f.databases}
     except (tools.ToolFailed, StackcrateError) as exc:  # keeping saves time later; the cloud is made already
-        why = exc.stderr.strip()[-200:] if isinstance(exc, tools.ToolFailed) else exc.message
-        return f"schema not kept: {why}"
-    secrets = [v for v in lay.secrets.values() if len(v) >= SHORTEST_SECRET]
-    if any(s in text for text in dumps.values() for s in secrets):
+        return f"schema not kept: {_why(exc)}"
+    if _holds_secret(lay, "".join(dumps.values())):
         return "schema not kept: it holds a secret"
     try:
         _write_entry(lay, f, dumps)
@@ -126,14 +146,19 @@ def keep(lay: Layout, f: Fresh, runner: Runner) -> str:
     return "schema kept"
 
 
+def _holds_secret(lay: Layout, text: str) -> bool:
+    """Whether any of the deployment's secrets is in the dump: as text, or as the hex of a binary column."""
+    secrets = [v for v in lay.secrets.values() if len(v) >= SHORTEST_SECRET]
+    return any(s in text or s.encode().hex().upper() in text for s in secrets)
+
+
 def _write_entry(lay: Layout, f: Fresh, dumps: dict[str, str]) -> None:
     tmp = lay.d.cache.tempdir(f"schema-{f.service}-")
     try:
         for db, text in dumps.items():
             (tmp / f"{db}.sql").write_text(text)
         (tmp / "key.json").write_text(json.dumps({"service": f.service, "databases": list(f.databases),
-                                                  "commands": [[c.program, *c.args] for c in commands(f.service)]},
-                                                 indent=2) + "\n")
+                                                  "commands": commands(f.service)}, indent=2) + "\n")
         os.chmod(tmp, 0o755)
         lay.d.cache.commit(tmp, f.entry)
     finally:

@@ -23,18 +23,23 @@ SECRET = "s3cr3t-admin-password-0123"
 class Server:
     """A runner standing for MariaDB and the services' commands. A database's content is text: each command
     of a batch appends a line naming itself to every database of its service (what migrating, or keystone's
-    bootstrap writing its admin, does); mariadb-dump answers that text, a load sets it."""
+    bootstrap writing its admin, does); mariadb-dump answers that text, a load sets it. `loading`: the databases
+    holding schemas.LOADING (a load cut short); fail_load: the next load stops half-way, as a killed one would."""
 
     def __init__(self, service: str, tables: dict[str, str] | None = None, version: str = "10.11.6-MariaDB",
-                 fail_load: bool = False, writes: str = ""):
+                 fail_load: bool = False, writes: str = "", loading: set[str] = frozenset()):
         self.service, self.version, self.fail_load, self.writes = service, version, fail_load, writes
         self.db = dict.fromkeys(SERVICES[service].databases, "") | (tables or {})
+        self.loading = set(loading)
         self.commands: list[list[str]] = []  # each process's commands
         self.loads = 0
+        self.dead = False  # the server is gone: every SQL fails
 
     def run(self, call, timeout=None, check=True):
         name = Path(call.program).name
         if name == "mariadb":
+            if self.dead:
+                raise tools.ToolFailed([name], 1, "", "ERROR 2002 (HY000): Can't connect to local server")
             return self._sql(call.input or "")
         if name == "mariadb-dump":
             return tools.CompletedProcess([name], 0, self.db[call.args[-1]], "")
@@ -48,18 +53,22 @@ class Server:
 
     def _sql(self, text: str):
         if "information_schema.tables" in text:
-            tables = sum(1 for body in self.db.values() if body)
-            return tools.CompletedProcess(["mariadb"], 0, f"{tables}\n{self.version}\tutf8mb4\n", "")
+            tables = sum(1 for body in self.db.values() if body) + len(self.loading)
+            return tools.CompletedProcess(["mariadb"], 0, f"{tables}\t{len(self.loading)}\n{self.version}\tutf8mb4\n",
+                                          "")
         if text.startswith("USE `"):
+            marker = rf"CREATE TABLE `{schemas.LOADING}` \(id INT\);\n"
+            blocks = re.findall(rf"USE `([^`]+)`;\n{marker}(.*?)(?=USE `|DROP TABLE|\Z)", text, re.DOTALL)
             if self.fail_load:
-                self.db[next(iter(self.db))] = "-- half of it\n"
+                self.db[blocks[0][0]], self.loading = "-- half of it\n", {blocks[0][0]}
                 raise tools.ToolFailed(["mariadb"], 1, "", "ERROR 1064 (42000) at line 7: syntax")
             self.loads += 1
-            for db, body in re.findall(r"USE `([^`]+)`;\n(.*?)(?=USE `|\Z)", text, re.DOTALL):
+            for db, body in blocks:
                 self.db[db] = body
             return tools.CompletedProcess(["mariadb"], 0, "", "")
         for db in re.findall(r"DROP DATABASE IF EXISTS `([^`]+)`", text):
             self.db[db] = ""
+            self.loading.discard(db)
         return tools.CompletedProcess(["mariadb"], 0, "", "")
 
 
@@ -160,14 +169,37 @@ def test_a_schema_that_cannot_be_dumped_is_not_kept_and_the_cloud_is_made_all_th
     assert server.commands == [["db sync"]] and not list((tmp_path / "cache").glob("schemas/*/*"))
 
 
-def test_a_kept_schema_that_fails_to_load_leaves_the_databases_empty_and_says_what_to_do(dep, tmp_path):
+def test_a_kept_schema_that_fails_to_load_is_dropped_and_the_emptied_databases_migrate(dep, tmp_path):
     lay = layout(dep, tmp_path)
     bootstrap.sync(lay, "placement", Server("placement"))
     broken = Server("placement", fail_load=True)
+    assert bootstrap.sync(lay, "placement", broken) == "schema kept"  # (kept anew by the migration)
+    assert broken.commands == [["db sync"]] and broken.db == {"placement": "-- db sync\n"} and not broken.loading
+
+
+def test_a_load_that_cannot_be_undone_fails_init_saying_so(dep, tmp_path):
+    lay = layout(dep, tmp_path)
+    bootstrap.sync(lay, "placement", Server("placement"))
+    gone = Server("placement", fail_load=True)
+    real = gone._sql
+    gone._sql = lambda text: (setattr(gone, "dead", True), real(text))[1] if text.startswith("USE") else real(text)
     with pytest.raises(StackcrateError) as exc:
-        bootstrap.sync(lay, "placement", broken)
-    assert "placement: loading its kept schema" in exc.value.message and "ERROR 1064" in exc.value.message
-    assert "remove" in exc.value.hint and broken.db == {"placement": ""} and broken.commands == []
+        bootstrap.sync(lay, "placement", gone)
+    assert "loading its kept schema" in exc.value.message and "ERROR 1064" in exc.value.message
+    assert "Can't connect" in exc.value.message and "empties them again" in exc.value.hint
+    assert gone.commands == [] and gone.loading == {"placement"}  # what the next init finds (below)
+
+
+@pytest.mark.parametrize("kept_schema", [True, False])
+def test_databases_a_load_left_unfinished_are_emptied_again_and_made_whole(dep, tmp_path, kept_schema):
+    """A load killed half-way leaves schemas.LOADING: the next init takes the databases for empty ones (not for
+    migrated ones, as alembic_version would say), whether or not it may use the kept schema."""
+    lay = layout(dep, tmp_path)
+    bootstrap.sync(lay, "neutron", first := Server("neutron"))
+    cut = Server("neutron", {"neutron": "-- alembic_version at head, half the tables\n"}, loading={"neutron"})
+    bootstrap.sync(lay, "neutron", cut, kept_schema=kept_schema)
+    assert cut.db == first.db and not cut.loading
+    assert cut.commands == ([] if kept_schema else [["upgrade heads"]])
 
 
 def test_schema_only_commands_come_first_and_take_no_secret():
@@ -183,8 +215,10 @@ def test_schema_only_commands_come_first_and_take_no_secret():
                 assert not c.env and c.unless_same is None and c.unless_sql is None, (spec.name, c.args)
                 assert not any("secret" in a for a in c.args)
                 assert spec.databases
-        first = next((i for i, c in enumerate(spec.sync) if isinstance(c, Command) and c.schema_only), None)
-        if first is not None:  # only Sql fixing rows of existing tables may come before them
-            assert all(isinstance(c, Sql) and c.if_table for c in spec.sync[:first]), spec.name
+        marked = [i for i, c in enumerate(spec.sync) if isinstance(c, Command) and c.schema_only]
+        if marked:  # one run of commands (no Sql between them: the dump is of them all), and before them only
+            # Sql fixing rows of existing tables (a new cloud has none)
+            assert marked == list(range(marked[0], marked[-1] + 1)), spec.name
+            assert all(isinstance(c, Sql) and c.if_table for c in spec.sync[:marked[0]]), spec.name
     assert {s for s, spec in SERVICES.items() if schemas.commands(s)} == \
         {"keystone", "glance", "placement", "neutron", "nova"}
