@@ -189,14 +189,13 @@ def dump(d: Deployment, databases: list[str], runner: Runner, timeout: float = 1
 
 
 def dump_inside(d: Deployment, database: str, runner: Runner, timeout: float = 1800) -> str:
-    """What is inside one database, as SQL naming no database: load(into=...) puts it into any."""
+    """What is inside one database, as SQL naming no database: loaded after a `USE` of any database."""
     return _dump(d, [database], runner, timeout)
 
 
-def load(d: Deployment, text: str, runner: Runner, *, into: str | None = None, timeout: float = 1800) -> None:
-    """Run a dump (dump()'s SQL) as the database root: into the database `into` when it names none itself."""
-    runner.run(call(d, "mariadb", ["--no-defaults", f"--socket={socket_path(d)}", "-uroot",
-                                   *([f"--database={into}"] if into else [])],
+def load(d: Deployment, text: str, runner: Runner, timeout: float = 1800) -> None:
+    """Run a dump (dump()'s SQL, or dump_inside()'s after a `USE`) as the database root."""
+    runner.run(call(d, "mariadb", ["--no-defaults", f"--socket={socket_path(d)}", "-uroot"],
                     input=text, writes=(d.state / "run",)), timeout=timeout)
 
 
