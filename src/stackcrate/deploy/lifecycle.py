@@ -141,6 +141,15 @@ def preflight(d: Deployment, t: Timer) -> None:
         with t.step(f"Images in {d.backend}'s store; a test container") as info:
             copied = sup.preflight()  # type: ignore[union-attr]
             info["note"] = f"{len(copied)} image(s) copied in" if copied else "all there"
+    # The ephemeral range first: a port there may be in use right now only because an outgoing connection
+    # took it, and "in use" would send the operator looking for a program that is not there.
+    lo, hi = _ephemeral_range()
+    risky = [f"{port} ({name})" for name, plist in ports(d).items() for port in plist if lo <= port <= hi]
+    if risky:
+        # Seen: an outgoing connection took 38774 as its source port and HAProxy could not bind it on restart.
+        raise StackcrateError(f"port(s) in this machine's ephemeral range {lo}-{hi}: {', '.join(risky)}",
+                              hint="outgoing connections may take them at any time; pick ports below "
+                              f"{lo} in the services file")
     states = sup.states() if sup.running() else {}
     leftover = {} if states or d.backend != "local" else orphans(d.state)
     busy = []
@@ -152,13 +161,6 @@ def preflight(d: Deployment, t: Timer) -> None:
     if busy:
         raise StackcrateError(f"port(s) already in use on {d.listen}: {', '.join(busy)}",
                               hint="stop what uses them, or change the ports in the services file")
-    lo, hi = _ephemeral_range()
-    risky = [f"{port} ({name})" for name, plist in ports(d).items() for port in plist if lo <= port <= hi]
-    if risky:
-        # Seen: an outgoing connection took 38774 as its source port and HAProxy could not bind it on restart.
-        raise StackcrateError(f"port(s) in this machine's ephemeral range {lo}-{hi}: {', '.join(risky)}",
-                              hint="outgoing connections may take them at any time; pick ports below "
-                              f"{lo} in the services file")
 
 
 def refuse_pending_secrets(d: Deployment) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from stackcrate.deploy.config import Deployment
+from tests.fixtures import free_ports
 
 from .conftest import fake_artifacts
 
@@ -20,10 +21,10 @@ def deploy(stackcrate, dep, *args):
 
 def test_port_in_use_changes_nothing(stackcrate, dep):
     conf = yaml.safe_load(dep["services"].read_text())
+    port = free_ports(1)[0]  # below the ephemeral range, which is refused for that before anything else
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", port))
         s.listen()
-        port = s.getsockname()[1]
         conf["backing"]["memcached"]["port"] = port
         dep["services"].write_text(yaml.safe_dump(conf))
         res = deploy(stackcrate, dep, "init")
@@ -33,13 +34,18 @@ def test_port_in_use_changes_nothing(stackcrate, dep):
     assert not dep["state"].exists()
 
 
-def test_port_in_ephemeral_range(stackcrate, dep):
-    conf = yaml.safe_load(dep["services"].read_text())
-    conf["services"]["glance"]["backend_port"] = 40000
-    dep["services"].write_text(yaml.safe_dump(conf))
-    res = deploy(stackcrate, dep, "init")
+def test_port_in_ephemeral_range_is_refused_as_such_even_while_in_use(stackcrate, dep):
+    # A port the kernel hands out for port 0 lies in the ephemeral range; held open, it is also in use, as a
+    # port taken by an outgoing connection would be: the error must name the range, not a program to stop.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        conf = yaml.safe_load(dep["services"].read_text())
+        conf["services"]["glance"]["backend_port"] = port
+        dep["services"].write_text(yaml.safe_dump(conf))
+        res = deploy(stackcrate, dep, "init")
     assert res.returncode == 2, res.stderr
-    assert "40000 (glance)" in res.stderr and "ephemeral range" in res.stderr
+    assert f"{port} (glance)" in res.stderr and "ephemeral range" in res.stderr
     assert not dep["state"].exists()
 
 
