@@ -166,7 +166,8 @@ def preflight(d: Deployment, t: Timer) -> None:
 def refuse_pending_secrets(d: Deployment) -> None:
     changed = secrets.pending(d.state, d.config.secrets)
     if changed:
-        raise StackcrateError(f"secret(s) changed in {d.config_path.name} and not applied yet: {', '.join(changed)}",
+        raise StackcrateError(f"secret(s) changed in {d.config_path.name} and not applied yet: {', '.join(changed)}"
+                              " (or set half-way by an init that did not finish)",
                               hint="`stackcrate deploy init` applies them to every service that uses them "
                               "(start does not: the services would run with old and new values mixed)")
 
@@ -497,6 +498,7 @@ def _marker(d: Deployment) -> Path:
 def _record_init(d: Deployment, values: dict[str, str]) -> None:
     """The end of a successful init: the secrets every service now uses, and the marker `start` looks for."""
     secrets.record(d.state, values)
+    secrets.finish_applying(d.state)
     _marker(d).write_text(json.dumps({"services": services_here(d), "backend": d.backend, "time": time.time()}))
 
 
@@ -564,6 +566,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
             record_use(d, also=keep_venvs)
         pending = secrets.pending(d.state, d.config.secrets)
         values = secrets.desired(d.state, d.config.secrets)
+        secrets.begin_applying(d.state, pending)  # before the first file or service holds a new value
         lay = layout(d, values)
         was_running = {n for n, st in sup.states().items() if st.state not in STOPPED} if sup.running() else set()
         with t.step("Writing configuration files") as info:

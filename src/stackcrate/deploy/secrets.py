@@ -3,7 +3,9 @@
 secrets.yaml holds the values the deployment runs with (applied). configuration.yaml may give its own values
 (`secrets:`): a value there that differs from the applied one is a pending change. `start` refuses to run
 with one pending (the services would run with a mix of old and new values); `init` applies every pending
-change to every service that uses it, and only then records it in secrets.yaml.
+change to every service that uses it, and only then records it in secrets.yaml. An init that stops half-way may
+have set new values already (the broker's password, the database users', keystone's users'): the names it began
+to apply stay pending (secrets-applying.yaml) until an init ends, whatever configuration.yaml says meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ NAMES = ["admin_password", "service_password", "rabbitmq_password", "memcache_se
 
 
 FILE = "secrets.yaml"  # in the state folder
+APPLYING = "secrets-applying.yaml"  # in the state folder: names only, never values
 
 
 def _path(state: Path) -> Path:
@@ -42,9 +45,29 @@ def applied(state: Path) -> dict[str, str]:
 
 
 def pending(state: Path, given: dict[str, str]) -> list[str]:
-    """Secrets configuration.yaml sets to another value than the one applied (none before the first init)."""
+    """Secrets configuration.yaml sets to another value than the one applied (none before the first init), and
+    those an init began to apply and did not finish."""
     current = applied(state)
-    return sorted(n for n, v in given.items() if n in current and current[n] != v)
+    return sorted({n for n, v in given.items() if n in current and current[n] != v} | set(_applying(state)))
+
+
+def _applying(state: Path) -> list[str]:
+    try:
+        names = yaml.safe_load((state / APPLYING).read_text())
+    except FileNotFoundError:
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else list(NAMES)  # unreadable: all of them
+
+
+def begin_applying(state: Path, names: list[str]) -> None:
+    """Before init sets any of these secrets' new values anywhere: until finish_applying, they are pending."""
+    if names:
+        private_file(state / APPLYING, yaml.safe_dump(sorted(set(names) | set(_applying(state)))))
+
+
+def finish_applying(state: Path) -> None:
+    """After init recorded the values every service now uses."""
+    (state / APPLYING).unlink(missing_ok=True)
 
 
 def ensure(state: Path, given: dict[str, str] | None = None) -> dict[str, str]:

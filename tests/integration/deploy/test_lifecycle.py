@@ -322,6 +322,33 @@ def test_changed_secrets_are_refused_by_start_and_applied_by_init(running):
         running.set_config(secrets={})  # keep the applied ones (now in secrets.yaml) for the tests after this
 
 
+def test_a_secret_an_init_set_half_way_stays_pending_when_the_configuration_goes_back(running):
+    """init sets a changed broker password, then fails (glance, restarted with a pipeline its paste file does not
+    have, cannot start: at init's end, after the broker); the configuration goes back to the old password: `start`
+    must still refuse (the broker holds the new one, secrets.yaml the old) and the next `init` sets the broker
+    back to what every service is given."""
+    conf = yaml.safe_load((running.root / "configuration.yaml").read_text())
+    overrides = conf.get("overrides")
+    old = yaml.safe_load((running.state / "secrets.yaml").read_text())["rabbitmq_password"]
+    running.set_config(secrets={"rabbitmq_password": "e" * 32},
+                       overrides={**(overrides or {}), "glance": {"paste_deploy": {"flavor": "no_such_flavor"}}})
+    try:
+        res = running.sc("init")
+        assert res.returncode == 2 and "glance exited while starting" in res.stderr, res.stderr
+        running.set_config(secrets={}, overrides=overrides)  # back to the values secrets.yaml still records
+        assert yaml.safe_load((running.state / "secrets.yaml").read_text())["rabbitmq_password"] == old
+        res = running.sc("start")
+        assert res.returncode == 2 and "rabbitmq_password" in res.stderr and "half-way" in res.stderr, res.stderr
+        assert running.ok("init")["secrets_applied"] == ["rabbitmq_password"]
+        assert not (running.state / "secrets-applying.yaml").exists()
+        running.ok("start")  # (init restarts only what runs: glance may have exited for good)
+        st, code = running.status_with_code()
+        assert code == 0, st  # every service logs into the broker with the password it is given
+    finally:
+        running.set_config(secrets={}, overrides=overrides)
+        running.sc("init")  # whatever happened above: the deployment as the tests after this one expect it
+
+
 def test_a_process_that_exits_while_starting_fails_start_at_once_and_leaves_all_stopped(running):
     # a value of the right type that keystone cannot use: its workers fail to boot and gunicorn exits
     running.set_config(overrides={"keystone": {"token": {"provider": "no_such_provider"}}})

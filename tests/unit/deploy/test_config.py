@@ -80,6 +80,22 @@ def test_a_secret_changed_in_the_configuration_is_pending_until_init_records_it(
     assert secrets.pending(tmp_path, given) == []
 
 
+def test_a_secret_an_init_began_to_apply_stays_pending_until_an_init_ends(tmp_path):
+    first = secrets.ensure(tmp_path)
+    given = {"rabbitmq_password": "new-one"}
+    secrets.begin_applying(tmp_path, secrets.pending(tmp_path, given))
+    # the init stopped half-way; the configuration goes back to the value secrets.yaml records
+    assert secrets.pending(tmp_path, {}) == ["rabbitmq_password"]
+    assert secrets.pending(tmp_path, {"rabbitmq_password": first["rabbitmq_password"]}) == ["rabbitmq_password"]
+    secrets.begin_applying(tmp_path, ["admin_password"])  # another init, stopped too: both stay pending
+    assert secrets.pending(tmp_path, {}) == ["admin_password", "rabbitmq_password"]
+    assert "new-one" not in (tmp_path / secrets.APPLYING).read_text()  # names only
+    secrets.record(tmp_path, secrets.desired(tmp_path, {}))  # generating a new secret records too...
+    assert secrets.pending(tmp_path, {}) == ["admin_password", "rabbitmq_password"]  # ...and ends nothing
+    secrets.finish_applying(tmp_path)
+    assert secrets.pending(tmp_path, {}) == []
+
+
 def test_a_secret_given_before_the_first_init_is_not_generated(tmp_path):
     values = secrets.desired(tmp_path, {"rabbitmq_password": "mine"})
     assert values["rabbitmq_password"] == "mine" and "rabbitmq_password" not in secrets.applied(tmp_path)
