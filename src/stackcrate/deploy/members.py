@@ -1,9 +1,8 @@
 """What an artifact tarball may hold: its venv's own folder and what lies below it, nothing else. Applied while
-checking an artifact (nothing written) and again while unpacking it (tarfile's extraction filter)."""
+checking an artifact, before anything is written; GNU tar then unpacks the very bytes that passed (unpack.py)."""
 
 from __future__ import annotations
 
-import copy
 import posixpath
 import tarfile
 
@@ -76,8 +75,8 @@ class MemberRules:
                                      "it)")
         return rel
 
-    def place(self, m: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        """m renamed relative to the venv's folder ('.' for the folder itself), None for a folder above it."""
+    def check(self, m: tarfile.TarInfo) -> None:
+        """The next member: raises BadMember when it breaks a rule."""
         name = _clean(m.name)
         if name is None:
             raise self._fail(m.name, "has an absolute name or a '..' or empty part")
@@ -91,20 +90,20 @@ class MemberRules:
             if kind != "folder":
                 raise self._fail(m.name, f"is a {kind} where the folder {'/' + name} belongs")
             self.has_top |= name == self.top
-            return _replace(m, name=".") if name == self.top else None
+            return
         rel = self._inside(m.name, name, "lies")
         if m.islnk():
             target = _clean(m.linkname)
             if target is None or target not in self.seen:
                 raise self._fail(m.name, f"is a hard link to {m.linkname!r}, which is no member before it")
-            return _replace(m, name=rel, linkname=self._inside(m.name, target, f"links to {target},"))
+            self._inside(m.name, target, f"links to {target},")
+            return
         if m.issym():
             self.symlinks.add(rel)
             if not m.linkname.startswith("/"):
                 resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), m.linkname))
                 if resolved == ".." or resolved.startswith("../"):
                     raise self._fail(m.name, f"is a symlink to {m.linkname!r}, out of {self.install_path}")
-        return _replace(m, name=rel)
 
     def finish(self) -> None:
         """After the last member: the archive held the venv's folder and its interpreter."""
@@ -113,10 +112,3 @@ class MemberRules:
         if f"{self.top}/bin/python" not in self.seen:
             raise BadMember(f"it has no {self.install_path}/bin/python: it is not a venv")
 
-
-def _replace(m: tarfile.TarInfo, **changes: str) -> tarfile.TarInfo:
-    """A copy of m with other attributes (TarInfo.replace exists from Python 3.11.4 on; Debian 12 has 3.11.2)."""
-    new = copy.copy(m)
-    for name, value in changes.items():
-        setattr(new, name, value)
-    return new
