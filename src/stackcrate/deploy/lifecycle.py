@@ -143,8 +143,9 @@ def preflight(d: Deployment, t: Timer) -> None:
             info["note"] = f"{len(copied)} image(s) copied in" if copied else "all there"
     # The ephemeral range first: a port there may be in use right now only because an outgoing connection
     # took it, and "in use" would send the operator looking for a program that is not there.
+    wanted = ports(d)
     lo, hi = _ephemeral_range()
-    risky = [f"{port} ({name})" for name, plist in ports(d).items() for port in plist if lo <= port <= hi]
+    risky = [f"{port} ({name})" for name, plist in wanted.items() for port in plist if lo <= port <= hi]
     if risky:
         # Seen: an outgoing connection took 38774 as its source port and HAProxy could not bind it on restart.
         raise StackcrateError(f"port(s) in this machine's ephemeral range {lo}-{hi}: {', '.join(risky)}",
@@ -153,7 +154,7 @@ def preflight(d: Deployment, t: Timer) -> None:
     states = sup.states() if sup.running() else {}
     leftover = {} if states or d.backend != "local" else orphans(d.state)
     busy = []
-    for name, plist in ports(d).items():
+    for name, plist in wanted.items():
         st = states.get(name)
         if (st and st.state not in STOPPED) or name in leftover:
             continue  # ours: start leaves it running (or replaces it)
