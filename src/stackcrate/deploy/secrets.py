@@ -24,6 +24,7 @@ NAMES = ["admin_password", "service_password", "rabbitmq_password", "memcache_se
 
 FILE = "secrets.yaml"  # in the state folder
 APPLYING = "secrets-applying.yaml"  # in the state folder: names only, never values
+BACKUP_HINT = "restore it from a backup; every service was set up with its values"
 
 
 def _path(state: Path) -> Path:
@@ -37,10 +38,9 @@ def applied(state: Path) -> dict[str, str]:
         return {}
     if path.stat().st_mode & 0o077:
         raise StackcrateError(f"{path} is readable by other users", hint=f"chmod 600 {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _read(path, hint=BACKUP_HINT) or {}
     if not isinstance(data, dict):
-        raise StackcrateError(f"{path} is not a mapping of secret names to values",
-                              hint="restore it from a backup; every service was set up with its values")
+        raise StackcrateError(f"{path} is not a mapping of secret names to values", hint=BACKUP_HINT)
     return {str(k): str(v) for k, v in data.items()}
 
 
@@ -51,11 +51,24 @@ def pending(state: Path, given: dict[str, str]) -> list[str]:
     return sorted({n for n, v in given.items() if n in current and current[n] != v} | set(_applying(state)))
 
 
+def _read(path: Path, hint: str | None = None) -> object:
+    """What a state file stackcrate wrote holds. One broken by hand is told by its line alone: YAML's own message
+    quotes the text around the error, which here may be a secret."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise StackcrateError("not valid YAML", hint=hint,
+                              where=f"{path}:{mark.line + 1}" if mark else str(path)) from None
+
+
 def _applying(state: Path) -> list[str]:
     try:
-        names = yaml.safe_load((state / APPLYING).read_text())
+        names = _read(state / APPLYING)
     except FileNotFoundError:
         return []
+    except StackcrateError:  # broken: as unreadable (below)
+        names = None
     return [str(n) for n in names] if isinstance(names, list) else list(NAMES)  # unreadable: all of them
 
 

@@ -96,6 +96,22 @@ def test_a_secret_an_init_began_to_apply_stays_pending_until_an_init_ends(tmp_pa
     assert secrets.pending(tmp_path, {}) == []
 
 
+def test_a_hand_broken_secrets_file_is_told_by_its_line_without_its_text(tmp_path):
+    secrets.ensure(tmp_path)
+    path = tmp_path / secrets.FILE
+    path.write_text(path.read_text() + "db_nova: [s3cr3t-value\n")  # an unclosed list on the last line
+    with pytest.raises(StackcrateError) as exc:
+        secrets.applied(tmp_path)
+    assert exc.value.where.startswith(f"{path}:") and "not valid YAML" in exc.value.message
+    assert "s3cr3t-value" not in exc.value.render() and "backup" in exc.value.render()
+
+
+def test_a_hand_broken_applying_file_keeps_every_secret_pending(tmp_path):
+    secrets.ensure(tmp_path)
+    (tmp_path / secrets.APPLYING).write_text("- rabbitmq_password\n- [\n")
+    assert secrets.pending(tmp_path, {}) == sorted(secrets.NAMES)
+
+
 def test_a_secret_given_before_the_first_init_is_not_generated(tmp_path):
     values = secrets.desired(tmp_path, {"rabbitmq_password": "mine"})
     assert values["rabbitmq_password"] == "mine" and "rabbitmq_password" not in secrets.applied(tmp_path)
