@@ -79,6 +79,16 @@ def test_an_upgrade_that_failed_cannot_be_committed(dep):
     assert "stopped at migrations: `stackcrate deploy rollback`" in upgrade.describe(d)["text"]
 
 
+@pytest.mark.parametrize("text", ['{"from": {"series": "2025.2"', "[]", '{"phase": "done"}'])
+def test_an_unreadable_upgrade_record_is_an_error_not_no_upgrade(stackcrate, dep, text):
+    (dep["state"] / upgrade.FOLDER).mkdir(parents=True)
+    (dep["state"] / upgrade.FOLDER / "upgrade.json").write_text(text)
+    res = deploy(stackcrate, dep, "rollback")
+    says = "upgrade.json, the record of the upgrade awaiting commit or rollback, cannot be read"
+    assert res.returncode == 2 and says in res.stderr and "snapshot" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and "no upgrade of the deployment" not in res.stderr
+
+
 def test_only_the_checks_that_did_not_pass_are_shown():
     report = """+--------------------------------+
 | Upgrade Check Results          |
