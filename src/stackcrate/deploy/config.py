@@ -238,13 +238,21 @@ class Deployment:
         artifacts than the recorded ones is refused: the switch is the upgrade's to make."""
         import json
 
-        try:
-            recorded = Path(json.loads((self.state / RELEASE).read_text())["artifacts"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return given or self.configured_artifacts
-        if given and given != recorded:
-            from ..errors import StackcrateError
+        from ..errors import StackcrateError
 
+        path = self.state / RELEASE
+        try:
+            recorded = Path(json.loads(path.read_text())["artifacts"])
+        except FileNotFoundError:
+            return given or self.configured_artifacts
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # not the configured ones in its place: after an upgrade those are the old release's
+            raise StackcrateError(f"{path}, the record of the artifacts the deployment runs since `stackcrate deploy "
+                                  f"upgrade` or `rollback`, cannot be read ({type(exc).__name__}: {exc})",
+                                  hint='write it again as {"artifacts": "/path/to/the/dist/folder"} of the release '
+                                       "the deployment runs; remove it only if that is the configuration's "
+                                       "artifacts") from None
+        if given and given != recorded:
             raise StackcrateError(f"the deployment in {self.state} runs the artifacts in {recorded} (switched to by "
                                   f"`stackcrate deploy upgrade` or `rollback`), not {given}",
                                   hint="leave out --artifacts; `stackcrate deploy upgrade --to DIR` moves it to "

@@ -47,6 +47,16 @@ def test_the_switch_record_names_the_artifacts_a_deployment_runs(dep, tmp_path):
         Deployment(dep["services"], dep["config"], artifacts=str(dep["dist"]))
 
 
+@pytest.mark.parametrize("text", ['{"artifacts": "/srv/dist-2026.1"', '{"time": 1}', "[]"])
+def test_an_unreadable_switch_record_is_an_error_not_the_configured_artifacts(stackcrate, dep, text):
+    (dep["state"] / "data").mkdir(parents=True)
+    (dep["state"] / RELEASE).write_text(text)
+    res = deploy(stackcrate, dep, "status")
+    says = "release.json, the record of the artifacts the deployment runs since `stackcrate deploy upgrade`"
+    assert res.returncode == 2 and says in res.stderr and "cannot be read" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_upgrade_of_a_deployment_never_initialised_is_refused(stackcrate, dep, tmp_path):
     to = fake_artifacts(tmp_path / "dist-next")
     res = deploy(stackcrate, dep, "upgrade", "--to", str(to))
