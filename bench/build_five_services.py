@@ -66,6 +66,10 @@ def breakdown(steps: list[dict]) -> dict[str, float]:
     return out
 
 
+# what a run makes in its work folder (the caches of both methods among them)
+MADE = ("cache", "pip-cache", "dist", "classic", "five.yaml", "five.lock", "upper-constraints.txt")
+
+
 def run_stackcrate(work: Path, env: dict) -> dict[str, float]:
     manifest = work / "five.yaml"
     sc = [sys.executable, "-m", "stackcrate", "--json"]
@@ -77,6 +81,8 @@ def run_stackcrate(work: Path, env: dict) -> dict[str, float]:
         report = json.loads(proc.stdout)
         rebuilt = [a["component"] for a in report["artifacts"] if a["rebuilt"]]
         results[label] = t_lock + t_build
+        if label == "cold" and len(rebuilt) < len(SERVICES):
+            sys.exit(f"the cold build rebuilt only {rebuilt}: something was cached before it ({work})")
         print(f"  stackcrate {label:<22} lock {t_lock:6.1f}s  build {t_build:6.1f}s  "
               f"rebuilt: {', '.join(rebuilt) or 'nothing'}", flush=True)
         if label == "cold":
@@ -112,6 +118,13 @@ def main() -> None:
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="stackcrate-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    # cold means cold in a work folder kept from an earlier run too: what that run made goes first
+    for made in MADE:
+        target = work / made
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
     cdir = constraints_dir()
     env = dict(os.environ, STACKCRATE_CACHE_DIR=str(work / "cache"), PIP_CONFIG_FILE="/dev/null",
                PIP_CACHE_DIR=str(work / "pip-cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
