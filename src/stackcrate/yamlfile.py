@@ -22,14 +22,18 @@ def parse(text: str, path: Path, what: str) -> tuple[dict[str, Any], yaml.Node |
         data = yaml.safe_load(text)
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise StackcrateError(f"not valid YAML: {problem}", where=where,
+        raise StackcrateError(f"not valid YAML: {problem}", where=location(exc, path),
                               hint="check indentation and quoting on that line") from None
     if not isinstance(data, dict):
         raise StackcrateError(f"the {what} must be a YAML mapping", where=str(path))
     return data, root
+
+
+def location(exc: yaml.YAMLError, path: Path) -> str:
+    """"file:line" of a YAML error (just the file when YAML names no line)."""
+    mark = getattr(exc, "problem_mark", None)
+    return f"{path}:{mark.line + 1}" if mark else str(path)
 
 
 def validate(text: str, path: Path, model: type[M], what: str, hint: str) -> M:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import yamlfile
 from ..errors import StackcrateError
 
 NAMES = ["admin_password", "service_password", "rabbitmq_password", "memcache_secret_key", "metadata_secret",
@@ -57,9 +58,7 @@ def _read(path: Path, hint: str | None = None) -> object:
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise StackcrateError("not valid YAML", hint=hint,
-                              where=f"{path}:{mark.line + 1}" if mark else str(path)) from None
+        raise StackcrateError("not valid YAML", hint=hint, where=yamlfile.location(exc, path)) from None
 
 
 def _applying(state: Path) -> list[str]:

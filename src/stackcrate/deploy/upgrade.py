@@ -91,16 +91,19 @@ def record(d: Deployment) -> dict | None:
     """The upgrade awaiting commit or rollback, if any. One whose record cannot be read is an error, not none:
     taken for none, `rollback` would say there is nothing to roll back and `upgrade` would write over it."""
     path = folder(d) / "upgrade.json"
+
+    def unreadable(why: str = "") -> StackcrateError:
+        return StackcrateError(f"{path}, the record of the upgrade awaiting commit or rollback, cannot be read{why}",
+                               hint=f"restore it from a backup; the old release's snapshot is in {folder(d)}/snapshot")
+
     try:
         rec = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        rec = exc
+        raise unreadable(f" ({exc})") from None
     if not (isinstance(rec, dict) and isinstance(rec.get("from"), dict) and isinstance(rec.get("to"), dict)):
-        raise StackcrateError(f"{path}, the record of the upgrade awaiting commit or rollback, cannot be read"
-                              + (f" ({rec})" if isinstance(rec, Exception) else ""),
-                              hint=f"restore it from a backup; the old release's snapshot is in {folder(d)}/snapshot")
+        raise unreadable()
     return rec
 
 
