@@ -13,10 +13,11 @@ With `venvs_from: debs` the venvs come from the .deb artifacts instead, installe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -176,15 +177,22 @@ def _altered(p: Planned, sha: str) -> StackcrateError:
 
 
 def _read(file: Path, expected: str, whole_for: str | None) -> tuple[str, list[int] | None, str | None, str | None]:
-    """In a worker process: file's identity (taken first) and sha256, and when that is the one expected and
-    whole_for is given, the sha256 of a whole read under the member rules: ("ok", identity, sha256, None), or
+    """In a worker process: file's identity (taken first) and sha256, read once: with whole_for, as the member
+    rules' walk reads it; when the walk fails, the file's sha256 alone tells whether it was altered after the
+    build (the caller says so) or is broken as built (the walk's error). ("ok", identity, sha256, None), or
     ("error", None, message, hint)."""
     try:
         ident = identity(file)
-        sha = sha256_file(file)
-        if sha == expected and whole_for:
-            sha = unpack.check(file, whole_for)  # hashes what it reads: a file changed meanwhile shows
-        return "ok", ident, sha, None
+        if not whole_for:
+            return "ok", ident, sha256_file(file), None
+        try:  # one read: the member rules' walk hashes what it reads (a file changed meanwhile shows)
+            return "ok", ident, unpack.check(file, whole_for), None
+        except StackcrateError:
+            # a file altered after the build is told as such (by its sha256), not by what the rules found in it
+            sha = sha256_file(file)
+            if sha == expected:
+                raise
+            return "ok", ident, sha, None
     except StackcrateError as exc:
         return "error", None, exc.message, exc.hint
     except OSError as exc:
@@ -353,16 +361,27 @@ def _unpack_together(todo: list[Planned], me: str, t: Timer) -> None:
         raise failure
 
 
-def _used(state: Path) -> list[Path]:
+def _used(state: Path, prefixes: Iterable[Path]) -> list[Path]:
+    """The venvs this deployment uses, as its state folder records them; when that file is missing or cannot be
+    read (edited by hand), those whose own records, in prefixes, name it as a user."""
     try:
         return [Path(v) for v in json.loads((state / USED).read_text())["venvs"]]
     except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return []
+        return installed.used_by(str(state), prefixes)
+
+
+def prefixes(d: Deployment, root: Path = ROOT) -> list[Path]:
+    """The folders d's venvs may be installed in: /opt/openstack, and those of its artifacts.json's entries when
+    it can be read (the artifact files need not be there)."""
+    found = [root / "opt" / "openstack"]
+    with contextlib.suppress(StackcrateError, OSError, ValueError):
+        found += [target(a, root).parent for a in ArtifactIndex.load(d.artifacts_dir).artifacts]
+    return list(dict.fromkeys(found))
 
 
 def _record_used(state: Path, venvs: list[Path]) -> None:
     """Remember the venvs this deployment uses; drop it from the users of those it no longer uses."""
-    for gone in set(_used(state)) - set(venvs):
+    for gone in set(_used(state, {v.parent for v in venvs})) - set(venvs):
         with installed.locked(gone.parent):
             rec = installed.read(gone)
             if rec and str(state) in rec.users:
@@ -373,12 +392,13 @@ def _record_used(state: Path, venvs: list[Path]) -> None:
     tmp.replace(state / USED)
 
 
-def release(state: Path, venvs: list[Path] | None = None) -> dict[str, list]:
-    """For `rm --purge` (every venv it uses) and an upgrade's end (the release left behind): remove this
-    deployment from the users of the venvs, and remove each one no other deployment uses and no process runs
-    from. Users whose state folder is gone are dropped."""
+def release(state: Path, venvs: list[Path] | None = None, where: Iterable[Path] = ()) -> dict[str, list]:
+    """For `rm --purge` (every venv it uses; `where`: the prefixes() to look in when the state folder's list of
+    them cannot be read) and an upgrade's end (the release left behind): remove this deployment from the users of
+    the venvs, and remove each one no other deployment uses and no process runs from. Users whose state folder is
+    gone are dropped."""
     removed, kept = [], []
-    for venv in _used(state) if venvs is None else venvs:
+    for venv in _used(state, where) if venvs is None else venvs:
         if not venv.parent.is_dir():
             continue
         with installed.locked(venv.parent):

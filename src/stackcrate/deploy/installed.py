@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -65,6 +65,17 @@ def read(venv: Path) -> VenvRecord | None:
     if rec.sha256 != sha:
         return VenvRecord(sha256=sha, users=rec.users, unlisted_users=True)
     return rec
+
+
+def used_by(state: str, prefixes: Iterable[Path]) -> list[Path]:
+    """The venvs in prefixes whose records name the deployment of the state folder `state` as a user."""
+    found = []
+    for prefix in prefixes:
+        for record in sorted((prefix / RECORDS).glob("*.json")):
+            venv = prefix / record.name.removesuffix(".json")
+            if (rec := read(venv)) is not None and state in rec.users:
+                found.append(venv)
+    return found
 
 
 def write(venv: Path, rec: VenvRecord) -> None:

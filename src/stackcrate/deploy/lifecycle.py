@@ -24,7 +24,7 @@ from ..errors import StackcrateError
 from . import backing, bootstrap, configs, options, ovn, podman_api, secrets
 from .config import Deployment
 from .health import Checker, Tokens, Verdict
-from .install import artifacts, backend_format, install, prepare, record_use, release, summary, venvs
+from .install import artifacts, backend_format, install, prefixes, prepare, record_use, release, summary, venvs
 from .keystone_api import register_with
 from .layout import Layout
 from .manager import Manager, manager_for
@@ -830,7 +830,7 @@ def rm(d: Deployment, t: Timer, purge: bool) -> dict:
             info["note"] = f"{len(out['containers']['containers'])} containers"
     if purge and d.backend == "local":
         with t.step("Removing the venvs no other deployment uses") as info:
-            out["venvs"] = release(d.state)
+            out["venvs"] = release(d.state, where=prefixes(d))
             info["note"] = f"{len(out['venvs']['removed'])} removed, {len(out['venvs']['kept'])} kept"
         for k in out["venvs"]["kept"]:
             t.ui.info(f"  kept {k['venv']}: {k['why']}")

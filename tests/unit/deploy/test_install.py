@@ -438,6 +438,25 @@ def test_checked_artifacts_are_not_read_again_until_they_change(d, dist, root, t
     assert reads == [dist.file("nova")]
 
 
+def test_an_artifact_to_unpack_is_read_once_to_check_it(d, dist, root, t, monkeypatch, tmp_path):
+    """A first install reads each archive once (the member rules' walk hashes it), not once for its sha256 and
+    again for the rules; the reads happen in forked workers, so they are logged to a file."""
+    log = tmp_path / "reads.log"
+    real_check, real_sha = inst.unpack.check, inst.sha256_file
+
+    def logged(what, fn):
+        def call(path, *args):
+            with open(log, "a") as f:
+                f.write(f"{what} {path.name}\n")
+            return fn(path, *args)
+        return call
+
+    monkeypatch.setattr(inst.unpack, "check", logged("check", real_check))
+    monkeypatch.setattr(inst, "sha256_file", logged("sha256", real_sha))
+    inst.prepare(d, root=root)
+    assert sorted(log.read_text().splitlines()) == sorted(f"check {dist.file(n).name}" for n in COMPONENTS)
+
+
 # ----------------------------------------------------------------------------------------------- purge
 
 def keystone_only(dep, tmp_path) -> Deployment:
@@ -467,6 +486,21 @@ def test_purge_removes_only_venvs_no_other_deployment_uses(dep, d, dist, root, t
     assert sorted(out["removed"]) == sorted(str(v) for v in shared) and out["kept"] == []
     assert [p.name for p in (root / "opt" / "openstack").iterdir()] == [installed.RECORDS]
     assert [p.name for p in (root / "opt" / "openstack" / installed.RECORDS).iterdir()] == [".lock"]
+
+
+@pytest.mark.parametrize("broken", ["{not json", '{"other": []}', ""], ids=["not-json", "no-venvs", "empty"])
+def test_purge_with_a_hand_broken_list_of_used_venvs_finds_them_by_their_records(dep, d, dist, root, t, tmp_path,
+                                                                                 broken):
+    b = keystone_only(dep, tmp_path)
+    init_install(d, t, root=root)
+    init_install(b, t, root=root)
+    (d.state / inst.USED).write_text(broken)
+    shared = {venv(root, "keystone"), venv(root, "python-openstackclient")}
+
+    out = inst.release(d.state, where=inst.prefixes(d, root))
+    assert sorted(out["removed"]) == sorted(str(venv(root, n)) for n in COMPONENTS if venv(root, n) not in shared)
+    assert {k["venv"] for k in out["kept"]} == {str(v) for v in shared}
+    assert installed.read(venv(root, "keystone")).users == [str(b.state)]
 
 
 def test_purge_keeps_venvs_of_unknown_users_and_drops_users_that_are_gone(dep, d, dist, root, t, tmp_path):
