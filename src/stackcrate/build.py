@@ -49,7 +49,7 @@ def fetch_wheels(lock: Lock, comps: list[LockedComponent], manifest: LoadedManif
                 out[comp.name][pkg.key] = _wheel_from_sdist(pkg, cache, target)
             else:
                 raise StackcrateError(f"the lock has no wheel or sdist of {pkg.name} {pkg.version} for "
-                                      f"{target.name}", hint="re-create the lock with `stackcrate lock`")
+                                      f"{target.name}", hint="re-create the lock with `stackcrate lock --upgrade`")
     jobs = sorted({j for per in wanted.values() for j in per.values()})
     missing = [j for j in jobs if not (cache.root / "wheels" / j[1] / j[2]).exists()]
     step = (ui.step(f"Downloading {len(missing)} distributions for {len(comps)} component(s)")
@@ -150,8 +150,8 @@ def build_venv(comp: LockedComponent, lock: Lock, wheels: dict[str, Path], insta
             except ToolFailed as exc:
                 raise StackcrateError(f"installing {comp.name} {comp.version} into {install_path} failed at "
                                       f"`uv {' '.join(argv[1:3])}`:\n{(exc.stderr or exc.stdout).strip()[-2000:]}",
-                                      hint="the lock may be incomplete for this target; run `stackcrate lock` "
-                                      "again") from None
+                                      hint="the lock may be incomplete for this target; re-create it with "
+                                      "`stackcrate lock --upgrade`") from None
         drop_uv_cache_markers(stage)
     site_packages = stage / f"lib/python{target.python_minor}/site-packages"
     bytecode_ready()  # the wheels' bytecode (`compile_shared`), which may still be compiling while uv installs

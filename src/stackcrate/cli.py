@@ -78,14 +78,21 @@ def schema() -> None:
               help="Pin replacing a constraint, e.g. a security fix (adds to the manifest's overrides).")
 @click.option("--refresh", is_flag=True,
               help="Resolve again even when the lock is up to date (e.g. to pick up a moved git branch).")
+@click.option("--upgrade", is_flag=True,
+              help="Resolve from the manifest and constraints alone: packages they do not pin move to their "
+                   "newest release (otherwise resolving again keeps the existing lock's versions where it can).")
+@click.option("--upgrade-package", "upgrade_packages", multiple=True, metavar="NAME",
+              help="Resolve again, moving NAME to the newest release the inputs allow; every other package keeps "
+                   "its version where it can.")
 @click.pass_obj
-def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_path, overrides, refresh) -> None:
+def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_path, overrides, refresh,
+         upgrade, upgrade_packages) -> None:
     """Resolve all components together and write the lock (X.yaml -> X.lock)."""
     from .pipeline import ensure_lock
 
     manifest = _manifest(manifest_path, set_values, vars_files)
-    got = ensure_lock(manifest, manifest.lock_path(lock_path), obj.cache, obj.ui, refresh=refresh,
-                      constraints_dir=constraints_dir, overrides=list(overrides))
+    got = ensure_lock(manifest, manifest.lock_path(lock_path), obj.cache, obj.ui, refresh=refresh, upgrade=upgrade,
+                      upgrade_packages=upgrade_packages, constraints_dir=constraints_dir, overrides=list(overrides))
     n = len(got.lock.packages)
     summary = {"lock": str(got.path), "packages": n, "up_to_date": not got.written,
                "components": {c.name: c.version for c in got.lock.components}}

@@ -44,13 +44,26 @@ class LockOutcome:
 
 
 def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI, *, locked: bool = False,
-                refresh: bool = False, constraints_dir: str | None = None,
-                overrides: list[str] | None = None) -> LockOutcome:
+                refresh: bool = False, upgrade: bool = False, upgrade_packages: tuple[str, ...] = (),
+                constraints_dir: str | None = None, overrides: list[str] | None = None) -> LockOutcome:
     """The lock to build from: the existing one when it matches its inputs; otherwise resolve again and write
     it, unless `locked` (CI, build farms), which refuses instead. `refresh` resolves even when up to date
-    (a moved git branch); `overrides` are --override pins added to the manifest's."""
-    if lock_path.exists() and not refresh:
-        current = Lock.load(lock_path)
+    (a moved git branch); `overrides` are --override pins added to the manifest's. Resolving again keeps the
+    existing lock's versions where the inputs allow them, but those of upgrade_packages (which resolves again);
+    `upgrade` resolves from the inputs alone (and always)."""
+    current = Lock.load(lock_path) if lock_path.exists() and not upgrade else None
+    if upgrade_packages:
+        if current is None:
+            raise StackcrateError(f"--upgrade-package needs a lock to keep the other versions of: {lock_path} "
+                                  f"{'is left aside by --upgrade' if upgrade else 'does not exist'}",
+                                  hint="run `stackcrate lock` (without --upgrade-package) first" if not upgrade
+                                  else "give --upgrade (every package) or --upgrade-package NAME, not both")
+        unknown = sorted({canonicalize_name(n) for n in upgrade_packages} - set(current.packages))
+        if unknown:
+            raise StackcrateError(f"--upgrade-package: {lock_path} has no package {', '.join(unknown)}",
+                                  hint="name a package of the lock (`stackcrate reqs inventory` lists them)")
+        refresh = True
+    if current is not None and not refresh:
         reasons = stale_reasons(current, manifest, cache, constraints_dir, lock_path,
                                 None if overrides is None else list(overrides))
         if not reasons:
@@ -61,7 +74,8 @@ def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI,
         ui.info(f"[yellow]re-locking:[/] {'; '.join(reasons)}")
     elif locked and not lock_path.exists():
         raise StaleLockError(f"no lock file at {lock_path}", hint="run `stackcrate lock` first")
-    new = resolve_lock(manifest, cache, ui, constraints_dir=constraints_dir, extra_overrides=list(overrides or []))
+    new = resolve_lock(manifest, cache, ui, constraints_dir=constraints_dir, extra_overrides=list(overrides or []),
+                       prefer=current, upgrade_packages=upgrade_packages)
     new.write(lock_path)
     return LockOutcome(new, lock_path, written=True)
 

@@ -32,14 +32,17 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def manifest_digest(manifest: LoadedManifest, extra_overrides: list[str]) -> str:
-    """Digest of what decides the resolution (not formats or install paths): a change makes the lock stale."""
+def manifest_digest(manifest: LoadedManifest, extra_overrides: list[str], every_field: bool = False) -> str:
+    """Digest of what decides the resolution (not formats or install paths): a change makes the lock stale. A
+    component's fields at their default are left out, so a field a later stackcrate adds does not make every
+    lock stale; every_field: the digest locks written before 2026-12-07 hold (each field, `library` when
+    true), still accepted."""
     m = manifest.model
     comps = []
     for i, c in enumerate(m.components):
-        d = c.model_dump(mode="json")
-        if not c.library:
-            d.pop("library")  # a manifest without libraries keeps the digest (and lock) it had
+        d = c.model_dump(mode="json", exclude_defaults=not every_field)
+        if every_field and not c.library:
+            d.pop("library")
         d["patches"] = [p.model_dump() for p in patch_records(manifest, c, i)]
         if c.path:
             d["tree"] = tree_digest(manifest.path_of(c.path))
@@ -77,7 +80,11 @@ def load_inputs(manifest: LoadedManifest, cache: Cache, constraints_dir: str | N
 
 
 def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str | None = None,
-         extra_overrides: list[str] | None = None) -> Lock:
+         extra_overrides: list[str] | None = None, prefer: Lock | None = None,
+         upgrade_packages: tuple[str, ...] = ()) -> Lock:
+    """Resolve the manifest's components together. prefer: an earlier lock whose versions are kept wherever the
+    inputs still allow them (uv's preferences: a package upper-constraints does not pin, certifi say, does not
+    move just because a component was added), upgrade_packages excepted; None resolves from the inputs alone."""
     m = manifest.model
     extra_overrides = list(extra_overrides or [])
     for o in extra_overrides:
@@ -104,6 +111,8 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
             reqs.extend(p.component.extra_requirements)
         (work / "requirements.in").write_text("\n".join(reqs) + "\n")
         (work / "constraints.txt").write_text("\n".join(lines) + "\n")
+        if prefer is not None:
+            _seed_preferences(work, prefer, names | {canonicalize_name(n) for n in upgrade_packages})
         common = ["pip", "compile", "requirements.in", "-c", "constraints.txt", "--python-version",
                   target.python_version, "--python-platform", target.uv_platform, "--no-header", "--quiet"]
         with ui.step(f"Resolving against {series.name} upper-constraints") as s:
@@ -164,6 +173,15 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
                         "extra_overrides": ",".join(sorted(set(extra_overrides)))},
                 constraints_source=constraints.source, overrides=overrides, packages=packages,
                 components=components, requires_python=f">={target.python_minor}")
+
+
+def _seed_preferences(work: Path, prefer: Lock, left_out: set[str]) -> None:
+    """uv prefers the versions in the file it is about to write: give both its outputs the earlier lock's
+    versions, but those of left_out (the components', which come from the manifest; those to upgrade)."""
+    kept = [p for k, p in sorted(prefer.packages.items()) if k not in left_out]
+    (work / "graph.txt").write_text("".join(f"{p.name}=={p.version}\n" for p in kept))
+    (work / "pylock.toml").write_text('lock-version = "1.0"\ncreated-by = "stackcrate"\n' + "".join(
+        f'\n[[packages]]\nname = "{p.name}"\nversion = "{p.version}"\n' for p in kept))
 
 
 def explain_overrides(work: Path, common: list[str], constraints: Constraints, names: set[str],
@@ -288,7 +306,9 @@ def stale_reasons(lock_: Lock, manifest: LoadedManifest, cache: Cache, constrain
         extra_overrides = [o for o in lock_.inputs["extra_overrides"].split(",") if o]
     elif extra_overrides is None:  # a lock of an older stackcrate: its overrides the manifest lacks were extra
         extra_overrides = [o for o in lock_.overrides if o not in manifest.model.overrides]
-    if manifest_digest(manifest, extra_overrides) != lock_.inputs.get("manifest"):
+    held = lock_.inputs.get("manifest")  # the older form is computed only when needed: it hashes path trees too
+    if held != manifest_digest(manifest, extra_overrides) and \
+            held != manifest_digest(manifest, extra_overrides, every_field=True):
         reasons.append(f"the manifest {manifest.path.name} changed since {lock_path.name} was written")
     if constraints.digest != lock_.inputs.get("constraints"):
         reasons.append(f"the constraints ({constraints.source}) changed since {lock_path.name} was written")

@@ -162,11 +162,11 @@ class Lock:
             raise StackcrateError(f"no lock file at {path}", hint="run `stackcrate lock` first") from None
         except tomllib.TOMLDecodeError as exc:
             raise StackcrateError(f"{path} is not valid TOML: {exc}",
-                                  hint="re-create it with `stackcrate lock`") from None
+                                  hint="re-create it with `stackcrate lock --upgrade`") from None
         t = doc.get("tool", {}).get("stackcrate")
         if not t or t.get("format") != LOCK_FORMAT:
             raise StackcrateError(f"{path} was not written by this version of stackcrate",
-                                  hint="re-create it with `stackcrate lock`")
+                                  hint="re-create it with `stackcrate lock --upgrade`")
         packages = {}
         for d in doc.get("packages", []):
             p = LockedPackage.from_toml(d)
@@ -178,7 +178,7 @@ class Lock:
                      for c in t.get("components", [])]
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise StackcrateError(f"{path}: a component entry of [tool.stackcrate] is not valid: {exc}",
-                                  hint="re-create the lock with `stackcrate lock`") from None
+                                  hint="re-create it with `stackcrate lock --upgrade`") from None
         return cls(series=t["series"], target=t["target"], python_version=t["python-version"],
                    python_platform=t["python-platform"], inputs=dict(t["inputs"]),
                    constraints_source=t["constraints-source"], overrides=list(t.get("overrides", [])),

@@ -1,7 +1,10 @@
 """Keystone 2026.1 from PyPI, the README's main job: lock, build, run in a fresh Debian 12 rootfs."""
 
 import json
+import shutil
 import subprocess
+
+import pytest
 
 from stackcrate.model.lock import Lock
 from tests.integration.conftest import chroot, private_cache
@@ -37,3 +40,35 @@ def test_rebuild_from_same_lock_is_byte_identical(keystone_build, stackcrate, tm
     (first,) = keystone_build["artifacts"]
     assert again["rebuilt"]
     assert again["sha256"] == first["sha256"]
+
+
+# real releases older than the newest, of the two packages in keystone's closure that upper-constraints does not pin
+OLD = {"certifi": "2024.12.14", "setuptools": "75.8.0"}
+
+
+@pytest.mark.timeout(900)
+def test_locking_again_keeps_the_locks_versions_and_upgrade_moves_them(keystone_build, stackcrate, tmp_path):
+    manifest, lock_path = tmp_path / "keystone.yaml", tmp_path / "keystone.lock"
+    shutil.copy(keystone_build["manifest"], manifest)
+    lock = Lock.load(keystone_build["lock"])
+    newest = {name: lock.packages[name].version for name in OLD}
+    for name, old in OLD.items():
+        assert newest[name] != old and name in lock.component("keystone").closure
+        lock.packages[name].version = old  # as if locked when that was its newest release
+    lock.write(lock_path)
+
+    def locked(*args: str) -> dict[str, str]:
+        res = stackcrate("lock", *args, "-m", manifest)
+        assert res.returncode == 0, res.stderr
+        packages = Lock.load(lock_path).packages
+        for name in OLD:  # each version with its own files, hashed
+            assert all(f"{name}-{packages[name].version}-" in w["url"] for w in packages[name].wheels) \
+                and packages[name].wheels, name
+        return {name: packages[name].version for name in OLD}
+
+    assert locked("--refresh") == OLD
+    assert locked("--upgrade-package", "certifi") == {**OLD, "certifi": newest["certifi"]}
+    assert locked("--upgrade") == newest
+
+    res = stackcrate("lock", "--upgrade-package", "no-such-package", "-m", manifest)
+    assert res.returncode == 2 and "has no package no-such-package" in res.stderr, res.stderr

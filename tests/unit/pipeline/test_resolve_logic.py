@@ -129,3 +129,73 @@ def test_an_override_removed_from_the_manifest_makes_the_lock_stale_one_given_on
     assert "the manifest m.yaml changed" in stale(made_with_it, load(path))[0]
     given_on_the_command_line = lock_of(load(path), ["pbr==6.1.1"])
     assert stale(given_on_the_command_line, load(path)) == []
+
+
+def test_a_component_field_a_later_stackcrate_adds_leaves_the_lock_up_to_date(tmp_path):
+    """A field added to Component at its default must not change the digest a lock holds (adding `bindep` made
+    every lock stale, and the re-lock moved the packages upper-constraints does not pin)."""
+    from pydantic import Field
+
+    from stackcrate.manifest import Component, LoadedManifest, load
+    from stackcrate.resolve import manifest_digest
+
+    path = tmp_path / "m.yaml"
+    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n'
+                    '    extras: [ldap]\n')
+    today = load(path)
+
+    class Later(Component):
+        runtime_hooks: list[str] = Field(default_factory=list)
+
+    def with_later(**given) -> LoadedManifest:
+        c = today.model.components[0]
+        model = today.model.model_copy(update={"components": [Later(**c.model_dump(exclude_unset=True), **given)]})
+        return LoadedManifest(model, today.path, today.rendered)
+
+    assert manifest_digest(with_later(), []) == manifest_digest(today, [])
+    assert manifest_digest(with_later(runtime_hooks=["x"]), []) != manifest_digest(today, [])
+    # what locks written before hold: every field, so the added one changed it
+    assert manifest_digest(with_later(), [], every_field=True) != manifest_digest(today, [], every_field=True)
+
+
+def test_a_lock_holding_the_digest_of_every_field_is_still_up_to_date(tmp_path):
+    from stackcrate.cache import Cache
+    from stackcrate.manifest import load
+    from stackcrate.model.lock import Lock
+    from stackcrate.resolve import load_inputs, manifest_digest, stale_reasons
+    from tests.conftest import SNAPSHOT_REQS
+
+    path = tmp_path / "m.yaml"
+    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
+    manifest, cache = load(path), Cache(tmp_path / "cache")
+    _, _, constraints = load_inputs(manifest, cache, str(SNAPSHOT_REQS))
+    for every_field, other in ((True, "a"), (False, "b")):
+        lock_ = Lock(series="2026.1", target="debian-bookworm", python_version="3.11.2",
+                     python_platform="x86_64-manylinux_2_36", constraints_source="uc.txt", overrides=[],
+                     packages={}, components=[], inputs={"manifest": manifest_digest(manifest, [], every_field),
+                                                         "constraints": constraints.digest, "extra_overrides": ""})
+        assert stale_reasons(lock_, manifest, cache, str(SNAPSHOT_REQS), tmp_path / "m.lock") == []
+        lock_.inputs["manifest"] = other * 64
+        assert "the manifest m.yaml changed" in stale_reasons(lock_, manifest, cache, str(SNAPSHOT_REQS),
+                                                              tmp_path / "m.lock")[0]
+
+
+def test_upgrade_package_without_a_lock_to_keep_is_a_clear_error(tmp_path):
+    import pytest
+
+    from stackcrate.cache import Cache
+    from stackcrate.errors import StackcrateError
+    from stackcrate.manifest import load
+    from stackcrate.pipeline import ensure_lock
+    from stackcrate.ui import UI
+
+    path = tmp_path / "m.yaml"
+    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
+    manifest, cache = load(path), Cache(tmp_path / "cache")
+    with pytest.raises(StackcrateError, match="m.lock does not exist") as exc:
+        ensure_lock(manifest, tmp_path / "m.lock", cache, UI(quiet=True), upgrade_packages=("certifi",))
+    assert "without --upgrade-package" in exc.value.hint
+    (tmp_path / "m.lock").write_text("not a lock")  # left aside by --upgrade: never read
+    with pytest.raises(StackcrateError, match="left aside by --upgrade") as exc:
+        ensure_lock(manifest, tmp_path / "m.lock", cache, UI(quiet=True), upgrade=True, upgrade_packages=("certifi",))
+    assert "not both" in exc.value.hint
