@@ -99,6 +99,18 @@ def test_example_lock_names_its_inputs():
     assert set(ks.closure) <= set(lock.packages) and "keystone" in ks.closure
 
 
+def test_example_lock_was_made_from_the_example_manifest_as_it_is():
+    """The README's main job starts from examples/keystone.lock: a manifest digest that drifted (the example
+    edited, or the digest's form changed) would make its first `lock` re-resolve and `build --locked` refuse."""
+    from stackcrate.manifest import load
+    from stackcrate.model.lock import Lock
+    from stackcrate.resolve import manifest_digest
+
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    lock = Lock.load(examples / "keystone.lock")
+    assert lock.inputs["manifest"] == manifest_digest(load(examples / "keystone.yaml"), [])
+
+
 def test_an_override_removed_from_the_manifest_makes_the_lock_stale_one_given_on_the_command_line_does_not(tmp_path):
     from stackcrate.cache import Cache
     from stackcrate.manifest import load
