@@ -48,8 +48,10 @@ def fetch_wheels(lock: Lock, comps: list[LockedComponent], manifest: LoadedManif
             elif pkg.sdist and pkg.sdist.get("url"):
                 out[comp.name][pkg.key] = _wheel_from_sdist(pkg, cache, target)
             else:
-                raise StackcrateError(f"the lock has no wheel or sdist of {pkg.name} {pkg.version} for "
-                                      f"{target.name}", hint="re-create the lock with `stackcrate lock --upgrade`")
+                raise StackcrateError(
+                    f"the lock has no wheel or sdist of {pkg.name} {pkg.version} for {target.name}",
+                    hint=f"if {pkg.name} comes from a URL or git, make it a component of the manifest; else "
+                         f"resolve it again: `stackcrate lock --upgrade-package {pkg.name}`")
     jobs = sorted({j for per in wanted.values() for j in per.values()})
     missing = [j for j in jobs if not (cache.root / "wheels" / j[1] / j[2]).exists()]
     step = (ui.step(f"Downloading {len(missing)} distributions for {len(comps)} component(s)")

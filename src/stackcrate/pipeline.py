@@ -51,7 +51,14 @@ def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI,
     (a moved git branch); `overrides` are --override pins added to the manifest's. Resolving again keeps the
     existing lock's versions where the inputs allow them, but those of upgrade_packages (which resolves again);
     `upgrade` resolves from the inputs alone (and always)."""
-    current = Lock.load(lock_path) if lock_path.exists() and not upgrade else None
+    current = None
+    if lock_path.exists() and not upgrade:
+        try:
+            current = Lock.load(lock_path)
+        except StackcrateError as exc:
+            if not refresh or upgrade_packages:
+                raise
+            ui.warn(f"{exc.message}: resolving without its versions")  # --refresh re-creates it, as it always did
     if upgrade_packages:
         if current is None:
             raise StackcrateError(f"--upgrade-package needs a lock to keep the other versions of: {lock_path} "

@@ -103,7 +103,12 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
         s["note"] = ", ".join(f"{p.component.name} {p.version}" for p in prepared)
 
     names = {p.component.key for p in prepared}
+    if fixed := sorted(names & {canonicalize_name(n) for n in upgrade_packages}):
+        raise StackcrateError(f"--upgrade-package {', '.join(fixed)}: a component's version is the manifest's",
+                              hint="change its version in the manifest")
     lines, origin = effective_constraints(constraints, names, overrides)
+    for n in sorted({canonicalize_name(n) for n in upgrade_packages} & set(origin)):
+        ui.info(f"{n} stays at its pin: {origin[n]}")
     work = cache.tempdir("lock-")
     try:
         reqs = [p.requirement for p in prepared]
@@ -177,8 +182,11 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
 
 def _seed_preferences(work: Path, prefer: Lock, left_out: set[str]) -> None:
     """uv prefers the versions in the file it is about to write: give both its outputs the earlier lock's
-    versions, but those of left_out (the components', which come from the manifest; those to upgrade)."""
-    kept = [p for k, p in sorted(prefer.packages.items()) if k not in left_out]
+    versions of packages from the index, but those of left_out (the components', which come from the manifest;
+    those to upgrade). A package from a URL, git or a folder has no version to prefer (and `name==` would stop
+    uv)."""
+    kept = [p for k, p in sorted(prefer.packages.items())
+            if k not in left_out and p.version and not (p.vcs or p.directory)]
     (work / "graph.txt").write_text("".join(f"{p.name}=={p.version}\n" for p in kept))
     (work / "pylock.toml").write_text('lock-version = "1.0"\ncreated-by = "stackcrate"\n' + "".join(
         f'\n[[packages]]\nname = "{p.name}"\nversion = "{p.version}"\n' for p in kept))

@@ -177,22 +177,16 @@ def _altered(p: Planned, sha: str) -> StackcrateError:
 
 
 def _read(file: Path, expected: str, whole_for: str | None) -> tuple[str, list[int] | None, str | None, str | None]:
-    """In a worker process: file's identity (taken first) and sha256, read once: with whole_for, as the member
-    rules' walk reads it; when the walk fails, the file's sha256 alone tells whether it was altered after the
-    build (the caller says so) or is broken as built (the walk's error). ("ok", identity, sha256, None), or
-    ("error", None, message, hint)."""
+    """In a worker process: file's identity (taken first) and sha256, and when that is the one expected and
+    whole_for is given, the sha256 of a whole read under the member rules: ("ok", identity, sha256, None), or
+    ("error", None, message, hint). Bytes artifacts.json does not vouch for are never decompressed: a file
+    altered after the build could be made to expand without bound."""
     try:
         ident = identity(file)
-        if not whole_for:
-            return "ok", ident, sha256_file(file), None
-        try:  # one read: the member rules' walk hashes what it reads (a file changed meanwhile shows)
-            return "ok", ident, unpack.check(file, whole_for), None
-        except StackcrateError:
-            # a file altered after the build is told as such (by its sha256), not by what the rules found in it
-            sha = sha256_file(file)
-            if sha == expected:
-                raise
-            return "ok", ident, sha, None
+        sha = sha256_file(file)
+        if sha == expected and whole_for:
+            sha = unpack.check(file, whole_for)  # hashes what it reads: a file changed meanwhile shows
+        return "ok", ident, sha, None
     except StackcrateError as exc:
         return "error", None, exc.message, exc.hint
     except OSError as exc:
@@ -362,17 +356,21 @@ def _unpack_together(todo: list[Planned], me: str, t: Timer) -> None:
 
 
 def _used(state: Path, prefixes: Iterable[Path]) -> list[Path]:
-    """The venvs this deployment uses, as its state folder records them; when that file is missing or cannot be
-    read (edited by hand), those whose own records, in prefixes, name it as a user."""
+    """The venvs this deployment uses, as its state folder records them; when that file is missing or is not
+    a list of absolute paths (edited by hand), those whose own records, in prefixes, name it as a user."""
     try:
-        return [Path(v) for v in json.loads((state / USED).read_text())["venvs"]]
+        venvs = json.loads((state / USED).read_text())["venvs"]
     except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return installed.used_by(str(state), prefixes)
+        venvs = None
+    if isinstance(venvs, list) and all(isinstance(v, str) and os.path.isabs(v) for v in venvs):
+        return [Path(v) for v in venvs]
+    return installed.used_by(str(state), prefixes)
 
 
 def prefixes(d: Deployment, root: Path = ROOT) -> list[Path]:
     """The folders d's venvs may be installed in: /opt/openstack, and those of its artifacts.json's entries when
-    it can be read (the artifact files need not be there)."""
+    it can be read (the artifact files need not be there). An earlier release's venvs under another prefix,
+    claimed during an upgrade, are not among them: that file names only the release the deployment runs."""
     found = [root / "opt" / "openstack"]
     with contextlib.suppress(StackcrateError, OSError, ValueError):
         found += [target(a, root).parent for a in ArtifactIndex.load(d.artifacts_dir).artifacts]

@@ -72,3 +72,7 @@ def test_locking_again_keeps_the_locks_versions_and_upgrade_moves_them(keystone_
 
     res = stackcrate("lock", "--upgrade-package", "no-such-package", "-m", manifest)
     assert res.returncode == 2 and "has no package no-such-package" in res.stderr, res.stderr
+    res = stackcrate("lock", "--upgrade-package", "keystone", "-m", manifest)
+    assert res.returncode == 2 and "a component's version is the manifest's" in res.stderr, res.stderr
+    res = stackcrate("lock", "--upgrade-package", "pbr", "-m", manifest)  # upper-constraints pins it
+    assert res.returncode == 0 and "pbr stays at its pin: pbr===" in res.stdout + res.stderr, res.stderr

@@ -438,23 +438,26 @@ def test_checked_artifacts_are_not_read_again_until_they_change(d, dist, root, t
     assert reads == [dist.file("nova")]
 
 
-def test_an_artifact_to_unpack_is_read_once_to_check_it(d, dist, root, t, monkeypatch, tmp_path):
-    """A first install reads each archive once (the member rules' walk hashes it), not once for its sha256 and
-    again for the rules; the reads happen in forked workers, so they are logged to a file."""
-    log = tmp_path / "reads.log"
-    real_check, real_sha = inst.unpack.check, inst.sha256_file
+def test_an_artifact_artifacts_json_does_not_vouch_for_is_never_decompressed(d, dist, root, t, tmp_path, monkeypatch):
+    """Its sha256 is checked first: bytes altered after the build (which could be made to expand without bound)
+    never reach the member rules' walk. The walks happen in forked workers, so they are logged to a file."""
+    log = tmp_path / "walks.log"
+    real_check = inst.unpack.check
 
-    def logged(what, fn):
-        def call(path, *args):
-            with open(log, "a") as f:
-                f.write(f"{what} {path.name}\n")
-            return fn(path, *args)
-        return call
+    def logged(path, top):
+        with open(log, "a") as f:
+            f.write(f"{path.name}\n")
+        return real_check(path, top)
 
-    monkeypatch.setattr(inst.unpack, "check", logged("check", real_check))
-    monkeypatch.setattr(inst, "sha256_file", logged("sha256", real_sha))
-    inst.prepare(d, root=root)
-    assert sorted(log.read_text().splitlines()) == sorted(f"check {dist.file(n).name}" for n in COMPONENTS)
+    monkeypatch.setattr(inst.unpack, "check", logged)
+    data = bytearray(dist.file("nova").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dist.file("nova").write_bytes(bytes(data))
+    with pytest.raises(StackcrateError, match="artifacts.json says"):
+        inst.prepare(d, root=root)
+    walked = log.read_text().splitlines() if log.exists() else []
+    assert dist.file("nova").name not in walked
+    assert dist.file("glance").name in walked  # the others were walked: the log works
 
 
 # ----------------------------------------------------------------------------------------------- purge
@@ -488,7 +491,8 @@ def test_purge_removes_only_venvs_no_other_deployment_uses(dep, d, dist, root, t
     assert [p.name for p in (root / "opt" / "openstack" / installed.RECORDS).iterdir()] == [".lock"]
 
 
-@pytest.mark.parametrize("broken", ["{not json", '{"other": []}', ""], ids=["not-json", "no-venvs", "empty"])
+@pytest.mark.parametrize("broken", ["{not json", '{"other": []}', "", '{"venvs": "abc"}', '{"venvs": ["opt/x"]}'],
+                         ids=["not-json", "no-venvs", "empty", "not-a-list", "relative"])
 def test_purge_with_a_hand_broken_list_of_used_venvs_finds_them_by_their_records(dep, d, dist, root, t, tmp_path,
                                                                                  broken):
     b = keystone_only(dep, tmp_path)

@@ -211,3 +211,56 @@ def test_upgrade_package_without_a_lock_to_keep_is_a_clear_error(tmp_path):
     with pytest.raises(StackcrateError, match="left aside by --upgrade") as exc:
         ensure_lock(manifest, tmp_path / "m.lock", cache, UI(quiet=True), upgrade=True, upgrade_packages=("certifi",))
     assert "not both" in exc.value.hint
+
+
+def test_preferences_seed_only_versions_of_index_packages(tmp_path):
+    """uv prefers what the files it is about to write hold; a package from git or a folder has no version there
+    (`name==` would stop uv), and the components' and the packages to upgrade are left out."""
+    from stackcrate.model.lock import Lock
+    from stackcrate.resolve import _seed_preferences
+
+    packages = {p.key: p for p in [
+        LockedPackage("certifi", "2024.12.14"), LockedPackage("keystone", "29.1.0"),
+        LockedPackage("setuptools", "75.8.0"), LockedPackage("from-git", "", vcs={"type": "git", "url": "x"}),
+        LockedPackage("from-folder", "1.0", directory={"path": "/src"})]}
+    prefer = Lock(series="2026.1", target="debian-bookworm", python_version="3.11.2",
+                  python_platform="x86_64-manylinux_2_36", constraints_source="uc.txt", overrides=[],
+                  packages=packages, components=[], inputs={})
+    _seed_preferences(tmp_path, prefer, {"keystone", "setuptools"})
+    assert (tmp_path / "graph.txt").read_text() == "certifi==2024.12.14\n"
+    assert (tmp_path / "pylock.toml").read_text().count("[[packages]]") == 1
+    assert 'name = "certifi"\nversion = "2024.12.14"' in (tmp_path / "pylock.toml").read_text()
+
+
+def test_refresh_re_creates_an_unreadable_lock_without_its_versions(tmp_path, monkeypatch):
+    import pytest
+
+    from stackcrate import pipeline
+    from stackcrate.cache import Cache
+    from stackcrate.errors import StackcrateError
+    from stackcrate.manifest import load
+    from stackcrate.ui import UI
+
+    path = tmp_path / "m.yaml"
+    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
+    (tmp_path / "m.lock").write_text("[not a lock")
+    manifest, cache = load(path), Cache(tmp_path / "cache")
+    warned, asked = [], []
+
+    class Told(UI):
+        def warn(self, text: str) -> None:
+            warned.append(text)
+
+    class Resolved(Exception):
+        pass
+
+    def resolve(*args, prefer=None, **kw):  # the resolution itself needs uv and the index
+        asked.append(prefer)
+        raise Resolved
+
+    monkeypatch.setattr(pipeline, "resolve_lock", resolve)
+    with pytest.raises(StackcrateError, match="m.lock is not valid TOML"):  # without --refresh: told, as before
+        pipeline.ensure_lock(manifest, tmp_path / "m.lock", cache, Told(quiet=True))
+    with pytest.raises(Resolved):
+        pipeline.ensure_lock(manifest, tmp_path / "m.lock", cache, Told(quiet=True), refresh=True)
+    assert asked == [None] and "m.lock is not valid TOML" in warned[0] and "without its versions" in warned[0]
