@@ -81,8 +81,11 @@ def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI,
         ui.info(f"[yellow]re-locking:[/] {'; '.join(reasons)}")
     elif locked and not lock_path.exists():
         raise StaleLockError(f"no lock file at {lock_path}", hint="run `stackcrate lock` first")
+    # another series or target is another world of versions: nothing of the old lock is preferred
+    same_world = current is not None and (current.series, current.target) == (manifest.model.series,
+                                                                              manifest.model.target)
     new = resolve_lock(manifest, cache, ui, constraints_dir=constraints_dir, extra_overrides=list(overrides or []),
-                       prefer=current, upgrade_packages=upgrade_packages)
+                       prefer=current if same_world else None, upgrade_packages=upgrade_packages)
     new.write(lock_path)
     return LockOutcome(new, lock_path, written=True)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from stackcrate.constraints import Constraints
 from stackcrate.manifest import Component
 from stackcrate.model.lock import LockedPackage
@@ -193,8 +195,6 @@ def test_a_lock_holding_the_digest_of_every_field_is_still_up_to_date(tmp_path):
 
 
 def test_upgrade_package_without_a_lock_to_keep_is_a_clear_error(tmp_path):
-    import pytest
-
     from stackcrate.cache import Cache
     from stackcrate.errors import StackcrateError
     from stackcrate.manifest import load
@@ -232,9 +232,26 @@ def test_preferences_seed_only_versions_of_index_packages(tmp_path):
     assert 'name = "certifi"\nversion = "2024.12.14"' in (tmp_path / "pylock.toml").read_text()
 
 
-def test_refresh_re_creates_an_unreadable_lock_without_its_versions(tmp_path, monkeypatch):
-    import pytest
+class Resolved(Exception):
+    pass
 
+
+@pytest.fixture
+def asked(monkeypatch) -> list:
+    """The `prefer` lock each resolution was given; the resolution itself (uv and the index) raises Resolved."""
+    from stackcrate import pipeline
+
+    given = []
+
+    def resolve(*args, prefer=None, **kw):
+        given.append(prefer)
+        raise Resolved
+
+    monkeypatch.setattr(pipeline, "resolve_lock", resolve)
+    return given
+
+
+def test_refresh_re_creates_an_unreadable_lock_without_its_versions(tmp_path, asked):
     from stackcrate import pipeline
     from stackcrate.cache import Cache
     from stackcrate.errors import StackcrateError
@@ -245,22 +262,33 @@ def test_refresh_re_creates_an_unreadable_lock_without_its_versions(tmp_path, mo
     path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
     (tmp_path / "m.lock").write_text("[not a lock")
     manifest, cache = load(path), Cache(tmp_path / "cache")
-    warned, asked = [], []
+    warned = []
 
     class Told(UI):
         def warn(self, text: str) -> None:
             warned.append(text)
 
-    class Resolved(Exception):
-        pass
-
-    def resolve(*args, prefer=None, **kw):  # the resolution itself needs uv and the index
-        asked.append(prefer)
-        raise Resolved
-
-    monkeypatch.setattr(pipeline, "resolve_lock", resolve)
     with pytest.raises(StackcrateError, match="m.lock is not valid TOML"):  # without --refresh: told, as before
         pipeline.ensure_lock(manifest, tmp_path / "m.lock", cache, Told(quiet=True))
     with pytest.raises(Resolved):
         pipeline.ensure_lock(manifest, tmp_path / "m.lock", cache, Told(quiet=True), refresh=True)
     assert asked == [None] and "m.lock is not valid TOML" in warned[0] and "without its versions" in warned[0]
+
+
+@pytest.mark.parametrize("series, preferred", [("2026.1", True), ("2025.2", False)], ids=["same", "another"])
+def test_locking_again_prefers_the_locks_versions_only_within_its_series(tmp_path, asked, series, preferred):
+    from stackcrate import pipeline
+    from stackcrate.cache import Cache
+    from stackcrate.manifest import load
+    from stackcrate.model.lock import Lock
+    from stackcrate.ui import UI
+
+    path = tmp_path / "m.yaml"
+    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
+    Lock(series=series, target="debian-bookworm", python_version="3.11.2", python_platform="x86_64-manylinux_2_36",
+         constraints_source="uc.txt", overrides=[], packages={"certifi": LockedPackage("certifi", "2024.12.14")},
+         components=[], inputs={}).write(tmp_path / "m.lock")
+    with pytest.raises(Resolved):
+        pipeline.ensure_lock(load(path), tmp_path / "m.lock", Cache(tmp_path / "cache"), UI(quiet=True), refresh=True)
+    assert (asked[0] is not None and asked[0].packages["certifi"].version == "2024.12.14") == preferred
+    assert preferred or asked == [None]
