@@ -452,6 +452,13 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         return super().do_open(_LookedUpHTTPS, req, **kwargs)
 
 
+RETRY_PAUSE = 0.5  # seconds before the second attempt of a request; doubled for each next one, at most 8 times it
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(min(RETRY_PAUSE * 2 ** (attempt - 1), 8 * RETRY_PAUSE))
+
+
 def _failed(url: str, exc: Exception, hint: str | None) -> FetchFailed:
     """What went wrong with a request: an answer's status and the start of its body, or why none came."""
     if isinstance(exc, urllib.error.HTTPError):
@@ -471,7 +478,7 @@ def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: M
     last: FetchFailed | None = None
     for attempt in range(attempts):
         if attempt:
-            time.sleep(min(0.5 * 2 ** (attempt - 1), 4))
+            _pause(attempt)
         req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
         if not quiet:
             log.debug("http: %s %s", method, url)
@@ -526,7 +533,7 @@ def download(url: str, dest: Path, *, timeout: float = 120, retries: int = 2, hi
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     for attempt in range(1 + retries):
         if attempt:
-            time.sleep(min(0.5 * 2 ** (attempt - 1), 4))
+            _pause(attempt)
         h = hashlib.sha256()
         try:
             log.debug("download: %s", url)

@@ -22,17 +22,25 @@ PLIST = [proc("keystone", ()), proc("conductor", ("keystone",)), proc("slow-api"
 TAKES = {"keystone": 0.05, "conductor": 0.05, "slow-api": 0.6, "compute": 0.05}
 
 
-def run(launched: dict[str, float], ready: dict[str, float], fail: str | None = None) -> list:
+def run(launched: dict[str, float], ready: dict[str, float], fail: str | None = None,
+        fail_once_launched: str | None = None) -> list:
+    """fail: the process whose health check fails, once fail_once_launched was launched (without that order, a
+    thread starved on a loaded machine could come to its launch after the failure, and rightly not launch)."""
     lock = threading.Lock()
     t0 = time.monotonic()
+    other_launched = threading.Event()
 
     def launch(p: ProcessDef) -> None:
         with lock:
             launched[p.name] = time.monotonic() - t0
+        if p.name == fail_once_launched:
+            other_launched.set()
 
     def healthy(p: ProcessDef) -> tuple[str, float]:
         time.sleep(TAKES[p.name])
         if p.name == fail:
+            if fail_once_launched:
+                assert other_launched.wait(5), f"{fail_once_launched} was not launched"
             raise StackcrateError(f"{p.name} did not become healthy")
         with lock:
             ready[p.name] = time.monotonic() - t0
@@ -57,7 +65,7 @@ def test_a_process_starts_once_its_needs_serve_without_waiting_for_a_slow_neighb
 def test_what_needs_a_process_that_failed_is_not_started_and_the_failure_is_raised():
     launched: dict[str, float] = {}
     with pytest.raises(StackcrateError, match="conductor did not become healthy"):
-        run(launched, {}, fail="conductor")
+        run(launched, {}, fail="conductor", fail_once_launched="slow-api")
     assert "slow-api" in launched and "compute" not in launched
 
 
