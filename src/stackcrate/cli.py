@@ -99,9 +99,21 @@ def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_
     if got.written:
         comps = ", ".join(f"{c.name} {c.version}" for c in got.lock.components)
         text = f"locked {n} packages for {comps} → {got.path}"
+        if got.replaced is not None:
+            summary["changes"] = _lock_changes(got.replaced, got.lock)
+            text += "\n" + ("\n".join(f"  {r['name']}: {r['old'] or '-'} → {r['new'] or '-'} ({r['kind']})"
+                                       for r in summary["changes"]) or "  no version changed")
     else:
         text = f"{got.path} is up to date ({n} packages); --refresh resolves again"
     obj.ui.result(summary, text)
+
+
+def _lock_changes(old, new) -> list[dict]:
+    """What a re-lock changed: {name, kind (added, removed, major, minor, patch, downgraded), old, new}."""
+    from .reqs.diff import Side, diff
+
+    return diff(Side("before", {k: p.version for k, p in old.packages.items()}),
+                Side("after", {k: p.version for k, p in new.packages.items()})).rows
 
 
 def _shown(a) -> str:

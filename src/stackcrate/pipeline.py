@@ -41,6 +41,7 @@ class LockOutcome:
     lock: Lock
     path: Path
     written: bool       # resolved and written by this call (False: the existing lock was up to date)
+    replaced: Lock | None = None  # the lock this call wrote over, when it could be read
 
 
 def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI, *, locked: bool = False,
@@ -51,14 +52,15 @@ def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI,
     (a moved git branch); `overrides` are --override pins added to the manifest's. Resolving again keeps the
     existing lock's versions where the inputs allow them, but those of upgrade_packages (which resolves again);
     `upgrade` resolves from the inputs alone (and always)."""
-    current = None
-    if lock_path.exists() and not upgrade:
+    existing = None  # read with --upgrade too: what the new lock changed is told against it
+    if lock_path.exists():
         try:
-            current = Lock.load(lock_path)
+            existing = Lock.load(lock_path)
         except StackcrateError as exc:
-            if not refresh or upgrade_packages:
+            if not (refresh or upgrade) or upgrade_packages:
                 raise
             ui.warn(f"{exc.message}: resolving without its versions")  # --refresh re-creates it, as it always did
+    current = None if upgrade else existing
     if upgrade_packages:
         if current is None:
             raise StackcrateError(f"--upgrade-package needs a lock to keep the other versions of: {lock_path} "
@@ -87,7 +89,7 @@ def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI,
     new = resolve_lock(manifest, cache, ui, constraints_dir=constraints_dir, extra_overrides=list(overrides or []),
                        prefer=current if same_world else None, upgrade_packages=upgrade_packages)
     new.write(lock_path)
-    return LockOutcome(new, lock_path, written=True)
+    return LockOutcome(new, lock_path, written=True, replaced=existing)
 
 
 def select(lock: Lock, only: list[str] | None) -> list[LockedComponent]:

@@ -57,9 +57,12 @@ def test_locking_again_keeps_the_locks_versions_and_upgrade_moves_them(keystone_
         lock.packages[name].version = old  # as if locked when that was its newest release
     lock.write(lock_path)
 
+    said = []
+
     def locked(*args: str) -> dict[str, str]:
         res = stackcrate("lock", *args, "-m", manifest)
         assert res.returncode == 0, res.stderr
+        said.append(res.stdout)
         packages = Lock.load(lock_path).packages
         for name in OLD:  # each version with its own files, hashed
             assert all(f"{name}-{packages[name].version}-" in w["url"] for w in packages[name].wheels) \
@@ -67,8 +70,11 @@ def test_locking_again_keeps_the_locks_versions_and_upgrade_moves_them(keystone_
         return {name: packages[name].version for name in OLD}
 
     assert locked("--refresh") == OLD
+    assert "no version changed" in said[-1]
     assert locked("--upgrade-package", "certifi") == {**OLD, "certifi": newest["certifi"]}
+    assert f"certifi: {OLD['certifi']} → {newest['certifi']}" in said[-1] and "setuptools" not in said[-1]
     assert locked("--upgrade") == newest
+    assert f"setuptools: {OLD['setuptools']} → {newest['setuptools']} (major)" in said[-1]
 
     res = stackcrate("lock", "--upgrade-package", "no-such-package", "-m", manifest)
     assert res.returncode == 2 and "has no package no-such-package" in res.stderr, res.stderr

@@ -198,6 +198,7 @@ def test_upgrade_package_without_a_lock_to_keep_is_a_clear_error(tmp_path):
     from stackcrate.cache import Cache
     from stackcrate.errors import StackcrateError
     from stackcrate.manifest import load
+    from stackcrate.model.lock import Lock
     from stackcrate.pipeline import ensure_lock
     from stackcrate.ui import UI
 
@@ -207,7 +208,8 @@ def test_upgrade_package_without_a_lock_to_keep_is_a_clear_error(tmp_path):
     with pytest.raises(StackcrateError, match="m.lock does not exist") as exc:
         ensure_lock(manifest, tmp_path / "m.lock", cache, UI(quiet=True), upgrade_packages=("certifi",))
     assert "without --upgrade-package" in exc.value.hint
-    (tmp_path / "m.lock").write_text("not a lock")  # left aside by --upgrade: never read
+    Lock(series="2026.1", target="debian-bookworm", python_version="3.11.2", python_platform="x86_64-manylinux_2_36",
+         constraints_source="uc.txt", overrides=[], packages={}, components=[], inputs={}).write(tmp_path / "m.lock")
     with pytest.raises(StackcrateError, match="left aside by --upgrade") as exc:
         ensure_lock(manifest, tmp_path / "m.lock", cache, UI(quiet=True), upgrade=True, upgrade_packages=("certifi",))
     assert "not both" in exc.value.hint
