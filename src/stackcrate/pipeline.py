@@ -67,10 +67,13 @@ def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI,
                                   f"{'is left aside by --upgrade' if upgrade else 'does not exist'}",
                                   hint="run `stackcrate lock` (without --upgrade-package) first" if not upgrade
                                   else "give --upgrade (every package) or --upgrade-package NAME, not both")
-        unknown = sorted({canonicalize_name(n) for n in upgrade_packages} - set(current.packages))
-        if unknown:
+        upgrading = {canonicalize_name(n) for n in upgrade_packages}
+        if unknown := sorted(upgrading - set(current.packages)):
             raise StackcrateError(f"--upgrade-package: {lock_path} has no package {', '.join(unknown)}",
                                   hint="name a package of the lock (`stackcrate reqs inventory` lists them)")
+        if fixed := sorted(upgrading & {c.key for c in manifest.model.components}):
+            raise StackcrateError(f"--upgrade-package {', '.join(fixed)}: a component's version is the manifest's",
+                                  hint="change its version in the manifest")
         refresh = True
     if current is not None and not refresh:
         reasons = stale_reasons(current, manifest, cache, constraints_dir, lock_path,

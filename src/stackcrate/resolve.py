@@ -103,11 +103,9 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
         s["note"] = ", ".join(f"{p.component.name} {p.version}" for p in prepared)
 
     names = {p.component.key for p in prepared}
-    if fixed := sorted(names & {canonicalize_name(n) for n in upgrade_packages}):
-        raise StackcrateError(f"--upgrade-package {', '.join(fixed)}: a component's version is the manifest's",
-                              hint="change its version in the manifest")
+    upgrading = {canonicalize_name(n) for n in upgrade_packages}
     lines, origin = effective_constraints(constraints, names, overrides)
-    for n in sorted({canonicalize_name(n) for n in upgrade_packages} & set(origin)):
+    for n in sorted(upgrading & set(origin)):
         ui.info(f"{n} stays at its pin: {origin[n]}")
     work = cache.tempdir("lock-")
     try:
@@ -117,7 +115,7 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
         (work / "requirements.in").write_text("\n".join(reqs) + "\n")
         (work / "constraints.txt").write_text("\n".join(lines) + "\n")
         if prefer is not None:
-            _seed_preferences(work, prefer, names | {canonicalize_name(n) for n in upgrade_packages})
+            _seed_preferences(work, prefer, names | upgrading)
         common = ["pip", "compile", "requirements.in", "-c", "constraints.txt", "--python-version",
                   target.python_version, "--python-platform", target.uv_platform, "--no-header", "--quiet"]
         with ui.step(f"Resolving against {series.name} upper-constraints") as s:
