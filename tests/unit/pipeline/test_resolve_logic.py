@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from stackcrate.constraints import Constraints
-from stackcrate.manifest import Component
-from stackcrate.model.lock import LockedPackage
+from stackcrate.manifest import Component, LoadedManifest, load
+from stackcrate.model.lock import Lock, LockedPackage
 from stackcrate.model.source import LockedPypi
 from stackcrate.resolve import closure_of, effective_constraints, explain_failure, parse_via, upload_epoch
 from stackcrate.sources import PreparedComponent
@@ -35,6 +35,23 @@ pbr==7.0.1
 python-memcached==1.62
     # via -r requirements.in
 """
+
+
+KEYSTONE = 'series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n'
+
+
+def keystone_manifest(tmp_path: Path, more: str = "") -> LoadedManifest:
+    """tmp_path/m.yaml: keystone 29.1.0 of 2026.1, `more` lines after its own (indented: more of keystone's)."""
+    (tmp_path / "m.yaml").write_text(KEYSTONE + more)
+    return load(tmp_path / "m.yaml")
+
+
+def a_lock(series: str = "2026.1", packages: tuple[LockedPackage, ...] = (), inputs: dict | None = None,
+           overrides: list[str] | None = None) -> Lock:
+    """A lock of no component, with these packages and inputs."""
+    return Lock(series=series, target="debian-bookworm", python_version="3.11.2",
+                python_platform="x86_64-manylinux_2_36", constraints_source="uc.txt", overrides=overrides or [],
+                packages={p.key: p for p in packages}, components=[], inputs=inputs or {})
 
 
 def test_parse_via_inverts_annotations_into_dependencies():
@@ -92,8 +109,6 @@ def test_upload_epoch_is_the_newest_file():
 
 
 def test_example_lock_names_its_inputs():
-    from stackcrate.model.lock import Lock
-
     lock = Lock.load(Path(__file__).resolve().parents[3] / "examples" / "keystone.lock")
     assert (lock.series, lock.target) == ("2026.1", "debian-bookworm")
     (ks,) = lock.components
@@ -104,8 +119,6 @@ def test_example_lock_names_its_inputs():
 def test_example_lock_was_made_from_the_example_manifest_as_it_is():
     """The README's main job starts from examples/keystone.lock: a manifest digest that drifted (the example
     edited, or the digest's form changed) would make its first `lock` re-resolve and `build --locked` refuse."""
-    from stackcrate.manifest import load
-    from stackcrate.model.lock import Lock
     from stackcrate.resolve import manifest_digest
 
     examples = Path(__file__).resolve().parents[3] / "examples"
@@ -115,34 +128,27 @@ def test_example_lock_was_made_from_the_example_manifest_as_it_is():
 
 def test_an_override_removed_from_the_manifest_makes_the_lock_stale_one_given_on_the_command_line_does_not(tmp_path):
     from stackcrate.cache import Cache
-    from stackcrate.manifest import load
-    from stackcrate.model.lock import Lock
     from stackcrate.resolve import load_inputs, manifest_digest, stale_reasons
     from tests.conftest import SNAPSHOT_REQS
 
-    body = 'series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n'
-    path = tmp_path / "m.yaml"
-    path.write_text(body + 'overrides: ["pbr==6.1.1"]\n')
     cache = Cache(tmp_path / "cache")
-    with_override = load(path)
+    with_override = keystone_manifest(tmp_path, 'overrides: ["pbr==6.1.1"]\n')
     _, _, constraints = load_inputs(with_override, cache, str(SNAPSHOT_REQS))
 
     def lock_of(manifest, extra: list[str]) -> Lock:
-        return Lock(series="2026.1", target="debian-bookworm", python_version="3.11.2",
-                    python_platform="x86_64-manylinux_2_36", constraints_source="uc.txt",
-                    overrides=sorted({*manifest.model.overrides, *extra}), packages={}, components=[],
-                    inputs={"manifest": manifest_digest(manifest, extra), "constraints": constraints.digest,
-                            "extra_overrides": ",".join(extra)})
+        return a_lock(overrides=sorted({*manifest.model.overrides, *extra}),
+                      inputs={"manifest": manifest_digest(manifest, extra), "constraints": constraints.digest,
+                              "extra_overrides": ",".join(extra)})
 
     def stale(lock_: Lock, manifest) -> list[str]:
         return stale_reasons(lock_, manifest, cache, str(SNAPSHOT_REQS), tmp_path / "m.lock")
 
     made_with_it = lock_of(with_override, [])
     assert stale(made_with_it, with_override) == []
-    path.write_text(body)  # the override taken out of the manifest
-    assert "the manifest m.yaml changed" in stale(made_with_it, load(path))[0]
-    given_on_the_command_line = lock_of(load(path), ["pbr==6.1.1"])
-    assert stale(given_on_the_command_line, load(path)) == []
+    without = keystone_manifest(tmp_path)  # the override taken out of the manifest
+    assert "the manifest m.yaml changed" in stale(made_with_it, without)[0]
+    given_on_the_command_line = lock_of(without, ["pbr==6.1.1"])
+    assert stale(given_on_the_command_line, without) == []
 
 
 def test_a_component_field_a_later_stackcrate_adds_leaves_the_lock_up_to_date(tmp_path):
@@ -150,13 +156,9 @@ def test_a_component_field_a_later_stackcrate_adds_leaves_the_lock_up_to_date(tm
     every lock stale, and the re-lock moved the packages upper-constraints does not pin)."""
     from pydantic import Field
 
-    from stackcrate.manifest import Component, LoadedManifest, load
     from stackcrate.resolve import manifest_digest
 
-    path = tmp_path / "m.yaml"
-    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n'
-                    '    extras: [ldap]\n')
-    today = load(path)
+    today = keystone_manifest(tmp_path, "    extras: [ldap]\n")
 
     class Later(Component):
         runtime_hooks: list[str] = Field(default_factory=list)
@@ -174,20 +176,14 @@ def test_a_component_field_a_later_stackcrate_adds_leaves_the_lock_up_to_date(tm
 
 def test_a_lock_holding_the_digest_of_every_field_is_still_up_to_date(tmp_path):
     from stackcrate.cache import Cache
-    from stackcrate.manifest import load
-    from stackcrate.model.lock import Lock
     from stackcrate.resolve import load_inputs, manifest_digest, stale_reasons
     from tests.conftest import SNAPSHOT_REQS
 
-    path = tmp_path / "m.yaml"
-    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
-    manifest, cache = load(path), Cache(tmp_path / "cache")
+    manifest, cache = keystone_manifest(tmp_path), Cache(tmp_path / "cache")
     _, _, constraints = load_inputs(manifest, cache, str(SNAPSHOT_REQS))
     for every_field, other in ((True, "a"), (False, "b")):
-        lock_ = Lock(series="2026.1", target="debian-bookworm", python_version="3.11.2",
-                     python_platform="x86_64-manylinux_2_36", constraints_source="uc.txt", overrides=[],
-                     packages={}, components=[], inputs={"manifest": manifest_digest(manifest, [], every_field),
-                                                         "constraints": constraints.digest, "extra_overrides": ""})
+        lock_ = a_lock(inputs={"manifest": manifest_digest(manifest, [], every_field),
+                               "constraints": constraints.digest, "extra_overrides": ""})
         assert stale_reasons(lock_, manifest, cache, str(SNAPSHOT_REQS), tmp_path / "m.lock") == []
         lock_.inputs["manifest"] = other * 64
         assert "the manifest m.yaml changed" in stale_reasons(lock_, manifest, cache, str(SNAPSHOT_REQS),
@@ -197,37 +193,30 @@ def test_a_lock_holding_the_digest_of_every_field_is_still_up_to_date(tmp_path):
 def test_upgrade_package_without_a_lock_to_keep_is_a_clear_error(tmp_path):
     from stackcrate.cache import Cache
     from stackcrate.errors import StackcrateError
-    from stackcrate.manifest import load
-    from stackcrate.model.lock import Lock
     from stackcrate.pipeline import ensure_lock
     from stackcrate.ui import UI
 
-    path = tmp_path / "m.yaml"
-    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
-    manifest, cache = load(path), Cache(tmp_path / "cache")
+    manifest, cache = keystone_manifest(tmp_path), Cache(tmp_path / "cache")
     with pytest.raises(StackcrateError, match="m.lock does not exist") as exc:
         ensure_lock(manifest, tmp_path / "m.lock", cache, UI(quiet=True), upgrade_packages=("certifi",))
     assert "without --upgrade-package" in exc.value.hint
-    Lock(series="2026.1", target="debian-bookworm", python_version="3.11.2", python_platform="x86_64-manylinux_2_36",
-         constraints_source="uc.txt", overrides=[], packages={}, components=[], inputs={}).write(tmp_path / "m.lock")
+    a_lock(packages=(LockedPackage("keystone", "29.1.0"),)).write(tmp_path / "m.lock")
     with pytest.raises(StackcrateError, match="left aside by --upgrade") as exc:
         ensure_lock(manifest, tmp_path / "m.lock", cache, UI(quiet=True), upgrade=True, upgrade_packages=("certifi",))
     assert "not both" in exc.value.hint
+    with pytest.raises(StackcrateError, match="keystone: a component's version is the manifest's"):
+        ensure_lock(manifest, tmp_path / "m.lock", cache, UI(quiet=True), upgrade_packages=("Keystone",))
 
 
 def test_preferences_seed_only_versions_of_index_packages(tmp_path):
     """uv prefers what the files it is about to write hold; a package from git or a folder has no version there
     (`name==` would stop uv), and the components' and the packages to upgrade are left out."""
-    from stackcrate.model.lock import Lock
     from stackcrate.resolve import _seed_preferences
 
-    packages = {p.key: p for p in [
+    prefer = a_lock(packages=(
         LockedPackage("certifi", "2024.12.14"), LockedPackage("keystone", "29.1.0"),
         LockedPackage("setuptools", "75.8.0"), LockedPackage("from-git", "", vcs={"type": "git", "url": "x"}),
-        LockedPackage("from-folder", "1.0", directory={"path": "/src"})]}
-    prefer = Lock(series="2026.1", target="debian-bookworm", python_version="3.11.2",
-                  python_platform="x86_64-manylinux_2_36", constraints_source="uc.txt", overrides=[],
-                  packages=packages, components=[], inputs={})
+        LockedPackage("from-folder", "1.0", directory={"path": "/src"})))
     _seed_preferences(tmp_path, prefer, {"keystone", "setuptools"})
     assert (tmp_path / "graph.txt").read_text() == "certifi==2024.12.14\n"
     assert (tmp_path / "pylock.toml").read_text().count("[[packages]]") == 1
@@ -257,13 +246,10 @@ def test_refresh_re_creates_an_unreadable_lock_without_its_versions(tmp_path, as
     from stackcrate import pipeline
     from stackcrate.cache import Cache
     from stackcrate.errors import StackcrateError
-    from stackcrate.manifest import load
     from stackcrate.ui import UI
 
-    path = tmp_path / "m.yaml"
-    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
     (tmp_path / "m.lock").write_text("[not a lock")
-    manifest, cache = load(path), Cache(tmp_path / "cache")
+    manifest, cache = keystone_manifest(tmp_path), Cache(tmp_path / "cache")
     warned = []
 
     class Told(UI):
@@ -281,16 +267,11 @@ def test_refresh_re_creates_an_unreadable_lock_without_its_versions(tmp_path, as
 def test_locking_again_prefers_the_locks_versions_only_within_its_series(tmp_path, asked, series, preferred):
     from stackcrate import pipeline
     from stackcrate.cache import Cache
-    from stackcrate.manifest import load
-    from stackcrate.model.lock import Lock
     from stackcrate.ui import UI
 
-    path = tmp_path / "m.yaml"
-    path.write_text('series: "2026.1"\ncomponents:\n  - name: keystone\n    pypi: {version: "29.1.0"}\n')
-    Lock(series=series, target="debian-bookworm", python_version="3.11.2", python_platform="x86_64-manylinux_2_36",
-         constraints_source="uc.txt", overrides=[], packages={"certifi": LockedPackage("certifi", "2024.12.14")},
-         components=[], inputs={}).write(tmp_path / "m.lock")
+    a_lock(series, packages=(LockedPackage("certifi", "2024.12.14"),)).write(tmp_path / "m.lock")
     with pytest.raises(Resolved):
-        pipeline.ensure_lock(load(path), tmp_path / "m.lock", Cache(tmp_path / "cache"), UI(quiet=True), refresh=True)
+        pipeline.ensure_lock(keystone_manifest(tmp_path), tmp_path / "m.lock", Cache(tmp_path / "cache"),
+                             UI(quiet=True), refresh=True)
     assert (asked[0] is not None and asked[0].packages["certifi"].version == "2024.12.14") == preferred
     assert preferred or asked == [None]
