@@ -88,6 +88,7 @@ def schema() -> None:
 def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_path, overrides, refresh,
          upgrade, upgrade_packages) -> None:
     """Resolve all components together and write the lock (X.yaml -> X.lock)."""
+    from .model.changes import change_lines
     from .pipeline import ensure_lock
 
     manifest = _manifest(manifest_path, set_values, vars_files)
@@ -99,21 +100,12 @@ def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_
     if got.written:
         comps = ", ".join(f"{c.name} {c.version}" for c in got.lock.components)
         text = f"locked {n} packages for {comps} → {got.path}"
-        if got.replaced is not None:
-            summary["changes"] = _lock_changes(got.replaced, got.lock)
-            text += "\n" + ("\n".join(f"  {r['name']}: {r['old'] or '-'} → {r['new'] or '-'} ({r['kind']})"
-                                       for r in summary["changes"]) or "  no version changed")
+        if got.changes is not None:
+            summary["changes"] = got.changes
+            text += "\n" + "\n".join(change_lines(got.changes))
     else:
         text = f"{got.path} is up to date ({n} packages); --refresh resolves again"
     obj.ui.result(summary, text)
-
-
-def _lock_changes(old, new) -> list[dict]:
-    """What a re-lock changed: {name, kind (added, removed, major, minor, patch, downgraded), old, new}."""
-    from .reqs.diff import Side, diff
-
-    return diff(Side("before", {k: p.version for k, p in old.packages.items()}),
-                Side("after", {k: p.version for k, p in new.packages.items()})).rows
 
 
 def _shown(a) -> str:

@@ -24,6 +24,7 @@ from .errors import StackcrateError, StaleLockError
 from .manifest import LoadedManifest
 from .model.artifacts import Artifact, ArtifactIndex, ArtifactSource
 from .model.built import BuiltComponent
+from .model.changes import change_lines, version_changes
 from .model.lock import Lock, LockedComponent
 from .model.source import LockedGit
 from .model.system_image import SystemImage
@@ -42,6 +43,15 @@ class LockOutcome:
     path: Path
     written: bool       # resolved and written by this call (False: the existing lock was up to date)
     replaced: Lock | None = None  # the lock this call wrote over, when it could be read
+
+    @property
+    def changes(self) -> list[dict] | None:
+        """What this call's re-lock changed against the lock it wrote over ({name, kind, old, new}); None when
+        it wrote no lock, or none could be read before."""
+        if not self.written or self.replaced is None:
+            return None
+        return version_changes({k: p.version for k, p in self.replaced.packages.items()},
+                               {k: p.version for k, p in self.lock.packages.items()})
 
 
 def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI, *, locked: bool = False,
@@ -152,10 +162,12 @@ class BuildReport:
     out: Path
     artifacts: list[Artifact]
     rebuilt: list[bool]       # per artifact: written by this run
+    lock_changes: list[dict] | None = None  # what the build's own re-lock changed, when it re-locked
 
     def to_json(self) -> dict:
-        return {"out": str(self.out), "artifacts": [dict(a.model_dump(mode="json", exclude_none=True), rebuilt=r)
-                                                    for a, r in zip(self.artifacts, self.rebuilt, strict=True)]}
+        got = {"out": str(self.out), "artifacts": [dict(a.model_dump(mode="json", exclude_none=True), rebuilt=r)
+                                                   for a, r in zip(self.artifacts, self.rebuilt, strict=True)]}
+        return got if self.lock_changes is None else dict(got, lock_changes=self.lock_changes)
 
 
 def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache, ui: UI, *, locked: bool = False,
@@ -167,7 +179,10 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
     formats = check_formats(formats or list(manifest.model.formats))
     target = get_target(manifest.model.target)
     require_buildable(get_series(manifest.model.series), target.python_minor, manifest.model.target)
-    lock = ensure_lock(manifest, lock_path, cache, ui, locked=locked, constraints_dir=constraints_dir).lock
+    locked_now = ensure_lock(manifest, lock_path, cache, ui, locked=locked, constraints_dir=constraints_dir)
+    lock = locked_now.lock
+    if locked_now.changes is not None:  # a build that re-locked says what moved, as `lock` does
+        ui.info("\n".join([f"re-locked {lock_path}:", *change_lines(locked_now.changes)]))
     builts = built_components(manifest, lock, cache, ui, only)
     shared: list[str] = []
     if "oci" in formats or system_images:
@@ -200,7 +215,7 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
             rebuilt.append(m.made)
             files.append(m)
     deliver(out_dir, files, artifacts)
-    return BuildReport(out_dir, artifacts, rebuilt)
+    return BuildReport(out_dir, artifacts, rebuilt, locked_now.changes)
 
 
 def _side_by_side(calls: list[Callable[[], Any]]) -> list[Any]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
-
 from ..cache import Cache
 from ..constraints import parse_requirement_lines
 from ..errors import StackcrateError
+from ..model.changes import KINDS, version_changes
 from ..model.lock import Lock
+from ..textfile import read_text
 from .data import pinned_version, series_file
 
 DEFAULT_PYTHON = "3.11"  # debian-bookworm's, the default target
-KINDS = ("added", "removed", "major", "minor", "patch", "downgraded", "changed")
 
 
 @dataclass
@@ -55,7 +54,7 @@ def load_side(spec: str, cache: Cache, constraints_dir: str | None, python: str 
         if p.suffix == ".lock" or p.name.endswith("pylock.toml"):
             lock = Lock.load(p)
             return Side(str(p), {k: v.version for k, v in lock.packages.items()})
-        text = p.read_text()
+        text = read_text(p, "constraints file")
         source = str(p)
     elif "/" in spec or spec.endswith((".txt", ".lock", ".toml")):
         raise StackcrateError(f"{spec} does not exist",
@@ -76,31 +75,8 @@ def load_side(spec: str, cache: Cache, constraints_dir: str | None, python: str 
     return Side(spec, versions)
 
 
-def classify(old: str, new: str) -> str | None:
-    try:
-        a, b = Version(old), Version(new)
-    except InvalidVersion:
-        return None if old == new else "changed"
-    if a == b:
-        return None
-    if b < a:
-        return "downgraded"
-    ra, rb = a.release + (0,) * 3, b.release + (0,) * 3
-    if ra[0] != rb[0]:
-        return "major"
-    if ra[1] != rb[1]:
-        return "minor"
-    return "patch"  # third release part, or a post/pre/dev release
-
-
 def diff(old: Side, new: Side, python: str = DEFAULT_PYTHON) -> Diff:
-    d = Diff(old, new, python)
-    for key in sorted(set(old.versions) | set(new.versions)):
-        a, b = old.versions.get(key), new.versions.get(key)
-        kind = "added" if a is None else "removed" if b is None else classify(a, b)
-        if kind:
-            d.rows.append({"name": key, "kind": kind, "old": a, "new": b})
-    return d
+    return Diff(old, new, python, version_changes(old.versions, new.versions))
 
 
 def render_table(d: Diff) -> str:

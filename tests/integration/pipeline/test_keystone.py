@@ -47,7 +47,8 @@ OLD = {"certifi": "2024.12.14", "setuptools": "75.8.0"}
 
 
 @pytest.mark.timeout(900)
-def test_locking_again_keeps_the_locks_versions_and_upgrade_moves_them(keystone_build, stackcrate, tmp_path):
+def test_locking_again_keeps_the_locks_versions_upgrade_moves_them_and_each_relock_tells_what_moved(
+        keystone_build, stackcrate, tmp_path):
     manifest, lock_path = tmp_path / "keystone.yaml", tmp_path / "keystone.lock"
     shutil.copy(keystone_build["manifest"], manifest)
     lock = Lock.load(keystone_build["lock"])
@@ -82,3 +83,12 @@ def test_locking_again_keeps_the_locks_versions_and_upgrade_moves_them(keystone_
     assert res.returncode == 2 and "a component's version is the manifest's" in res.stderr, res.stderr
     res = stackcrate("lock", "--upgrade-package", "pbr", "-m", manifest)  # upper-constraints pins it
     assert res.returncode == 0 and "pbr stays at its pin: pbr===" in res.stdout + res.stderr, res.stderr
+
+    # a build that re-locks (its manifest changed) says what moved, as `lock` does
+    manifest.write_text(manifest.read_text() + f"overrides: [\"certifi=={OLD['certifi']}\"]\n")
+    res = stackcrate("build", "--format", "tar", "-m", manifest, "--out", tmp_path / "dist")
+    assert res.returncode == 0, res.stderr
+    assert f"certifi: {newest['certifi']} → {OLD['certifi']} (downgraded)" in res.stderr, res.stderr
+    res = stackcrate("--json", "build", "--format", "tar", "-m", manifest, "--out", tmp_path / "dist")
+    assert res.returncode == 0, res.stderr
+    assert "lock_changes" not in json.loads(res.stdout)  # the lock was up to date: nothing moved
