@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 from . import tools
 from .cache import Cache, sha256_bytes
 from .errors import StackcrateError
+from .textfile import read_text
 
 log = logging.getLogger("stackcrate")
 OFFICIAL = "https://releases.openstack.org/constraints/upper/{series}"
@@ -34,8 +35,15 @@ class ConstraintLine:
 
 @dataclass
 class Constraints:
-    source: str         # URL or file path, for messages and the lock
+    source: str         # URL or file path, for messages
     text: str
+    # how a lock names it: as the manifest gave it, or the series' file in the constraints folder, never this
+    # machine's path (two machines locking the same inputs write the same lock; the digest is what is checked)
+    recorded: str = ""
+
+    @property
+    def named(self) -> str:
+        return self.recorded or self.source
 
     @property
     def digest(self) -> str:
@@ -83,14 +91,6 @@ def fetch_cached(url: str, cache: Cache, refresh: bool = True, what: str = "cons
     return data
 
 
-def _read(path: Path, what: str) -> str:
-    try:
-        return path.read_text()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise StackcrateError(f"{what} {path} does not exist",
-                              hint="check the path (relative paths are relative to the manifest)") from None
-
-
 def load_constraints(series: str, cache: Cache, *, source: str | None = None, base_dir: Path | None = None,
                      constraints_dir: str | None = None, refresh: bool = True) -> Constraints:
     """Load upper-constraints; ``refresh=False`` prefers an on-disk copy of a URL (for --locked builds)."""
@@ -99,7 +99,9 @@ def load_constraints(series: str, cache: Cache, *, source: str | None = None, ba
             return Constraints(source, fetch_cached(source, cache, refresh))
         p = Path(source.removeprefix("file://")).expanduser()
         p = p if p.is_absolute() else (base_dir or Path.cwd()) / p
-        return Constraints(str(p.resolve()), _read(p.resolve(), "constraints file"))
+        text = read_text(p.resolve(), "constraints file",
+                         hint="check the path (relative paths are relative to the manifest)")
+        return Constraints(str(p.resolve()), text, recorded=source)
     cdir = constraints_dir or os.environ.get(CONSTRAINTS_DIR_ENV)
     if cdir:
         p = Path(cdir).expanduser().resolve() / series / "upper-constraints.txt"
@@ -107,6 +109,7 @@ def load_constraints(series: str, cache: Cache, *, source: str | None = None, ba
             raise StackcrateError(
                 f"no upper-constraints for series {series} in the constraints folder: {p} does not exist",
                 hint=f"lay the folder out as <series>/upper-constraints.txt, or unset {CONSTRAINTS_DIR_ENV}")
-        return Constraints(str(p), p.read_text())
+        return Constraints(str(p), read_text(p, "upper-constraints file"),
+                           recorded=f"<constraints folder>/{series}/upper-constraints.txt")
     url = OFFICIAL.format(series=series)
     return Constraints(url, fetch_cached(url, cache, refresh))

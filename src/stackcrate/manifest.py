@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from . import yamlfile
 from .errors import StackcrateError
+from .textfile import read_text
 
 DEFAULT_MANIFEST = "stackcrate.yaml"
 DEFAULT_PREFIX = "/opt/openstack/{name}-{version}"
@@ -212,10 +213,9 @@ def load_vars(files: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in files:
         p = Path(f)
+        text = read_text(p, "vars file", hint="check the path given with --vars", shown=f)
         try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError:
-            raise StackcrateError(f"vars file {f} does not exist") from None
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise StackcrateError(f"vars file {f} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
@@ -243,14 +243,8 @@ def render(text: str, path: Path, values: dict[str, Any]) -> str:
 
 def load(path: str | Path, values: dict[str, Any] | None = None) -> LoadedManifest:
     path = Path(path)
-    try:
-        raw = path.read_text()
-    except FileNotFoundError:
-        raise StackcrateError(f"manifest {path} does not exist",
-                              hint=f"pass another one with -m FILE, or create {DEFAULT_MANIFEST} "
-                              "(see examples/keystone.yaml)") from None
-    except IsADirectoryError:
-        raise StackcrateError(f"manifest {path} is a directory", hint="pass the YAML file with -m FILE") from None
+    raw = read_text(path, "manifest", hint=f"pass the manifest with -m FILE, or create {DEFAULT_MANIFEST} "
+                    "(see examples/keystone.yaml)")
     text = render(raw, path, values or {})
     model = yamlfile.validate(text, path, Manifest, "manifest",
                               hint="fix the manifest; `stackcrate schema` prints every field")

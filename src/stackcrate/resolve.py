@@ -174,7 +174,7 @@ def lock(manifest: LoadedManifest, cache: Cache, ui: UI, *, constraints_dir: str
                 # manifest must make the lock stale, not pass for one given on the command line
                 inputs={"manifest": manifest_digest(manifest, extra_overrides), "constraints": constraints.digest,
                         "extra_overrides": ",".join(sorted(set(extra_overrides)))},
-                constraints_source=constraints.source, overrides=overrides, packages=packages,
+                constraints_source=constraints.named, overrides=overrides, packages=packages,
                 components=components, requires_python=f">={target.python_minor}")
 
 

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import StackcrateError
+from .textfile import read_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,13 +47,7 @@ def validate(text: str, path: Path, model: type[M], what: str, hint: str) -> M:
 
 
 def load(path: Path, model: type[M], what: str, hint: str, missing_hint: str) -> M:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StackcrateError(f"{what} {path} does not exist", hint=missing_hint) from None
-    except IsADirectoryError:
-        raise StackcrateError(f"{what} {path} is a directory", hint=missing_hint) from None
-    return validate(text, path, model, what, hint)
+    return validate(read_text(path, what, hint=missing_hint), path, model, what, hint)
 
 
 def explain(exc: ValidationError, path: Path, root: yaml.Node | None, model: type[BaseModel],

@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "stackcrate"
 # own stage or of an earlier one; `reqs` and `deploy` (the tools on top) may not import each other.
 STAGES = [
     ("foundation", {"__init__", "errors", "ui", "tools", "cache", "archive", "series", "targets", "yamlfile",
-                    "model"}),
+                    "textfile", "model"}),
     ("manifest", {"manifest"}),
     ("sources", {"sources"}),
     ("lock", {"constraints", "resolve", "overrides", "distmeta"}),

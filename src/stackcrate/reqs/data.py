@@ -16,6 +16,7 @@ from ..cache import Cache
 from ..constraints import CONSTRAINTS_DIR_ENV, ConstraintLine, fetch_cached, parse_requirement_lines
 from ..errors import StackcrateError
 from ..series import get_series
+from ..textfile import read_text
 from .upstream import candidate_urls, file_names
 
 
@@ -32,7 +33,7 @@ def series_file(series: str, file: str, cache: Cache, constraints_dir: str | Non
             raise StackcrateError(f"no {file} for series {name} in the requirements folder: {p} does not exist",
                                   hint=f"lay the folder out as <series>/{' or '.join(file_names(file))}, "
                                   f"or {given}")
-        return str(p), p.read_text()
+        return str(p), read_text(p, f"{file} of series {name}")
     return fetch_first(candidate_urls(name, file), cache, file, name)
 
 

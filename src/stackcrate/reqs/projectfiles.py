@@ -18,6 +18,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..errors import StackcrateError
+from ..textfile import read_text
 
 TXT_FILES = ("requirements.txt", "test-requirements.txt", "doc/requirements.txt")  # what the gate reads
 
@@ -60,21 +61,9 @@ def _parse(text: str, rel: str, lineno: int) -> Requirement:
                               hint="fix that line (PEP 508: name[extras]specifiers;marker)") from None
 
 
-def _text(path: Path, rel: str) -> str:
-    """The file's text; a file that is not UTF-8 (what pip and the gate read) is an error naming the line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        lineno = data[:exc.start].count(b"\n") + 1
-        raise StackcrateError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-                              where=f"{rel}:{lineno}",
-                              hint="save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-
-
 def read_txt(path: Path, rel: str) -> list[ProjectReq]:
     out = []
-    for i, line in enumerate(_text(path, rel).splitlines(), 1):
+    for i, line in enumerate(read_text(path, "requirements file", shown=rel).splitlines(), 1):
         body = line.split("#", 1)[0]
         stripped = body.strip()
         if not stripped or stripped.startswith("-"):  # -r/-c/-e and options are not requirements
@@ -93,7 +82,7 @@ _STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 def read_setup_cfg(path: Path, rel: str) -> list[ProjectReq]:
     """pbr's ``[extras]``: ``name =`` then one requirement per indented line (or one on the key's line)."""
     out, section, extra = [], None, None
-    for i, line in enumerate(_text(path, rel).splitlines(), 1):
+    for i, line in enumerate(read_text(path, "requirements file", shown=rel).splitlines(), 1):
         m = _SECTION.match(line)
         if m:
             section, extra = m.group(1).strip(), None
@@ -127,7 +116,7 @@ def read_pyproject(path: Path, rel: str) -> list[ProjectReq]:
     """String items of ``[project] dependencies``, ``[project.optional-dependencies]`` and
     ``[dependency-groups]`` arrays (a group's ``{include-group = ...}`` entries are not requirements)."""
     out, section, key, in_array = [], None, None, False
-    text = _text(path, rel)
+    text = read_text(path, "requirements file", shown=rel)
     try:  # the reader below goes line by line (to keep spans); TOML's own parser says if the file is valid
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -190,7 +179,7 @@ def _includes(path: Path, rel: str) -> list[tuple[Path, str]]:
     """The files a requirements file includes (-r/-c), relative to it as pip reads them; a missing one is an
     error, since skipping it would hide its requirements from the check."""
     out = []
-    for i, line in enumerate(_text(path, rel).splitlines(), 1):
+    for i, line in enumerate(read_text(path, "requirements file", shown=rel).splitlines(), 1):
         m = _INCLUDE.match(line.split("#", 1)[0].strip())
         if not m:
             continue

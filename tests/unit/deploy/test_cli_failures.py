@@ -7,6 +7,7 @@ import shlex
 import socket
 from pathlib import Path
 
+import pytest
 import yaml
 
 from stackcrate.deploy.config import Deployment
@@ -82,6 +83,16 @@ def test_bad_config_value(stackcrate, dep):
     res = deploy(stackcrate, dep, "run")
     assert res.returncode == 2
     assert "configuration.yaml:" in res.stderr and "stop_timeout" in res.stderr
+    assert not dep["state"].exists()
+
+
+@pytest.mark.parametrize("which", ["services", "config"])
+def test_a_deployment_file_that_is_not_utf8_is_named_with_its_line(stackcrate, dep, which):
+    dep[which].write_bytes(dep[which].read_bytes() + b"# caf\xe9 (latin-1)\n")
+    lineno = dep[which].read_bytes().count(b"\n")
+    res = deploy(stackcrate, dep, "run")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"{dep[which]}:{lineno}: not UTF-8 text (byte 0xe9" in res.stderr and "save the file as UTF-8" in res.stderr
     assert not dep["state"].exists()
 
 

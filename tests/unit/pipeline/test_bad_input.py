@@ -50,6 +50,21 @@ def test_missing_constraints_file(stackcrate, tmp_path, out_dir):
     assert_clean_failure(res, out_dir, f"constraints file {tmp_path / 'uc.txt'} does not exist")
 
 
+def test_files_that_are_not_utf8_are_named_with_their_line(stackcrate, tmp_path, out_dir):
+    latin1 = b"# caf\xe9 (latin-1)\n"
+    m = manifest(tmp_path, 'series: "2026.1"\nconstraints: uc.txt\ncomponents:\n  - name: k\n'
+                           '    pypi: {version: "1"}\n')
+    (tmp_path / "uc.txt").write_bytes(b"pbr===7.0.1\n" + latin1)
+    res = stackcrate("lock", "-m", m)
+    assert_clean_failure(res, out_dir, f"{tmp_path / 'uc.txt'}:2: not UTF-8 text (byte 0xe9", "save the file as UTF-8")
+    (tmp_path / "vars.yaml").write_bytes(b"a: 1\n" + latin1)
+    res = stackcrate("lock", "-m", m, "--vars", tmp_path / "vars.yaml")
+    assert_clean_failure(res, out_dir, f"{tmp_path / 'vars.yaml'}:2: not UTF-8 text")
+    m.write_bytes(m.read_bytes() + latin1)
+    res = stackcrate("build", "-m", m, "--out", out_dir)
+    assert_clean_failure(res, out_dir, f"{m}:6: not UTF-8 text")
+
+
 def test_unreachable_git_url(stackcrate, tmp_path, out_dir):
     m = manifest(tmp_path, git_manifest(tmp_path / "no-such-repo"))
     res = stackcrate("build", "-m", m, "--out", out_dir)

@@ -275,3 +275,37 @@ def test_locking_again_prefers_the_locks_versions_only_within_its_series(tmp_pat
                              UI(quiet=True), refresh=True)
     assert (asked[0] is not None and asked[0].packages["certifi"].version == "2024.12.14") == preferred
     assert preferred or asked == [None]
+
+
+def test_a_relock_tells_each_version_that_moved_against_the_lock_it_wrote_over(tmp_path):
+    from stackcrate.pipeline import BuildReport, LockOutcome
+
+    before = a_lock(packages=(LockedPackage("certifi", "2024.12.14"), LockedPackage("pbr", "7.0.1"),
+                              LockedPackage("six", "1.16.0"), LockedPackage("idna", "3.10")))
+    after = a_lock(packages=(LockedPackage("certifi", "2026.10.19.post1"), LockedPackage("pbr", "7.0.1"),
+                             LockedPackage("six", "1.15.0"), LockedPackage("wrapt", "1.17.2")))
+    told = LockOutcome(after, tmp_path / "m.lock", written=True, replaced=before).changes
+    assert told == [{"name": "certifi", "kind": "major", "old": "2024.12.14", "new": "2026.10.19.post1"},
+                    {"name": "idna", "kind": "removed", "old": "3.10", "new": None},
+                    {"name": "six", "kind": "downgraded", "old": "1.16.0", "new": "1.15.0"},
+                    {"name": "wrapt", "kind": "added", "old": None, "new": "1.17.2"}]
+    assert LockOutcome(after, tmp_path / "m.lock", written=False).changes is None  # up to date: nothing to tell
+    assert LockOutcome(after, tmp_path / "m.lock", written=True).changes is None  # no earlier lock to tell against
+    assert BuildReport(tmp_path, [], [], told).to_json()["lock_changes"] == told
+    assert "lock_changes" not in BuildReport(tmp_path, [], [], None).to_json()
+
+
+def test_a_lock_names_its_constraints_without_this_machines_paths(tmp_path):
+    from stackcrate.cache import Cache
+    from stackcrate.constraints import load_constraints
+
+    (tmp_path / "2026.1").mkdir()
+    (tmp_path / "2026.1" / "upper-constraints.txt").write_text("pbr===7.0.1\n")
+    (tmp_path / "uc.txt").write_text("pbr===7.0.1\n")
+    cache = Cache(tmp_path / "cache")
+    in_folder = load_constraints("2026.1", cache, constraints_dir=str(tmp_path))
+    assert in_folder.source == str(tmp_path / "2026.1" / "upper-constraints.txt")  # messages point at the file
+    assert in_folder.named == "<constraints folder>/2026.1/upper-constraints.txt"  # the lock says where it sat
+    given = load_constraints("2026.1", cache, source="uc.txt", base_dir=tmp_path)
+    assert given.source == str(tmp_path / "uc.txt") and given.named == "uc.txt"  # as the manifest gave it
+    assert in_folder.digest == given.digest
