@@ -12,6 +12,7 @@ import jinja2.sandbox
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import yamlfile
@@ -34,6 +35,15 @@ class PypiSource(_Strict):
     @classmethod
     def _as_text(cls, v: Any) -> Any:
         return str(v) if isinstance(v, (int, float)) else v
+
+    @field_validator("version")
+    @classmethod
+    def _a_release(cls, v: str) -> str:
+        try:
+            Version(v)
+        except InvalidVersion:
+            raise ValueError(f"{v!r} is not a version number (PEP 440), e.g. 29.1.0") from None
+        return v
 
 
 class GitSource(_Strict):
@@ -198,10 +208,17 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise StackcrateError(f"--set {pair!r} is not KEY=VALUE", hint="write e.g. --set series=2026.1")
         key, value = pair.split("=", 1)
-        node = out
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(p.strip() for p in parts):
+            problem = f"{key.strip()!r} is not a name (a, or a.b for a nested value)" if key.strip() \
+                else "no name before '='"
+            raise StackcrateError(f"--set {pair!r}: {problem}", hint="write e.g. --set keystone_version=29.1.0")
+        node = out
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise StackcrateError(f"--set {pair!r}: {'.'.join(parts[:i + 1])} was given a value of its own "
+                                      "by an earlier --set", hint="set either the name or the names under it")
         try:
             node[parts[-1]] = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:

@@ -38,6 +38,22 @@ def test_set_and_vars_files(tmp_path):
     assert (loaded.model.series, loaded.model.components[0].pypi.version) == ("2025.2", "28.0.1")
 
 
+def test_set_makes_nested_values_and_refuses_what_names_no_value():
+    assert m.parse_set(["a.b=1", "a.c=x", "v=29.1.0"]) == {"a": {"b": 1, "c": "x"}, "v": "29.1.0"}
+    for pairs, said in ((["v"], "is not KEY=VALUE"), (["=3"], "no name before '='"),
+                        (["a..b=1"], "'a..b' is not a name"),
+                        (["a=1", "a.b=2"], "a was given a value of its own by an earlier --set")):
+        with pytest.raises(StackcrateError, match=said):
+            m.parse_set(pairs)
+
+
+def test_a_pypi_version_that_is_not_a_version_number_is_refused_at_its_line(tmp_path):
+    with pytest.raises(StackcrateError) as exc:
+        m.load(write(tmp_path, GOOD), {"series": "2026.1", "ver": "latest"})
+    assert "stackcrate.yaml:4: field 'components[0].pypi.version': 'latest' is not a version number" \
+        in exc.value.render()
+
+
 def test_undefined_variable_names_line_and_fix(tmp_path):
     with pytest.raises(StackcrateError) as exc:
         m.load(write(tmp_path, GOOD), {})
