@@ -439,10 +439,17 @@ def verify(obj, d: Deployment) -> None:
     """Token, image upload/download, a network with a subnet and a router, a server on it whose port goes ACTIVE
     on the compute host (compute_driver podman: a container server of stackcrate's busybox image, its console log):
     with the real `openstack` client; everything made is deleted."""
+    from .lifecycle import initialised, manager_for
     from .verify import verify as do_verify
 
     if _many(obj, d, "verify"):
         return
+    # said before anything is made (verify keeps its files in the state folder)
+    if not initialised(d):
+        raise StackcrateError(f"the deployment in {d.state} is not initialised: there is no cloud to verify",
+                              hint="run `stackcrate deploy run`")
+    if not manager_for(d).running():
+        raise StackcrateError(f"the deployment in {d.state} is not running", hint="run `stackcrate deploy start`")
     t0, t = _timer(obj)
     data = do_verify(d, t)
     server = (f"with its port {data['port']['status']} at {data['port']['ip']}" if "port" in data

@@ -31,6 +31,7 @@ import shutil
 import socket
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,9 +101,10 @@ def ansible_program(name: str) -> str:
     return str(path) if path.exists() else tools.which(name, "ansible-core (pip install ansible-core)")
 
 
-def ansible_env(d: Deployment) -> dict[str, str]:
-    """Ansible keeps its files in the deployment's state folder (never ~/.ansible) and says what it does."""
-    home = d.state / "ansible"
+def ansible_env(d: Deployment, home: Path | None = None) -> dict[str, str]:
+    """Ansible keeps its files in the deployment's state folder (never ~/.ansible), or in `home`, and says what
+    it does."""
+    home = home or d.state / "ansible"
     return {"ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(home / "cp"), "ANSIBLE_PIPELINING": "True",
             "ANSIBLE_FORKS": "20", "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_NOCOLOR": "1",
@@ -115,9 +117,12 @@ def read_inventory(d: Deployment, inventory: Path) -> Cloud:
     if not inventory.exists():
         raise StackcrateError(f"the inventory {inventory} does not exist",
                               hint="make one (see examples/multinode/hosts.yml), or `stackcrate lab up` for a lab")
-    # an inventory Ansible cannot parse is an error, not a warning and an empty inventory
-    r = tools.run([ansible_program("ansible-inventory"), "-i", str(inventory), "--list"],
-                  env={**ansible_env(d), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True"}, check=False, timeout=120)
+    # an inventory Ansible cannot parse is an error, not a warning and an empty inventory; reading it makes
+    # nothing in the state folder (a bad inventory leaves no trace)
+    with tempfile.TemporaryDirectory(prefix="stackcrate-ansible-") as home:
+        r = tools.run([ansible_program("ansible-inventory"), "-i", str(inventory), "--list"],
+                      env={**ansible_env(d, Path(home)), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True"}, check=False,
+                      timeout=120)
     try:
         data = json.loads(r.stdout) if r.returncode == 0 else None
     except ValueError:

@@ -96,6 +96,13 @@ def test_a_deployment_file_that_is_not_utf8_is_named_with_its_line(stackcrate, d
     assert not dep["state"].exists()
 
 
+def test_verify_of_a_deployment_never_run_says_so_and_makes_nothing(stackcrate, dep):
+    res = deploy(stackcrate, dep, "verify")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"the deployment in {dep['state']} is not initialised" in res.stderr and "deploy run" in res.stderr
+    assert not dep["state"].exists()
+
+
 def test_status_of_a_new_deployment_says_stopped_with_exit_3(stackcrate, dep):
     res = stackcrate("--json", "deploy", "status", "-s", dep["services"], "-c", dep["config"])
     assert res.returncode == 3, res.stderr  # nothing runs

@@ -162,13 +162,14 @@ def test_the_lab_nodes_come_with_every_package_a_deployment_installs():
     assert wanted <= set(BASE_PACKAGES + DEPLOY_PACKAGES)
 
 
-def test_an_inventory_ansible_cannot_read_is_refused_with_ansibles_words(d, tmp_path):
+def test_an_inventory_ansible_cannot_read_is_refused_with_ansibles_words_leaving_no_state(d, tmp_path):
     bad = tmp_path / "hosts.yml"
     bad.write_text("all:\n  hosts: [unclosed\n")
     with pytest.raises(StackcrateError, match="Ansible cannot read the inventory"):
         read_inventory(d, bad)
     with pytest.raises(StackcrateError, match="does not exist"):
         read_inventory(d, tmp_path / "missing.yml")
+    assert not d.state.exists()  # Ansible's own files of that reading went with it
 
 
 def test_the_example_inventory_of_real_hosts_reads_as_one_control_and_two_compute_hosts(d):
