@@ -308,7 +308,7 @@ def haproxy_procs(d: Deployment) -> list[ProcessDef]:
                      config_files=(cfg, *((tls / "server.pem",) if d.config.tls else ())), more_ports=others)]
 
 
-# What each backing process needs serving before it starts (lifecycle.needs; the others start at once): the
+# What each backing process needs serving before it starts (startstop.needs; the others start at once): the
 # broker its port mapper, OVN's northd both databases, Open vSwitch's switch its database, the chassis its switch
 # and the southbound database. None of the others needs another.
 STARTS_AFTER = {"rabbitmq": ("epmd",), "ovn-northd": ("ovn-nb-db", "ovn-sb-db"), "ovs-vswitchd": ("openvswitch-db",),

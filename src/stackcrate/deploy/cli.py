@@ -439,7 +439,8 @@ def verify(obj, d: Deployment) -> None:
     """Token, image upload/download, a network with a subnet and a router, a server on it whose port goes ACTIVE
     on the compute host (compute_driver podman: a container server of stackcrate's busybox image, its console log):
     with the real `openstack` client; everything made is deleted."""
-    from .lifecycle import initialised, manager_for
+    from .lifecycle import initialised
+    from .manager import manager_for
     from .verify import verify as do_verify
 
     if _many(obj, d, "verify"):

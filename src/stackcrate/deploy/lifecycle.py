@@ -1,8 +1,10 @@
-"""The lifecycle of a local deployment: init, start, stop, status, rm (the verbs of `stackcrate deploy`).
+"""The lifecycle of a deployment: init, start, run, stop, status, rm, add-compute (the verbs of `stackcrate
+deploy`).
 
-Processes run under supervisord (supervisor.py), which restarts one that dies; `start` starts them one by one
-in dependency order and returns only once each is healthy (health.py) and the cloud can build a server. A
-process that exits while starting fails `start` at once with the end of its log, and the deployment is left
+Processes run under the backend's manager (manager.py: supervisord, which restarts one that dies, or the
+container engine); `start` refuses what would fail halfway first (preflight.py), starts them in dependency order
+and returns only once each is healthy (startstop.py, health.py) and the cloud can build a server (readiness.py).
+A process that exits while starting fails `start` at once with the end of its log, and the deployment is left
 stopped rather than half-started.
 """
 
@@ -12,8 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,28 +23,17 @@ from .. import tools
 from ..errors import StackcrateError
 from . import backing, bootstrap, configs, options, ovn, podman_api, secrets
 from .config import Deployment
-from .health import Checker, Tokens, Verdict
+from .health import Checker, Tokens
 from .install import artifacts, backend_format, install, prefixes, prepare, record_use, release, summary, venvs
 from .keystone_api import register_with
 from .layout import Layout
-from .manager import Manager, manager_for
-from .processes import (
-    Call,
-    ProcessDef,
-    all_processes,
-    make_written_folders,
-    proc_name,
-    process_names,
-    running_version,
-    services_here,
-)
+from .manager import STOPPED, Manager, manager_for
+from .preflight import ports, preflight, refuse_pending_secrets
+from .processes import Call, ProcessDef, all_processes, process_names, running_version, services_here
+from .readiness import ComputeReadiness, wait_cloud_ready
+from .startstop import config_digest, start_processes, started_with, stop_all, wait_settled, waves
 from .supervisor import orphans
 from .timer import Timer
-from .warm_program import WarmProgram
-
-READY_TIMEOUT = 180.0   # seconds for the cloud to be able to build a server once every process is up
-STOPPED = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}
-DIED = {"EXITED", "FATAL", "BACKOFF", "STOPPED"}
 
 
 def layout(d: Deployment, values: dict[str, str] | None = None) -> Layout:
@@ -79,402 +68,7 @@ def _digests(folder: Path) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
 
 
-def config_digest(lay: Layout, p: ProcessDef) -> str:
-    """What a process reads from the state folder at start (its config files, its WSGI module) and its definition
-    (program, arguments, environment, mounts), as a digest: a process started with another one runs with an old
-    configuration."""
-    h = hashlib.sha256(repr(p).encode())
-    for f in sorted({*p.config_files, *_wsgi_files(lay, p)}):
-        path = Path(f)
-        if lay.d.state in path.parents and path.is_file():
-            h.update(f.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def _started_with(d: Deployment, name: str) -> Path:
-    return d.state / "run" / "started" / f"{name}.config"
-
-
-# ---------------------------------------------------------------------------------------------- checks
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(lo), int(hi)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def ports(d: Deployment) -> dict[str, list[int]]:
-    """The ports each process listens on, from the services file alone (checked free before it starts)."""
-    b = d.services.backing
-    out = {"mariadb": [b.mariadb.port], "epmd": [b.rabbitmq.epmd_port],
-           "rabbitmq": [b.rabbitmq.port, b.rabbitmq.dist_port], "memcached": [b.memcached.port],
-           "haproxy": [s.port for s in d.services.enabled().values()],
-           "ovn-nb-db": [b.ovn.nb_port], "ovn-sb-db": [b.ovn.sb_port]}
-    for name, s in d.services.enabled().items():
-        out[proc_name(name)] = [s.backend_port]
-    return {n: out.get(n, []) for n in process_names(d)}
-
-
-def preflight(d: Deployment, t: Timer) -> None:
-    """Refuse before changing anything: artifacts and programs present (a container backend: the images loaded
-    and the engine can run a container), every port of a stopped process free."""
-    if d.config.tls:
-        tools.which("openssl")
-    sup = manager_for(d)
-    if d.backend == "local":
-        artifacts(d)
-        backing.check_programs(d)
-    else:
-        podman_api.check(d)
-        with t.step(f"Images in {d.backend}'s store; a test container") as info:
-            copied = sup.preflight()  # type: ignore[union-attr]
-            info["note"] = f"{len(copied)} image(s) copied in" if copied else "all there"
-    # The ephemeral range first: a port there may be in use right now only because an outgoing connection
-    # took it, and "in use" would send the operator looking for a program that is not there.
-    wanted = ports(d)
-    lo, hi = _ephemeral_range()
-    risky = [f"{port} ({name})" for name, plist in wanted.items() for port in plist if lo <= port <= hi]
-    if risky:
-        # Seen: an outgoing connection took 38774 as its source port and HAProxy could not bind it on restart.
-        raise StackcrateError(f"port(s) in this machine's ephemeral range {lo}-{hi}: {', '.join(risky)}",
-                              hint="outgoing connections may take them at any time; pick ports below "
-                              f"{lo} in the services file")
-    states = sup.states() if sup.running() else {}
-    leftover = {} if states or d.backend != "local" else orphans(d.state)
-    busy = []
-    for name, plist in wanted.items():
-        st = states.get(name)
-        if (st and st.state not in STOPPED) or name in leftover:
-            continue  # ours: start leaves it running (or replaces it)
-        busy += [f"{port} ({name})" for port in plist if not _port_free(d.listen, port)]
-    if busy:
-        raise StackcrateError(f"port(s) already in use on {d.listen}: {', '.join(busy)}",
-                              hint="stop what uses them, or change the ports in the services file")
-
-
-def refuse_pending_secrets(d: Deployment) -> None:
-    changed = secrets.pending(d.state, d.config.secrets)
-    if changed:
-        raise StackcrateError(f"secret(s) changed in {d.config_path.name} and not applied yet: {', '.join(changed)}"
-                              " (or set half-way by an init that did not finish)",
-                              hint="`stackcrate deploy init` applies them to every service that uses them "
-                              "(start does not: the services would run with old and new values mixed)")
-
-
-# ---------------------------------------------------------------------------------------------- processes
-
-def log_tail(d: Deployment, name: str, lines: int = 15) -> str:
-    try:
-        text = (d.state / "log" / f"{name}.log").read_text(errors="replace")
-    except FileNotFoundError:
-        return "    (no log)"
-    return "\n".join("    " + ln for ln in text.splitlines()[-lines:])
-
-
-HEALTH_POLL = 0.2  # seconds between two health checks of a starting process (most backing ones serve within 0.5 s)
-
-
-def wait_healthy(d: Deployment, sup: Manager, p: ProcessDef, values: dict[str, str],
-                 login_optional: bool = False, tokens: Tokens | None = None) -> Verdict:
-    """Until p is RUNNING and its health check passes; at once an error when it dies while starting. tokens:
-    shared by the waits of one start (one token, not one per poll)."""
-    tokens = tokens or Tokens()
-    deadline = time.monotonic() + p.start_timeout
-    verdict = Verdict(False, "not checked yet")
-    while True:
-        st = sup.states().get(p.name)
-        if st is None or st.state in DIED:
-            why = st.description if st else "unknown to supervisord"
-            raise StackcrateError(f"{p.name} exited while starting ({why})",
-                                  hint=f"the end of its log ({d.state / 'log' / (p.name + '.log')}):\n"
-                                  + log_tail(d, p.name))
-        # STARTING too: supervisord calls it RUNNING only after `settle` seconds, but a process that already
-        # passes its health check serves (and supervisord still restarts it if it dies)
-        if st.state in ("RUNNING", "STARTING"):
-            verdict = Checker(d, values, login_optional, tokens).check(p)
-            if verdict.ok:
-                return verdict
-        if time.monotonic() > deadline:
-            raise StackcrateError(f"{p.name} did not become healthy within {p.start_timeout:.0f}s: {verdict.detail}",
-                                  hint="the end of its log:\n" + log_tail(d, p.name))
-        time.sleep(HEALTH_POLL)
-
-
-def needs(plist: list[ProcessDef]) -> dict[str, list[str]]:
-    """process -> the processes of plist it needs serving before it starts: those before it named in its
-    `after`, and for an OpenStack process every backing process before it; a process without `after` needs
-    every process before it."""
-    out: dict[str, list[str]] = {}
-    for i, p in enumerate(plist):
-        before = plist[:i]
-        out[p.name] = ([q.name for q in before] if p.after is None else
-                       [q.name for q in before if q.name in p.after or (p.kind == "service" and q.kind == "backing")])
-    return out
-
-
-def waves(plist: list[ProcessDef]) -> list[list[ProcessDef]]:
-    """The processes in groups, in order: each group's processes need only those of the groups before it."""
-    level: dict[str, int] = {}
-    for name, before in needs(plist).items():
-        level[name] = max((level[n] + 1 for n in before), default=0)
-    return [[p for p in plist if level[p.name] == n] for n in sorted(set(level.values()))]
-
-
-def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values: dict[str, str], t: Timer,
-                    restart: set[str] | None = None, lay: Layout | None = None,
-                    login_optional: bool = False, settle: bool = True,
-                    then: Callable[[ProcessDef], None] | None = None,
-                    gate: Callable[[ProcessDef], None] | None = None, tokens: Tokens | None = None) -> list[str]:
-    """Start (or restart, for those in `restart`) the processes that do not serve, each as soon as those it needs
-    serve (`needs`), and wait until each is healthy; with a layout, record the configuration each one starts
-    with. settle: also wait until supervisord counts them started (False: the caller does, later). then: called
-    with each process started, once it is healthy, beside the others still starting; gate: called before each
-    is launched, returns once it may be (raises: it may not). tokens: the admin token of the checks (one per
-    call when not given)."""
-    states = sup.states()
-    # what runs with an old configuration is stopped first, all at once (nova's take the whole deadline)
-    stale = [p.name for p in plist if p.name in (restart or set()) and p.name in states
-             and states[p.name].state not in STOPPED]
-    if stale:
-        stop_names(d, sup, stale, t, verb="Stopping (to restart with the new configuration)")
-        states = sup.states()
-    started = []
-    (d.state / "run" / "started").mkdir(parents=True, exist_ok=True)
-    tokens = tokens or Tokens()
-
-    def serving(p: ProcessDef) -> bool:
-        st = states.get(p.name)
-        return st is not None and st.state == "RUNNING" and Checker(d, values, login_optional, tokens).check(p).ok
-
-    def launch(p: ProcessDef) -> None:
-        if gate is not None:
-            gate(p)
-        st = states.get(p.name)
-        if st is None or st.state in STOPPED:
-            if lay is not None:
-                _started_with(d, p.name).write_text(config_digest(lay, p))
-            before_start(d, sup, p)
-            sup.start(p.name)
-
-    def healthy(p: ProcessDef) -> tuple[str, float]:
-        t0 = time.monotonic()
-        answer = wait_healthy(d, sup, p, values, login_optional, tokens).detail, time.monotonic() - t0
-        if then is not None:
-            then(p)
-        return answer
-
-    todo = [p for p in plist if not serving(p)]
-    verb = "Restarting" if any(p.name in stale for p in todo) else "Starting"
-    if len(todo) == 1:
-        with t.step(f"{verb} {todo[0].name}") as info:
-            launch(todo[0])
-            info["note"] = healthy(todo[0])[0]
-    elif todo:
-        with t.step(f"{verb} {', '.join(p.name for p in todo)} (each once those it needs serve)") as info:
-            answers = _each_when_ready(todo, needs(plist), launch, healthy)
-            info["note"] = ", ".join(f"{p.name} {sec:.1f}s" for p, (_, sec) in zip(todo, answers, strict=True))
-    started += [p.name for p in todo]
-    if settle:
-        wait_settled(d, sup, [p for p in plist if p.name in started])
-    return started
-
-
-def _each_when_ready(todo: list[ProcessDef], need: dict[str, list[str]], launch, healthy) -> list[tuple[str, float]]:
-    """Launch each process of todo as soon as those it needs serve (the ones not in todo serve already), not a
-    whole wave after the slowest of the one before; every health check waits beside the others. Each answer
-    (health detail, seconds from launch to healthy) in todo's order. The first failure is raised once the
-    processes already launched are answered; the ones that needed it are not launched. Each wait is bounded:
-    what a process waits for is either healthy or failed within its own start timeout."""
-    done = {p.name: threading.Event() for p in todo}
-    failed = threading.Event()
-
-    def bring_up(p: ProcessDef) -> tuple[str, float]:
-        try:
-            for name in need[p.name]:
-                if name in done:
-                    done[name].wait()
-            if failed.is_set():
-                return "not started", 0.0
-            launch(p)
-            return healthy(p)
-        except BaseException:
-            failed.set()
-            raise
-        finally:
-            done[p.name].set()
-
-    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-        futures = [pool.submit(bring_up, p) for p in todo]
-        return [f.result() for f in futures]
-
-
-def wait_settled(d: Deployment, sup: Manager, plist: list[ProcessDef]) -> None:
-    """Until supervisord counts each of these processes as RUNNING: it calls one STARTING for `settle` seconds
-    after its spawn even once it serves, and a `start` that returned must leave nothing `status` shows as
-    starting (the dashboard, last, is healthy within about a second)."""
-    deadline = time.monotonic() + max((p.settle for p in plist), default=0) + 10
-    names = {p.name for p in plist}
-    if not names:
-        return
-    while True:
-        starting = sorted(n for n, st in sup.states().items() if n in names and st.state == "STARTING")
-        if not starting:
-            return
-        if time.monotonic() > deadline:
-            raise StackcrateError(f"{', '.join(starting)} still starting (restarted by supervisord?)",
-                                  hint="the end of its log:\n" + log_tail(d, starting[0]))
-        time.sleep(0.2)
-
-
-def before_start(d: Deployment, sup: Manager, p: ProcessDef) -> None:
-    """What a process needs in place before it starts (on either backend): the folders it writes, its network
-    namespace, the settings it reads."""
-    make_written_folders(p)
-    if p.netns:
-        ovn.ensure_netns(d)
-    for call in p.before_start:
-        sup.run(call, timeout=120)
-
-
-def stop_names(d: Deployment, sup: Manager, names: list[str], t: Timer, verb: str = "Stopping") -> dict[str, str]:
-    """Stop these processes: OpenStack ones in parallel (nova's ignore SIGTERM: each waits out the deadline),
-    then backing ones one by one, in reverse start order."""
-    order = [n for n in reversed(process_names(d)) if n in names]
-    tier1 = [n for n in order if n not in backing.backing_names(d)]
-    out: dict[str, str] = {}
-
-    def stop(name: str) -> str:
-        t0 = time.monotonic()
-        sup.stop(name)
-        return "killed after deadline" if time.monotonic() - t0 >= d.config.stop_timeout else "stopped"
-
-    if tier1:
-        with t.step(f"{verb} {', '.join(tier1)}") as info:
-            with ThreadPoolExecutor(max_workers=len(tier1)) as pool:
-                out.update(zip(tier1, pool.map(stop, tier1), strict=True))
-            killed = [n for n in tier1 if out[n] != "stopped"]
-            info["note"] = f"killed after {d.config.stop_timeout:g}s: {', '.join(killed)}" if killed else ""
-            _wait_ports_closed(d, tier1)
-    for name in [n for n in order if n in backing.backing_names(d)]:
-        with t.step(f"{verb} {name}") as info:
-            out[name] = info["note"] = stop(name)
-    return out
-
-
-def _wait_ports_closed(d: Deployment, names: list[str], timeout: float = 20) -> None:
-    """A WSGI server's workers may still hold its port a moment after their master exited: wait (bounded) until
-    the stopped processes' ports are free, so what starts next finds them so (its preflight names any left)."""
-    held = ports(d)
-    wanted = [port for n in names for port in held.get(n, [])]
-    deadline = time.monotonic() + timeout
-    while any(not _port_free(d.listen, port) for port in wanted) and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
-def stop_all(d: Deployment, t: Timer) -> dict[str, str]:
-    """Every process (see stop_names), then supervisord itself; processes a killed supervisord left behind too."""
-    sup = manager_for(d)
-    if not sup.running():
-        left = sup.stop_orphans(d.config.stop_timeout)
-        return dict.fromkeys(left, "stopped (its supervisor was gone)")
-    states = sup.states()
-    out = stop_names(d, sup, [n for n, st in states.items() if st.state not in STOPPED], t)
-    sup.shutdown()
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- readiness
-
-def _sql_list(hosts: list[str]) -> str:
-    return ", ".join(f"'{h}'" for h in hosts)  # host names are validated: letters, digits, dots and dashes
-
-
-def discover_hosts(lay: Layout, sup: Manager, t: Timer, hosts: list[str], manage: WarmProgram | None = None) -> None:
-    """Map the compute hosts into cell1 once each has registered (nova-compute does that on start); manage: a
-    nova-manage already loaded to run it with."""
-    def count(q: str) -> int:
-        return int(backing.sql(lay.d, q, sup).strip() or 0)
-
-    with t.step(f"Mapping the compute host(s) {', '.join(hosts)} (nova-manage cell_v2 discover_hosts)") as info:
-        if count(f"SELECT COUNT(*) FROM nova_api.host_mappings WHERE host IN ({_sql_list(hosts)});") == len(hosts):
-            info["note"] = "already mapped"
-            return
-        deadline = time.monotonic() + 120
-        # Polling the database is instant; nova-manage takes ~3 s to start, so run it once the nodes exist.
-        while count(f"SELECT COUNT(DISTINCT host) FROM nova.compute_nodes WHERE host IN ({_sql_list(hosts)}) "
-                    "AND deleted=0;") < len(hosts):
-            if time.monotonic() > deadline:
-                raise StackcrateError(f"nova-compute did not register on every one of {', '.join(hosts)} within "
-                                      "120s", hint="see `stackcrate deploy logs nova-compute` (on each host)")
-            time.sleep(0.5)
-        call = _discover_call(lay)
-        if manage is not None:
-            manage.run(call.argv, call.env, timeout=300)
-        else:
-            sup.run(call, timeout=300)
-
-
-def _discover_call(lay: Layout) -> Call:
-    return bootstrap.management_call(lay, "nova", [lay.bin("nova", "nova-manage"), "--config-file",
-                                                   str(lay.conf_file("nova")), "cell_v2", "discover_hosts"])
-
-
-def compute_in_placement(lay: Layout, host: str, tokens: Tokens | None = None) -> str | None:
-    """Why placement cannot yet offer the compute host to the scheduler (None: it can)."""
-    placement = lay.d.services.enabled()["placement"]
-    base = f"http://{lay.d.control}:{placement.backend_port}"
-    checker = Checker(lay.d, lay.secrets, tokens=tokens)
-    try:
-        rps = checker.api_get(f"{base}/resource_providers?name={host}").json()["resource_providers"]
-        if not rps:
-            return f"no resource provider {host} in placement yet"
-        inv = checker.api_get(f"{base}/resource_providers/{rps[0]['uuid']}/inventories").json()["inventories"]
-    except tools.FetchFailed as exc:
-        return f"placement: {exc.reason}"
-    missing = [rc for rc in ("VCPU", "MEMORY_MB", "DISK_GB") if rc not in inv]
-    return f"its inventory lacks {', '.join(missing)}" if missing else None
-
-
-def _hosts_to_ready(d: Deployment, hosts: list[str] | None = None) -> list[str]:
-    """The compute hosts wait_cloud_ready maps and waits for: by default this host when it is control and compute
-    at once; none without nova-compute."""
-    nova = d.services.enabled().get("nova")
-    if nova is None or "compute" not in nova.processes:
-        return []
-    return hosts if hosts is not None else ([d.host] if d.has("control") and d.has("compute") else [])
-
-
-def wait_cloud_ready(lay: Layout, sup: Manager, t: Timer, hosts: list[str] | None = None,
-                     manage: WarmProgram | None = None, tokens: Tokens | None = None) -> None:
-    """Return once the cloud can build servers on `hosts`: each mapped into the cell and offered by placement
-    (each nova process was already seen consuming its RPC queue). By default this host when it is control and
-    compute at once; a control host of several hosts maps its compute hosts once they run (`add-compute`)."""
-    hosts = _hosts_to_ready(lay.d, hosts)
-    if not hosts:
-        return
-    discover_hosts(lay, sup, t, hosts, manage)
-    with t.step(f"Waiting until placement offers {', '.join(hosts)}") as info:
-        deadline = time.monotonic() + READY_TIMEOUT
-        tokens = tokens or Tokens()
-        while why := next((f"{h}: {w}" for h in hosts if (w := compute_in_placement(lay, h, tokens))), None):
-            if time.monotonic() > deadline:
-                raise StackcrateError(f"the cloud cannot build servers after {READY_TIMEOUT:.0f}s: {why}",
-                                      hint="see `stackcrate deploy logs nova-compute` and `... logs placement`")
-            time.sleep(0.5)
-        info["note"] = "ready"
-
+# ---------------------------------------------------------------------------------------------- verbs
 
 def add_compute(d: Deployment, t: Timer, hosts: list[str]) -> dict:
     """On the control host: map compute hosts that now run nova-compute into the cell and wait until placement
@@ -490,7 +84,6 @@ def add_compute(d: Deployment, t: Timer, hosts: list[str]) -> dict:
     return {"compute_hosts": hosts or d.compute_hosts}
 
 
-# ---------------------------------------------------------------------------------------------- verbs
 
 def _marker(d: Deployment) -> Path:
     return d.state / "data" / "deployment.json"
@@ -515,15 +108,11 @@ def _converge(d: Deployment, lay: Layout, sup: Manager, t: Timer, only: set[str]
     plist = [p for p in all_processes(lay) if only is None or p.name in only]
     restart = set()
     for p in plist:
-        recorded = _started_with(d, p.name)
+        recorded = started_with(d, p.name)
         if not recorded.exists() or recorded.read_text() != config_digest(lay, p):
             restart.add(p.name)
     return start_processes(d, sup, plist, lay.secrets, t, restart, lay, settle=settle, then=then, gate=gate,
                            tokens=tokens)
-
-
-def _wsgi_files(lay: Layout, p: ProcessDef) -> set[str]:
-    return {str(lay.wsgi_dir() / f"sc_wsgi_{p.service}.py")} if p.service else set()
 
 
 def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False, keep_venvs: list[Path] = (),
@@ -616,7 +205,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
     synced: dict[str, Future] = {name: Future() for name in d.services.enabled()}
     # one admin token for init's checks and the catalog (keystone hashes the password of each it issues)
     tokens = Tokens()
-    compute = _ComputeReadiness(lay, sup, t, tokens)
+    compute = ComputeReadiness(lay, sup, t, tokens)
 
     def gate(p: ProcessDef) -> None:
         if p.service in synced:
@@ -705,7 +294,7 @@ def start(d: Deployment, t: Timer, require_init: bool = True) -> dict:
         plist = all_processes(lay)
         sup.ensure(plist)
         tokens = Tokens()
-        compute = _ComputeReadiness(lay, sup, t, tokens)
+        compute = ComputeReadiness(lay, sup, t, tokens)
         started = _converge(d, lay, sup, t, settle=False, then=compute.then, tokens=tokens)
         if not compute.ready:  # nova-compute ran already (or there is none here)
             # meanwhile the processes started last count up to their `settle`
@@ -730,39 +319,6 @@ def run(d: Deployment, t: Timer) -> dict:
             return {**out, "started": []}
     out.update(start(d, t))
     return out
-
-
-class _ComputeReadiness:
-    """The `then` of start_processes that maps the compute host into the cell and waits until placement offers it
-    as soon as nova-compute serves, while the others still start (`ready` once done). warm_up(): nova-manage,
-    loaded on the host (warm_program) as nova's migrations begin, runs them and then the mapping (which, at the
-    very end of `run`, does not wait ~2 s for it to import nova again); it ends once used (or with stackcrate,
-    whose end closes its input)."""
-
-    def __init__(self, lay: Layout, sup: Manager, t: Timer, tokens: Tokens | None = None):
-        self.lay, self.sup, self.t, self.tokens = lay, sup, t, tokens
-        self.ready = False
-        self.manage: WarmProgram | None = None
-
-    def warm_up(self) -> WarmProgram | None:
-        if self.lay.d.backend == "local" and _hosts_to_ready(self.lay.d) and self.manage is None:
-            call = _discover_call(self.lay)
-            self.manage = WarmProgram(call.program, call.env)
-        return self.manage
-
-    def then(self, p: ProcessDef) -> None:
-        if p.name == "nova-compute":
-            try:
-                wait_cloud_ready(self.lay, self.sup, self.t, manage=self.manage, tokens=self.tokens)
-            finally:
-                self.close()
-            self.ready = True
-
-    def close(self) -> None:
-        """End the loaded nova-manage (used or not: init ends it whatever happens)."""
-        if self.manage is not None:
-            self.manage.close()
-            self.manage = None
 
 
 def status(d: Deployment) -> dict:
@@ -859,7 +415,6 @@ def options_runner(d: Deployment, sup: Manager):
     if d.backend == "local":
         return tools.run
     from .options import PROBE
-    from .processes import Call
 
     owner = {a.install_path: c for c, a in artifacts(d, "oci").items()}
 

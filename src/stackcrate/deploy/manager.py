@@ -10,6 +10,10 @@ from .supervisor import Supervisor
 
 Manager = Supervisor | Containers
 
+# the states both report (supervisord's names; containers.py maps the engine's to them)
+STOPPED = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}     # not running: start it
+DIED = {"EXITED", "FATAL", "BACKOFF", "STOPPED"}        # while starting: it failed
+
 
 def manager_for(d: Deployment) -> Manager:
     return Supervisor(d) if d.backend == "local" else Containers(d)

@@ -79,7 +79,7 @@ class Process:
     launcher: Launcher | None = None
     sockets: tuple[str, ...] = ()  # folders of the state folder with sockets it connects to (mounted read-write)
     # the OpenStack processes that must serve before it starts (the backing services always start first): a
-    # process starts as soon as those serve (lifecycle.needs). keystone first, every other one checks tokens
+    # process starts as soon as those serve (startstop.needs). keystone first, every other one checks tokens
     # against it
     after: tuple[str, ...] = ("keystone",)
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StackcrateError
-from . import backing, bootstrap, lifecycle, ovn
+from . import backing, bootstrap, lifecycle, ovn, startstop
 from .config import RELEASE, Deployment
 from .install import artifacts, install, prepare, record_use, release, summary, target
 from .layout import Layout
 from .manager import manager_for
 from .openstack import SERVICES, Command
-from .processes import services_here
+from .processes import all_processes, process_names, services_here
 from .secrets import FILE as SECRETS
 from .secrets import private_file
 from .timer import Timer
@@ -325,8 +325,8 @@ def upgrade(d: Deployment, to: Path, t: Timer) -> dict:
     try:
         t0 = time.monotonic()
         with phase("stop"):
-            services = [n for n in lifecycle.process_names(d) if n not in backing.backing_names(d)]
-            lifecycle.stop_names(d, sup, services, t)
+            services = [n for n in process_names(d) if n not in backing.backing_names(d)]
+            startstop.stop_names(d, sup, services, t)
         took["stop"] = round(time.monotonic() - t0, 1)
         t0 = time.monotonic()
         _switch(d, to)
@@ -351,7 +351,7 @@ def upgrade(d: Deployment, to: Path, t: Timer) -> dict:
         rec.update(phase="failed", failed={"step": step, "error": str(exc)})
         _write_record(d, rec)
         with t.step("Stopping everything (the upgrade failed)"):
-            lifecycle.stop_all(new, t)
+            startstop.stop_all(new, t)
         raise StackcrateError(f"the upgrade to {new_rel.series} stopped at step '{step}': {exc}",
                               hint=f"the cloud is stopped on {new_rel.series}; `stackcrate deploy rollback` brings "
                                    f"back {old_rel.series} as it was at the snapshot") from None
@@ -376,14 +376,14 @@ def rollback(d: Deployment, t: Timer) -> dict:
               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec['started']))}: what was written after it "
               "(servers, images, networks, users made on the new release) is lost")
     t0 = time.monotonic()
-    lifecycle.stop_all(d, t)
+    startstop.stop_all(d, t)
     _switch(d, Path(rec["from"]["artifacts"]))
     lay = lifecycle.layout(old)
     with t.step("Restoring the snapshot's files (OVN's databases, keystone's keys, secrets)"):
         restore_files(old, lay)
     sup = manager_for(old)
-    sup.ensure(lifecycle.all_processes(lay))
-    lifecycle.start_processes(old, sup, [p for p in lifecycle.all_processes(lay) if p.kind == "backing"],
+    sup.ensure(all_processes(lay))
+    startstop.start_processes(old, sup, [p for p in all_processes(lay) if p.kind == "backing"],
                               lay.secrets, t, lay=lay)
     with t.step("Restoring the snapshot's databases") as info:
         restore_databases(old)

@@ -222,8 +222,8 @@ def test_novas_api_runs_without_eventlets_monkey_patching(dep):
 
 
 def test_backing_services_then_keystone_then_the_other_services_start_together_as_their_needs_allow(dep):
-    from stackcrate.deploy.lifecycle import waves
     from stackcrate.deploy.processes import all_processes
+    from stackcrate.deploy.startstop import waves
 
     d = Deployment(dep["services"], dep["config"])
     groups = [[p.name for p in wave] for wave in waves(all_processes(local_layout(d)))]

@@ -1,4 +1,4 @@
-"""Processes start each as soon as those it needs serve (lifecycle._each_when_ready), not a wave at a time."""
+"""Processes start each as soon as those it needs serve (startstop._each_when_ready), not a wave at a time."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from stackcrate.deploy.lifecycle import _each_when_ready, needs
 from stackcrate.deploy.processes import ProcessDef
+from stackcrate.deploy.startstop import _each_when_ready, needs
 from stackcrate.errors import StackcrateError
 
 
