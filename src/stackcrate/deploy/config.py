@@ -60,7 +60,18 @@ class Service(_Strict):
 
 class Nova(Service):
     processes: list[Literal["api", "conductor", "scheduler", "compute"]] = Field(
-        default_factory=lambda: ["api", "conductor", "scheduler", "compute"])
+        default_factory=lambda: ["api", "conductor", "scheduler", "compute"],
+        description="nova's processes: api, conductor and scheduler, and compute unless compute hosts come later")
+
+    @field_validator("processes")
+    @classmethod
+    def _a_working_nova(cls, v: list[str]) -> list[str]:
+        if twice := sorted({p for p in v if v.count(p) > 1}):
+            raise ValueError(f"{', '.join(twice)} listed twice")
+        if missing := [p for p in ("api", "conductor", "scheduler") if p not in v]:
+            raise ValueError(f"nova cannot build a server without {', '.join(missing)}: list "
+                             f"api, conductor and scheduler (and compute, unless compute hosts come later)")
+        return v
 
 
 class Services(_Strict):

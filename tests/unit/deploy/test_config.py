@@ -36,6 +36,26 @@ def test_unknown_field_names_file_and_line(dep):
     assert "backend_port" in str(e.value)  # the allowed fields are listed
 
 
+@pytest.mark.parametrize("processes, said", [
+    ([], "nova cannot build a server without api, conductor, scheduler"),
+    (["compute"], "nova cannot build a server without api, conductor, scheduler"),
+    (["api", "conductor", "scheduler", "api"], "api listed twice"),
+])
+def test_a_nova_that_cannot_build_a_server_is_refused(dep, processes, said):
+    services = yaml.safe_load(dep["services"].read_text())
+    services["services"]["nova"]["processes"] = processes
+    dep["services"].write_text(yaml.safe_dump(services, sort_keys=False))
+    with pytest.raises(StackcrateError, match=f"field 'services.nova.processes': {said}"):
+        load(dep)
+
+
+def test_nova_without_compute_is_a_control_plane_whose_compute_hosts_come_later(dep):
+    services = yaml.safe_load(dep["services"].read_text())
+    services["services"]["nova"]["processes"] = ["api", "conductor", "scheduler"]
+    dep["services"].write_text(yaml.safe_dump(services, sort_keys=False))
+    assert load(dep).services.enabled()["nova"].processes == ["api", "conductor", "scheduler"]
+
+
 def test_bad_listen_address(dep):
     conf = yaml.safe_load(dep["config"].read_text())
     conf["listen"] = "localhost"
