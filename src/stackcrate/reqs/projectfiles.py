@@ -63,7 +63,7 @@ def _parse(text: str, rel: str, lineno: int) -> Requirement:
 
 def read_txt(path: Path, rel: str) -> list[ProjectReq]:
     out = []
-    for i, line in enumerate(read_text(path, "requirements file", shown=rel).splitlines(), 1):
+    for i, line in enumerate(read_text(path, "requirements file", shown=rel, newlines=False).splitlines(), 1):
         body = line.split("#", 1)[0]
         stripped = body.strip()
         if not stripped or stripped.startswith("-"):  # -r/-c/-e and options are not requirements
@@ -82,7 +82,7 @@ _STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 def read_setup_cfg(path: Path, rel: str) -> list[ProjectReq]:
     """pbr's ``[extras]``: ``name =`` then one requirement per indented line (or one on the key's line)."""
     out, section, extra = [], None, None
-    for i, line in enumerate(read_text(path, "requirements file", shown=rel).splitlines(), 1):
+    for i, line in enumerate(read_text(path, "requirements file", shown=rel, newlines=False).splitlines(), 1):
         m = _SECTION.match(line)
         if m:
             section, extra = m.group(1).strip(), None
@@ -116,7 +116,7 @@ def read_pyproject(path: Path, rel: str) -> list[ProjectReq]:
     """String items of ``[project] dependencies``, ``[project.optional-dependencies]`` and
     ``[dependency-groups]`` arrays (a group's ``{include-group = ...}`` entries are not requirements)."""
     out, section, key, in_array = [], None, None, False
-    text = read_text(path, "requirements file", shown=rel)
+    text = read_text(path, "requirements file", shown=rel, newlines=False)
     try:  # the reader below goes line by line (to keep spans); TOML's own parser says if the file is valid
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -179,7 +179,7 @@ def _includes(path: Path, rel: str) -> list[tuple[Path, str]]:
     """The files a requirements file includes (-r/-c), relative to it as pip reads them; a missing one is an
     error, since skipping it would hide its requirements from the check."""
     out = []
-    for i, line in enumerate(read_text(path, "requirements file", shown=rel).splitlines(), 1):
+    for i, line in enumerate(read_text(path, "requirements file", shown=rel, newlines=False).splitlines(), 1):
         m = _INCLUDE.match(line.split("#", 1)[0].strip())
         if not m:
             continue

@@ -201,6 +201,8 @@ def test_stop_start_keeps_the_data_and_the_network_and_the_cloud_builds_servers(
     up.ok("stop")
     assert {c["State"] for c in containers(up).values()} <= {"exited", "stopped"}
     assert up.status_with_code()[1] == 3
+    res = up.sc("verify")  # told at once, before it makes anything (the engine has no daemon of ours to ask)
+    assert res.returncode == 2 and f"the deployment in {up.state} is not running" in res.stderr, res.stderr
     up.ok("start")
     assert os_("image", "show", made["image"])["status"] == "active"
     assert os_("server", "show", made["server"]["id"])["status"] == "ACTIVE"

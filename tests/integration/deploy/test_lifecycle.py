@@ -273,6 +273,8 @@ def test_stop_closes_every_port_and_start_keeps_the_data_and_builds_servers_at_o
     ports = [svc["backing"]["mariadb"]["port"], svc["backing"]["rabbitmq"]["port"], *svc["backing"]["ovn"].values(),
              *(s["port"] for s in svc["services"].values()), *(s["backend_port"] for s in svc["services"].values())]
     assert not any(port_open(p) for p in ports)
+    res = running.sc("verify")
+    assert res.returncode == 2 and f"the deployment in {running.state} is not running" in res.stderr, res.stderr
     running.ok("start")
     # the network, the server and its port as they were: the port ACTIVE again on the chassis
     assert os_("server", "show", made["server"]["id"])["addresses"] == made["server"]["addresses"]

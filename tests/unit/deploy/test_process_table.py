@@ -95,13 +95,13 @@ def test_every_service_in_the_table_is_deployable_and_complete(dep):
 
 def test_nova_runs_only_the_processes_the_services_file_names(dep):
     services = yaml.safe_load(dep["services"].read_text())
-    services["services"]["nova"]["processes"] = ["api", "conductor"]
+    services["services"]["nova"]["processes"] = ["api", "conductor", "scheduler"]  # compute hosts come later
     dep["services"].write_text(yaml.safe_dump(services))
     d = Deployment(dep["services"], dep["config"])
     names = [p.name for p in openstack_processes(local_layout(d))]
     assert names == ["keystone", "glance", "placement", "neutron", "neutron-ovn-maintenance-worker", "nova-api",
-                     "nova-conductor", "horizon"]
-    assert process_names(d)[-3:] == ["nova-api", "nova-conductor", "horizon"]
+                     "nova-conductor", "nova-scheduler", "horizon"]
+    assert process_names(d)[-4:] == ["nova-api", "nova-conductor", "nova-scheduler", "horizon"]
 
 
 def test_a_one_shot_containers_environment_goes_on_stdin_not_on_its_command_line(dep):

@@ -309,3 +309,17 @@ def test_a_lock_names_its_constraints_without_this_machines_paths(tmp_path):
     given = load_constraints("2026.1", cache, source="uc.txt", base_dir=tmp_path)
     assert given.source == str(tmp_path / "uc.txt") and given.named == "uc.txt"  # as the manifest gave it
     assert in_folder.digest == given.digest
+
+
+def test_constraints_read_the_same_whatever_their_line_endings_and_a_path_through_a_file_does_not_exist(tmp_path):
+    from stackcrate.cache import Cache
+    from stackcrate.constraints import load_constraints
+    from stackcrate.errors import StackcrateError
+
+    (tmp_path / "lf.txt").write_bytes(b"pbr===7.0.1\nsix===1.16.0\n")
+    (tmp_path / "crlf.txt").write_bytes(b"pbr===7.0.1\r\nsix===1.16.0\r\n")  # as git's autocrlf may check it out
+    cache = Cache(tmp_path / "cache")
+    lf, crlf = (load_constraints("2026.1", cache, source=n, base_dir=tmp_path) for n in ("lf.txt", "crlf.txt"))
+    assert crlf.digest == lf.digest  # a lock made from either is up to date with the other
+    with pytest.raises(StackcrateError, match=r"constraints file .*lf.txt/uc.txt does not exist"):
+        load_constraints("2026.1", cache, source="lf.txt/uc.txt", base_dir=tmp_path)
