@@ -100,9 +100,9 @@ def lock(obj: Ctx, manifest_path, set_values, vars_files, constraints_dir, lock_
     if got.written:
         comps = ", ".join(f"{c.name} {c.version}" for c in got.lock.components)
         text = f"locked {n} packages for {comps} → {got.path}"
-        if got.changes is not None:
-            summary["changes"] = got.changes
-            text += "\n" + "\n".join(change_lines(got.changes))
+        if (changes := got.changes) is not None:
+            summary["changes"] = changes
+            text += "\n" + "\n".join(change_lines(changes))
     else:
         text = f"{got.path} is up to date ({n} packages); --refresh resolves again"
     obj.ui.result(summary, text)

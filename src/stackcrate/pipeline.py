@@ -50,8 +50,7 @@ class LockOutcome:
         it wrote no lock, or none could be read before."""
         if not self.written or self.replaced is None:
             return None
-        return version_changes({k: p.version for k, p in self.replaced.packages.items()},
-                               {k: p.version for k, p in self.lock.packages.items()})
+        return version_changes(self.replaced.versions(), self.lock.versions())
 
 
 def ensure_lock(manifest: LoadedManifest, lock_path: Path, cache: Cache, ui: UI, *, locked: bool = False,
@@ -180,9 +179,9 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
     target = get_target(manifest.model.target)
     require_buildable(get_series(manifest.model.series), target.python_minor, manifest.model.target)
     locked_now = ensure_lock(manifest, lock_path, cache, ui, locked=locked, constraints_dir=constraints_dir)
-    lock = locked_now.lock
-    if locked_now.changes is not None:  # a build that re-locked says what moved, as `lock` does
-        ui.info("\n".join([f"re-locked {lock_path}:", *change_lines(locked_now.changes)]))
+    lock, lock_changes = locked_now.lock, locked_now.changes
+    if lock_changes is not None:  # a build that re-locked says what moved, as `lock` does
+        ui.info("\n".join([f"re-locked {lock_path}:", *change_lines(lock_changes)]))
     builts = built_components(manifest, lock, cache, ui, only)
     shared: list[str] = []
     if "oci" in formats or system_images:
@@ -215,7 +214,7 @@ def build(manifest: LoadedManifest, lock_path: Path, out_dir: Path, cache: Cache
             rebuilt.append(m.made)
             files.append(m)
     deliver(out_dir, files, artifacts)
-    return BuildReport(out_dir, artifacts, rebuilt, locked_now.changes)
+    return BuildReport(out_dir, artifacts, rebuilt, lock_changes)
 
 
 def _side_by_side(calls: list[Callable[[], Any]]) -> list[Any]:

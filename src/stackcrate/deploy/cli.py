@@ -440,7 +440,7 @@ def verify(obj, d: Deployment) -> None:
     on the compute host (compute_driver podman: a container server of stackcrate's busybox image, its console log):
     with the real `openstack` client; everything made is deleted."""
     from .lifecycle import initialised
-    from .manager import STOPPED, manager_for
+    from .manager import manager_for, running_names
     from .verify import verify as do_verify
 
     if _many(obj, d, "verify"):
@@ -449,8 +449,7 @@ def verify(obj, d: Deployment) -> None:
     if not initialised(d):
         raise StackcrateError(f"the deployment in {d.state} is not initialised: there is no cloud to verify",
                               hint="run `stackcrate deploy run`")
-    sup = manager_for(d)  # (a container backend has no daemon of ours: its engine tells what runs)
-    if not sup.running() or all(st.state in STOPPED for st in sup.states().values()):
+    if not running_names(manager_for(d)):
         raise StackcrateError(f"the deployment in {d.state} is not running", hint="run `stackcrate deploy start`")
     t0, t = _timer(obj)
     data = do_verify(d, t)

@@ -27,7 +27,7 @@ from .health import Checker, Tokens
 from .install import artifacts, backend_format, install, prefixes, prepare, record_use, release, summary, venvs
 from .keystone_api import register_with
 from .layout import Layout
-from .manager import STOPPED, Manager, manager_for
+from .manager import STOPPED, Manager, manager_for, running_names
 from .preflight import ports, preflight, refuse_pending_secrets
 from .processes import Call, ProcessDef, all_processes, process_names, running_version, services_here
 from .readiness import ComputeReadiness, wait_cloud_ready
@@ -158,7 +158,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         values = secrets.desired(d.state, d.config.secrets)
         secrets.begin_applying(d.state, pending)  # before the first file or service holds a new value
         lay = layout(d, values)
-        was_running = {n for n, st in sup.states().items() if st.state not in STOPPED} if sup.running() else set()
+        was_running = running_names(sup)
         with t.step("Writing configuration files") as info:
             changed = write_configs(lay)
             info["note"] = f"{changed} changed" if changed else "unchanged"

@@ -17,3 +17,8 @@ DIED = {"EXITED", "FATAL", "BACKOFF", "STOPPED"}        # while starting: it fai
 
 def manager_for(d: Deployment) -> Manager:
     return Supervisor(d) if d.backend == "local" else Containers(d)
+
+
+def running_names(sup: Manager) -> set[str]:
+    """The processes that run now (none while supervisord is down; a container engine always answers)."""
+    return {n for n, st in sup.states().items() if st.state not in STOPPED} if sup.running() else set()

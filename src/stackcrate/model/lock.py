@@ -115,6 +115,10 @@ class Lock:
                 return c
         raise KeyError(name)
 
+    def versions(self) -> dict[str, str]:
+        """Each package's version, by canonical name (what `reqs diff` and a re-lock compare)."""
+        return {k: p.version for k, p in self.packages.items()}
+
     def closure_packages(self, component: LockedComponent) -> list[LockedPackage]:
         return [self.packages[n] for n in component.closure]
 

@@ -53,7 +53,7 @@ def load_side(spec: str, cache: Cache, constraints_dir: str | None, python: str 
     if p.is_file():
         if p.suffix == ".lock" or p.name.endswith("pylock.toml"):
             lock = Lock.load(p)
-            return Side(str(p), {k: v.version for k, v in lock.packages.items()})
+            return Side(str(p), lock.versions())
         text = read_text(p, "constraints file")
         source = str(p)
     elif "/" in spec or spec.endswith((".txt", ".lock", ".toml")):
