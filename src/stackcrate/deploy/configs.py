@@ -11,7 +11,7 @@ from pathlib import Path
 from . import ovn, podman_api
 from .layout import Layout
 from .openstack import SERVICES
-from .processes import services_here, wsgi_module
+from .processes import processes_here, services_here, wsgi_module
 from .secrets import private_file
 
 DRIVER_DIR = Path(__file__).with_name("nova_driver")  # modules nova loads, written into the deployment
@@ -57,6 +57,9 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             # machine without /etc/keystone/fernet-keys: keystone's default for both is that one folder, so ours too
             "fernet_receipts": {"key_repository": lay.data("keystone") / "fernet-keys"},
             "credential": {"key_repository": lay.data("keystone") / "credential-keys"},
+            # bcrypt (keystone's default hash) reads a password's first 72 bytes and keystone cuts longer ones
+            # there anyway; with its default limit (4096) it logs a WARNING at every password login saying so
+            "identity": {"max_password_length": 72},
             "cache": cache,
         }
     if "glance" in here:
@@ -184,13 +187,29 @@ def write_configs(lay: Layout) -> None:
         if SERVICES[service].config_format == "django":
             write_django_settings(lay, service, sections["local_settings"])
         else:
-            private_file(lay.conf_file(service), ini_text(sections))
+            write_ini_files(lay, service, sections)
         lay.data(service).mkdir(parents=True, exist_ok=True)
         for sub in SERVICES[service].data_dirs:  # key repositories: keystone warns when others may read them
             (lay.data(service) / sub).mkdir(exist_ok=True)
             os.chmod(lay.data(service) / sub, 0o700)
         wsgi_wrapper(lay, service)
         launchers(lay, service)
+
+
+def write_ini_files(lay: Layout, service: str, sections: dict[str, dict]) -> None:
+    """The service's config file, and a file of its own for each process here that some sections are withheld
+    from (openstack.py); each file no process here reads is removed (on a compute host, nova.conf with the
+    database URLs an older stackcrate wrote there)."""
+    files: dict[Path, dict[str, dict]] = {}
+    for p in processes_here(lay.d, service):
+        files[lay.process_conf_file(service, p)] = {k: v for k, v in sections.items() if k not in p.withheld}
+    if lay.d.has("control"):  # init's commands (migrations, nova-manage) read the service's own file
+        files[lay.conf_file(service)] = sections
+    for path, content in files.items():
+        private_file(path, ini_text(content))
+    for path in {lay.conf_file(service), *(lay.process_conf_file(service, p) for p in SERVICES[service].processes)}:
+        if path not in files:
+            path.unlink(missing_ok=True)
 
 
 def write_django_settings(lay: Layout, service: str, settings: dict[str, object]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Deployment
-from .openstack import SERVICES, ServiceSpec
+from .openstack import SERVICES, Process, ServiceSpec
 
 
 class Layout:
@@ -31,6 +31,11 @@ class Layout:
 
     def conf_file(self, service: str) -> Path:
         return self.etc(service) / SERVICES[service].config_file
+
+    def process_conf_file(self, service: str, process: Process) -> Path:
+        """The config file a process of the service reads: the service's, or one of its own when sections of
+        it are withheld from the process (nova-compute.conf: nova.conf without the databases)."""
+        return self.etc(service) / f"{process.name}.conf" if process.withheld else self.conf_file(service)
 
     def wsgi_dir(self) -> Path:
         return self.d.state / "run" / "wsgi"

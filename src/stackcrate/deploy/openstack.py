@@ -82,6 +82,9 @@ class Process:
     # process starts as soon as those serve (startstop.needs). keystone first, every other one checks tokens
     # against it
     after: tuple[str, ...] = ("keystone",)
+    # sections of its service's config it must not be given: it reads a file of its own without them
+    # (Layout.process_conf_file), and a host running no other process of the service has no other
+    withheld: tuple[str, ...] = ()
 
     @property
     def wsgi(self) -> bool:
@@ -245,10 +248,14 @@ NOVA = ServiceSpec(
                Process("nova-conductor", "nova-conductor", Probe("rpc", queue="conductor"), "conductor"),
                Process("nova-scheduler", "nova-scheduler", Probe("rpc", queue="scheduler"), "scheduler"),
                # its driver plugs ports through Open vSwitch's database socket (ovn.py's run/openvswitch); it
-               # registers with the conductor and reports its resources to placement as it starts
+               # registers with the conductor and reports its resources to placement as it starts. It reaches
+               # the databases only through the conductor, and gets no database URL (with a password): nova
+               # refuses it any database access, and given [api_database] it logs an ERROR at every start ("You
+               # should run this service without the [api_database]/connection config option")
                Process("nova-compute", "nova-compute", Probe("rpc", queue="compute.{host}"), "compute",
                        Launcher("nova.virt", "nova.cmd.compute:main", ("stackcrate_fake.py",)),
-                       sockets=("run/openvswitch",), after=("keystone", "nova-conductor", "placement"))),
+                       sockets=("run/openvswitch",), after=("keystone", "nova-conductor", "placement"),
+                       withheld=("database", "api_database"))),
     # nova loads its paste pipeline from the first config file: the venv's api-paste.ini
     venv_config_files=("etc/nova/api-paste.ini",),
     # nova's API before 33 (2025.2's 32) monkey-patches with eventlet when imported unless told not to, and then

@@ -180,7 +180,8 @@ def health_of(lay: Layout, p: Process) -> Health:
 def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
     svc = lay.d.services.enabled()[spec.name]
     venv_files = tuple(str(lay.venv(spec.name) / f) for f in spec.venv_config_files)
-    config_files = (*venv_files, str(lay.conf_file(spec.name)))
+    conf = lay.process_conf_file(spec.name, p)
+    config_files = (*venv_files, str(conf))
     if p.wsgi:
         return ProcessDef(
             p.name, "service", lay.bin(spec.name, "gunicorn"), gunicorn_args(lay, spec), config_env(lay, spec),
@@ -197,7 +198,7 @@ def service_process(lay: Layout, spec: ServiceSpec, p: Process) -> ProcessDef:
         program, args, reads = lay.bin(spec.name, "python3"), (str(launcher),), (*reads, str(launcher.parent))
         config_files = (*config_files, str(launcher), *(str(launcher.parent / m) for m in p.launcher.modules))
     return ProcessDef(
-        p.name, "service", program, (*args, "--config-file", str(lay.conf_file(spec.name))),
+        p.name, "service", program, (*args, "--config-file", str(conf)),
         component=svc.component, service=spec.name, config_files=config_files,
         reads=reads, writes=(str(lay.data(spec.name)), *(str(lay.d.state / f) for f in p.sockets),
                              *(podman_api.mounts(lay.d) if p.role == "compute" else ())),
@@ -228,6 +229,11 @@ def _enabled_processes(d: Deployment) -> list[tuple[ServiceSpec, Process]]:
 def services_here(d: Deployment) -> list[str]:
     """The OpenStack services with a process on this host (all of them on a control host)."""
     return list(dict.fromkeys(spec.name for spec, _ in _enabled_processes(d)))
+
+
+def processes_here(d: Deployment, service: str) -> list[Process]:
+    """The processes of the service that run on this host."""
+    return [p for spec, p in _enabled_processes(d) if spec.name == service]
 
 
 def openstack_processes(lay: Layout) -> list[ProcessDef]:

@@ -67,6 +67,17 @@ def test_run_started_every_process_healthy_and_a_second_run_starts_nothing(runni
     assert running.ok("run")["started"] == []
 
 
+def test_no_log_of_a_new_cloud_warns_of_how_stackcrate_configured_it(running):
+    """What the services log at every start or login when their configuration is not as they ask: nova-compute
+    given the API database's URL (an ERROR with a traceback at each start), keystone's password limit above
+    what bcrypt reads (a WARNING at each password login: the run's service users and admin logged in)."""
+    log = running.state / "log"
+    compute, keystone = (log / "nova-compute.log").read_text(), (log / "keystone.log").read_text()
+    assert "Booting worker" in keystone and "Loading compute driver" in compute  # the logs of this cloud
+    assert "No DB access allowed" not in compute and "[api_database]/connection" not in compute
+    assert "Truncating password" not in keystone
+
+
 def test_supervisord_sleeps_while_the_cloud_it_runs_is_idle(running):
     """Supervisor issue #807 made supervisord spin a core for good in some runs (a stale poll registration of a
     stdin pipe whose reader, mariadbd, closed it); run with its poller fixed, it sleeps between events."""

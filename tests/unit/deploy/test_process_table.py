@@ -89,7 +89,8 @@ def test_every_service_in_the_table_is_deployable_and_complete(dep):
     compute = next(p for p in procs if p.name == "nova-compute")
     # run through the launcher that puts stackcrate's driver module into nova.virt
     assert compute.program.endswith("/bin/python3") and not compute.ports
-    assert compute.args == (str(lay.launcher("nova-compute")), "--config-file", str(lay.conf_file("nova")))
+    assert compute.args == (str(lay.launcher("nova-compute")), "--config-file",
+                            str(lay.etc("nova") / "nova-compute.conf"))
     assert str(lay.launcher("nova-compute").parent / "stackcrate_fake.py") in compute.config_files
 
 
@@ -129,15 +130,55 @@ def test_a_one_shot_containers_environment_goes_on_stdin_not_on_its_command_line
         containers.call_input(bad)
 
 
+SECRETS = ("db_keystone", "db_glance", "db_placement", "db_neutron", "db_nova", "rabbitmq_password",
+           "service_password", "admin_password", "horizon_secret_key")
+
+
+def test_nova_compute_reads_novas_config_without_the_databases_and_a_compute_host_has_no_nova_conf(dep):
+    """nova-compute reaches the databases through the conductor only: nova logs an ERROR at its every start
+    when it is given [api_database], and a compute host should hold no database URL."""
+    import configparser
+
+    from stackcrate.deploy import configs
+
+    def written(d: Deployment) -> tuple[Layout, dict[str, configparser.ConfigParser]]:
+        lay = Layout(d, {c: a.install_path for c, a in artifacts(d).items()}, dict.fromkeys(SECRETS, "pw-x"))
+        configs.write_configs(lay)
+        out = {}
+        for f in sorted(lay.etc("nova").glob("*.conf")):
+            out[f.name] = configparser.ConfigParser(interpolation=None)
+            out[f.name].read(f)
+        return lay, out
+
+    lay, files = written(Deployment(dep["services"], dep["config"]))
+    assert set(files) == {"nova.conf", "nova-compute.conf"}
+    nova, compute = files["nova.conf"], files["nova-compute.conf"]
+    assert nova["api_database"]["connection"].endswith("/nova_api") and nova["database"]["connection"]
+    assert set(nova.sections()) - set(compute.sections()) == {"database", "api_database"}
+    assert all(dict(compute[s]) == dict(nova[s]) for s in compute.sections())
+    assert (lay.etc("nova") / "nova-compute.conf").stat().st_mode & 0o077 == 0
+    procs = {p.name: p for p in openstack_processes(lay)}
+    assert procs["nova-compute"].args[-2:] == ("--config-file", str(lay.etc("nova") / "nova-compute.conf"))
+    assert all(p.args[-1] == str(lay.conf_file("nova")) for n, p in procs.items() if n in ("nova-conductor",
+                                                                                             "nova-scheduler"))
+
+    # the same deployment turned into a compute host of several: nova.conf (written above) goes
+    conf = yaml.safe_load(dep["config"].read_text())
+    conf["node"] = {"name": "node2", "roles": ["compute"], "control_address": "10.99.0.11"}
+    dep["config"].write_text(yaml.safe_dump(conf))
+    lay, files = written(Deployment(dep["services"], dep["config"]))
+    assert list(files) == ["nova-compute.conf"]
+    text = (lay.etc("nova") / "nova-compute.conf").read_text()
+    assert "mysql" not in text and "[DEFAULT]" in text and "transport_url = rabbit://" in text
+
+
 def test_neutron_nova_and_the_chassis_agree_on_ovn(dep):
     """What neutron, nova-compute's driver and ovn-controller are told is what the OVN processes serve."""
     from stackcrate.deploy import configs, ovn
     from stackcrate.deploy.backing import backing_processes
 
     d = Deployment(dep["services"], dep["config"])
-    names = ("db_keystone", "db_glance", "db_placement", "db_neutron", "db_nova", "rabbitmq_password",
-             "service_password", "admin_password", "horizon_secret_key")
-    lay = Layout(d, {c: a.install_path for c, a in artifacts(d).items()}, secrets=dict.fromkeys(names, "x"))
+    lay = Layout(d, {c: a.install_path for c, a in artifacts(d).items()}, secrets=dict.fromkeys(SECRETS, "x"))
     conf = configs.configs(lay)
     procs = {p.name: p for p in backing_processes(d)}
     b = yaml.safe_load(dep["services"].read_text())["backing"]["ovn"]
