@@ -57,9 +57,6 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             # machine without /etc/keystone/fernet-keys: keystone's default for both is that one folder, so ours too
             "fernet_receipts": {"key_repository": lay.data("keystone") / "fernet-keys"},
             "credential": {"key_repository": lay.data("keystone") / "credential-keys"},
-            # bcrypt (keystone's default hash) reads a password's first 72 bytes and keystone cuts longer ones
-            # there anyway; with its default limit (4096) it logs a WARNING at every password login saying so
-            "identity": {"max_password_length": 72},
             "cache": cache,
         }
     if "glance" in here:
@@ -137,6 +134,12 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
     for service, extra in d.config.overrides.items():
         if service in out:
             _merge(out[service], extra)
+    identity = out.get("keystone", {}).get("identity", {})
+    if "keystone" in out and identity.get("password_hash_algorithm", "bcrypt") == "bcrypt":
+        # bcrypt (keystone's default hash) reads a password's first 72 bytes, and keystone cuts longer ones there
+        # anyway; with its default limit (4096) it logs a WARNING saying so at every password login. (Other
+        # hashes read more: an override choosing one keeps keystone's limit.)
+        out["keystone"]["identity"] = {"max_password_length": 72, **identity}
     return out
 
 
@@ -181,7 +184,11 @@ def django_text(settings: dict[str, object]) -> str:
 
 def write_configs(lay: Layout) -> None:
     """The config files of the services with a process on this host (a compute host: nova's alone)."""
-    for service, sections in configs(lay).items():
+    written = configs(lay)
+    for service in SERVICES.keys() - written.keys():  # none of its processes here (any more)
+        if SERVICES[service].config_format == "ini":
+            write_ini_files(lay, service, {})
+    for service, sections in written.items():
         lay.etc(service).mkdir(parents=True, exist_ok=True)
         os.chmod(lay.etc(service), 0o700)
         if SERVICES[service].config_format == "django":
@@ -203,7 +210,7 @@ def write_ini_files(lay: Layout, service: str, sections: dict[str, dict]) -> Non
     files: dict[Path, dict[str, dict]] = {}
     for p in processes_here(lay.d, service):
         files[lay.process_conf_file(service, p)] = {k: v for k, v in sections.items() if k not in p.withheld}
-    if lay.d.has("control"):  # init's commands (migrations, nova-manage) read the service's own file
+    if files and lay.d.has("control"):  # init's commands (migrations, nova-manage) read the service's own file
         files[lay.conf_file(service)] = sections
     for path, content in files.items():
         private_file(path, ini_text(content))

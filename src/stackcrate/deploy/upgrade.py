@@ -262,6 +262,9 @@ def upgrade(d: Deployment, to: Path, t: Timer) -> dict:
     if not lifecycle.initialised(d):
         raise StackcrateError(f"the deployment in {d.state} is not initialised: there is nothing to upgrade",
                               hint="`stackcrate deploy run` it first")
+    if not d.has("control"):  # its checks, migrations and snapshot are of the databases, on the control host
+        raise StackcrateError(f"the deployment in {d.state} is a compute host of several: an upgrade runs on a "
+                              "cloud's control host", hint="upgrade a one-node cloud (roles control and compute)")
     if (rec := record(d)) is not None:
         raise StackcrateError(f"an upgrade from {rec['from']['series']} to {rec['to']['series']} awaits "
                               f"{'commit or rollback' if rec['phase'] == 'done' else 'rollback'} "

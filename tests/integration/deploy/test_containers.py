@@ -234,7 +234,7 @@ def test_nova_compute_in_a_container_runs_servers_as_containers_through_the_host
         wait_for(sock.exists, 30, "podman's API socket")
         up.set_config(compute_driver="podman", podman_api_socket=str(sock))
         started = up.ok("run")["started"]
-        assert "nova-compute" in started and all(n.startswith("nova-") for n in started)  # what reads nova.conf
+        assert "nova-compute" in started and all(n.startswith("nova-") for n in started)  # what reads nova's config
         mounted = {m["Destination"]: m["RW"] for c in json.loads(podman("inspect", containers(up)[
             "nova-compute"]["Id"]).stdout) for m in c["Mounts"]}
         assert mounted[str(sock.parent)] is True

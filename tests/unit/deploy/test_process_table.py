@@ -92,6 +92,9 @@ def test_every_service_in_the_table_is_deployable_and_complete(dep):
     assert compute.args == (str(lay.launcher("nova-compute")), "--config-file",
                             str(lay.etc("nova") / "nova-compute.conf"))
     assert str(lay.launcher("nova-compute").parent / "stackcrate_fake.py") in compute.config_files
+    for spec in SERVICES.values():  # a process some sections are withheld from reads a file of its own
+        for p in (p for p in spec.processes if p.withheld):
+            assert not p.wsgi and lay.process_conf_file(spec.name, p) != lay.conf_file(spec.name), p.name
 
 
 def test_nova_runs_only_the_processes_the_services_file_names(dep):
@@ -162,14 +165,42 @@ def test_nova_compute_reads_novas_config_without_the_databases_and_a_compute_hos
     assert all(p.args[-1] == str(lay.conf_file("nova")) for n, p in procs.items() if n in ("nova-conductor",
                                                                                              "nova-scheduler"))
 
+    def as_node(roles: list[str]) -> Deployment:
+        conf = yaml.safe_load(dep["config"].read_text())
+        conf["node"] = {"name": "node2", "roles": roles, "control_address": "10.99.0.11"}
+        dep["config"].write_text(yaml.safe_dump(conf))
+        return Deployment(dep["services"], dep["config"])
+
     # the same deployment turned into a compute host of several: nova.conf (written above) goes
-    conf = yaml.safe_load(dep["config"].read_text())
-    conf["node"] = {"name": "node2", "roles": ["compute"], "control_address": "10.99.0.11"}
-    dep["config"].write_text(yaml.safe_dump(conf))
-    lay, files = written(Deployment(dep["services"], dep["config"]))
+    lay, files = written(as_node(["compute"]))
     assert list(files) == ["nova-compute.conf"]
     text = (lay.etc("nova") / "nova-compute.conf").read_text()
     assert "mysql" not in text and "[DEFAULT]" in text and "transport_url = rabbit://" in text
+    # ... into a control host: nova-compute.conf goes
+    assert list(written(as_node(["control"]))[1]) == ["nova.conf"]
+    # ... into a compute host that runs no nova-compute: no file of nova's is left
+    services = yaml.safe_load(dep["services"].read_text())
+    services["services"]["nova"]["processes"] = ["api", "conductor", "scheduler"]
+    dep["services"].write_text(yaml.safe_dump(services))
+    written(as_node(["compute", "control"]))
+    assert list(written(as_node(["compute"]))[1]) == []
+
+
+@pytest.mark.parametrize("override,limit", [({}, "72"), ({"password_hash_algorithm": "bcrypt"}, "72"),
+                                            ({"max_password_length": 100}, "100"),
+                                            ({"password_hash_algorithm": "scrypt"}, None)])
+def test_keystones_password_limit_is_what_bcrypt_reads_unless_told_otherwise(dep, override, limit):
+    """bcrypt reads 72 bytes; above that limit keystone warns at every password login. Another hash reads more:
+    then keystone's own limit stays, as does a limit the configuration sets."""
+    from stackcrate.deploy import configs
+
+    conf = yaml.safe_load(dep["config"].read_text())
+    conf["overrides"] = {"keystone": {"identity": override}} if override else {}
+    dep["config"].write_text(yaml.safe_dump(conf))
+    d = Deployment(dep["services"], dep["config"])
+    lay = Layout(d, {c: a.install_path for c, a in artifacts(d).items()}, dict.fromkeys(SECRETS, "pw-x"))
+    identity = configs.configs(lay)["keystone"].get("identity", {})
+    assert (str(identity["max_password_length"]) if "max_password_length" in identity else None) == limit
 
 
 def test_neutron_nova_and_the_chassis_agree_on_ovn(dep):

@@ -64,6 +64,20 @@ def test_upgrade_of_a_deployment_never_initialised_is_refused(stackcrate, dep, t
     assert "Traceback" not in res.stderr and not dep["state"].exists()
 
 
+def test_upgrade_of_a_compute_host_of_several_is_refused(stackcrate, dep, tmp_path):
+    import yaml
+
+    conf = yaml.safe_load(dep["config"].read_text())
+    conf["node"] = {"name": "node2", "roles": ["compute"], "control_address": "10.99.0.11"}
+    dep["config"].write_text(yaml.safe_dump(conf))
+    (dep["state"] / "data").mkdir(parents=True)
+    (dep["state"] / "data" / "deployment.json").write_text("{}")  # initialised
+    before = sorted(dep["state"].rglob("*"))
+    res = deploy(stackcrate, dep, "upgrade", "--to", str(fake_artifacts(tmp_path / "dist-next")))
+    assert res.returncode == 2 and "is a compute host of several" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and sorted(dep["state"].rglob("*")) == before
+
+
 def test_upgrade_needs_either_to_or_commit(stackcrate, dep):
     res = deploy(stackcrate, dep, "upgrade")
     assert res.returncode == 2 and "give either --to ARTIFACTS_DIR or --commit" in res.stderr
