@@ -110,8 +110,9 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
                         "instances_path": nv / "instances", "my_ip": d.listen, "host": d.host},
                         # API workers: gunicorn's (processes.py)
             "wsgi": {"api_paste_config": lay.venv("nova") / "etc" / "nova" / "api-paste.ini"},
-            "api_database": {"connection": lay.db_url("nova", "nova_api")},
-            "database": {"connection": lay.db_url("nova", "nova")},
+            # (a compute host of several has not their passwords: only nova-compute runs there, and it gets neither)
+            **({"api_database": {"connection": lay.db_url("nova", "nova_api")},
+                "database": {"connection": lay.db_url("nova", "nova")}} if d.has("control") else {}),
             "keystone_authtoken": lay.authtoken("nova"),
             "placement": lay.auth_section("placement"),
             "glance": {"api_servers": lay.public_url("glance"),

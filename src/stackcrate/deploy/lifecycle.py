@@ -40,7 +40,8 @@ def layout(d: Deployment, values: dict[str, str] | None = None) -> Layout:
     """The deployment with its venvs (installed on the host, or inside the images of a container backend) and its
     secrets (the applied ones unless given)."""
     where = venvs(d) if d.backend == "local" else {c: a.install_path for c, a in artifacts(d, "oci").items()}
-    return Layout(d, where, values if values is not None else secrets.ensure(d.state, d.config.secrets))
+    return Layout(d, where, values if values is not None else secrets.ensure(d.state, d.config.secrets,
+                                                                              secrets.needed(d.config.node.roles)))
 
 
 
@@ -155,7 +156,7 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         if d.backend == "local":
             record_use(d, also=keep_venvs)
         pending = secrets.pending(d.state, d.config.secrets)
-        values = secrets.desired(d.state, d.config.secrets)
+        values = secrets.desired(d.state, d.config.secrets, secrets.needed(d.config.node.roles))
         secrets.begin_applying(d.state, pending)  # before the first file or service holds a new value
         lay = layout(d, values)
         was_running = running_names(sup)

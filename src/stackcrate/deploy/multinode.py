@@ -192,7 +192,7 @@ def host_root(d: Deployment) -> str:
 
 def host_configuration(d: Deployment, cloud: Cloud, host: Host, values: dict[str, str]) -> dict:
     """The host's configuration.yaml: the deploy host's, with the host's address, roles and folders, where the
-    control plane is, and the cloud's secrets (the same on every host)."""
+    control plane is, and the cloud's secrets that the host uses (a compute host: not the databases')."""
     raw = yaml.safe_load(d.config_path.read_text()) or {}
     raw.pop("manifest", None)  # hosts never build
     for key in ("backend", "venvs_from", "images_from"):
@@ -201,7 +201,8 @@ def host_configuration(d: Deployment, cloud: Cloud, host: Host, values: dict[str
     source = {"venvs_from": "debs"} if host.backend == "local" else {"images_from": "engine"}
     root = host_root(d)
     return {**raw, "listen": host.address, "state_dir": f"{root}/state", "artifacts": f"{root}/dist",
-            "backend": host.backend, **source, "secrets": values,
+            "backend": host.backend, **source,
+            "secrets": {n: v for n, v in values.items() if n in secrets.needed(list(host.roles))},
             "node": {"name": host.name, "roles": list(host.roles), "control_address": cloud.control.address,
                      "compute_hosts": [h.name for h in cloud.compute]}}
 
@@ -408,7 +409,7 @@ def common_vars(d: Deployment, cloud: Cloud, cache: Cache, verb_args: list[str],
              "stackcrate_args": verb_args,
              "stackcrate_services": yaml.safe_load(d.services_path.read_text())}
     if with_hosts:
-        values = secrets.desired(d.state, d.config.secrets)  # made once here, the same on every host
+        values = secrets.desired(d.state, d.config.secrets)  # made once here: each host gets those it uses
         wheels = wheelhouse(cache)
         extra.update(stackcrate_hosts=host_vars(d, cloud, values, pushed), stackcrate_wheels=str(wheels),
                      stackcrate_repo=str(repository(d)),

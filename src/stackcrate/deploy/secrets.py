@@ -21,6 +21,15 @@ from ..errors import StackcrateError
 
 NAMES = ["admin_password", "service_password", "rabbitmq_password", "memcache_secret_key", "metadata_secret",
          "db_keystone", "db_glance", "db_placement", "db_nova", "db_neutron", "horizon_secret_key"]
+# What a compute host of several uses (nova-compute's broker and service users; the admin's, for the check of
+# nova-compute, which reads nova's service list, and clouds.yaml): the databases' passwords and the dashboard's
+# key stay on the control host, so a compute host that is broken into gives no way into any database
+COMPUTE_HOST = ["admin_password", "service_password", "rabbitmq_password"]
+
+
+def needed(roles: list[str]) -> list[str]:
+    """The secrets a host with these roles uses (a one-node cloud's host: every one)."""
+    return NAMES if "control" in roles else COMPUTE_HOST
 
 
 FILE = "secrets.yaml"  # in the state folder
@@ -82,25 +91,28 @@ def finish_applying(state: Path) -> None:
     (state / APPLYING).unlink(missing_ok=True)
 
 
-def ensure(state: Path, given: dict[str, str] | None = None) -> dict[str, str]:
-    """The applied secrets, any missing one generated and recorded at once (hex only: safe in URLs, SQL and ini
-    files without quoting); names configuration.yaml gives are left to `desired`."""
+def ensure(state: Path, given: dict[str, str] | None = None, names: list[str] = NAMES) -> dict[str, str]:
+    """The applied secrets of `names` (those the host uses), any missing one generated and recorded at once (hex
+    only: safe in URLs, SQL and ini files without quoting), any other one dropped from the record (a compute host
+    of several, given every secret by an older stackcrate); names configuration.yaml gives are left to
+    `desired`."""
     given = given or {}
     unknown = sorted(set(given) - set(NAMES))
     if unknown:
         raise StackcrateError(f"unknown secret(s) in configuration.yaml: {', '.join(unknown)}",
                               hint=f"known secrets: {', '.join(NAMES)}")
-    current = applied(state)
-    new = {n: _rnd.token_hex(16) for n in NAMES if n not in current and n not in given}
-    if new or not _path(state).exists():
+    recorded = applied(state)
+    current = {n: v for n, v in recorded.items() if n in names}
+    new = {n: _rnd.token_hex(16) for n in names if n not in current and n not in given}
+    if new or len(current) < len(recorded) or not _path(state).exists():
         current = {**current, **new}
         record(state, current)
     return current
 
 
-def desired(state: Path, given: dict[str, str]) -> dict[str, str]:
-    """What init applies: the applied secrets with configuration.yaml's values on top."""
-    return {**ensure(state, given), **given}
+def desired(state: Path, given: dict[str, str], names: list[str] = NAMES) -> dict[str, str]:
+    """What init applies: the applied secrets of `names` with configuration.yaml's values of them on top."""
+    return {**ensure(state, given, names), **{n: v for n, v in given.items() if n in names}}
 
 
 def record(state: Path, values: dict[str, str]) -> None:

@@ -123,6 +123,24 @@ def test_run_puts_the_control_plane_on_node1_and_nova_compute_on_node2_and_node3
         assert healthy[node] == {"openvswitch-db", "ovs-vswitchd", "ovn-controller", "nova-compute"}
 
 
+def test_a_compute_host_holds_no_database_password_and_nova_compute_no_database_url(cloud):
+    """nova-compute reaches the databases through the conductor: its config has no [database] or [api_database]
+    and its host no nova.conf; the host's secrets are those nova-compute and its checks use (node1: all)."""
+    from stackcrate.deploy.secrets import COMPUTE_HOST, NAMES
+
+    def names(node: str, where: str) -> set[str]:
+        text = cloud.node(node, "sh", "-c", f"cat {where}")
+        return set(yaml.safe_load(text) if where.endswith("secrets.yaml") else yaml.safe_load(text)["secrets"])
+
+    assert names("node1", "/var/lib/stackcrate/*/state/secrets.yaml") == set(NAMES)
+    for node in ("node2", "node3"):  # (node3 runs nova-compute in a container, from the same folders)
+        assert names(node, "/var/lib/stackcrate/*/state/secrets.yaml") == set(COMPUTE_HOST)
+        assert names(node, "/etc/stackcrate/*/configuration.yaml") == set(COMPUTE_HOST)
+        listing = cloud.node(node, "sh", "-c", "ls /var/lib/stackcrate/*/state/etc/nova; "
+                             "grep -rl -e mysql -e '^\\[database\\]' /var/lib/stackcrate/*/state/etc || true")
+        assert listing.split() == ["nova-compute.conf"], (node, listing)
+
+
 def test_each_host_runs_its_services_from_the_packages_apt_fetched_from_the_deploy_hosts_repository(cloud):
     index = json.loads((cloud.artifacts / "artifacts.json").read_text())
     debs = {a["component"]: a for a in index["artifacts"] if a["format"] == "deb"}

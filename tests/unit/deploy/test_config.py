@@ -89,6 +89,19 @@ def test_secrets_generated_once_mode_0600(tmp_path):
     assert secrets.ensure(tmp_path) == first == secrets.applied(tmp_path)
 
 
+def test_a_compute_host_of_several_keeps_only_the_secrets_it_uses(tmp_path):
+    """None of the databases' passwords: made there by none, and those an older stackcrate gave it dropped."""
+    compute = secrets.needed(["compute"])
+    assert secrets.needed(["control"]) == secrets.needed(["control", "compute"]) == secrets.NAMES
+    assert not [n for n in compute if n.startswith("db_") or n == "horizon_secret_key"]
+    assert set(secrets.ensure(tmp_path, names=compute)) == set(compute) == set(secrets.applied(tmp_path))
+    secrets.record(tmp_path, dict.fromkeys(secrets.NAMES, "v" * 32))  # every one, as an older stackcrate gave
+    given = {"db_nova": "w" * 32, "service_password": "s" * 32}
+    assert secrets.desired(tmp_path, given, compute) == {**dict.fromkeys(compute, "v" * 32),
+                                                         "service_password": "s" * 32}
+    assert set(secrets.applied(tmp_path)) == set(compute)
+
+
 def test_a_secret_changed_in_the_configuration_is_pending_until_init_records_it(tmp_path):
     first = secrets.ensure(tmp_path)
     given = {"admin_password": "given-one"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stackcrate.deploy import secrets
 from stackcrate.deploy.backing import CONTAINER_HOST_PACKAGES, HOST_PACKAGES
 from stackcrate.deploy.config import Deployment
 from stackcrate.deploy.multinode import cloud_of, host_configuration, host_vars, read_inventory, repository
@@ -108,11 +109,14 @@ def d(tmp_path) -> Deployment:
     return Deployment(tmp_path / "services.yaml", tmp_path / "configuration.yaml")
 
 
-def test_each_host_gets_its_address_roles_the_control_address_and_the_same_secrets(d):
+def test_each_host_gets_its_address_roles_the_control_address_and_the_secrets_it_uses(d):
     cloud = cloud_of(Path("hosts.yml"), THREE)
-    values = {"admin_password": "a"}
-    node2 = host_configuration(d, cloud, cloud.hosts[1], values)
-    assert node2["listen"] == "10.99.0.12" and node2["secrets"] == values
+    values = {n: f"value-of-{n}" for n in secrets.NAMES}
+    node1, node2 = (host_configuration(d, cloud, host, values) for host in cloud.hosts[:2])
+    assert node1["secrets"] == values  # the control host
+    # a compute host: nova-compute's broker and service users, the admin's (its checks); no database's
+    assert node2["listen"] == "10.99.0.12" and node2["secrets"] == {
+        n: values[n] for n in ("admin_password", "service_password", "rabbitmq_password")}
     assert node2["node"] == {"name": "node2", "roles": ["compute"], "control_address": "10.99.0.11",
                              "compute_hosts": ["node2", "node3"]}
     assert node2["state_dir"].startswith("/var/lib/stackcrate/") and "manifest" not in node2

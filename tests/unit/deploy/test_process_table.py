@@ -145,7 +145,10 @@ def test_nova_compute_reads_novas_config_without_the_databases_and_a_compute_hos
     from stackcrate.deploy import configs
 
     def written(d: Deployment) -> tuple[Layout, dict[str, configparser.ConfigParser]]:
-        lay = Layout(d, {c: a.install_path for c, a in artifacts(d).items()}, dict.fromkeys(SECRETS, "pw-x"))
+        from stackcrate.deploy.secrets import needed
+
+        lay = Layout(d, {c: a.install_path for c, a in artifacts(d).items()},
+                     {n: f"pw-{n}" for n in needed(d.config.node.roles)})
         configs.write_configs(lay)
         out = {}
         for f in sorted(lay.etc("nova").glob("*.conf")):
@@ -176,6 +179,7 @@ def test_nova_compute_reads_novas_config_without_the_databases_and_a_compute_hos
     assert list(files) == ["nova-compute.conf"]
     text = (lay.etc("nova") / "nova-compute.conf").read_text()
     assert "mysql" not in text and "[DEFAULT]" in text and "transport_url = rabbit://" in text
+    assert "pw-service_password" in text and "pw-rabbitmq_password" in text
     # ... into a control host: nova-compute.conf goes
     assert list(written(as_node(["control"]))[1]) == ["nova.conf"]
     # ... into a compute host that runs no nova-compute: no file of nova's is left
