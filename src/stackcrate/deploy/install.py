@@ -18,10 +18,12 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .. import tools
 from ..cache import remove_tree, sha256_file
 from ..errors import StackcrateError
 from ..model.artifacts import Artifact, ArtifactIndex
@@ -395,7 +397,7 @@ def release(state: Path, venvs: list[Path] | None = None, where: Iterable[Path] 
     them cannot be read) and an upgrade's end (the release left behind): remove this deployment from the users of
     the venvs, and remove each one no other deployment uses and no process runs from. Users whose state folder is
     gone are dropped."""
-    removed, kept = [], []
+    removed, kept, asides = [], [], []
     for venv in _used(state, where) if venvs is None else venvs:
         if not venv.parent.is_dir():
             continue
@@ -416,11 +418,27 @@ def release(state: Path, venvs: list[Path] | None = None, where: Iterable[Path] 
                 continue
             aside = Path(tempfile.mkdtemp(prefix=f".{venv.name}.tmp-", dir=venv.parent))
             if os.path.lexists(venv):
-                os.rename(venv, aside / "old")  # gone at once; the files go next
+                os.rename(venv, aside / "old")  # gone at once; the files go below
             installed.forget(venv)
-            remove_tree(aside)
+            asides.append(aside)
             removed.append(str(venv))
+    remove_trees(asides)
     return {"removed": removed, "kept": kept}
+
+
+def remove_trees(paths: list[Path], at_once: int = 4, timeout: float = 1800) -> None:
+    """Folders removed side by side, each by `rm -rf`: what bounds a removal is the disk's metadata writes, which
+    overlap (four nova venvs, 23,000 files each: 7.0 s at once, 15 s one after the other), and rm's own loop
+    takes less CPU than shutil.rmtree's. What rm leaves (it failed or took too long) goes as before."""
+    def one(path: Path) -> None:
+        try:
+            tools.run(["rm", "-rf", "--one-file-system", "--", path], check=False, timeout=timeout)
+        except tools.ToolFailed:  # timed out
+            pass
+        remove_tree(path)
+
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        list(pool.map(one, paths))
 
 
 def venvs(d: Deployment, root: Path = ROOT) -> dict[str, str]:
