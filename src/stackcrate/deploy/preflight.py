@@ -85,7 +85,7 @@ def preflight(d: Deployment, t: Timer) -> None:
 
 
 def refuse_pending_secrets(d: Deployment) -> None:
-    changed = secrets.pending(d.state, d.config.secrets)
+    changed = secrets.pending(d.state, d.config.secrets, secrets.needed(d.config.node.roles))
     if changed:
         raise StackcrateError(f"secret(s) changed in {d.config_path.name} and not applied yet: {', '.join(changed)}"
                               " (or set half-way by an init that did not finish)",

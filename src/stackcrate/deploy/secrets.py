@@ -54,11 +54,12 @@ def applied(state: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def pending(state: Path, given: dict[str, str]) -> list[str]:
-    """Secrets configuration.yaml sets to another value than the one applied (none before the first init), and
-    those an init began to apply and did not finish."""
+def pending(state: Path, given: dict[str, str], names: list[str] = NAMES) -> list[str]:
+    """Secrets of `names` (those the host uses) that configuration.yaml sets to another value than the one
+    applied (none before the first init), and those an init began to apply and did not finish."""
     current = applied(state)
-    return sorted({n for n, v in given.items() if n in current and current[n] != v} | set(_applying(state)))
+    changed = {n for n, v in given.items() if n in current and current[n] != v} | set(_applying(state))
+    return sorted(changed & set(names))
 
 
 def _read(path: Path, hint: str | None = None) -> object:
@@ -102,7 +103,8 @@ def ensure(state: Path, given: dict[str, str] | None = None, names: list[str] = 
         raise StackcrateError(f"unknown secret(s) in configuration.yaml: {', '.join(unknown)}",
                               hint=f"known secrets: {', '.join(NAMES)}")
     recorded = applied(state)
-    current = {n: v for n, v in recorded.items() if n in names}
+    # (a name this stackcrate does not know, from a newer one, stays)
+    current = {n: v for n, v in recorded.items() if n in names or n not in NAMES}
     new = {n: _rnd.token_hex(16) for n in names if n not in current and n not in given}
     if new or len(current) < len(recorded) or not _path(state).exists():
         current = {**current, **new}

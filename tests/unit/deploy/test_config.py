@@ -100,6 +100,12 @@ def test_a_compute_host_of_several_keeps_only_the_secrets_it_uses(tmp_path):
     assert secrets.desired(tmp_path, given, compute) == {**dict.fromkeys(compute, "v" * 32),
                                                          "service_password": "s" * 32}
     assert set(secrets.applied(tmp_path)) == set(compute)
+    # an applying file that cannot be read makes every secret the host uses pending, and only those
+    (tmp_path / secrets.APPLYING).write_text("[unclosed")
+    assert secrets.pending(tmp_path, {}, compute) == sorted(compute)
+    # a name a newer stackcrate recorded stays
+    secrets.record(tmp_path, {**secrets.applied(tmp_path), "a_newer_secret": "n" * 32})
+    assert secrets.ensure(tmp_path, names=compute)["a_newer_secret"] == "n" * 32
 
 
 def test_a_secret_changed_in_the_configuration_is_pending_until_init_records_it(tmp_path):
