@@ -155,8 +155,9 @@ def init(d: Deployment, t: Timer, reinstall: bool = False, ordered: bool = False
         private_dirs(d)
         if d.backend == "local":
             record_use(d, also=keep_venvs)
-        pending = secrets.pending(d.state, d.config.secrets, secrets.needed(d.config.node.roles))
-        values = secrets.desired(d.state, d.config.secrets, secrets.needed(d.config.node.roles))
+        uses = secrets.needed(d.config.node.roles)
+        pending = secrets.pending(d.state, d.config.secrets, uses)
+        values = secrets.desired(d.state, d.config.secrets, uses)
         secrets.begin_applying(d.state, pending)  # before the first file or service holds a new value
         lay = layout(d, values)
         was_running = running_names(sup)

@@ -199,10 +199,9 @@ def host_configuration(d: Deployment, cloud: Cloud, host: Host, values: dict[str
         raw.pop(key, None)
     # a local host runs the venvs dpkg installed; a podman host the images pulled from the deploy host's registry
     source = {"venvs_from": "debs"} if host.backend == "local" else {"images_from": "engine"}
-    root = host_root(d)
+    root, uses = host_root(d), secrets.needed(list(host.roles))
     return {**raw, "listen": host.address, "state_dir": f"{root}/state", "artifacts": f"{root}/dist",
-            "backend": host.backend, **source,
-            "secrets": {n: v for n, v in values.items() if n in secrets.needed(list(host.roles))},
+            "backend": host.backend, **source, "secrets": {n: v for n, v in values.items() if n in uses},
             "node": {"name": host.name, "roles": list(host.roles), "control_address": cloud.control.address,
                      "compute_hosts": [h.name for h in cloud.compute]}}
 
