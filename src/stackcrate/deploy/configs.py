@@ -128,6 +128,7 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             "conductor": {"workers": 1},
             "cache": cache,
         }, common)
+        _merge(out["nova"], {"DEFAULT": nova_shutdown(d.config.stop_timeout)})
         if podman_api.enabled(d):  # instances as podman containers (drivers/nova-podman)
             _merge(out["nova"], podman_api.nova_options(d))
     if "horizon" in here:
@@ -142,6 +143,19 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
         # hashes read more: an override choosing one keeps keystone's limit.)
         out["keystone"]["identity"] = {"max_password_length": 72, **identity}
     return out
+
+
+def nova_shutdown(stop_timeout: float) -> dict[str, int]:
+    """nova's graceful shutdown fitted inside the deployment's stop_timeout (after which stackcrate kills).
+    On SIGTERM, nova 2026.1's conductor, scheduler and compute stop taking new requests, then sleep
+    manager_shutdown_timeout (160 s by default) for what is in progress to finish, then clean up (nova-compute:
+    cleanup_host); oslo.service exits at graceful_shutdown_timeout (nova's default 180 s) whatever is left. With
+    those defaults every stop waited out stackcrate's deadline and killed them in their sleep, before their
+    clean-up. Here nova exits by itself a second before the deadline, and its managers leave 20 s of it (half,
+    when shorter) for the clean-up: stop_timeout 180 gives nova's own defaults back. (Older nova has no
+    manager_shutdown_timeout and ignores it.)"""
+    whole = max(1, int(stop_timeout) - 1)
+    return {"graceful_shutdown_timeout": whole, "manager_shutdown_timeout": whole - min(20, (whole + 1) // 2)}
 
 
 def horizon_settings(lay: Layout) -> dict[str, object]:
