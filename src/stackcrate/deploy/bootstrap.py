@@ -125,6 +125,8 @@ def sync(lay: Layout, service: str, runner: Runner, timeout: float = 600, files_
             todo.append((Step(tuple(argv), tuple(sorted(env.items())), cmd.ok_exit), stamp, key))
         kept = _kept_files(lay, service, group, [key for _, _, key in todo])
         if kept is None or not _copy_kept(lay, service, kept):
+            if todo and SERVICES[service].made_files:
+                _own_files(lay.data(service) / SERVICES[service].made_files)
             _run_steps(lay, service, runner, [step for step, _, _ in todo], timeout, warm)
             if kept is not None:
                 _keep(lay, service, kept)
@@ -147,8 +149,8 @@ def _kept_files(lay: Layout, service: str, group: list[Command], keys: list[str]
 
 
 def _copy_kept(lay: Layout, service: str, kept: Path) -> bool:
-    """The service's made_files put back from the cache (a copy: the deployment may change its own); False when
-    the cache has none."""
+    """The service's made_files put back from the cache, as hard links to the cache's files (_linked_tree);
+    False when the cache has none."""
     if not kept.is_dir():
         return False
     target = lay.data(service) / SERVICES[service].made_files  # type: ignore[operator]
@@ -156,20 +158,49 @@ def _copy_kept(lay: Layout, service: str, kept: Path) -> bool:
     for old in (tmp, target):
         if old.exists():
             remove_tree(old)
-    shutil.copytree(kept, tmp, symlinks=True)
+    _linked_tree(kept, tmp)
     os.rename(tmp, target)
     return True
 
 
 def _keep(lay: Layout, service: str, kept: Path) -> None:
-    """A copy of what the commands just made, into the cache (whole, or not at all)."""
+    """What the commands just made, into the cache (whole, or not at all), linked as _copy_kept does."""
     made = lay.data(service) / SERVICES[service].made_files  # type: ignore[operator]
     if not made.is_dir():
         return
     tmp = lay.d.cache.tempdir("made-files-")
-    shutil.copytree(made, tmp / "files", symlinks=True)
+    _linked_tree(made, tmp / "files")
     lay.d.cache.commit(tmp / "files", kept)
     remove_tree(tmp)
+
+
+def _linked_tree(src: Path, dst: Path) -> None:
+    """dst: src's folders made anew, each file a hard link to src's (a copy where the two are on different
+    filesystems). Copying the dashboard's 4,000 static files (74 MB) took 0.8 s alone and 3 s of a deploy made
+    anew (ext4 allocating as many new inodes beside tar's); linking them 0.2 s. Nothing writes into a file of
+    made_files: its commands make every file anew, and they run on a folder of the deployment's own files
+    only (_own_files), so the cache's files never change."""
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=link)
+
+
+def _own_files(made: Path) -> None:
+    """made (a deployment's made_files), when any of its files is linked to a file of the cache, replaced by a
+    copy of its own before commands write into it (e.g. compress run again on the files collectstatic made)."""
+    if not made.is_dir() or not any(p.stat(follow_symlinks=False).st_nlink > 1
+                                     for p in made.rglob("*") if p.is_file() and not p.is_symlink()):
+        return
+    tmp = made.with_name(f".{made.name}.copy")
+    if tmp.exists():
+        remove_tree(tmp)
+    shutil.copytree(made, tmp, symlinks=True)
+    remove_tree(made)
+    os.rename(tmp, made)
 
 
 def _table_exists(d: Deployment, name: str, runner: Runner) -> bool:

@@ -123,7 +123,7 @@ class ServiceSpec:
     # overrides are settings (overrides: {horizon: {local_settings: {NAME: value}}})
     config_format: str = "ini"
     # a folder of its data folder that its stamped commands (`unless_same`) make anew from the venv and the
-    # settings alone (the dashboard's static files): kept in stackcrate's cache under their stamps, and copied
+    # settings alone (the dashboard's static files): kept in stackcrate's cache under their stamps, and linked
     # from there when the same venv and settings come again (a deployment made anew, a rollback)
     made_files: str | None = None
 

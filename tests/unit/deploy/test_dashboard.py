@@ -200,6 +200,33 @@ def test_static_files_made_once_are_copied_from_the_cache_when_the_same_venv_and
     assert len(runner.calls) == 4
 
 
+def test_static_files_from_the_cache_are_links_and_a_command_run_again_never_writes_into_the_caches(dep):
+    d = deployment(dep)
+    lay = layout(d)
+    configs.write_configs(lay)
+    static = lay.data("horizon") / "static"
+    runner = Collecting(static)
+    bootstrap.sync(lay, "horizon", runner)
+    shutil.rmtree(d.state / "data")  # a deployment made anew: its files linked from the cache, none copied
+    configs.write_configs(lay)
+    bootstrap.sync(lay, "horizon", runner)
+    (kept,) = d.cache.dir("made-files").rglob("app.css")
+    assert (static / "app.css").stat().st_ino == kept.stat().st_ino and len(runner.calls) == 2
+
+    class InPlace(Recorder):  # a command that rewrites a file where it is (the worst a command could do)
+        def run(self, call, timeout=None, check=True):
+            (static / "app.css").write_text("changed in place")
+            return super().run(call)
+
+    compress = SERVICES["horizon"].sync[1]
+    stamp, _ = bootstrap._stamp(lay, "horizon", compress, bootstrap.command_argv(lay, "horizon", compress)[0])
+    stamp.unlink()  # compress's stamp lost (collectstatic's still matches)
+    bootstrap.sync(lay, "horizon", InPlace())  # compress alone, on the files collectstatic made
+    assert kept.read_text() == "collected"  # the cache's file as it was
+    assert (static / "app.css").read_text() == "changed in place"
+    assert (static / "app.css").stat().st_ino != kept.stat().st_ino
+
+
 def test_a_failed_static_step_is_run_again_at_the_next_init(dep):
     from types import SimpleNamespace
 
