@@ -146,16 +146,16 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
 
 
 def nova_shutdown(stop_timeout: float) -> dict[str, int]:
-    """nova's graceful shutdown fitted inside the deployment's stop_timeout (after which stackcrate kills).
-    On SIGTERM, nova 2026.1's conductor, scheduler and compute stop taking new requests, then sleep
-    manager_shutdown_timeout (160 s by default) for what is in progress to finish, then clean up (nova-compute:
-    cleanup_host); oslo.service exits at graceful_shutdown_timeout (nova's default 180 s) whatever is left. With
-    those defaults every stop waited out stackcrate's deadline and killed them in their sleep, before their
-    clean-up. Here nova exits by itself a second before the deadline, and its managers leave 20 s of it (half,
-    when shorter) for the clean-up: stop_timeout 180 gives nova's own defaults back. (Older nova has no
-    manager_shutdown_timeout and ignores it.)"""
-    whole = max(1, int(stop_timeout) - 1)
-    return {"graceful_shutdown_timeout": whole, "manager_shutdown_timeout": whole - min(20, (whole + 1) // 2)}
+    """nova's graceful shutdown fitted inside the deployment's stop_timeout, stackcrate's one bound for every
+    process (SIGKILL after it). On SIGTERM, nova 2026.1's conductor, scheduler and compute stop taking new
+    requests, sleep manager_shutdown_timeout (160 s by default) for what is in progress, then stop the rest
+    (RPC servers, nova-compute's clean-up: 1-4 s here); with those defaults every stop killed them in their
+    sleep. The sleep here leaves the rest 20 s of stop_timeout, or half of it and a second when that is shorter
+    (10 s: 4 s of sleep; 180 s: nova's own 160). oslo.service's own limit, graceful_shutdown_timeout, goes past
+    stop_timeout so that it never cuts a shutdown first: it exits with status 1, which a container engine
+    reports as a failure, where SIGKILL reads as stopped. (Older nova has no manager_shutdown_timeout.)"""
+    return {"graceful_shutdown_timeout": int(stop_timeout) + 10,
+            "manager_shutdown_timeout": max(0, int(stop_timeout - min(20, stop_timeout / 2 + 1)))}
 
 
 def horizon_settings(lay: Layout) -> dict[str, object]:

@@ -101,7 +101,7 @@ def program_section(p: ProcessDef, d: Deployment, priority: int) -> str:
         f"startsecs={p.settle}",      # ... and one that dies sooner than this counts as a failed start,
         "startretries=5",             # retried with a growing pause (1, 2, 3 ... s), then given up (FATAL)
         "stopsignal=TERM",
-        f"stopwaitsecs={int(d.config.stop_timeout)}",  # then SIGKILL (nova ignores SIGTERM for long)
+        f"stopwaitsecs={int(d.config.stop_timeout)}",  # then SIGKILL (nova sleeps part of it: configs.nova_shutdown)
         "stopasgroup=true",           # gunicorn's workers, rabbitmq's beam: the whole group goes
         "killasgroup=true",
         "umask=027",                  # files the services write (glance images, keys) are not world-readable

@@ -174,9 +174,9 @@ def deploy_dist(stackcrate, tmp_path_factory) -> Path:
     return Path(given) if given else tmp_path_factory.mktemp("deploy-dist") / "dist"
 
 
-# nova's workers do not finish a graceful stop (nova 33, oslo.service's threading backend: a worker's timers keep
-# it waiting after SIGTERM), so every stop waits stop_timeout for them before SIGKILL: 3 s in the tests, not the
-# example's 10 (about 15 stops and restarts in a run of the suite)
+# nova's conductor, scheduler and compute sleep part of stop_timeout on SIGTERM (configs.nova_shutdown: 4 s of
+# the example's 10) and neutron's gunicorn waits 5 s for its worker: 3 s in the tests, where nova sleeps none
+# (about 15 stops and restarts in a run of the suite); what outlasts it is killed
 STOP_TIMEOUT = 3
 
 

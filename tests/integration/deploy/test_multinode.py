@@ -6,7 +6,7 @@ registry.
 
 One cloud for the module (lab up, build, run), checked by several tests; the last one removes it (rm --purge,
 lab down) and checks that nothing is left. nova's report interval is shortened (3 s, down after 15 s) so a stopped
-compute host is reported down within the test's time, and stop_timeout (3 s) since nova ignores SIGTERM.
+compute host is reported down within the test's time, and stop_timeout (3 s) to keep the stops short.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def cloud(stackcrate, deploy_dist, tmp_path_factory):
         conf.update(state_dir=str(root / "state"), artifacts=str(deploy_dist), manifest=str(copy_manifest(root)))
         c.artifacts = deploy_dist
         conf["overrides"]["nova"]["DEFAULT"].update(report_interval=3, service_down_time=15)
-        conf["stop_timeout"] = STOP_TIMEOUT  # nova's workers do not finish a graceful stop (conftest)
+        conf["stop_timeout"] = STOP_TIMEOUT  # short stops (conftest)
         (root / "configuration.yaml").write_text(yaml.safe_dump(conf))
         c.ok("build", timeout=3600)
         try:
