@@ -9,6 +9,7 @@ import os
 import pwd
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,13 +154,8 @@ def _copy_kept(lay: Layout, service: str, kept: Path) -> bool:
     False when the cache has none."""
     if not kept.is_dir():
         return False
-    target = lay.data(service) / SERVICES[service].made_files  # type: ignore[operator]
-    tmp = target.with_name(f".{target.name}.copy")
-    for old in (tmp, target):
-        if old.exists():
-            remove_tree(old)
-    _linked_tree(kept, tmp)
-    os.rename(tmp, target)
+    _replace(lay.data(service) / SERVICES[service].made_files,  # type: ignore[operator]
+             lambda tmp: _linked_tree(kept, tmp))
     return True
 
 
@@ -192,15 +188,20 @@ def _linked_tree(src: Path, dst: Path) -> None:
 def _own_files(made: Path) -> None:
     """made (a deployment's made_files), when any of its files is linked to a file of the cache, replaced by a
     copy of its own before commands write into it (e.g. compress run again on the files collectstatic made)."""
-    if not made.is_dir() or not any(p.stat(follow_symlinks=False).st_nlink > 1
-                                     for p in made.rglob("*") if p.is_file() and not p.is_symlink()):
-        return
-    tmp = made.with_name(f".{made.name}.copy")
+    if made.is_dir() and any(p.stat(follow_symlinks=False).st_nlink > 1
+                             for p in made.rglob("*") if p.is_file() and not p.is_symlink()):
+        _replace(made, lambda tmp: shutil.copytree(made, tmp, symlinks=True))
+
+
+def _replace(target: Path, fill: Callable[[Path], object]) -> None:
+    """target replaced by the folder fill(tmp) makes beside it (a leftover of an earlier try removed first)."""
+    tmp = target.with_name(f".{target.name}.copy")
     if tmp.exists():
         remove_tree(tmp)
-    shutil.copytree(made, tmp, symlinks=True)
-    remove_tree(made)
-    os.rename(tmp, made)
+    fill(tmp)
+    if target.exists():
+        remove_tree(target)
+    os.rename(tmp, target)
 
 
 def _table_exists(d: Deployment, name: str, runner: Runner) -> bool:

@@ -107,7 +107,8 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             # the fake driver that behaves like a real one-node driver: its node keeps one identity, which
             # nova-compute writes to <state_path>/compute_id at the first start and checks at every other
             "DEFAULT": {"compute_driver": "stackcrate_fake.FakeOVSDriver", "state_path": nv,
-                        "instances_path": nv / "instances", "my_ip": d.listen, "host": d.host},
+                        "instances_path": nv / "instances", "my_ip": d.listen, "host": d.host,
+                        **nova_shutdown(d.config.stop_timeout)},
                         # API workers: gunicorn's (processes.py)
             "wsgi": {"api_paste_config": lay.venv("nova") / "etc" / "nova" / "api-paste.ini"},
             # (a compute host of several has not their passwords: only nova-compute runs there, and it gets neither)
@@ -128,7 +129,6 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             "conductor": {"workers": 1},
             "cache": cache,
         }, common)
-        _merge(out["nova"], {"DEFAULT": nova_shutdown(d.config.stop_timeout)})
         if podman_api.enabled(d):  # instances as podman containers (drivers/nova-podman)
             _merge(out["nova"], podman_api.nova_options(d))
     if "horizon" in here:

@@ -218,7 +218,7 @@ def before_start(d: Deployment, sup: Manager, p: ProcessDef) -> None:
 
 
 def stop_names(d: Deployment, sup: Manager, names: list[str], t: Timer, verb: str = "Stopping") -> dict[str, str]:
-    """Stop these processes: OpenStack ones in parallel (nova's take most of the deadline: configs.nova_shutdown),
+    """Stop these processes: OpenStack ones in parallel (nova's sleep part of the deadline: configs.nova_shutdown),
     then backing ones one by one, in reverse start order."""
     order = [n for n in reversed(process_names(d)) if n in names]
     tier1 = [n for n in order if n not in backing.backing_names(d)]
