@@ -2,7 +2,8 @@
 they were built for, safely:
 
 - every artifact is checked (sha256, whole archive, members) before anything is written under the install root;
-- each venv is unpacked beside its place and renamed in (unpack.py);
+- each venv is unpacked beside its place and renamed in (unpack.py), as hard links to the same venv kept in
+  stackcrate's cache once it was unpacked there (kept_venvs.py): a deploy made anew does not unpack again;
 - an installed venv that differs from its artifact (rebuilt, modified, not installed by stackcrate) is replaced
   only when asked (`init --reinstall`), and never while a process runs from it;
 - the deployments using each venv are recorded beside it (installed.py): `rm --purge` removes only the venvs no
@@ -27,7 +28,7 @@ from .. import tools
 from ..cache import remove_tree, sha256_file
 from ..errors import StackcrateError
 from ..model.artifacts import Artifact, ArtifactIndex
-from . import debs, installed, inuse, unpack
+from . import debs, installed, inuse, kept_venvs, unpack
 from .checked import CheckedArtifacts, identity
 from .config import Deployment
 from .timer import Timer
@@ -275,9 +276,9 @@ def install(d: Deployment, t: Timer, reinstall: bool = False, root: Path = ROOT,
             together = together if len(together) > 1 else []
             for now in nows:
                 if now not in together:
-                    _apply(now, str(d.state), t)
+                    _apply(now, str(d.state), t, d.cache.root)
             if together:
-                _unpack_together(together, str(d.state), t)
+                _unpack_together(together, str(d.state), t, d.cache.root)
 
 
 def record_use(d: Deployment, root: Path = ROOT, also: list[Path] = ()) -> None:
@@ -286,7 +287,7 @@ def record_use(d: Deployment, root: Path = ROOT, also: list[Path] = ()) -> None:
     _record_used(d.state, list(dict.fromkeys([*(target(a, root) for a in artifacts(d).values()), *also])))
 
 
-def _apply(p: Planned, me: str, t: Timer) -> None:
+def _apply(p: Planned, me: str, t: Timer, cache_root: Path) -> None:
     if p.artifact.format == "deb":  # dpkg's: no record of stackcrate's (rm --purge never removes them)
         if p.action == "keep" and p.why:
             t.ui.warn(f"{p.component}: {p.why}; kept as it is (`stackcrate deploy init --reinstall` puts back the "
@@ -308,14 +309,18 @@ def _apply(p: Planned, me: str, t: Timer) -> None:
         return
     with t.step(f"Installing {p.artifact.file} at {p.target}") as info:
         info["note"] = f"replaced: {p.why}" if p.action == "replace" else p.why
-        _record_installed(p, me, _place(p.file, p.artifact.install_path, p.artifact.sha256, p.target))
+        _record_installed(p, me, _place(p.file, p.artifact.install_path, p.artifact.sha256, p.target, cache_root))
 
 
-def _place(file: Path, install_path: str, sha256: str, target: Path) -> str:
-    """Unpack one venv as target, after removing what earlier installs that were killed left (the caller holds
-    the prefix's lock); its tree digest."""
+def _place(file: Path, install_path: str, sha256: str, target: Path, cache_root: Path) -> str:
+    """One venv installed as target, after removing what earlier installs that were killed left (the caller holds
+    the prefix's lock): linked from stackcrate's cache (kept_venvs), unpacked where that cannot be; its tree
+    digest."""
     for leftover in unpack.leftovers(target):
         remove_tree(leftover)
+    digest = kept_venvs.place(cache_root, file, install_path, sha256, target)
+    if digest is not None:
+        return digest
     unpack.unpack(file, install_path, sha256, target)
     return installed.tree_digest(target)
 
@@ -328,25 +333,26 @@ def _record_installed(p: Planned, me: str, tree: str) -> None:
         unlisted_users=bool(old and old.unlisted_users)))
 
 
-def _unpack_one(file: Path, install_path: str, sha256: str, target: Path) -> tuple[str, str | None, str | None]:
+def _unpack_one(file: Path, install_path: str, sha256: str, target: Path,
+                cache_root: Path) -> tuple[str, str | None, str | None]:
     """In a worker process: _place; ("ok", the tree digest, None) or ("error", message, hint)."""
     try:
-        return "ok", _place(file, install_path, sha256, target), None
+        return "ok", _place(file, install_path, sha256, target, cache_root), None
     except StackcrateError as exc:
         return "error", exc.message, exc.hint
 
 
-def _unpack_together(todo: list[Planned], me: str, t: Timer) -> None:
-    """Unpack several venvs at once, one worker process per core (each reads and hashes its archive, then GNU
-    tar and zstd unpack it); each record is written as its venv is in place. The first failure is the answer (the
-    venvs already in place stay: each is whole, and recorded)."""
+def _unpack_together(todo: list[Planned], me: str, t: Timer, cache_root: Path) -> None:
+    """Install several venvs at once, one worker process per core (each links its venv from the cache, or reads
+    and hashes its archive, then GNU tar and zstd unpack it); each record is written as its venv is in place.
+    The first failure is the answer (the venvs already in place stay: each is whole, and recorded)."""
     failure: StackcrateError | None = None
     with t.step(f"Installing {len(todo)} venvs together ({_workers(len(todo))} at a time): "
                 f"{', '.join(p.artifact.file for p in todo)}") as info:
         # the largest first: the last one unpacked alone leaves the other cores idle the shortest
         todo = sorted(todo, key=lambda p: p.file.stat().st_size, reverse=True)
-        unpacked = _in_workers(_unpack_one, [(p.file, p.artifact.install_path, p.artifact.sha256, p.target)
-                                             for p in todo])
+        unpacked = _in_workers(_unpack_one, [(p.file, p.artifact.install_path, p.artifact.sha256, p.target,
+                                              cache_root) for p in todo])
         for p, (outcome, digest, hint) in zip(todo, unpacked, strict=True):
             if outcome != "ok":
                 failure = failure or StackcrateError(str(digest), hint)

@@ -12,6 +12,7 @@ import hashlib
 import os
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..archive import BadArchive, read_tar_zst
@@ -54,24 +55,36 @@ def leftovers(target: Path) -> list[Path]:
 
 def unpack(path: Path, install_path: str, checked_sha256: str, target: Path) -> None:
     """Unpack the artifact at path as target, when its bytes are the ones check() passed for install_path (their
-    sha256 is checked_sha256): target appears whole or not at all; an existing target is replaced whole (the
-    caller made sure nothing runs from it) and its old tree removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    sha256 is checked_sha256): target appears whole or not at all (put_in_place)."""
     data = path.read_bytes()  # hashed and unpacked from memory: the file may change meanwhile, these bytes do not
     got = hashlib.sha256(data).hexdigest()
     if got != checked_sha256:
         raise bad_artifact(path, f"it changed after it was checked (sha256 {got}, {checked_sha256} expected)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+
+    def extracted(new: Path) -> None:
+        new.mkdir()
+        _extract(data, install_path, new)
+        os.chmod(new, 0o755)  # the venv's own folder (its member is one of those stripped)
+
     try:
-        _extract(data, install_path, tmp)
-        os.chmod(tmp, 0o755)  # the venv's own folder (its member is one of those stripped)
-        _rename_in(tmp, target)
+        put_in_place(target, extracted)
     except ToolFailed as exc:
         raise StackcrateError(f"could not install {path} at {target}: tar failed: {exc.stderr.strip()[-500:]}",
                               hint=f"nothing was changed at {target}; fix the cause (space, permissions) and run "
                                    "again") from None
+
+
+def put_in_place(target: Path, fill: Callable[[Path], object]) -> None:
+    """target as the folder fill(new) makes in a temporary folder beside it (same filesystem), renamed in only
+    once fill returned; an existing target is replaced whole (the caller made sure nothing runs from it) and its
+    old tree removed. Whatever happens, the temporary folder goes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        fill(tmp / "new")
+        _rename_in(tmp / "new", target)
     except OSError as exc:
-        raise StackcrateError(f"could not install {path} at {target}: {exc}",
+        raise StackcrateError(f"could not install {target}: {exc}",
                               hint=f"nothing was changed at {target}; fix the cause (space, permissions) and run "
                                    "again") from None
     finally:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import yaml
 import zstandard
 
 from stackcrate.archive import BadArchive, read_tar_zst, write_tar_zst
+from stackcrate.cache import Cache
 from stackcrate.deploy import install as inst
 from stackcrate.deploy import installed
 from stackcrate.deploy.config import Deployment
@@ -110,8 +113,9 @@ def dist(dep, tmp_path) -> Dist:
 
 
 @pytest.fixture
-def d(dep, dist) -> Deployment:
-    return Deployment(dep["services"], dep["config"])
+def d(dep, dist, tmp_path) -> Deployment:
+    # a cache of its own: the venvs kept there by another test would be linked instead of unpacked
+    return Deployment(dep["services"], dep["config"], cache=Cache(tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -436,6 +440,88 @@ def test_checked_artifacts_are_not_read_again_until_they_change(d, dist, root, t
     os.utime(dist.file("nova"))  # same bytes, but touched: read again (sha256 only: nova is installed)
     inst.prepare(d, root=root)
     assert reads == [dist.file("nova")]
+
+
+def counted_extractions(monkeypatch, log: Path) -> None:
+    """Each tar extraction logged to a file (the workers are forked processes) by its install path."""
+    real = inst.unpack._extract
+
+    def logged(data, install_path, dest):
+        with open(log, "a") as f:
+            f.write(f"{install_path}\n")
+        return real(data, install_path, dest)
+
+    monkeypatch.setattr(inst.unpack, "_extract", logged)
+
+
+def extractions(log: Path) -> list[str]:
+    return sorted(log.read_text().split()) if log.exists() else []
+
+
+def test_venvs_installed_again_are_linked_from_the_cache_without_unpacking(d, dist, root, t, tmp_path, monkeypatch):
+    log = tmp_path / "extractions.log"
+    counted_extractions(monkeypatch, log)
+    init_install(d, t, root=root)
+    assert extractions(log) == sorted(a.install_path for a in inst.artifacts(d).values())  # unpacked once each
+    before = listing(root)
+    for c in inst.artifacts(d):
+        shutil.rmtree(venv(root, c))  # as `rm --purge` leaves the install root
+    log.unlink()
+    init_install(d, t, root=root)
+    assert extractions(log) == []
+    nova_init = Path("lib/python3.11/site-packages/nova/__init__.py")
+    installed_file = venv(root, "nova") / nova_init
+    [kept] = (d.cache.root / "venvs").glob(f"*/*/tree/{nova_init}")
+    assert installed_file.stat().st_ino == kept.stat().st_ino  # one file, two names
+    assert {k: v[0::2] for k, v in listing(root).items()} == {k: v[0::2] for k, v in before.items()}
+    for c in inst.artifacts(d):  # each record's tree digest is the installed tree's
+        assert installed.read(venv(root, c)).tree == installed.tree_digest(venv(root, c))
+    assert temp_folders(root) == []
+
+
+def test_a_kept_venv_written_over_through_its_installed_links_is_unpacked_again(d, dist, root, t, tmp_path,
+                                                                                monkeypatch):
+    """A file of an installed venv written over in place (same size, as an editor keeping hard links does) is
+    also the cache's: that entry is not linked again, the artifact is unpacked instead."""
+    init_install(d, t, root=root)
+    init = venv(root, "keystone") / "lib" / "python3.11" / "site-packages" / "keystone" / "__init__.py"
+    original = init.read_text()
+    with open(init, "r+") as f:
+        f.write(original.replace("VERSION", "HOTFIX_"))
+    shutil.rmtree(venv(root, "keystone"))
+    log = tmp_path / "extractions.log"
+    counted_extractions(monkeypatch, log)
+    init_install(d, t, root=root)
+    assert init.read_text() == original
+    assert extractions(log) == [inst.artifacts(d)["keystone"].install_path]
+
+
+def test_a_rebuilt_artifact_replaces_the_kept_venv_of_its_install_path(d, dist, root, t):
+    def kept() -> dict[str, str]:  # install path's slot -> the artifact kept there
+        return {p.parent.name: p.name for p in (d.cache.root / "venvs").glob("*/*")}
+
+    init_install(d, t, root=root)
+    before, old = kept(), inst.artifacts(d)["glance"].sha256
+    assert sorted(before.values()) == sorted(a.sha256 for a in inst.artifacts(d).values())
+    dist.build("glance", extra="  # patched")
+    init_install(d, t, reinstall=True, root=root)
+    [slot] = [s for s, sha in before.items() if sha == old]
+    assert kept() == {**before, slot: inst.artifacts(d)["glance"].sha256} != before
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm, a filesystem of its own")
+def test_a_cache_on_another_filesystem_keeps_nothing_and_venvs_are_unpacked(dep, dist, root, t, tmp_path):
+    cache = Path(tempfile.mkdtemp(prefix="stackcrate-test-cache-", dir="/dev/shm"))
+    try:
+        assert os.stat(cache).st_dev != os.stat(tmp_path).st_dev
+        d = Deployment(dep["services"], dep["config"], cache=Cache(cache))
+        init_install(d, t, root=root)
+        assert not list((cache / "venvs").glob("*/*"))
+        python = venv(root, "nova") / "bin" / "nova-api"
+        assert python.stat().st_nlink == 1 and installed.read(venv(root, "nova")).tree == \
+            installed.tree_digest(venv(root, "nova"))
+    finally:
+        shutil.rmtree(cache)
 
 
 def test_an_artifact_artifacts_json_does_not_vouch_for_is_never_decompressed(d, dist, root, t, tmp_path, monkeypatch):
