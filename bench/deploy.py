@@ -6,13 +6,13 @@
 Uses examples/deploy (keystone, glance, placement, neutron with OVN, nova with the fake driver, horizon) on the
 local backend: builds its artifacts first (`deploy build`; quick with --cache naming a filled cache), then N times
 (default 2): `deploy rm --purge`, `deploy run`, `deploy verify`. The first run is the first deploy of these
-artifacts (each archive read whole under the member rules when it is installed, the dashboard's static files
-made from scratch, every database migrated; the later runs find those in stackcrate's cache: the new clouds' databases
-loaded from the schemas the first run kept); venvs another deployment installed are kept,
-and that run does not install them (its table says which). Prints each run's
-steps and totals with the targets (run <= 30 s, verify <= 15 s) and the core-seconds the machine was busy
-meanwhile (that work spread over every core is as fast as any order of it can be), writes DIR/deploy.json, and
-leaves nothing running. Needs root and the packages of the README's deploy section (MariaDB, RabbitMQ, OVN, ...).
+artifacts (each archive read whole under the member rules and unpacked, the dashboard's static files made from
+scratch, every database migrated; the later runs find those in stackcrate's cache: the venvs linked from the
+unpacked copies the first run kept, the new clouds' databases loaded from its schemas); venvs another deployment
+installed are kept, and that run does not install them (its table says which). Prints each run's steps and totals
+with the targets (run <= 30 s, verify <= 15 s) and the core-seconds the machine was busy meanwhile (that work
+spread over every core is as fast as any order of it can be), writes DIR/deploy.json, and leaves nothing running.
+Needs root and the packages of the README's deploy section (MariaDB, RabbitMQ, OVN, ...).
 """
 
 from __future__ import annotations
@@ -76,8 +76,12 @@ def main() -> None:
     built, _ = stackcrate(work, env, "build", timeout=7200)
     print(f"artifacts built in {built:.1f} s", flush=True)
     (cache / "artifacts-checked" / "artifacts-checked.json").unlink(missing_ok=True)  # a first deploy
-    for made in ("made-files", "schemas"):  # the dashboard's static files and the databases made from scratch
-        shutil.rmtree(cache / made, ignore_errors=True)
+    # the venvs unpacked from their archives, the dashboard's static files and the databases made from scratch
+    kept = [cache / made for made in ("venvs", "made-files", "schemas") if (cache / made).exists()]
+    for folder in kept:
+        shutil.rmtree(folder)
+    if kept:
+        time.sleep(INODES_AGE)
     runs = []
     try:
         for n in range(args.runs):

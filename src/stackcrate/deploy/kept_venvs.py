@@ -10,7 +10,9 @@ entry too, so an entry is used only when its tree still has the digest it was ke
 unpacked again from the artifact. Files written anew (Python's bytecode, pip, editors that rename) leave the
 entry as it was. Only the newest artifact of an install path is kept: a rebuilt version replaces its entry,
 which bounds the cache to what the install root itself holds. Where the cache is on another filesystem than
-the install root, nothing is kept and each install unpacks."""
+the install root, or its venvs/ folders are not the installing user's alone (writable by group or others: the
+digest is of sizes and times, which whoever can write a file can set back), nothing is kept and each install
+unpacks: what runs from the install root is then the checked artifact's, as without the cache."""
 
 from __future__ import annotations
 
@@ -29,17 +31,22 @@ def place(cache_root: Path, file: Path, install_path: str, sha256: str, target: 
     """target installed (unpack.put_in_place) as links to the kept entry of the artifact at file, which is made
     first from the artifact when none is kept or the one kept changed; the tree digest of what was installed.
     None, with nothing done, when files of the cache cannot be linked from target's folder (another filesystem,
-    another mount)."""
+    another mount), or when others than this user could change what the cache keeps."""
     cache = Cache(cache_root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not _linkable(cache, target.parent):
+    if not _linkable(cache, target):
         return None
     slot = cache.root / "venvs" / digest_of({"format": FORMAT, "install_path": install_path})[:24]
+    for folder in (slot.parent, slot):
+        folder.mkdir(mode=0o755, exist_ok=True)
+    if not _private(slot.parent, slot):
+        return None
     entry = slot / sha256
     with cache.locked(f"venvs/{slot.name}"):
         digest = _intact(entry)
         if digest is None:
             remove_tree(entry)
+            entry.mkdir(mode=0o755)
             unpack.unpack(file, install_path, sha256, entry / "tree")
             digest = installed.tree_digest(entry / "tree")
             _write_record(entry, {"install_path": install_path, "sha256": sha256, "tree": digest})
@@ -52,26 +59,35 @@ def place(cache_root: Path, file: Path, install_path: str, sha256: str, target: 
     return digest
 
 
-def _linkable(cache: Cache, folder: Path) -> bool:
-    """Whether a file of the cache can be linked into folder (a hard link fails across filesystems, and across
-    two mounts of one)."""
-    probe = cache.tempdir("link-probe-")
+def _private(*folders: Path) -> bool:
+    """Whether the folders are this user's and writable by no one else: the tree digest is of sizes and times,
+    which whoever can write a file can set back."""
+    return all(st.st_uid == os.geteuid() and not st.st_mode & 0o022 for st in map(os.stat, folders))
+
+
+def _linkable(cache: Cache, target: Path) -> bool:
+    """Whether a file of the cache can be linked beside target (a hard link fails across filesystems, and across
+    two mounts of one). The probe's name is one of target's leftovers (unpack.leftovers), should it stay."""
+    probe, beside = cache.tempdir("link-probe-"), target.with_name(f".{target.name}.tmp-link-probe")
     try:
         (probe / "f").touch()
-        os.link(probe / "f", folder / f".{probe.name}")
+        os.link(probe / "f", beside)
     except OSError:
         return False
     else:
-        os.unlink(folder / f".{probe.name}")
+        beside.unlink()
         return True
     finally:
         remove_tree(probe)
 
 
 def _intact(entry: Path) -> str | None:
-    """The entry's tree digest when its tree still has the one it was kept with; None otherwise."""
+    """The entry's tree digest when its tree still has the one it was kept with (and its folders are private);
+    None otherwise."""
     try:
         kept = json.loads((entry / RECORD).read_text())["tree"]
+        if not _private(entry, entry / "tree"):
+            return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return kept if installed.tree_digest(entry / "tree") == kept else None

@@ -509,6 +509,20 @@ def test_a_rebuilt_artifact_replaces_the_kept_venv_of_its_install_path(d, dist, 
     assert kept() == {**before, slot: inst.artifacts(d)["glance"].sha256} != before
 
 
+def test_kept_venvs_others_could_write_are_not_linked_and_venvs_are_unpacked(d, dist, root, t, tmp_path,
+                                                                             monkeypatch):
+    init_install(d, t, root=root)
+    venvs = d.cache.root / "venvs"
+    venvs.chmod(0o775)  # a group may now replace an entry's files with ones of the same sizes and times
+    for c in inst.artifacts(d):
+        shutil.rmtree(venv(root, c))
+    log = tmp_path / "extractions.log"
+    counted_extractions(monkeypatch, log)
+    init_install(d, t, root=root)
+    assert extractions(log) == sorted(a.install_path for a in inst.artifacts(d).values())
+    assert (venv(root, "nova") / "bin" / "nova-api").stat().st_nlink == 1
+
+
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm, a filesystem of its own")
 def test_a_cache_on_another_filesystem_keeps_nothing_and_venvs_are_unpacked(dep, dist, root, t, tmp_path):
     cache = Path(tempfile.mkdtemp(prefix="stackcrate-test-cache-", dir="/dev/shm"))
