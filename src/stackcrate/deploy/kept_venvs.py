@@ -8,8 +8,8 @@ digest of the venv as unpacked (installed.tree_digest: each entry's path, type, 
 the entry it came from share their files: a file written over in place in the venv (a hotfix) changes the
 entry too, so an entry is used only when its tree still has the digest it was kept with; otherwise it is
 unpacked again from the artifact. Files written anew (Python's bytecode, pip, editors that rename) leave the
-entry as it was. Only the newest artifact of an install path is kept: a rebuilt version replaces its entry,
-which bounds the cache to what the install root itself holds. Where the cache is on another filesystem than
+entry as it was. Only the artifact installed last at an install path is kept: a rebuilt version replaces its
+entry, which bounds the cache to what the install root itself holds. Where the cache is on another filesystem than
 the install root, or its venvs/ folders are not the installing user's alone (writable by group or others: the
 digest is of sizes and times, which whoever can write a file can set back), nothing is kept and each install
 unpacks: what runs from the install root is then the checked artifact's, as without the cache."""
