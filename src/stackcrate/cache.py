@@ -130,15 +130,16 @@ def file_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path | str, dst: Path | str, follow_symlinks: bool = True) -> None:
     """dst as a hard link to src (no bytes written twice), a copy where a link cannot be made (another
-    filesystem); a missing src raises FileNotFoundError either way."""
+    filesystem); a missing src raises FileNotFoundError either way. follow_symlinks=False: a symlink src is
+    linked (or copied) as the symlink itself."""
     try:
-        os.link(src, dst)
+        os.link(src, dst, follow_symlinks=follow_symlinks)
     except FileNotFoundError:
         raise
     except OSError:
-        shutil.copy2(src, dst)
+        shutil.copy2(src, dst, follow_symlinks=follow_symlinks)
 
 
 def linked_tree(src: Path, dst: Path) -> None:
@@ -152,10 +153,7 @@ def linked_tree(src: Path, dst: Path) -> None:
             if e.is_dir(follow_symlinks=False):
                 linked_tree(Path(e.path), Path(target))
                 continue
-            try:
-                os.link(e.path, target, follow_symlinks=False)
-            except OSError:
-                shutil.copy2(e.path, target, follow_symlinks=False)
+            link_or_copy(e.path, target, follow_symlinks=False)
     os.chmod(dst, os.stat(src).st_mode & 0o7777)
 
 
