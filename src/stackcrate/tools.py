@@ -241,6 +241,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def process_age(pid: int) -> float | None:
+    """Seconds since the process started, by the boot clock (setting the time of day moves neither end); None
+    when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks since boot
+        with open("/proc/uptime") as fh:
+            up = float(fh.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0.0, up - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 CLONE_NEWNET = 0x40000000
 
 

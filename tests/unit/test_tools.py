@@ -160,3 +160,19 @@ def test_output_of_streams_a_programs_output_and_fails_on_its_exit_status():
     with pytest.raises(tools.ToolFailed) as exc, tools.output_of(["sleep", "30"], timeout=0.5):
         pass
     assert "did not finish within" in str(exc.value)
+
+
+def test_process_age_counts_from_the_process_start_and_is_none_once_it_is_gone():
+    import subprocess
+
+    mine = tools.process_age(os.getpid())
+    time.sleep(0.3)
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        age, now_mine = tools.process_age(child.pid), tools.process_age(os.getpid())
+        assert age is not None and 0 <= age < 0.3  # started after the sleep (a fork and an exec ago)
+        assert mine is not None and now_mine >= mine + 0.3 - 0.01  # /proc's clocks count in 10 ms ticks
+    finally:
+        child.kill()
+        child.wait()
+    assert tools.process_age(child.pid) is None

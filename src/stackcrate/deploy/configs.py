@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+from ..errors import StackcrateError
 from . import ovn, podman_api
 from .layout import Layout
 from .openstack import SERVICES
@@ -143,6 +144,22 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
         # hashes read more: an override choosing one keeps keystone's limit.)
         out["keystone"]["identity"] = {"max_password_length": 72, **identity}
     return out
+
+
+def refuse_token_cache_without_crypto(lay: Layout) -> None:
+    """keystonemiddleware encrypts the tokens an API caches (Layout.authtoken) with `cryptography`, which not every
+    service requires (placement does not): in a venv without it, every request with a token would fail (HTTP
+    500). Checked in the venvs on this host."""
+    for service, sections in configs(lay).items():
+        if sections.get("keystone_authtoken", {}).get("memcache_security_strategy") != "ENCRYPT":
+            continue
+        venv = lay.venv(service)
+        if not any(venv.glob("lib/python3*/site-packages/cryptography-*.dist-info")):
+            component = lay.d.services.enabled()[service].component
+            raise StackcrateError(f"{component}'s venv ({venv}) has no cryptography, with which keystonemiddleware "
+                                  f"encrypts the tokens {service} caches in Memcached",
+                                  hint=f"add cryptography to {component}'s extra_requirements in the manifest, "
+                                  "then `stackcrate deploy build` and `stackcrate deploy init --reinstall`")
 
 
 def nova_shutdown(stop_timeout: float) -> dict[str, int]:

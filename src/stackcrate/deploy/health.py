@@ -10,7 +10,8 @@
 - the other APIs: an authenticated call that reads their database, sent to the process itself (not HAProxy);
 - the dashboard: its login page, rendered (templates and compressed static files in place);
 - nova's conductor, scheduler and compute: "up" in nova's service list *and* consuming their RPC queue (a
-  killed nova-compute stays "up" in the list for a minute; its queue consumer is gone at once).
+  killed nova-compute stays "up" in the list for a minute; its queue consumer is gone at once), and, given the
+  process, its record written since that process started (`since_start`).
 
 Each check has a time limit and says what it saw; `Checker` shares one token and one nova service list among
 the checks of one round.
@@ -23,13 +24,29 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from .. import tools
 from .config import Deployment
 from .processes import Health, ProcessDef
 
 TIMEOUT = 5.0  # seconds for any one probe
+# seconds a record's age may be off by: nova's times and the HTTP Date header are whole seconds (MariaDB's DATETIME
+# drops the fraction, or rounds it), and the two can be off by one each way
+CLOCK_GRAIN = 2.0
 HOST_NOT_PRIVILEGED = 1130  # MariaDB's answer before any user may connect from the address (a fresh datadir)
+
+
+@dataclass(frozen=True)
+class NovaServices:
+    """nova's service list as nova-api answered it, and when: the records' times are read against nova-api's
+    clock (its Date header: the conductor, which writes them, runs beside it), a process's age against this
+    host's, taken at the moment the list was asked for. So clocks set apart between hosts do not count."""
+
+    services: list[dict]
+    answered_at: datetime | None  # nova-api's Date header (None: it sent none, and this host's clock stands in)
+    asked: float                  # time.monotonic() when the list was asked for
 
 
 @dataclass(frozen=True)
@@ -241,7 +258,7 @@ class Checker:
         self._tokens = tokens or Tokens()
         self._lock = threading.Lock()
         self._token_error: str | None = None  # this round's: the next round asks keystone again
-        self._nova_services: list[dict] | None = None
+        self._nova_services: NovaServices | None = None
         self._amqp_error: str | None = None
 
     # ---------------------------------------------------------------- OpenStack APIs
@@ -288,7 +305,7 @@ class Checker:
                 self._tokens.forget(token)
             raise
 
-    def nova_services(self) -> list[dict] | None:
+    def nova_services(self) -> NovaServices | None:
         with self._lock:
             cached = self._nova_services
         if cached is not None:
@@ -296,12 +313,17 @@ class Checker:
         nova = self.d.services.enabled().get("nova")
         if nova is None:
             return None
+        asked = time.monotonic()
         try:
             r = self.api_get(f"http://{self.d.control}:{nova.backend_port}/v2.1/os-services")
         except tools.FetchFailed:
             return None
+        try:
+            answered_at = parsedate_to_datetime(r.headers["Date"])
+        except (KeyError, TypeError, ValueError):
+            answered_at = None
         with self._lock:
-            self._nova_services = r.json().get("services", [])
+            self._nova_services = NovaServices(r.json().get("services", []), answered_at, asked)
             return self._nova_services
 
     # ---------------------------------------------------------------- RabbitMQ
@@ -339,7 +361,9 @@ class Checker:
 
     # ---------------------------------------------------------------- one process
 
-    def check(self, p: ProcessDef) -> Verdict:
+    def check(self, p: ProcessDef, pid: int | None = None) -> Verdict:
+        """pid: the process's, when the caller knows it (nova's workers: their record must be written since it
+        started)."""
         h: Health = p.health
         host = self.d.listen
         try:
@@ -369,7 +393,7 @@ class Checker:
                 r = self.api_get(h.url)  # type: ignore[arg-type]
                 return Verdict(True, f"HTTP {r.status} on {h.url.split('/', 3)[-1]}")  # type: ignore[union-attr]
             if h.kind == "rpc":
-                return self.nova_worker(h)
+                return self.nova_worker(h, pid)
         except tools.FetchFailed as exc:
             return Verdict(False, _why(exc))
         except (OSError, EOFError) as exc:
@@ -378,18 +402,47 @@ class Checker:
             return Verdict(False, f"{type(exc).__name__}: {exc}")
         return Verdict(True, "running")
 
-    def nova_worker(self, h: Health) -> Verdict:
-        services = self.nova_services()
-        if services is None:
+    def nova_worker(self, h: Health, pid: int | None = None) -> Verdict:
+        listed = self.nova_services()
+        if listed is None:
             return Verdict(False, "cannot tell: nova-api does not answer")
-        mine = [s for s in services if s.get("binary") == h.binary and s.get("host") == h.host]
+        mine = [s for s in listed.services if s.get("binary") == h.binary and s.get("host") == h.host]
         if not mine:
             return Verdict(False, f"{h.binary} on {h.host} is not in nova's service list")
         if mine[0].get("state") != "up" or mine[0].get("status") != "enabled":
             return Verdict(False, f"{h.binary} is {mine[0].get('state')}/{mine[0].get('status')} in nova")
+        if pid is not None and (why := since_start(mine[0], listed, pid)):
+            return Verdict(False, why)
         rabbit = self.d.services.backing.rabbitmq.port
         rpc = self.amqp(rabbit, h.queue)
         return Verdict(rpc.ok, f"up, {rpc.detail}" if rpc.ok else rpc.detail)
+
+
+def since_start(record: dict, listed: NovaServices, pid: int) -> str | None:
+    """Why nova's record of a worker says nothing yet of the process `pid` (None: it does). nova counts a worker
+    up for service_down_time (60 s) after its last report, which may be the previous process's: after a stop and
+    a start within that minute, the new one consumes its queue at once, but reports first 5 s after it joined,
+    and through the conductor. Counted healthy meanwhile, it read "down" once that minute was over (a `status`
+    right after `start`) whenever its own report came late. A record never written since it was made (no
+    updated_at) and up was made within that minute: by this process, but for one that died within 5 s of
+    making it."""
+    updated = record.get("updated_at")
+    if not updated:
+        return None
+    age = tools.process_age(pid)
+    if age is None:
+        return f"process {pid} is gone"
+    age_then = age - (time.monotonic() - listed.asked)  # when nova-api was asked
+    try:
+        written = datetime.fromisoformat(updated)
+    except (TypeError, ValueError):
+        return f"nova's record of {record.get('binary')} has an unreadable updated_at: {updated!r}"
+    written = written if written.tzinfo else written.replace(tzinfo=UTC)  # nova's times are UTC
+    record_age = ((listed.answered_at or datetime.now(UTC)) - written).total_seconds()
+    if record_age + CLOCK_GRAIN <= age_then:
+        return None
+    return (f"{record.get('binary')} has not reported to nova since it started {age:.0f}s ago (nova's record of it "
+            f"is {max(0.0, record_age):.0f}s old)")
 
 
 def _why(exc: tools.FetchFailed) -> str:

@@ -80,5 +80,11 @@ class Layout:
         return {**out, "cafile": str(ca)} if ca else out
 
     def authtoken(self, user: str) -> dict[str, str]:
-        return dict(self.auth_section(user), www_authenticate_uri=self.public_url("keystone"),
-                    memcached_servers=self.memcache(), service_token_roles_required="true")
+        """keystonemiddleware's section. The tokens it validated are cached in memcached encrypted and signed with
+        the deployment's memcache_secret_key (ENCRYPT, as Kolla-Ansible sets it): in the clear, whoever reaches
+        memcached could read them, or plant the validation of a token keystone never issued. A compute host of
+        several has not the key, and serves no API."""
+        out = dict(self.auth_section(user), www_authenticate_uri=self.public_url("keystone"),
+                   memcached_servers=self.memcache(), service_token_roles_required="true")
+        key = self.secrets.get("memcache_secret_key")
+        return {**out, "memcache_security_strategy": "ENCRYPT", "memcache_secret_key": key} if key else out

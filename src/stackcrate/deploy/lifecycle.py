@@ -40,8 +40,11 @@ def layout(d: Deployment, values: dict[str, str] | None = None) -> Layout:
     """The deployment with its venvs (installed on the host, or inside the images of a container backend) and its
     secrets (the applied ones unless given)."""
     where = venvs(d) if d.backend == "local" else {c: a.install_path for c, a in artifacts(d, "oci").items()}
-    return Layout(d, where, values if values is not None else secrets.ensure(d.state, d.config.secrets,
-                                                                              secrets.needed(d.config.node.roles)))
+    lay = Layout(d, where, values if values is not None else secrets.ensure(d.state, d.config.secrets,
+                                                                             secrets.needed(d.config.node.roles)))
+    if d.backend == "local":
+        configs.refuse_token_cache_without_crypto(lay)
+    return lay
 
 
 
@@ -354,7 +357,7 @@ def status(d: Deployment) -> dict:
             if st.state not in STOPPED:
                 row["detail"] = st.description
         if row["state"] in ("running", "unsupervised") and p is not None:
-            v = checker.check(p)
+            v = checker.check(p, row["pid"])
             row.update(health="ok" if v.ok else "failing", detail=v.detail, version=v.version)
         if st is not None and st.restarts is not None:
             row["restarts"] = st.restarts

@@ -72,7 +72,7 @@ def wait_healthy(d: Deployment, sup: Manager, p: ProcessDef, values: dict[str, s
         # STARTING too: supervisord calls it RUNNING only after `settle` seconds, but a process that already
         # passes its health check serves (and supervisord still restarts it if it dies)
         if st.state in ("RUNNING", "STARTING"):
-            verdict = Checker(d, values, login_optional, tokens).check(p)
+            verdict = Checker(d, values, login_optional, tokens).check(p, st.pid)
             if verdict.ok:
                 return verdict
         if time.monotonic() > deadline:
@@ -125,7 +125,8 @@ def start_processes(d: Deployment, sup: Manager, plist: list[ProcessDef], values
 
     def serving(p: ProcessDef) -> bool:
         st = states.get(p.name)
-        return st is not None and st.state == "RUNNING" and Checker(d, values, login_optional, tokens).check(p).ok
+        return (st is not None and st.state == "RUNNING"
+                and Checker(d, values, login_optional, tokens).check(p, st.pid).ok)
 
     def launch(p: ProcessDef) -> None:
         if gate is not None:

@@ -9,11 +9,13 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pytest
 import yaml
@@ -223,6 +225,32 @@ def test_a_server_on_a_tenant_network_is_bound_by_ovn_and_keeps_its_binding_when
     assert dev not in links(netns_of(running))  # unplugged when the server went
 
 
+def memcached(port: int, command: str) -> bytes:
+    """memcached's whole answer to one text-protocol command (up to its END line)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(command.encode() + b"\r\n")
+        answer = b""
+        while not answer.endswith(b"END\r\n"):
+            chunk = s.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    return answer
+
+
+def test_the_apis_cache_the_tokens_they_validated_in_memcached_encrypted(running):
+    """keystonemiddleware caches keystone's answer for each token it validated: in the clear (JSON naming the
+    user, project and roles), whoever reaches memcached could read it, or plant one for a token never issued."""
+    client(running)("server", "list")  # nova validates the client's token (and so caches it)
+    port = running.services["backing"]["memcached"]["port"]
+    keys = [unquote(line.split()[0].removeprefix(b"key=").decode())
+            for line in memcached(port, "lru_crawler metadump all").splitlines() if line.startswith(b"key=")]
+    tokens = [k for k in keys if k.startswith("tokens/")]
+    assert tokens, keys
+    for key in tokens:
+        value = memcached(port, f"get {key}")
+        assert b"expires_at" not in value and b'"roles"' not in value, value[:300]
+
+
 def test_every_catalog_endpoint_goes_through_haproxy_which_logs_each_request(running):
     endpoints = client(running)("endpoint", "list")  # the real openstack client, as `deploy verify` runs it
     assert {e["Service Name"] for e in endpoints} == {"keystone", "glance", "placement", "nova", "neutron"}
@@ -299,7 +327,13 @@ def test_stop_closes_every_port_and_start_keeps_the_data_and_builds_servers_at_o
     assert not any(port_open(p) for p in ports)
     res = running.sc("verify")
     assert res.returncode == 2 and f"the deployment in {running.state} is not running" in res.stderr, res.stderr
+    began = datetime.now(UTC).replace(microsecond=0, tzinfo=None)  # nova's times: UTC, whole seconds
     running.ok("start")
+    # each nova worker counted healthy on a report of its own: up on the one its process before sent, a worker
+    # whose own report came late read "down" once nova's down time (60 s) since that one was over
+    reported = {s["Binary"]: datetime.fromisoformat(s["Updated At"]) for s in os_("compute", "service", "list")}
+    assert set(reported) == {"nova-conductor", "nova-scheduler", "nova-compute"}
+    assert all(when >= began for when in reported.values()), (began, reported)
     # the network, the server and its port as they were: the port ACTIVE again on the chassis
     assert os_("server", "show", made["server"]["id"])["addresses"] == made["server"]["addresses"]
     wait_for(lambda: os_("port", "show", made["port"]["id"])["status"] == "ACTIVE", 60, "the kept port ACTIVE", 1)

@@ -7,8 +7,9 @@ import stat
 import pytest
 import yaml
 
-from stackcrate.deploy import backing, secrets
+from stackcrate.deploy import backing, configs, secrets
 from stackcrate.deploy.config import Deployment
+from stackcrate.deploy.layout import Layout
 from stackcrate.errors import StackcrateError
 
 
@@ -216,3 +217,35 @@ def test_a_missing_ovn_program_is_named_with_its_package(dep, monkeypatch):
         backing.check_programs(load(dep))
     text = exc.value.render()
     assert "'ovn-controller' is not installed" in text and "apt-get install ovn-host" in text
+
+
+def test_every_api_caches_the_tokens_it_validated_encrypted_with_the_deployments_key(dep):
+    d = Deployment(dep["services"], dep["config"])
+    values = {n: f"value-of-{n}" for n in secrets.NAMES}
+    lay = Layout(d, {s.component: f"/opt/openstack/{s.component}-1" for s in d.services.enabled().values()}, values)
+    sections = {svc: conf["keystone_authtoken"] for svc, conf in configs.configs(lay).items()
+                if "keystone_authtoken" in conf}
+    assert set(sections) == {"glance", "placement", "nova", "neutron"}
+    for section in sections.values():
+        assert section["memcached_servers"] and section["memcache_security_strategy"] == "ENCRYPT"
+        assert section["memcache_secret_key"] == "value-of-memcache_secret_key"
+    # a compute host of several has not the key (it serves no API): no strategy it could not follow
+    compute = Layout(d, lay.venvs, {n: values[n] for n in secrets.COMPUTE_HOST})
+    assert "memcache_security_strategy" not in compute.authtoken("nova")
+
+
+def test_a_venv_that_cannot_encrypt_the_token_cache_is_refused_naming_the_component_and_the_fix(dep, tmp_path):
+    d = Deployment(dep["services"], dep["config"])
+    venvs = {s.component: tmp_path / f"{s.component}-1" for s in d.services.enabled().values()}
+    for component, venv in venvs.items():
+        if component != "openstack-placement":
+            (venv / "lib" / "python3.11" / "site-packages" / "cryptography-43.0.3.dist-info").mkdir(parents=True)
+    lay = Layout(d, {c: str(v) for c, v in venvs.items()}, dict.fromkeys(secrets.NAMES, "x" * 20))
+    with pytest.raises(StackcrateError) as exc:
+        configs.refuse_token_cache_without_crypto(lay)
+    text = exc.value.render()
+    assert "openstack-placement's venv" in text and "has no cryptography" in text
+    assert "add cryptography to openstack-placement's extra_requirements" in text
+    (venvs["openstack-placement"] / "lib" / "python3.11" / "site-packages" / "cryptography-43.dist-info").mkdir(
+        parents=True)
+    configs.refuse_token_cache_without_crypto(lay)  # every venv can

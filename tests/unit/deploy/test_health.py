@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -225,8 +227,61 @@ def test_a_nova_worker_missing_or_down_in_the_service_list_is_not_healthy(dep, m
     p = ProcessDef("nova-compute", "service", "/x", (), health=compute)
     monkeypatch.setattr(checker, "nova_services", lambda: None)
     assert checker.check(p).detail == "cannot tell: nova-api does not answer"
-    monkeypatch.setattr(checker, "nova_services", lambda: [{"binary": "nova-conductor", "host": "stackcrate"}])
+    monkeypatch.setattr(checker, "nova_services", lambda: listed({"binary": "nova-conductor", "host": "stackcrate"}))
     assert checker.check(p).detail == "nova-compute on stackcrate is not in nova's service list"
-    monkeypatch.setattr(checker, "nova_services", lambda: [
-        {"binary": "nova-compute", "host": "stackcrate", "state": "down", "status": "enabled"}])
+    monkeypatch.setattr(checker, "nova_services", lambda: listed(
+        {"binary": "nova-compute", "host": "stackcrate", "state": "down", "status": "enabled"}))
     assert checker.check(p).detail == "nova-compute is down/enabled in nova"
+
+
+def listed(*records: dict, answered_at: datetime | None = None) -> health.NovaServices:
+    """nova-api's service list, answered now (by its Date header: answered_at)."""
+    return health.NovaServices(list(records), answered_at, time.monotonic())
+
+
+def compute_record(written: datetime | None) -> dict:
+    return {"binary": "nova-compute", "host": "stackcrate", "state": "up", "status": "enabled",
+            "updated_at": written.replace(tzinfo=None).isoformat(timespec="microseconds") if written else None}
+
+
+def test_a_nova_worker_up_on_the_report_of_the_process_before_it_is_not_healthy(dep, monkeypatch):
+    """After a stop and a start within nova's down time, the record is "up" on the last report of the process
+    before: the new one (30 s old here) is not counted until a report of its own is written."""
+    d = Deployment(dep["services"], dep["config"])
+    checker = health.Checker(d, {})
+    p = ProcessDef("nova-compute", "service", "/x", (),
+                   health=Health("rpc", queue="compute.stackcrate", binary="nova-compute", host="stackcrate"))
+    monkeypatch.setattr(health.tools, "process_age", lambda pid: 30.0)
+    now = datetime.now(UTC)
+    monkeypatch.setattr(checker, "nova_services", lambda: listed(compute_record(now - timedelta(seconds=45)),
+                                                                  answered_at=now))
+    assert checker.check(p, 4242).detail == ("nova-compute has not reported to nova since it started 30s ago "
+                                            "(nova's record of it is 45s old)")
+    assert not checker.check(p, 4242).ok
+
+
+@pytest.mark.parametrize(("record_age", "own"), [(45, False), (28.5, False), (27, True), (0, True), (None, True)])
+def test_a_record_counts_as_the_process_own_only_when_written_whole_seconds_after_it_started(
+        monkeypatch, record_age, own):
+    """30 s after the process started: a record 28.5 s old may be a report from just before it (nova's times and
+    the Date header are whole seconds); one never written since it was made (no updated_at) is its own."""
+    monkeypatch.setattr(health.tools, "process_age", lambda pid: 30.0)
+    now = datetime.now(UTC)
+    record = compute_record(None if record_age is None else now - timedelta(seconds=record_age))
+    assert (health.since_start(record, listed(record, answered_at=now), 4242) is None) is own
+
+
+def test_a_records_age_is_read_by_nova_apis_clock_not_this_hosts(monkeypatch):
+    """A control host whose clock is an hour ahead of this one: its Date header and the record's time are on its
+    clock, the process's age on this host's."""
+    monkeypatch.setattr(health.tools, "process_age", lambda pid: 30.0)
+    there = datetime.now(UTC) + timedelta(hours=1)
+    fresh, stale = compute_record(there - timedelta(seconds=10)), compute_record(there - timedelta(seconds=40))
+    assert health.since_start(fresh, listed(fresh, answered_at=there), 4242) is None
+    assert "has not reported" in health.since_start(stale, listed(stale, answered_at=there), 4242)
+
+
+def test_a_record_of_a_process_that_is_gone_is_not_its_own(monkeypatch):
+    monkeypatch.setattr(health.tools, "process_age", lambda pid: None)
+    record = compute_record(datetime.now(UTC))
+    assert health.since_start(record, listed(record), 4242) == "process 4242 is gone"
