@@ -232,11 +232,17 @@ def run_streaming(argv: Sequence[str | Path], *, on_line: Callable[[str], None],
     return proc.returncode
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name, which may hold spaces and parentheses itself: [0] is
+    field 3 (the state)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()
+
+
 def alive(pid: int) -> bool:
     """The process runs: it exists and is not a zombie waiting for its parent to reap it."""
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        return _stat_fields(pid)[0] != "Z"
     except (OSError, IndexError):
         return False
 
@@ -245,8 +251,7 @@ def process_age(pid: int) -> float | None:
     """Seconds since the process started, by the boot clock (setting the time of day moves neither end); None
     when it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks since boot
+        ticks = int(_stat_fields(pid)[19])  # field 22, starttime, in clock ticks since boot
         with open("/proc/uptime") as fh:
             up = float(fh.read().split()[0])
     except (OSError, IndexError, ValueError):

@@ -184,8 +184,7 @@ def _own_files(made: Path) -> None:
 def _replace(target: Path, fill: Callable[[Path], object]) -> None:
     """target replaced whole by the folder fill(new) makes beside it, as a venv is (unpack.put_in_place), after
     removing what an earlier try that was killed left there."""
-    for leftover in unpack.leftovers(target):
-        remove_tree(leftover)
+    unpack.remove_leftovers(target)
     unpack.put_in_place(target, fill)
 
 

@@ -316,8 +316,7 @@ def _place(file: Path, install_path: str, sha256: str, target: Path, cache_root:
     """One venv installed as target, after removing what earlier installs that were killed left (the caller holds
     the prefix's lock): linked from stackcrate's cache (kept_venvs), unpacked where that cannot be; its tree
     digest."""
-    for leftover in unpack.leftovers(target):
-        remove_tree(leftover)
+    unpack.remove_leftovers(target)
     digest = kept_venvs.place(cache_root, file, install_path, sha256, target)
     if digest is not None:
         return digest

@@ -48,9 +48,11 @@ def check(path: Path, install_path: str) -> str:
     return sha
 
 
-def leftovers(target: Path) -> list[Path]:
-    """Temporary folders of target's earlier installs that were killed before they could clean up."""
-    return sorted(target.parent.glob(f".{target.name}.tmp-*"))
+def remove_leftovers(target: Path) -> None:
+    """Remove the temporary folders of target's earlier installs that were killed before they could clean up
+    (only while no other install of target runs: the caller holds its lock)."""
+    for leftover in sorted(target.parent.glob(f".{target.name}.tmp-*")):
+        remove_tree(leftover)
 
 
 def unpack(path: Path, install_path: str, checked_sha256: str, target: Path) -> None:
