@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
@@ -56,7 +57,8 @@ class UI:
             err.print(text)
 
     def warn(self, text: str) -> None:
-        err.print(f"[yellow]warning:[/] {text}")
+        # text is never markup: a config section ("[DEFAULT]") or a tool's output would be taken for a style tag
+        err.print(f"[yellow]warning:[/] {escape(text)}")
 
     def result(self, data: Any, text: str | None = None) -> None:
         if self.as_json:

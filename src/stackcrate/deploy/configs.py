@@ -8,6 +8,8 @@ import os
 import socket
 from pathlib import Path
 
+from packaging.version import Version
+
 from ..errors import StackcrateError
 from . import ovn, podman_api
 from .layout import Layout
@@ -87,8 +89,8 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
         out["neutron"] = _merge({
             # ML2/OVN: tenant networks are Geneve networks OVN implements (DHCP native, security groups as ACLs,
             # routers as OVN logical routers); ports bind to the chassis of the compute host
+            # (its paste pipeline, api-paste.ini by default, is found beside the venv's own config file: openstack.py)
             "DEFAULT": {"core_plugin": "ml2", "service_plugins": "ovn-router", "auth_strategy": "keystone",
-                        "api_paste_config": lay.venv("neutron") / "etc" / "neutron" / "api-paste.ini",
                         "notify_nova_on_port_status_changes": "nova" in enabled,
                         "notify_nova_on_port_data_changes": "nova" in enabled},
             "database": {"connection": lay.db_url("neutron")},
@@ -117,7 +119,8 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
                 "database": {"connection": lay.db_url("nova", "nova")}} if d.has("control") else {}),
             "keystone_authtoken": lay.authtoken("nova"),
             "placement": lay.auth_section("placement"),
-            "glance": {"api_servers": lay.public_url("glance"),
+            # keystoneauth's adapter option (api_servers is deprecated for removal): nova asks there, not the catalog
+            "glance": {"endpoint_override": lay.public_url("glance"),
                        **({"cafile": str(lay.ca_file())} if lay.ca_file() else {})},
             "neutron": lay.auth_section("neutron"),
             # only authenticates (no endpoint to find): nova registers no region_name here
@@ -134,6 +137,8 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
             _merge(out["nova"], podman_api.nova_options(d))
     if "horizon" in here:
         out["horizon"] = {"local_settings": horizon_settings(lay)}
+    for service, sections in out.items():
+        _by_release_names(lay, service, sections, d.config.overrides.get(service, {}))
     for service, extra in d.config.overrides.items():
         if service in out:
             _merge(out[service], extra)
@@ -144,6 +149,19 @@ def configs(lay: Layout) -> dict[str, dict[str, dict[str, object]]]:
         # hashes read more: an override choosing one keeps keystone's limit.)
         out["keystone"]["identity"] = {"max_password_length": 72, **identity}
     return out
+
+
+def _by_release_names(lay: Layout, service: str, sections: dict[str, dict], overrides: dict[str, dict]) -> None:
+    """Write the options the service renamed (openstack.py) by the name its release reads as its own: the old one
+    works in every release but logs a deprecation at each start in the newer ones. A release not known keeps the
+    old name. An override of the old name keeps it too (the override replaces stackcrate's value: written under
+    the new name, it would be read in place of the override's)."""
+    release = lay.release(service)
+    for r in SERVICES[service].renamed:
+        options = sections.get(r.section, {})
+        if (r.old in options and release is not None and release >= Version(r.since).release
+                and r.old not in overrides.get(r.section, {})):
+            sections[r.section] = {r.new if k == r.old else k: v for k, v in options.items()}
 
 
 def refuse_token_cache_without_crypto(lay: Layout) -> None:

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from .config import Deployment
 from .openstack import SERVICES, Process, ServiceSpec
 
 
 class Layout:
-    """A deployment with its installed venvs (component -> install path) and its secrets."""
+    """A deployment with its installed venvs (component -> install path), its secrets, and the components' versions
+    where known (component -> version: the artifacts')."""
 
-    def __init__(self, d: Deployment, venvs: dict[str, str], secrets: dict[str, str]):
-        self.d, self.venvs, self.secrets = d, venvs, secrets
+    def __init__(self, d: Deployment, venvs: dict[str, str], secrets: dict[str, str],
+                 versions: dict[str, str] | None = None):
+        self.d, self.venvs, self.secrets, self.versions = d, venvs, secrets, versions or {}
+
+    def release(self, service: str) -> tuple[int, ...] | None:
+        """The release numbers of the service's component (28.0.2 -> (28, 0, 2)); None when not known."""
+        version = self.versions.get(self.d.services.enabled()[service].component)
+        try:
+            return Version(version).release if version else None
+        except InvalidVersion:
+            return None
 
     def spec(self, service: str) -> ServiceSpec:
         return SERVICES[service]

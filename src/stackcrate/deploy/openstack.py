@@ -46,6 +46,18 @@ class Sql:
 
 
 @dataclass(frozen=True)
+class Renamed:
+    """An option the service renamed: releases from `since` on read `new` and log a deprecation at every start
+    when the file says `old`; older ones know only `old`. stackcrate writes the name the installed release reads
+    as its own (configs.py)."""
+
+    section: str
+    old: str
+    new: str
+    since: str  # the first release (of the service's component) with `new`
+
+
+@dataclass(frozen=True)
 class Probe:
     """How to tell a process serves (health.py runs it): "token" (keystone issues one), "api" (an authenticated
     GET of `path` on the process's own port, which reads its database), "page" (a GET of `path` answers 200 with
@@ -126,6 +138,7 @@ class ServiceSpec:
     # settings alone (the dashboard's static files): kept in stackcrate's cache under their stamps, and linked
     # from there when the same venv and settings come again (a deployment made anew, a rollback)
     made_files: str | None = None
+    renamed: tuple[Renamed, ...] = ()        # options stackcrate writes that the service renamed
 
 
 def _cmd(program: str, *args: str, ok_exit: tuple[int, ...] = (0,), env: tuple = (),
@@ -201,8 +214,13 @@ NEUTRON = ServiceSpec(
     # neutron's get_ports reads Port.port_forwardings, a backref that only exists once SQLAlchemy has configured
     # the mappers; neutron-server's own start-up triggers that, loading the WSGI app alone does not.
     wsgi_after_import=("from sqlalchemy import orm", "orm.configure_mappers()"),
+    # neutron's API finds its paste pipeline by the default name (api-paste.ini) in the folders of its config
+    # files (oslo.config's find_file): the venv's own one, given first, puts the venv's etc/neutron among them
+    # ([DEFAULT] api_paste_config, which would name it, is deprecated for removal with oslo.service's WSGI server)
+    venv_config_files=("etc/neutron/api-paste.ini",),
     data_dirs=("locks",),
     upgrade_check=_cmd("neutron-status", "upgrade", "check", ok_exit=(0, 1)),
+    renamed=(Renamed("ml2", "tenant_network_types", "project_network_types", since="28.0.0"),),  # 2026.1
 )
 
 # nova's URL templates ({{...}}: braces for nova to fill, not placeholders of ours)

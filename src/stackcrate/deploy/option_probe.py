@@ -5,8 +5,9 @@ Only the standard library, oslo.config and keystoneauth1 (both in every OpenStac
 
 stdin:  {"sections": {section: {option: value as the ini file holds it, or null: do not check it}},
          "aliases": {section: the group whose options it takes}}
-stdout: {"problems": [{"section", "option" (null for a section), "kind": "section"|"option"|"value",
-                       "reason", "type", "secret", "known": [the names it could have meant]}],
+stdout: {"problems": [{"section", "option" (null for a section),
+                       "kind": "section"|"option"|"value"|"deprecated" (the service still takes it, and warns),
+                       "reason", "type", "secret", "known": [the names it could have meant, or the one to use]}],
          "unloadable": {entry point: why its options could not be listed}}
 """
 
@@ -24,11 +25,20 @@ def normal(section):
     return section if section == "DEFAULT" else section.lower()
 
 
+class Alias:
+    """A deprecated name of opt: oslo.config still reads it, and logs a warning naming [group] opt.dest."""
+
+    def __init__(self, opt, group):
+        self.opt, self.group = opt, group
+
+
 def add(groups, group, opt):
-    """Index opt under every (section, key) a config file may set it by: its dest and its deprecated names."""
+    """Index opt under every (section, key) a config file may set it by: its dest, and its deprecated names as
+    Alias (an option's own name wins over another's deprecated one)."""
     groups.setdefault(group, {})[opt.dest] = opt
     for old in opt.deprecated_opts:
-        groups.setdefault(normal(old.group or group), {})[(old.name or opt.dest).replace("-", "_")] = opt
+        groups.setdefault(normal(old.group or group), {}).setdefault((old.name or opt.dest).replace("-", "_"),
+                                                                     Alias(opt, group))
 
 
 def known_options():
@@ -60,8 +70,9 @@ def auth_plugin_options(plugin):
     for name in names:
         for opt in loading.get_auth_plugin_conf_options(name):
             out.setdefault(opt.dest, opt)
+        for opt in loading.get_auth_plugin_conf_options(name):  # after: no deprecated name hides an option's own
             for old in opt.deprecated_opts:
-                out.setdefault((old.name or opt.dest).replace("-", "_"), opt)
+                out.setdefault((old.name or opt.dest).replace("-", "_"), Alias(opt, None))
     return out
 
 
@@ -100,6 +111,19 @@ def problem(section, option, kind, known, reason="", opt=None):
             "secret": bool(getattr(opt, "secret", False))}
 
 
+def deprecation(section, option, found):
+    """The deprecated-name or deprecated-for-removal problem of setting [section] option, found by that key, or
+    None: the option is read, but the service logs a warning at every start and a later release drops it."""
+    if isinstance(found, Alias):
+        instead = f"[{found.group or section}] {found.opt.dest}"
+        return problem(section, option, "deprecated", [instead], f"a deprecated name of {instead}", found.opt)
+    if getattr(found, "deprecated_for_removal", False):
+        reason = " ".join((getattr(found, "deprecated_reason", None) or "").split())
+        return problem(section, option, "deprecated", (), f"deprecated for removal{': ' if reason else ''}{reason}",
+                       found)
+    return None
+
+
 def check(sections, aliases, groups):
     out = []
     for section, options in sections.items():
@@ -117,11 +141,14 @@ def check(sections, aliases, groups):
             for key, opt in auth_plugin_options(plugin).items():
                 known.setdefault(key, opt)
         for option, text in options.items():
-            opt = known.get(option)
+            found = known.get(option)
+            opt = found.opt if isinstance(found, Alias) else found
             if opt is None:
                 out.append(problem(section, option, "option", known))
             elif (why := value_problem(opt, text)) is not None:
                 out.append(problem(section, option, "value", (), why, opt))
+            elif (old := deprecation(section, option, found)) is not None:
+                out.append(old)
     return out
 
 

@@ -1,7 +1,8 @@
 """Config overrides (configuration.yaml `overrides:`) checked against each service's own oslo.config options
 before anything of the deployment is written or started: an unknown section, an unknown option or a value the
 option's type rejects is an error naming configuration.yaml's line and the field, never a service that
-crash-loops on it minutes later.
+crash-loops on it minutes later. An option the service deprecated (a former name, or one it will drop) is a
+warning naming the line and what to write instead: the service still reads it.
 
 Only the service's venv knows its options (they depend on the exact releases in it), so its own Python runs
 option_probe.py; the verdict is cached by the venv's artifact and the overrides, so a second `start` costs
@@ -59,7 +60,8 @@ class Problem:
     service: str
     section: str
     option: str | None        # None: the section itself is unknown
-    kind: str                 # "section", "option", "value", "not-scalar"; Django's: "setting", "not-literal"
+    kind: str                 # "section", "option", "value", "not-scalar", "deprecated" (a warning only);
+                              # Django's: "setting", "not-literal"
     value: Any = None
     reason: str = ""
     type: str | None = None
@@ -78,6 +80,10 @@ class Problem:
         if self.kind == "option":
             return (f"{self.service} has no option {self.option!r} in [{self.section}]"
                     f"{_did_you_mean(self.option or '', self.known)}")
+        if self.kind == "deprecated" and self.known:  # reason: "a deprecated name of [group] option"
+            return f"{self.service} reads it, but as {self.reason}: write that one instead"
+        if self.kind == "deprecated":  # reason: "deprecated for removal: why"
+            return f"{self.service} reads it, but it is {self.reason}"
         if self.kind == "setting":
             return f"{self.option!r} is not a Django setting's name (upper case letters, digits and _)"
         if self.kind == "not-literal":
@@ -174,7 +180,7 @@ def problems_of(req: Request, answer: dict, overrides: dict[str, dict[str, Any]]
     return out
 
 
-def error(problems: list[Problem], config_path: Path, unloadable: dict[str, str]) -> StackcrateError:
+def located(problems: list[Problem], config_path: Path) -> list[str]:
     """One line per problem: configuration.yaml:LINE: the field: what is wrong."""
     try:
         root = yaml.compose(config_path.read_text())
@@ -184,6 +190,11 @@ def error(problems: list[Problem], config_path: Path, unloadable: dict[str, str]
     for p in problems:
         line = node_line(root, tuple(p.field.split(".")))
         lines.append(f"{config_path}{f':{line}' if line else ''}: {p.field}: {p.message()}")
+    return lines
+
+
+def error(problems: list[Problem], config_path: Path, unloadable: dict[str, str]) -> StackcrateError:
+    lines = located(problems, config_path)
     hint = "fix or remove these overrides in the configuration file; nothing of the deployment was written"
     if unloadable:
         hint += (f" (the option lists of {', '.join(sorted(unloadable))} could not be loaded: their options count "
@@ -241,7 +252,9 @@ def check(d: Deployment, t: Timer, run: Runner = tools.run) -> None:
     for r, (answer, _) in zip(reqs, answers, strict=True):
         found = problems_of(r, answer, d.config.overrides[r.service])
         problems += found
-        if found:
+        if any(p.kind != "deprecated" for p in found):
             unloadable.update({f"{r.service}: {n}": why for n, why in answer.get("unloadable", {}).items()})
-    if problems:
-        raise error(problems, d.config_path, unloadable)
+    if refused := [p for p in problems if p.kind != "deprecated"]:
+        raise error(refused, d.config_path, unloadable)
+    for line in located([p for p in problems if p.kind == "deprecated"], d.config_path):
+        t.ui.warn(line)

@@ -11,11 +11,10 @@ import pytest
 import yaml
 
 from stackcrate.cache import Cache
-from stackcrate.deploy import options, secrets
+from stackcrate.deploy import lifecycle, options, secrets
 from stackcrate.deploy.config import Deployment
 from stackcrate.deploy.configs import configs
-from stackcrate.deploy.install import install, venvs
-from stackcrate.deploy.layout import Layout
+from stackcrate.deploy.install import install
 from stackcrate.deploy.timer import Timer
 from stackcrate.errors import StackcrateError
 from stackcrate.ui import UI
@@ -124,25 +123,33 @@ def real(deploy, tmp_path):
     return make
 
 
-def test_valid_overrides_are_accepted(real):
+def test_valid_overrides_are_accepted_and_a_deprecated_name_is_a_warning_naming_the_current_one(real, capsys):
     d = real({"nova": {"DEFAULT": {"debug": True}, "scheduler": {"max_attempts": 3},
                        # auth plugin options (registered at run time) and a deprecated name (memcache_servers)
                        "keystone_authtoken": {"password": "x", "auth_type": "password", "memcache_servers": "a:1"}},
               "glance": {"fs": {"filesystem_store_datadir": "/srv/images"}},
               "neutron": {"DEFAULT": {"api_workers": 2}, "database": {"max_retries": 5}},
               "keystone": {"token": {"expiration": 7200}, "Cache": {"enabled": "false"}}})
+    capsys.readouterr()
     options.check(d, Timer(UI(quiet=True)))
+    warned = "".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "".join("overrides.nova.keystone_authtoken.memcache_servers: nova reads it, but as a deprecated name of "
+                   "[keystone_authtoken] memcached_servers".split()) in warned
+    assert warned.count("warning:") == 1, warned
 
 
 @pytest.mark.parametrize("driver", ["fake", "podman"])
-def test_every_option_stackcrate_writes_is_known_to_its_service(real, driver):
+def test_every_option_stackcrate_writes_is_known_to_its_service_by_a_name_not_deprecated(real, driver, capsys):
     d = real({})
     d.config.compute_driver = driver  # podman: the driver's [podman] options (its oslo.config.opts entry point)
-    lay = Layout(d, venvs(d), dict.fromkeys(secrets.NAMES, "x"))
+    lay = lifecycle.layout(d, dict.fromkeys(secrets.NAMES, "x"))  # as run and start make it: with the releases
     d.config.overrides = {service: {section: {k: v if isinstance(v, (bool, int, str)) else str(v)
                                               for k, v in opts.items()} for section, opts in sections.items()}
                           for service, sections in configs(lay).items()}
+    capsys.readouterr()
     try:
         options.check(d, Timer(UI(quiet=True)))
     except StackcrateError as exc:
         pytest.fail(f"stackcrate writes options its services do not have:\n{exc}")
+    # a deprecated name or an option deprecated for removal: a warning in the service's log at every start
+    assert "warning:" not in (warned := capsys.readouterr().err), f"stackcrate writes deprecated options:\n{warned}"

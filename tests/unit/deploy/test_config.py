@@ -249,3 +249,31 @@ def test_a_venv_that_cannot_encrypt_the_token_cache_is_refused_naming_the_compon
     (venvs["openstack-placement"] / "lib" / "python3.11" / "site-packages" / "cryptography-43.dist-info").mkdir(
         parents=True)
     configs.refuse_token_cache_without_crypto(lay)  # every venv can
+
+
+@pytest.mark.parametrize("neutron, written", [
+    ("28.0.2", "project_network_types"),    # 2026.1 renamed it: the old name logs a deprecation at every start
+    ("28.1.0.dev4", "project_network_types"),
+    ("27.0.1", "tenant_network_types"),     # 2025.2 knows only the old name
+    (None, "tenant_network_types"),         # not known: the name every release reads
+])
+def test_an_option_the_service_renamed_is_written_by_the_name_its_release_reads(dep, neutron, written):
+    d = load(dep)
+    lay = Layout(d, {s.component: f"/opt/openstack/{s.component}-1" for s in d.services.enabled().values()},
+                 dict.fromkeys(secrets.NAMES, "x"), {"neutron": neutron} if neutron else {})
+    ml2 = configs.configs(lay)["neutron"]["ml2"]
+    assert ml2[written] == "geneve"
+    assert [k for k in ml2 if k.endswith("_network_types")] == [written]
+    assert list(ml2)[1] == written  # in its place in the section
+
+
+def test_an_override_of_a_renamed_options_old_name_is_the_value_the_service_reads(dep):
+    conf = yaml.safe_load(dep["config"].read_text())
+    conf["overrides"] = {"neutron": {"ml2": {"tenant_network_types": "vxlan"}}}
+    dep["config"].write_text(yaml.safe_dump(conf))
+    d = load(dep)
+    lay = Layout(d, {s.component: f"/opt/openstack/{s.component}-1" for s in d.services.enabled().values()},
+                 dict.fromkeys(secrets.NAMES, "x"), {"neutron": "28.0.2"})
+    ml2 = configs.configs(lay)["neutron"]["ml2"]
+    # under the new name, stackcrate's geneve would be read in place of the override's vxlan
+    assert [(k, v) for k, v in ml2.items() if k.endswith("_network_types")] == [("tenant_network_types", "vxlan")]

@@ -135,6 +135,38 @@ def test_every_problem_names_line_field_and_what_is_wrong_all_at_once(deployment
     assert "nothing of the deployment was written" in msg
 
 
+def test_a_deprecated_override_is_a_warning_naming_its_line_and_the_name_to_write(deployment, dep, capsys):
+    probe = FakeProbe([problem("keystone_authtoken", "memcache_servers", "deprecated",
+                               known=["[keystone_authtoken] memcached_servers"],
+                               reason="a deprecated name of [keystone_authtoken] memcached_servers"),
+                       problem("DEFAULT", "api_paste_config", "deprecated",
+                               reason="deprecated for removal: the WSGI server is gone")])
+    options.check(deployment({"nova": {"keystone_authtoken": {"memcache_servers": "a:1"},
+                                       "DEFAULT": {"api_paste_config": "/x"}}}), timer(), run=probe)
+    def squeezed(text: str) -> str:  # rich wraps long lines, anywhere
+        return "".join(text.split())
+
+    err = squeezed(capsys.readouterr().err)
+    text = dep["config"].read_text().splitlines()
+    line = next(i for i, ln in enumerate(text, 1) if "memcache_servers" in ln)
+    assert squeezed(f"warning: {dep['config']}:{line}: overrides.nova.keystone_authtoken.memcache_servers: nova "
+                    "reads it, but as a deprecated name of [keystone_authtoken] memcached_servers: write that one "
+                    "instead") in err
+    assert squeezed("overrides.nova.DEFAULT.api_paste_config: nova reads it, but it is deprecated for removal: the "
+                    "WSGI server is gone") in err
+
+
+def test_a_refusal_lists_the_refused_overrides_and_not_the_deprecated_ones(deployment):
+    probe = FakeProbe([problem("keystone_authtoken", "memcache_servers", "deprecated",
+                               known=["[keystone_authtoken] memcached_servers"], reason="a deprecated name of x"),
+                       problem("DEFAULT", "debgu", "option", known=["debug"])])
+    with pytest.raises(StackcrateError) as e:
+        options.check(deployment({"nova": {"keystone_authtoken": {"memcache_servers": "a:1"},
+                                           "DEFAULT": {"debgu": True}}}), timer(), run=probe)
+    assert "1 config override(s)" in str(e.value) and "debgu" in str(e.value)
+    assert "memcache_servers" not in str(e.value)
+
+
 def test_section_suggestions_ignore_case():
     p = options.Problem("nova", "default", None, "section", known=("DEFAULT", "database", "glance"))
     assert p.message() == "nova has no section [default]; did you mean [DEFAULT]?"
@@ -212,10 +244,12 @@ def test_service_not_installed(deployment, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- option_probe.py
 
-def opt(dest: str, kind=str, deprecated=(), secret=False):
-    """A stand-in for an oslo.config Opt: what option_probe.py reads of one."""
+def opt(dest: str, kind=str, deprecated=(), secret=False, removal: str | None = None):
+    """A stand-in for an oslo.config Opt: what option_probe.py reads of one (removal: the deprecated_reason of
+    an option deprecated for removal)."""
     return SimpleNamespace(dest=dest, type=kind, secret=secret,
-                           deprecated_opts=[SimpleNamespace(name=n, group=g) for n, g in deprecated])
+                           deprecated_opts=[SimpleNamespace(name=n, group=g) for n, g in deprecated],
+                           deprecated_for_removal=removal is not None, deprecated_reason=removal)
 
 
 def boolean(text: str) -> bool:
@@ -231,10 +265,29 @@ def groups(*entries) -> dict:
     return out
 
 
-def test_probe_knows_deprecated_names_and_groups():
+def test_probe_takes_deprecated_names_and_groups_and_names_the_option_to_write_instead():
     known = groups(("database", opt("connection", deprecated=[("sql_connection", "DEFAULT"), (None, "sql")])))
-    assert option_probe.check({"DEFAULT": {"sql_connection": "x"}, "SQL": {"connection": "x"},
-                               "Database": {"connection": "x"}}, {}, known) == []
+    found = option_probe.check({"DEFAULT": {"sql_connection": "x"}, "SQL": {"connection": "x"},
+                                "Database": {"connection": "x"}}, {}, known)
+    assert [(p["section"], p["option"], p["kind"], p["known"], p["reason"]) for p in found] == [
+        ("DEFAULT", "sql_connection", "deprecated", ["[database] connection"],
+         "a deprecated name of [database] connection"),
+        ("SQL", "connection", "deprecated", ["[database] connection"], "a deprecated name of [database] connection")]
+
+
+def test_probe_reports_an_option_deprecated_for_removal_with_its_reason():
+    known = groups(("DEFAULT", opt("api_paste_config", removal="The WSGI server\n  is gone.")), ("DEFAULT", opt("x")))
+    assert [(p["option"], p["kind"], p["reason"]) for p in option_probe.check(
+        {"DEFAULT": {"api_paste_config": "/p", "x": "1"}}, {}, known)] == [
+        ("api_paste_config", "deprecated", "deprecated for removal: The WSGI server is gone.")]
+
+
+def test_probe_takes_an_options_own_name_over_another_options_deprecated_one():
+    for order in ((("ml2", opt("tenant_network_types", deprecated=[("project_network_types", None)])),
+                   ("ml2", opt("project_network_types"))),
+                  (("ml2", opt("project_network_types")),
+                   ("ml2", opt("tenant_network_types", deprecated=[("project_network_types", None)])))):
+        assert option_probe.check({"ml2": {"project_network_types": "geneve"}}, {}, groups(*order)) == []
 
 
 def test_probe_reports_unknown_section_option_and_bad_value():

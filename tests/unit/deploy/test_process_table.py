@@ -11,6 +11,7 @@ import yaml
 
 from stackcrate.deploy import containers
 from stackcrate.deploy.config import Deployment
+from stackcrate.deploy.configs import configs
 from stackcrate.deploy.install import artifacts
 from stackcrate.deploy.layout import Layout
 from stackcrate.deploy.openstack import SERVICES, Command
@@ -86,6 +87,13 @@ def test_every_service_in_the_table_is_deployable_and_complete(dep):
     nova_api = next(p for p in procs if p.name == "nova-api")
     # nova's paste pipeline comes first: it is read from the first config file
     assert nova_api.env["OS_NOVA_CONFIG_FILES"].split(";")[0].endswith("/etc/nova/api-paste.ini")
+    # neutron's is found by its default name beside a config file: the venv's, not one the deprecated
+    # [DEFAULT] api_paste_config names
+    neutron = next(p for p in procs if p.name == "neutron")
+    assert neutron.env["OS_NEUTRON_CONFIG_FILES"].split(";") == [
+        str(lay.venv("neutron") / "etc" / "neutron" / "api-paste.ini"), "neutron.conf"]
+    written = Layout(d, lay.venvs, dict.fromkeys(SECRETS, "x"))
+    assert "api_paste_config" not in configs(written)["neutron"]["DEFAULT"]
     compute = next(p for p in procs if p.name == "nova-compute")
     # run through the launcher that puts stackcrate's driver module into nova.virt
     assert compute.program.endswith("/bin/python3") and not compute.ports
