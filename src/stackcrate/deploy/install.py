@@ -448,11 +448,11 @@ def remove_trees(paths: list[Path], at_once: int = 4, timeout: float = 1800) -> 
         list(pool.map(one, paths))
 
 
-def venvs(d: Deployment, root: Path = ROOT) -> dict[str, str]:
+def venvs(d: Deployment, root: Path = ROOT, needed: dict[str, Artifact] | None = None) -> dict[str, str]:
     """component -> its installed venv, for every component the deployment needs: present, and installed from
-    the artifact artifacts.json lists (cheap: no artifact is read)."""
+    the artifact artifacts.json lists (cheap: no artifact is read). needed: artifacts(d), when the caller has it."""
     out = {}
-    needed = artifacts(d)
+    needed = needed if needed is not None else artifacts(d)
     packages = [debs.package(a) for a in needed.values() if a.format == "deb"]
     dpkg_has = debs.installed_versions(packages) if packages else {}  # one dpkg-query for all
     for c, a in needed.items():

@@ -39,8 +39,8 @@ from .timer import Timer
 def layout(d: Deployment, values: dict[str, str] | None = None) -> Layout:
     """The deployment with its venvs (installed on the host, or inside the images of a container backend) and its
     secrets (the applied ones unless given)."""
-    arts = artifacts(d, backend_format(d))
-    where = venvs(d) if d.backend == "local" else {c: a.install_path for c, a in arts.items()}
+    arts = artifacts(d, backend_format(d))  # read once: the venvs' paths and the releases (Layout.release)
+    where = venvs(d, needed=arts) if d.backend == "local" else {c: a.install_path for c, a in arts.items()}
     lay = Layout(d, where, values if values is not None else secrets.ensure(d.state, d.config.secrets,
                                                                              secrets.needed(d.config.node.roles)),
                  {c: a.version for c, a in arts.items()})

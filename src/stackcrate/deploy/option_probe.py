@@ -68,9 +68,10 @@ def auth_plugin_options(plugin):
     names = [plugin] if plugin else sorted(loading.get_available_plugin_names())
     out = {}
     for name in names:
-        for opt in loading.get_auth_plugin_conf_options(name):
+        opts = loading.get_auth_plugin_conf_options(name)
+        for opt in opts:
             out.setdefault(opt.dest, opt)
-        for opt in loading.get_auth_plugin_conf_options(name):  # after: no deprecated name hides an option's own
+        for opt in opts:  # after: no deprecated name hides an option's own
             for old in opt.deprecated_opts:
                 out.setdefault((old.name or opt.dest).replace("-", "_"), Alias(opt, None))
     return out
