@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from stackcrate.deploy.config import Deployment
-from tests.fixtures import free_ports
 
 from .conftest import fake_artifacts
 
@@ -21,13 +20,13 @@ def deploy(stackcrate, dep, *args):
 
 
 def test_port_in_use_changes_nothing(stackcrate, dep):
-    conf = yaml.safe_load(dep["services"].read_text())
-    port = free_ports(1)[0]  # below the ephemeral range, which is refused for that before anything else
+    # The port the fixture gave memcached: free, below the ephemeral range (refused for that before anything
+    # else), and no other entry's. A port picked anew here could be one the file gives another service, and the
+    # file would then be refused for that instead.
+    port = yaml.safe_load(dep["services"].read_text())["backing"]["memcached"]["port"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
         s.listen()
-        conf["backing"]["memcached"]["port"] = port
-        dep["services"].write_text(yaml.safe_dump(conf))
         res = deploy(stackcrate, dep, "init")
     assert res.returncode == 2, res.stderr
     assert f"port(s) already in use on 127.0.0.1: {port} (memcached)" in res.stderr
