@@ -70,6 +70,7 @@ def _wheel_from_sdist(pkg: LockedPackage, cache: Cache, target: Target) -> Path:
     with cache.locked(f"sdist:{sha}:{target.python_minor}"):
         found = sorted(built.glob("*.whl")) if built.exists() else []
         if found:
+            cache.used(built)
             return found[0]
         name = pkg.sdist.get("name") or unquote(urlparse(pkg.sdist["url"]).path.rsplit("/", 1)[-1])
         sdist = download(pkg.sdist["url"], sha, name, cache)
@@ -220,6 +221,7 @@ def build_component(comp: LockedComponent, lock: Lock, manifest: LoadedManifest,
                               rebuilt=rebuilt)
 
     if tarball.exists():
+        cache.used(tarball.parent)
         return built(False)
     with cache.locked(f"component:{key}"):
         if tarball.exists():

@@ -72,6 +72,7 @@ def _rootfs(target: Target, cache: Cache, variant: str, packages: list[str], mir
                      **({"variant": variant} if variant != "minbase" else {})})[:24]
     final = cache.dir("rootfs") / f"{target.name}-{'' if variant == 'minbase' else variant + '-'}{key}"
     if (final / "usr").is_dir():
+        cache.used(final)
         return final
     with cache.locked(f"rootfs:{key}"):
         if (final / "usr").is_dir():

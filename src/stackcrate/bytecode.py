@@ -97,8 +97,10 @@ def entry(wheel: Path, target: Target, cache: Cache) -> Path:
 
 def compile_wheels(wheels: list[Path], root: Path, target: Target, cache: Cache) -> int:
     """Byte-compile the modules of each wheel whose bytecode the cache lacks; returns how many were compiled."""
-    todo = sorted((found, w) for found, w in {entry(w, target, cache): w for w in wheels}.items()
-                  if not found.exists())
+    entries = {entry(w, target, cache): w for w in wheels}
+    todo = sorted((found, w) for found, w in entries.items() if not found.exists())
+    for found in entries.keys() - {found for found, _ in todo}:
+        cache.used(found)
     if not todo:
         return 0
     work = cache.scratch("bytecode-")

@@ -11,6 +11,8 @@ Layout under the cache root (``--cache-dir``, ``$STACKCRATE_CACHE_DIR`` or ``~/.
   venvs/        venvs as their tar.zst artifacts unpack, installed again as hard links (deploy/kept_venvs.py)
   sysdeps/, metadata/, sdist-files/  what was learnt from indexes, by the file it came from
   locks/, tmp/  inter-process locks and work areas
+Every stackcrate command holds the cache shared while it runs (``Cache.in_use``); `stackcrate cache clean` and
+`cache prune` (cache_admin.py) hold it alone, so nothing they remove is being read or made.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .errors import StackcrateError
 
 LOCK_TIMEOUT = 3600.0  # longer than any one build step; a lock held longer than this is a stuck process
 MEMORY_SCRATCH = Path("/dev/shm")
+IN_USE = ".in-use.lock"  # at the cache's root; never removed (a new file would be another lock)
 SCRATCH_MIN_FREE = 8 << 30  # a venv being built takes ~0.4 GB; leave the machine plenty
 
 
@@ -69,6 +72,27 @@ class Cache:
         return p
 
     @contextlib.contextmanager
+    def in_use(self, alone: bool = False, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        """The whole cache held for the block: shared by every command that uses it, alone by what removes
+        entries. A cache folder that cannot be made (a read-only home) is not locked: nothing can be cached
+        there either, and the commands that need it fail on their own with a clearer message."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            open(self.root / IN_USE, "a").close()
+        except OSError:
+            yield
+            return
+        with file_lock(self.root / IN_USE, timeout, f"the cache {self.root}", shared=not alone):
+            yield
+
+    def used(self, entry: Path) -> None:
+        """Mark an entry found in the cache as used now (its mtime): `cache prune` removes those unused longest.
+        Only folders and files no reader compares by their times are marked. A cache this user cannot write
+        keeps its times."""
+        with contextlib.suppress(OSError):
+            os.utime(entry)
+
+    @contextlib.contextmanager
     def locked(self, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
         """An exclusive inter-process lock, so two builds never fill the same entry at once. Waits at most
         timeout seconds for another process holding it (a stuck build), then fails saying which entry."""
@@ -98,7 +122,8 @@ class Cache:
 
     @staticmethod
     def commit(tmp: Path, final: Path) -> Path:
-        """Move a finished temp entry into place atomically; if another process won, keep theirs."""
+        """Move a finished temp entry into place atomically; if another process won, keep theirs. A new entry is
+        marked used now (what made it may have set its time: mmdebstrap's root is dated SOURCE_DATE_EPOCH)."""
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(tmp, final)
@@ -106,21 +131,25 @@ class Cache:
             if not final.exists():
                 raise
             remove_tree(tmp)
+            return final
+        with contextlib.suppress(OSError):
+            os.utime(final)
         return final
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
-    """An exclusive inter-process lock on path (created if need be), held while the block runs. Waits at most
-    timeout seconds for another process holding it, then fails naming `what` and the lock file."""
+def file_lock(path: Path, timeout: float, what: str, shared: bool = False) -> Iterator[None]:
+    """An exclusive (or shared) inter-process lock on path (created if need be), held while the block runs. Waits
+    at most timeout seconds for another process holding it, then fails naming `what` and the lock file. The
+    descriptor is not inherited: a process the block starts (a service) does not hold the lock after it."""
     with open(path, "a+") as fh:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
+                if time.monotonic() >= deadline:
                     raise StackcrateError(f"{what} has been locked by another stackcrate process for {timeout:.0f}s",
                                           hint=f"wait for it to finish, or stop it (lock file {path})") from None
                 time.sleep(0.2)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -23,6 +24,11 @@ class Ctx:
     def __init__(self, verbose: int, as_json: bool, cache_dir: str | None):
         self.ui = UI(verbose, as_json)
         self.cache = Cache(Path(cache_dir) if cache_dir else None)
+        self.holding = contextlib.ExitStack()  # the cache, held shared while the command runs
+
+    def done_with_cache(self) -> None:
+        """Let `cache clean` and `prune` run while the rest of the command does (e.g. `deploy logs --follow`)."""
+        self.holding.close()
 
 
 manifest_option = click.option("-m", "--manifest", "manifest_path", default=DEFAULT_MANIFEST, show_default=True,
@@ -62,6 +68,10 @@ def _manifest(manifest_path: str, set_values, vars_files):
 def main(ctx: click.Context, verbose: int, as_json: bool, cache_dir: str | None) -> None:
     """Build and run your own OpenStack distribution."""
     ctx.obj = Ctx(verbose, as_json, cache_dir)
+    if ctx.invoked_subcommand not in ("cache", "schema"):
+        # held shared while the command runs: `cache clean` and `prune` wait for it (`cache` takes it itself)
+        ctx.obj.holding.enter_context(ctx.obj.cache.in_use())
+        ctx.call_on_close(ctx.obj.holding.close)
 
 
 @main.command()
@@ -180,6 +190,96 @@ def publish(obj: Ctx, src: str, dest: str) -> None:
     if "apt" in done:
         lines.append(escape(f"  apt source: deb [trusted=yes] file:{Path(done['apt']['path']).resolve()} ./"))
     obj.ui.result(done, "\n".join(lines))
+
+
+@main.group()
+def cache() -> None:
+    """The cache: what it holds, and removing what is no longer used."""
+
+
+@cache.command("dir")
+@click.pass_obj
+def cache_dir_cmd(obj: Ctx) -> None:
+    """Print the cache's folder (--cache-dir, $STACKCRATE_CACHE_DIR or ~/.cache/stackcrate)."""
+    obj.ui.result({"dir": str(obj.cache.root)}, str(obj.cache.root))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def _ago(when: float | None) -> str:
+    import time
+
+    return "" if when is None else f"{max(0.0, time.time() - when) / 86400:.1f} d"
+
+
+@cache.command("info")
+@click.pass_obj
+def cache_info(obj: Ctx) -> None:
+    """Each part of the cache: what it holds, its size on disk, its entries and when they were last used."""
+    from rich.table import Table
+
+    from .cache_admin import info
+
+    with obj.ui.step(f"Measuring {obj.cache.root}"):
+        rows = info(obj.cache)
+    if obj.ui.as_json:
+        obj.ui.result({"dir": str(obj.cache.root), "parts": [r.to_json() for r in rows]})
+        return
+    from .ui import out
+
+    cells = [(r.name, _size(r.bytes), "" if r.entries is None else str(r.entries),
+              f"{_ago(r.newest_use)} – {_ago(r.oldest_use)}" if r.oldest_use is not None else "", r.holds)
+             for r in rows]
+    header = ("part", "size", "entries", "unused for", "holds")
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    widths[-1] = max(10, min(widths[-1], out.width - sum(widths[:-1]) - 2 * len(header)))  # cut on a narrow one
+    table = Table(title=f"{obj.cache.root}: {_size(sum(r.bytes for r in rows))}", title_justify="left",
+                  box=None, header_style="bold")
+    for h, w in zip(header, widths, strict=True):
+        table.add_column(h, justify="right" if h in ("size", "entries") else "left", no_wrap=True,
+                         overflow="ellipsis", width=w)
+    for c in cells:
+        table.add_row(*c)
+    out.print(table)
+
+
+wait_option = click.option("--wait", default=60.0, show_default=True, type=click.FloatRange(min=0),
+                           help="Seconds to wait for other stackcrate commands using the cache to end.")
+
+
+@cache.command("clean")
+@click.argument("parts", nargs=-1)
+@wait_option
+@click.pass_obj
+def cache_clean(obj: Ctx, parts: tuple[str, ...], wait: float) -> None:
+    """Remove the named parts of the cache (`cache info` lists them), or the whole cache. Installed venvs keep
+    their files (hard links); the next build or deploy makes what it needs again."""
+    from .cache_admin import clean
+
+    done = clean(obj.cache, list(parts), wait)
+    obj.ui.result({"parts": done.entries, "bytes": done.bytes},
+                  f"removed {done.entries} part(s) of {obj.cache.root}: {_size(done.bytes)}")
+
+
+@cache.command("prune")
+@click.option("--unused-for", "days", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              metavar="DAYS", help="Remove the entries no command has used for this many days.")
+@wait_option
+@click.pass_obj
+def cache_prune(obj: Ctx, days: float, wait: float) -> None:
+    """Remove the entries no build or deploy has used for DAYS days, the work areas stopped commands left, and
+    what uv finds unused in its own cache."""
+    from .cache_admin import prune
+
+    done = prune(obj.cache, days, wait)
+    obj.ui.result({"entries": done.entries, "bytes": done.bytes, "unused_for_days": days},
+                  f"removed {done.entries} entries unused for {days:g} days: {_size(done.bytes)}")
 
 
 main.add_command(reqs)

@@ -156,6 +156,7 @@ def download(url: str, sha256: str, filename: str, cache: Cache) -> Path:
     """Fetch a file into the content-addressed store and verify its sha256 (once per hash, ever)."""
     final = cache.dir("wheels", sha256) / filename
     if final.exists():
+        cache.used(final.parent)
         return final
     tmp = final.with_name(f".{filename}.{os.getpid()}.fetched")
     got = tools.download(url, tmp, hint="check the network; files already downloaded stay cached")
@@ -176,6 +177,7 @@ def _mirror(url: str, cache: Cache) -> Path:
         tmp = cache.tempdir("git-")
         git(["init", "--quiet", "--bare", str(tmp)])
         Cache.commit(tmp, path)
+    cache.used(path)
     return path
 
 
@@ -342,6 +344,7 @@ def prepare(manifest: LoadedManifest, comp: Component, idx: int, cache: Cache,
             finally:
                 remove_tree(work)
             found = sorted(built.glob("*.whl"))
+    cache.used(built)
     wheel = found[0]
     meta = json.loads((built / "source.json").read_text()) if (built / "source.json").exists() else {}
     wname, wversion, _, _ = parse_wheel_filename(wheel.name)

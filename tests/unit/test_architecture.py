@@ -23,7 +23,7 @@ STAGES = [
     ("package", {"package"}),
     ("publish", {"publish"}),
     ("orchestration", {"pipeline"}),
-    ("on top", {"reqs", "deploy", "lab"}),
+    ("on top", {"reqs", "deploy", "lab", "cache_admin"}),
     ("command line", {"cli", "__main__"}),
 ]
 RANK = {top: i for i, (_, tops) in enumerate(STAGES) for top in tops}

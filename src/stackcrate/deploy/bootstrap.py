@@ -157,6 +157,7 @@ def _copy_kept(lay: Layout, service: str, kept: Path) -> bool:
     own files only (_own_files), so the cache's files never change."""
     if not kept.is_dir():
         return False
+    lay.d.cache.used(kept)  # linked_tree makes the folders anew: their times are not the cache's
     _replace(lay.data(service) / SERVICES[service].made_files,  # type: ignore[operator]
              lambda new: linked_tree(kept, new))
     return True

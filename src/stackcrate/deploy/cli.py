@@ -389,6 +389,7 @@ def logs(obj, d: Deployment, service: str | None, follow: bool, lines: int) -> N
         click.echo(f"==> {f.name} <==")
         click.echo("\n".join(f.read_text(errors="replace").splitlines()[-lines:]))
     if follow:
+        obj.done_with_cache()  # following may last for days
         _follow(files)
 
 

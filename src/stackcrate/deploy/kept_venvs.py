@@ -44,7 +44,9 @@ def place(cache_root: Path, file: Path, install_path: str, sha256: str, target: 
     entry = slot / sha256
     with cache.locked(f"venvs/{slot.name}"):
         digest = _intact(entry)
-        if digest is None:
+        if digest is not None:
+            cache.used(entry)  # its own folder: the tree below it, whose digest is checked, keeps its times
+        else:
             remove_tree(entry)
             entry.mkdir(mode=0o755)
             unpack.unpack(file, install_path, sha256, entry / "tree")

@@ -323,6 +323,7 @@ def wheelhouse(cache: Cache) -> Path:
                      "files": {str(p.relative_to(top)): sha256_file(p) for p in files}})[:16]
     final = cache.dir("host-wheels") / key
     if final.is_dir():
+        cache.used(final)
         return final
     with cache.locked(f"host-wheels:{key}"):
         if final.is_dir():

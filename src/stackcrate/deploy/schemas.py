@@ -100,6 +100,7 @@ def load(lay: Layout, f: Fresh, runner: Runner) -> bool:
     even that fail)."""
     if not f.kept():
         return False
+    lay.d.cache.used(f.entry)
     try:
         text = "".join(f"USE `{db}`;\nCREATE TABLE `{LOADING}` (id INT);\n" + (f.entry / f"{db}.sql").read_text()
                        for db in f.databases)

@@ -69,6 +69,7 @@ def cached(cache: Cache, fmt: str, inputs: dict, make_into: Callable[[Path], Non
     key = digest_of({"fmt": fmt, **inputs})
     final = cache.dir("packages", fmt) / key
     if final.is_dir():
+        cache.used(final)
         return final, False
     with cache.locked(f"package:{fmt}:{key}"):
         if final.is_dir():

@@ -68,6 +68,7 @@ def gzip_layer(write_tar, cache: Cache, key: str) -> dict:
     blobs = cache.dir("packages", "oci-blobs")
     meta = blobs / f"{key}.json"
     if meta.exists():
+        cache.used(meta)
         return json.loads(meta.read_text())
     with cache.locked(f"layer:{key}"):  # images are made side by side: the one that is first makes a shared layer
         if meta.exists():
