@@ -182,7 +182,8 @@ def prune(cache: Cache, unused_for_days: float, wait: float) -> Removed:
             if not part.depth:
                 continue
             for entry, companions in list(_entries(root, part)):
-                if (_last_use(entry) or cutoff) >= cutoff:
+                used = _last_use(entry)
+                if used is None or used >= cutoff:  # (None: it went meanwhile; 0.0 is 1970, not unknown)
                     continue
                 for path in (entry, *companions):
                     done.bytes += _usage(path, seen)

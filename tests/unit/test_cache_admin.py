@@ -37,7 +37,7 @@ def _made_up_cache(root: Path) -> dict[str, Path]:
         "old_wheel": _entry(root / "wheels" / ("a" * 64), OLD),
         "recent_wheel": _entry(root / "wheels" / ("b" * 64), RECENT),
         "old_component": _entry(root / "components" / "k1", OLD),
-        "old_rootfs": _entry(root / "rootfs" / "debian-bookworm-123", OLD),
+        "old_rootfs": _entry(root / "rootfs" / "debian-bookworm-123", 0),  # as mmdebstrap dates it: 1970
         "recent_deb": _entry(root / "packages" / "deb" / "k2", RECENT),
         "old_venv": _entry(root / "venvs" / "slot" / ("c" * 64), OLD),
         "memo": _file(root / "metadata" / "m.METADATA", when=OLD),

@@ -72,12 +72,14 @@ class Probe:
 @dataclass(frozen=True)
 class Launcher:
     """A process run through a module stackcrate writes into the deployment: `main` ("module:function") runs with
-    `modules` (files of stackcrate's nova_driver/, copied beside it) added to `package`'s path, since nova loads
-    drivers only from nova.virt (e.g. the fake driver that plugs ports: stackcrate_fake.FakeOVSDriver)."""
+    `modules` (files of stackcrate's launched/, copied beside it) added to `package`'s path, since nova loads
+    drivers only from nova.virt (e.g. the fake driver that plugs ports: stackcrate_fake.FakeOVSDriver). `imports`:
+    those of them imported (from `package`) before main, each mending a bug of the venv's code named in it."""
 
     package: str
     main: str
     modules: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,10 @@ NEUTRON = ServiceSpec(
     # requests, made together, to a new cloud); an empty list of networks checks none
     processes=(Process("neutron", "gunicorn", Probe("api", "/v2.0/security-groups?limit=1")),
                Process("neutron-ovn-maintenance-worker", "neutron-ovn-maintenance-worker", Probe("none"),
-                       after=("neutron",))),
+                       after=("neutron",),
+                       # python-ovs drops the answer to its lock request now and then (stackcrate_ovs_lock.py)
+                       launcher=Launcher("ovs.db", "neutron.cmd.server:main_ovn_maintenance",
+                                         ("stackcrate_ovs_lock.py",), imports=("stackcrate_ovs_lock",)))),
     # neutron's get_ports reads Port.port_forwardings, a backref that only exists once SQLAlchemy has configured
     # the mappers; neutron-server's own start-up triggers that, loading the WSGI app alone does not.
     wsgi_after_import=("from sqlalchemy import orm", "orm.configure_mappers()"),

@@ -271,11 +271,20 @@ def test_neutron_nova_and_the_chassis_agree_on_ovn(dep):
     assert f"external_ids:ovn-bridge-datapath-type={ovn.datapath(d)}" in settings
 
 
+def _launched(launcher: Path, stand_ins: Path, config: str) -> str:
+    """What a generated launcher prints, run by Python with `--config-file config` against stand-in packages."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(launcher), "--config-file", config], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(stand_ins)}, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_the_nova_compute_launcher_puts_stackcrates_driver_into_nova_virt(dep, tmp_path):
     """The generated launcher, run by Python against a stand-in nova package: nova.virt.stackcrate_fake is
     importable and main() runs (the real driver is exercised by the integration tests)."""
-    import subprocess
-    import sys
 
     from stackcrate.deploy import configs
 
@@ -283,7 +292,7 @@ def test_the_nova_compute_launcher_puts_stackcrates_driver_into_nova_virt(dep, t
     lay = local_layout(d)
     launcher = configs.launchers(lay, "nova")[0]
     driver = launcher.parent / "stackcrate_fake.py"
-    assert driver.read_text() == (configs.DRIVER_DIR / "stackcrate_fake.py").read_text()
+    assert driver.read_text() == (configs.LAUNCHED_DIR / "stackcrate_fake.py").read_text()
     # a stand-in nova: its main() imports the driver the way nova does (nova.virt.<compute_driver's module>)
     (launcher.parent / "stackcrate_fake.py").write_text("LOADED = 'stackcrate_fake'\n")
     fake = tmp_path / "fake-nova"
@@ -296,10 +305,39 @@ def test_the_nova_compute_launcher_puts_stackcrates_driver_into_nova_virt(dep, t
         "def main():\n"
         "    print(importlib.import_module('nova.virt.stackcrate_fake').LOADED, sys.argv[1:])\n"
         "    return 0\n")
-    out = subprocess.run([sys.executable, str(launcher), "--config-file", "nova.conf"], capture_output=True,
-                         text=True, env={"PYTHONPATH": str(fake)}, timeout=30)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "stackcrate_fake ['--config-file', 'nova.conf']"
+    assert _launched(launcher, fake, "nova.conf") == "stackcrate_fake ['--config-file', 'nova.conf']"
+
+
+def test_the_ovn_maintenance_worker_imports_stackcrates_lock_fix_before_neutron(dep, tmp_path):
+    """The generated launcher, run by Python against stand-in ovs and neutron packages: the fix replaces the IDL's
+    lock request before neutron's main() runs (the fix itself is checked against the real ovs by the
+    integration tests)."""
+
+    from stackcrate.deploy import configs
+
+    d = Deployment(dep["services"], dep["config"])
+    lay = local_layout(d)
+    worker = next(p for p in SERVICES["neutron"].processes if p.name == "neutron-ovn-maintenance-worker")
+    assert worker.launcher is not None and worker.launcher.imports == ("stackcrate_ovs_lock",)
+    launcher = next(path for path in configs.launchers(lay, "neutron") if path == lay.launcher(worker.name))
+    assert (launcher.parent / "stackcrate_ovs_lock.py").read_text() == \
+        (configs.LAUNCHED_DIR / "stackcrate_ovs_lock.py").read_text()
+    fake = tmp_path / "stand-ins"
+    for pkg in ("ovs", "ovs/db", "neutron", "neutron/cmd", "neutron/cmd/server"):
+        (fake / pkg).mkdir(parents=True)
+        (fake / pkg / "__init__.py").write_text("")
+    (fake / "ovs" / "jsonrpc.py").write_text("class Message: pass\n")
+    (fake / "ovs" / "db" / "idl.py").write_text(
+        "class Idl:\n"
+        "    def __send_lock_request(self): return 'as shipped'\n"
+        "    def __update_has_lock(self, has): pass\n")
+    (fake / "neutron" / "cmd" / "server" / "__init__.py").write_text(
+        "import sys\n"
+        "from ovs.db.idl import Idl\n"
+        "def main_ovn_maintenance():\n"
+        "    print(Idl._Idl__send_lock_request.__module__, sys.argv[1:])\n"
+        "    return 0\n")
+    assert _launched(launcher, fake, "neutron.conf") == "ovs.db.stackcrate_ovs_lock ['--config-file', 'neutron.conf']"
 
 
 def _fake_venv(venv: Path, gunicorn: str | None) -> None:
