@@ -85,7 +85,8 @@ class Cache:
         with file_lock(self.root / IN_USE, timeout, f"the cache {self.root}", shared=not alone):
             yield
 
-    def used(self, entry: Path) -> None:
+    @staticmethod
+    def used(entry: Path) -> None:
         """Mark an entry found in the cache as used now (its mtime): `cache prune` removes those unused longest.
         Only folders and files no reader compares by their times are marked. A cache this user cannot write
         keeps its times."""
@@ -132,8 +133,7 @@ class Cache:
                 raise
             remove_tree(tmp)
             return final
-        with contextlib.suppress(OSError):
-            os.utime(final)
+        Cache.used(final)
         return final
 
 

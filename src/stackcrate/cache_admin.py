@@ -19,10 +19,11 @@ from pathlib import Path
 
 from .cache import IN_USE, Cache, remove_tree
 from .errors import StackcrateError
+from .package.oci import BLOBS, layer_blob
 from .tools import uv
 
 REMOVING = ".removing-"  # what an interrupted clean or prune left: removed by the next one
-OCI_BLOBS = "packages/oci-blobs"  # layers by key (<key>.json) and their blobs by digest, shared by the images
+OCI_BLOBS = "/".join(BLOBS)  # layers by key (<key>.json) and their blobs by digest, shared by the images
 
 
 @dataclass(frozen=True)
@@ -189,22 +190,22 @@ def prune(cache: Cache, unused_for_days: float, wait: float) -> Removed:
                     done.bytes += _usage(path, seen)
                     _remove(root, path)
                 done.entries += 1
-        _sweep_blobs(root)
+        _sweep_blobs(cache)
         if (root / "uv").is_dir():
             uv(["cache", "prune"], cache_dir=root / "uv")
     return done
 
 
-def _sweep_blobs(root: Path) -> None:
+def _sweep_blobs(cache: Cache) -> None:
     """Remove the layer blobs no remaining layer record names (each record is removed before its blob, so a
     record always has its blob)."""
-    folder = root / OCI_BLOBS
+    root, folder = cache.root, cache.root.joinpath(*BLOBS)
     if not folder.is_dir():
         return
     named = set()
     for record in folder.glob("*.json"):
         try:
-            named.add(json.loads(record.read_text())["digest"].split(":", 1)[1])
+            named.add(layer_blob(json.loads(record.read_text()), cache).name)
         except (OSError, ValueError, KeyError, IndexError, AttributeError):
             _remove(root, record)  # unreadable: the layer is made again when an image needs it
     for blob in folder.iterdir():

@@ -46,6 +46,7 @@ GZ_LEVEL = 6
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYOUT = "images"  # the output folder's OCI image layout
+BLOBS = ("packages", "oci-blobs")  # in the cache: layer blobs by digest, each layer's record as <key>.json
 
 
 class _Hashing:
@@ -65,7 +66,7 @@ class _Hashing:
 
 def gzip_layer(write_tar, cache: Cache, key: str) -> dict:
     """A gzip layer blob (cached by key): write_tar(fileobj) writes the uncompressed tar stream."""
-    blobs = cache.dir("packages", "oci-blobs")
+    blobs = cache.dir(*BLOBS)
     meta = blobs / f"{key}.json"
     if meta.exists():
         cache.used(meta)
@@ -155,8 +156,9 @@ def _diff(lower: Path, upper: Path):
     return write
 
 
-def _blob(desc: dict, cache: Cache) -> Path:
-    return cache.root / "packages" / "oci-blobs" / desc["digest"].split(":", 1)[1]
+def layer_blob(desc: dict, cache: Cache) -> Path:
+    """The cache's file of the layer a record (gzip_layer's answer, kept as <key>.json beside it) describes."""
+    return cache.root.joinpath(*BLOBS, desc["digest"].split(":", 1)[1])
 
 
 def dpkg_packages(root: Path) -> dict[str, tuple[str, str]]:
@@ -348,7 +350,7 @@ def write_layout(config: dict, ref: str, epoch: int, layers: list[dict], cache: 
     for d in layers:
         dest = layout / "blobs/sha256" / d["digest"].split(":", 1)[1]
         try:
-            link_or_copy(_blob(d, cache), dest)
+            link_or_copy(layer_blob(d, cache), dest)
         except FileNotFoundError:
             raise StackcrateError(f"cached layer {d['digest']} is missing",
                                   hint="remove the cache's packages/oci-blobs folder and build again") from None
